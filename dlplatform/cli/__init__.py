@@ -1,0 +1,35 @@
+"""The ``dlp`` command. Each component's commands live in ``dlplatform/cli/<component>.py`` as a
+``typer.Typer`` named ``app`` and are registered in ``SUBCOMMANDS``."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="dlp",
+    help="dlplatform: datasets, training, serving and workflows on one Ray cluster.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# command group -> module holding `app` (a typer.Typer); modules holding top-level commands
+# expose `register(app)` instead.
+SUBCOMMANDS: dict[str, str] = {}
+TOP_LEVEL: list[str] = []
+
+
+def _register() -> None:
+    for name, module in SUBCOMMANDS.items():
+        app.add_typer(importlib.import_module(module).app, name=name)
+    for module in TOP_LEVEL:
+        importlib.import_module(module).register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()

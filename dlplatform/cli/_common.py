@@ -1,0 +1,103 @@
+"""What every CLI command shares: connecting, output (--json), and errors → exit codes.
+
+Exit codes: 0 success, 1 a failed operation (one line on stderr), 2 usage errors (typer's own).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from enum import Enum
+from typing import Any, TypeVar
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from dlplatform.errors import DLPlatformError
+
+F = TypeVar("F", bound=Callable[..., Any])
+console = Console(stderr=True)
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+HomeOpt = typer.Option(None, "--home", help="Platform home (default $DLP_HOME or ~/.dlplatform).")
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one line on stderr and exit."""
+    first = message.strip().splitlines()[0] if message.strip() else "failed"
+    print(f"error: {first}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn platform errors into exit code 1 with one clear line (never a traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DLPlatformError as exc:
+            fail(exc.message)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def platform(home: str | None = None, *, start: bool = False) -> Any:
+    """Connect to the running platform under ``home`` (see ``dlplatform.connect``)."""
+    from dlplatform.sdk import connect
+
+    return connect(home=home, start=start)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def emit(value: Any, as_json: bool, *, columns: list[str] | None = None, title: str = "") -> None:
+    """Print records: JSON with ``--json``, otherwise a table (lists) or key/value lines."""
+    data = _plain(value)
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+        return
+    out = Console()
+    if isinstance(data, list):
+        if not data:
+            out.print(f"no {title or 'items'}")
+            return
+        cols = columns or list(data[0].keys())
+        table = Table(title=title or None)
+        for c in cols:
+            table.add_column(c)
+        for row in data:
+            table.add_row(*(_cell(row.get(c)) for c in cols))
+        out.print(table)
+    elif isinstance(data, dict):
+        for k, v in data.items():
+            if columns is None or k in columns:
+                out.print(f"[bold]{k}[/bold]: {_cell(v)}")
+    else:
+        out.print(str(data))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        return json.dumps(value, default=str)
+    return str(value)

@@ -1,0 +1,211 @@
+"""Models, versions, aliases, deployments, predictions, feedback and alerts in DuckDB."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dlplatform.errors import InvalidInput, NotFound
+from dlplatform.metadata._db import Database, insert
+from dlplatform.metadata.records import (
+    AliasEvent,
+    Alert,
+    Deployment,
+    Feedback,
+    LineageEdge,
+    Model,
+    ModelVersion,
+    Prediction,
+    utcnow,
+)
+
+
+class ModelTables:
+    _db: Database
+
+    def _add_edges_in(self, cur: Any, edges: list[LineageEdge]) -> None:
+        raise NotImplementedError  # provided by the core store
+
+    # --- models and versions ----------------------------------------------------------------
+
+    def create_model(self, model: Model) -> Model:
+        with self._db.tx() as cur:
+            insert(cur, "models", model.model_dump(mode="python"), f"model {model.name!r}")
+        return model
+
+    def get_model(self, name: str) -> Model:
+        rows = self._db.dicts("SELECT * FROM models WHERE name = ?", [name])
+        if not rows:
+            raise NotFound(f"model {name!r} does not exist")
+        return Model(**rows[0])
+
+    def list_models(self) -> list[Model]:
+        return [Model(**r) for r in self._db.dicts("SELECT * FROM models ORDER BY name")]
+
+    def add_model_version(
+        self, version: ModelVersion, *, edges_to: Sequence[tuple[str, str]] = ()
+    ) -> ModelVersion:
+        """Register ``version`` under the next free number of its model (created if missing).
+
+        ``version.version`` is ignored and assigned here. ``edges_to`` are (src entity, relation)
+        pairs; each becomes an edge src → this model version, in the same transaction.
+        """
+        with self._db.tx() as cur:
+            if cur.execute("SELECT 1 FROM models WHERE name = ?", [version.model]).fetchone() is None:
+                cur.execute(
+                    "INSERT INTO models VALUES (?, ?, ?, ?)",
+                    [version.model, "", version.run_id or "unknown", utcnow()],
+                )
+            row = cur.execute(
+                "SELECT coalesce(max(version), 0) FROM model_versions WHERE model = ?", [version.model]
+            ).fetchone()
+            number = int(row[0] if row else 0) + 1
+            final = version.model_copy(update={"version": number, "aliases": ()})
+            insert(
+                cur,
+                "model_versions",
+                final.model_dump(mode="python", exclude={"aliases"}),
+                f"model version {version.model}@{number}",
+            )
+            dst = f"model_version:{version.model}@{number}"
+            self._add_edges_in(
+                cur, [LineageEdge(src=src, dst=dst, relation=rel) for src, rel in edges_to]
+            )
+        return final
+
+    def _aliases_of(self, model: str) -> dict[int, tuple[str, ...]]:
+        rows = self._db.dicts(
+            "SELECT alias, version FROM model_aliases WHERE model = ? ORDER BY alias", [model]
+        )
+        out: dict[int, list[str]] = {}
+        for r in rows:
+            out.setdefault(r["version"], []).append(r["alias"])
+        return {k: tuple(v) for k, v in out.items()}
+
+    def get_model_version(self, model: str, version: int) -> ModelVersion:
+        rows = self._db.dicts(
+            "SELECT * FROM model_versions WHERE model = ? AND version = ?", [model, version]
+        )
+        if not rows:
+            raise NotFound(f"model version {model}@{version} does not exist")
+        return ModelVersion(**rows[0], aliases=self._aliases_of(model).get(version, ()))
+
+    def list_model_versions(self, model: str) -> list[ModelVersion]:
+        self.get_model(model)
+        aliases = self._aliases_of(model)
+        rows = self._db.dicts(
+            "SELECT * FROM model_versions WHERE model = ? ORDER BY version DESC", [model]
+        )
+        return [ModelVersion(**r, aliases=aliases.get(r["version"], ())) for r in rows]
+
+    def resolve_alias(self, model: str, alias: str) -> int:
+        row = self._db.one(
+            "SELECT version FROM model_aliases WHERE model = ? AND alias = ?", [model, alias]
+        )
+        if row is None:
+            raise NotFound(f"model {model!r} has no alias {alias!r}")
+        return int(row[0])
+
+    def set_alias(self, model: str, alias: str, version: int, *, by: str) -> AliasEvent:
+        """Point ``alias`` at ``version`` and record the move in the alias history."""
+        if alias.isdigit():
+            raise InvalidInput(f"alias {alias!r} must not be a number (it would shadow a version)")
+        self.get_model_version(model, version)
+        with self._db.tx() as cur:
+            row = cur.execute(
+                "SELECT version FROM model_aliases WHERE model = ? AND alias = ?", [model, alias]
+            ).fetchone()
+            previous = int(row[0]) if row else None
+            cur.execute(
+                "INSERT OR REPLACE INTO model_aliases VALUES (?, ?, ?)", [model, alias, version]
+            )
+            event = AliasEvent(
+                model=model, alias=alias, version=version, previous_version=previous, by=by,
+                at=utcnow(),
+            )
+            insert(cur, "alias_events", event.model_dump(mode="python"), "alias event")
+        return event
+
+    def alias_history(self, model: str) -> list[AliasEvent]:
+        rows = self._db.dicts("SELECT * FROM alias_events WHERE model = ? ORDER BY \"at\"", [model])
+        return [AliasEvent(**r) for r in rows]
+
+    # --- deployments ------------------------------------------------------------------------
+
+    def put_deployment(self, deployment: Deployment) -> Deployment:
+        """Create or replace a deployment record."""
+        with self._db.tx() as cur:
+            cur.execute("DELETE FROM deployments WHERE name = ?", [deployment.name])
+            insert(cur, "deployments", deployment.model_dump(mode="python"), "deployment")
+        return deployment
+
+    def get_deployment(self, name: str) -> Deployment:
+        rows = self._db.dicts("SELECT * FROM deployments WHERE name = ?", [name])
+        if not rows:
+            raise NotFound(f"deployment {name!r} does not exist")
+        return Deployment(**rows[0])
+
+    def list_deployments(self) -> list[Deployment]:
+        return [Deployment(**r) for r in self._db.dicts("SELECT * FROM deployments ORDER BY name")]
+
+    def delete_deployment(self, name: str) -> None:
+        self.get_deployment(name)
+        self._db.run("DELETE FROM deployments WHERE name = ?", [name])
+
+    # --- predictions, feedback, alerts ------------------------------------------------------
+
+    def log_predictions(self, predictions: Sequence[Prediction]) -> int:
+        with self._db.tx() as cur:
+            cur.executemany(
+                "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [list(p.model_dump(mode="python").values()) for p in predictions],
+            )
+        return len(predictions)
+
+    def get_prediction(self, request_id: str) -> Prediction:
+        rows = self._db.dicts("SELECT * FROM predictions WHERE request_id = ?", [request_id])
+        if not rows:
+            raise NotFound(f"prediction {request_id!r} does not exist")
+        return Prediction(**rows[0])
+
+    def list_predictions(self, deployment: str, *, limit: int = 100) -> list[Prediction]:
+        rows = self._db.dicts(
+            "SELECT * FROM predictions WHERE deployment = ? ORDER BY \"at\" DESC LIMIT ?",
+            [deployment, limit],
+        )
+        return [Prediction(**r) for r in rows]
+
+    def add_feedback(self, feedback: Feedback) -> Feedback:
+        self.get_prediction(feedback.request_id)
+        with self._db.tx() as cur:
+            insert(cur, "feedback", feedback.model_dump(mode="python"), "feedback")
+        return feedback
+
+    def list_feedback(self, request_id: str) -> list[Feedback]:
+        rows = self._db.dicts("SELECT * FROM feedback WHERE request_id = ? ORDER BY \"at\"", [request_id])
+        return [Feedback(**r) for r in rows]
+
+    def create_alert(self, kind: str, target: str, message: str, severity: str = "warning") -> Alert:
+        row = self._db.one(
+            "INSERT INTO alerts (kind, severity, target, message, \"at\") VALUES (?, ?, ?, ?, ?) "
+            "RETURNING *",
+            [kind, severity, target, message, utcnow()],
+        )
+        assert row is not None
+        return self.get_alert(int(row[0]))
+
+    def get_alert(self, alert_id: int) -> Alert:
+        rows = self._db.dicts("SELECT * FROM alerts WHERE id = ?", [alert_id])
+        if not rows:
+            raise NotFound(f"alert {alert_id} does not exist")
+        return Alert(**rows[0])
+
+    def list_alerts(self, *, include_resolved: bool = False, limit: int = 100) -> list[Alert]:
+        where = "" if include_resolved else "WHERE resolved_at IS NULL"
+        rows = self._db.dicts(f"SELECT * FROM alerts {where} ORDER BY \"at\" DESC LIMIT ?", [limit])
+        return [Alert(**r) for r in rows]
+
+    def resolve_alert(self, alert_id: int) -> Alert:
+        self.get_alert(alert_id)
+        self._db.run("UPDATE alerts SET resolved_at = ? WHERE id = ?", [utcnow(), alert_id])
+        return self.get_alert(alert_id)

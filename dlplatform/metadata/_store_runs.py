@@ -1,0 +1,162 @@
+"""Runs, params and metrics in DuckDB."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from dlplatform.errors import InvalidInput, NotFound
+from dlplatform.metadata._db import Database, insert
+from dlplatform.metadata.records import MetricPoint, Run
+
+_RUN_MUTABLE = {"status", "started_at", "ended_at", "error", "result_json", "priority", "tags",
+                "dataset_commit", "code_version", "spec_json", "name"}
+
+
+class RunTables:
+    _db: Database
+
+    def create_run(self, run: Run) -> Run:
+        with self._db.tx() as cur:
+            insert(cur, "runs", run.model_dump(mode="python"), f"run {run.id!r}")
+        return run
+
+    def get_run(self, run_id: str) -> Run:
+        rows = self._db.dicts("SELECT * FROM runs WHERE id = ?", [run_id])
+        if not rows:
+            raise NotFound(f"run {run_id!r} does not exist")
+        return Run(**rows[0])
+
+    def list_runs(
+        self,
+        *,
+        kind: str | None = None,
+        status: Sequence[str] | None = None,
+        parent_id: str | None = None,
+        owner: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Run]:
+        """Newest first, filtered by any of kind, status, parent and owner."""
+        where, params = ["1 = 1"], []
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        if status:
+            where.append(f"status IN ({', '.join('?' for _ in status)})")
+            params.extend(str(getattr(s, "value", s)) for s in status)
+        if parent_id is not None:
+            where.append("parent_id = ?")
+            params.append(parent_id)
+        if owner is not None:
+            where.append("owner = ?")
+            params.append(owner)
+        rows = self._db.dicts(
+            f"SELECT * FROM runs WHERE {' AND '.join(where)} "
+            "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [Run(**r) for r in rows]
+
+    def count_runs(self, *, kind: str | None = None) -> int:
+        row = self._db.one(
+            "SELECT count(*) FROM runs" + (" WHERE kind = ?" if kind else ""), [kind] if kind else []
+        )
+        return int(row[0]) if row else 0
+
+    def update_run(self, run_id: str, **changes: Any) -> Run:
+        """Change mutable fields of a run (status, times, error, result, ...); returns the new run."""
+        bad = set(changes) - _RUN_MUTABLE
+        if bad:
+            raise InvalidInput(f"cannot change {sorted(bad)} of a run")
+        current = self.get_run(run_id)
+        updated = Run.model_validate({**current.model_dump(), **changes})
+        if changes:
+            dumped = updated.model_dump(mode="python")
+            sets = ", ".join(f"{k} = ?" for k in changes)
+            self._db.run(
+                f"UPDATE runs SET {sets} WHERE id = ?", [*(dumped[k] for k in changes), run_id]
+            )
+        return updated
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        self.get_run(run_id)
+        with self._db.tx() as cur:
+            for key, value in params.items():
+                cur.execute(
+                    "INSERT OR REPLACE INTO params VALUES (?, ?, ?)", [run_id, str(key), str(value)]
+                )
+
+    def get_params(self, run_id: str) -> dict[str, str]:
+        rows = self._db.dicts("SELECT key, value FROM params WHERE run_id = ? ORDER BY key", [run_id])
+        return {r["key"]: r["value"] for r in rows}
+
+    def log_metric_batch(
+        self,
+        run_ids: Sequence[str],
+        keys: Sequence[str],
+        values: Sequence[float],
+        steps: Sequence[int],
+        timestamps: Sequence[float] | None = None,
+    ) -> int:
+        """Append many metric points given as columns in one transaction; returns the count.
+
+        This is the hot path (training loops, the buffered logger): one Arrow insert.
+        """
+        n = len(keys)
+        if not (len(run_ids) == len(values) == len(steps) == n):
+            raise InvalidInput("metric columns must have the same length")
+        now = time.time()
+        ts = list(timestamps) if timestamps is not None else [now] * n
+        if len(ts) != n:
+            raise InvalidInput("metric columns must have the same length")
+        try:
+            batch = pa.table(
+                {
+                    "run_id": pa.array(run_ids, pa.string()),
+                    "key": pa.array(keys, pa.string()),
+                    "value": pa.array(values, pa.float64()),
+                    "step": pa.array(steps, pa.int64()),
+                    "ts": pa.array([t or now for t in ts], pa.float64()),
+                }
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+            raise InvalidInput(f"invalid metric values: {exc}") from exc
+        with self._db.lock:
+            con = self._db.raw()
+            con.register("_metric_batch", batch)
+            try:
+                con.execute("INSERT INTO metrics SELECT * FROM _metric_batch")
+            finally:
+                con.unregister("_metric_batch")
+        return n
+
+    def log_metrics(self, points: Sequence[MetricPoint]) -> int:
+        """Append metric points in one transaction (convenience over ``log_metric_batch``)."""
+        return self.log_metric_batch(
+            [p.run_id for p in points],
+            [p.key for p in points],
+            [p.value for p in points],
+            [p.step for p in points],
+            [p.timestamp for p in points],
+        )
+
+    def get_metrics(self, run_id: str, key: str | None = None) -> list[MetricPoint]:
+        sql = "SELECT run_id, key, value, step, ts AS timestamp FROM metrics WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if key is not None:
+            sql += " AND key = ?"
+            params.append(key)
+        rows = self._db.dicts(sql + " ORDER BY key, step, ts", params)
+        return [MetricPoint(**r) for r in rows]
+
+    def latest_metrics(self, run_id: str) -> dict[str, float]:
+        """The last value of each metric key of a run."""
+        rows = self._db.dicts(
+            "SELECT key, last(value ORDER BY ts, step) AS value FROM metrics WHERE run_id = ? GROUP BY key",
+            [run_id],
+        )
+        return {r["key"]: r["value"] for r in rows}

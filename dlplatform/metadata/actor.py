@@ -1,0 +1,129 @@
+"""The metadata actor: the one process in a cluster that owns the DuckDB file.
+
+``connect_store(settings)`` finds the detached, named actor in the platform's namespace (or starts
+it on the head node) and returns a ``StoreClient`` that has the same methods as ``MetadataStore``:
+every call is forwarded to the actor and returns the same records, raising the same typed errors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ray
+
+from dlplatform.config import Settings
+from dlplatform.errors import BackendUnavailable, DLPlatformError, error_for_code
+from dlplatform.metadata.store import MetadataStore
+
+ACTOR_NAME = "dlp-metadata"
+
+
+class _MetadataActor:
+    """Holds the ``MetadataStore``; threads are serialised by the store's own lock."""
+
+    def __init__(self, path: str) -> None:
+        self._store = MetadataStore(path)
+
+    def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        if method.startswith("_") or not hasattr(MetadataStore, method):
+            return ("err", "invalid_input", f"metadata store has no method {method!r}")
+        try:
+            return ("ok", getattr(self._store, method)(*args, **kwargs))
+        except DLPlatformError as exc:
+            return ("err", exc.code, exc.message)
+
+    def path(self) -> str:
+        return self._store.path
+
+
+MetadataActor = ray.remote(num_cpus=0, max_concurrency=16, max_restarts=-1)(_MetadataActor)
+
+
+def _head_node_id() -> str | None:
+    for node in ray.nodes():
+        if node.get("Alive") and "node:__internal_head__" in node.get("Resources", {}):
+            return str(node["NodeID"])
+    return None
+
+
+class StoreClient:
+    """A ``MetadataStore`` look-alike that forwards each call to the metadata actor."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        if method.startswith("_") or not callable(getattr(MetadataStore, method, None)):
+            raise AttributeError(method)
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            try:
+                reply = ray.get(self._handle.call.remote(method, args, kwargs))
+            except ray.exceptions.RayError as exc:
+                raise BackendUnavailable(f"metadata actor is unavailable: {exc}") from exc
+            if reply[0] == "ok":
+                return reply[1]
+            raise error_for_code(reply[1], reply[2])
+
+        forward.__name__ = method
+        return forward
+
+    def call_async(self, method: str, *args: Any, **kwargs: Any) -> ray.ObjectRef:  # type: ignore[type-arg]
+        """Fire a call without waiting (e.g. metric batches); ``ray.get`` the ref for its reply."""
+        return self._handle.call.remote(method, args, kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (StoreClient, (self._handle,))
+
+
+def connect_store(settings: Settings, *, create: bool = True, timeout_s: float = 60) -> StoreClient:
+    """The client of the platform's metadata actor (Ray must be initialised).
+
+    Args:
+        create: start the actor on the head node when it does not exist yet.
+
+    Raises:
+        BackendUnavailable: Ray is not initialised, or the actor cannot be found or started.
+    """
+    if not ray.is_initialized():
+        raise BackendUnavailable("Ray is not initialised; call dlplatform.connect() first")
+    try:
+        handle = ray.get_actor(ACTOR_NAME, namespace=settings.namespace)
+    except ValueError:
+        if not create:
+            raise BackendUnavailable("the metadata actor is not running; run `dlp up`") from None
+        options: dict[str, Any] = {
+            "name": ACTOR_NAME,
+            "namespace": settings.namespace,
+            "lifetime": "detached",
+            "get_if_exists": True,
+        }
+        head = _head_node_id()
+        if head is not None:
+            options["scheduling_strategy"] = (
+                ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(head, soft=False)
+            )
+        handle = MetadataActor.options(**options).remote(str(settings.metadata_path))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            ray.get(handle.path.remote(), timeout=max(1.0, deadline - time.monotonic()))
+            return StoreClient(handle)
+        except ray.exceptions.GetTimeoutError as exc:
+            raise BackendUnavailable("the metadata actor did not start in time") from exc
+        except ray.exceptions.RayActorError as exc:
+            if time.monotonic() > deadline:
+                raise BackendUnavailable(f"the metadata actor failed to start: {exc}") from exc
+            time.sleep(0.5)
+
+
+def stop_store(settings: Settings) -> bool:
+    """Kill the metadata actor (its state is in the DuckDB file). Returns whether one ran."""
+    try:
+        handle = ray.get_actor(ACTOR_NAME, namespace=settings.namespace)
+    except ValueError:
+        return False
+    ray.kill(handle, no_restart=True)
+    return True

@@ -1,0 +1,340 @@
+"""Persisted records: the metadata store's vocabulary.
+
+Every record that crosses a component, process, HTTP or Ray boundary is a frozen pydantic model.
+Components build specs of their own; what they persist is one of these.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated, Any, Literal, NewType
+
+from pydantic import AfterValidator, BaseModel, Field
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+_NAME = re.compile(NAME_PATTERN)
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+def check_name(value: str) -> str:
+    """Validate a user-chosen name (dataset, model, workflow, user).
+
+    Raises:
+        ValueError: the name does not match ``NAME_PATTERN``.
+    """
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
+        shown = value if isinstance(value, str) and len(value) <= 80 else f"{str(value)[:80]}..."
+        raise ValueError(
+            f"invalid name {shown!r}: use 1-63 lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def check_id(value: str) -> str:
+    """Validate a server-issued or user-given identifier (run id, commit id, request id)."""
+    if not isinstance(value, str) or not _ID.fullmatch(value) or ".." in value:
+        raise ValueError(f"invalid id {str(value)[:80]!r}")
+    return value
+
+
+Name = Annotated[str, AfterValidator(check_name)]
+Identifier = Annotated[str, AfterValidator(check_id)]
+RunId = NewType("RunId", str)
+CommitId = NewType("CommitId", str)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Record(BaseModel, frozen=True, extra="forbid"):
+    """Base of all persisted records."""
+
+
+# --- users, tokens, audit -------------------------------------------------------------------
+
+
+class Role(str, Enum):
+    ADMIN = "admin"
+    DATA_ENGINEER = "data-engineer"
+    DATA_SCIENTIST = "data-scientist"
+    RESEARCHER = "researcher"
+    APP = "app"
+    VIEWER = "viewer"
+
+
+class User(Record):
+    name: Name
+    role: Role
+    groups: tuple[str, ...] = ()
+    created_at: datetime
+    disabled: bool = False
+
+
+class TokenInfo(Record):
+    """A token as listed: never the secret, only an id and a short prefix."""
+
+    id: str
+    user: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+class AuditEntry(Record):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    outcome: Literal["ok", "denied", "error"]
+    detail: str = ""
+
+
+# --- datasets -------------------------------------------------------------------------------
+
+
+class DatasetType(str, Enum):
+    TABULAR = "tabular"
+    IMAGE = "image"
+    TEXT = "text"
+
+
+class Dataset(Record):
+    name: Name
+    description: str = ""
+    type: DatasetType = DatasetType.TABULAR
+    tags: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    arrow_schema: str | None = None  # Arrow schema, serialized by data/
+    created_at: datetime
+    created_by: str
+    deleted_at: datetime | None = None
+    head: str | None = None  # id of the head commit
+
+
+class CommitMode(str, Enum):
+    APPEND = "append"
+    OVERWRITE = "overwrite"
+
+
+class CommitPart(Record):
+    sha256: str
+    row_count: int
+    size_bytes: int
+
+
+class Commit(Record):
+    id: str
+    dataset: str
+    parent: str | None
+    mode: CommitMode
+    message: str = ""
+    author: str
+    created_at: datetime
+    row_count: int
+    size_bytes: int
+    version_hash: str
+    arrow_schema: str
+    stats_json: str | None = None
+    notes: str = ""  # e.g. widening applied on this push
+    parts: tuple[CommitPart, ...] = ()
+
+
+# --- runs, params, metrics ------------------------------------------------------------------
+
+
+class RunStatus(str, Enum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    STOPPED = "STOPPED"  # stopped early by an HPO scheduler
+
+    @property
+    def is_final(self) -> bool:
+        return self in {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.STOPPED}
+
+
+class Run(Record):
+    id: str
+    kind: Literal["train", "tune", "trial", "batch", "transform"] = "train"
+    parent_id: str | None = None
+    name: str = ""
+    owner: str
+    status: RunStatus = RunStatus.QUEUED
+    priority: int = 0
+    spec_json: str = "{}"
+    dataset_commit: str | None = None
+    code_version: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    error: str | None = None
+    result_json: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+class MetricPoint(BaseModel, frozen=True, extra="forbid"):
+    """One metric value. Not a Record subclass: it is created in hot loops."""
+
+    run_id: str
+    key: str
+    value: float
+    step: int = 0
+    timestamp: float = 0.0  # unix seconds; 0 means "now" when stored
+
+
+# --- models, deployments --------------------------------------------------------------------
+
+
+class Model(Record):
+    name: Name
+    description: str = ""
+    owner: str
+    created_at: datetime
+
+
+class ModelVersion(Record):
+    model: str
+    version: int
+    run_id: str | None
+    artifact_sha256: str
+    signature_json: str
+    config_json: str = "{}"
+    metrics_json: str = "{}"
+    params_json: str = "{}"
+    dataset_commit: str | None = None
+    dataset_version_hash: str | None = None
+    code_version: str | None = None
+    created_at: datetime
+    aliases: tuple[str, ...] = ()
+
+
+class AliasEvent(Record):
+    model: str
+    alias: str
+    version: int
+    previous_version: int | None
+    by: str
+    at: datetime
+
+
+class Deployment(Record):
+    name: Name
+    model: str
+    version: int
+    config_json: str = "{}"
+    traffic_json: str = "{}"  # {"<version>": weight}
+    status: str = "DEPLOYING"
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class Prediction(Record):
+    request_id: str
+    deployment: str
+    model: str
+    version: int
+    at: datetime
+    inputs_json: str
+    outputs_json: str
+    latency_ms: float
+
+
+class Feedback(Record):
+    request_id: str
+    label_json: str
+    by: str
+    at: datetime
+
+
+class Alert(Record):
+    id: int
+    kind: str
+    severity: Literal["info", "warning", "critical"] = "warning"
+    target: str
+    message: str
+    at: datetime
+    resolved_at: datetime | None = None
+
+
+# --- workflows ------------------------------------------------------------------------------
+
+
+class WorkflowRun(Record):
+    id: str
+    workflow: str  # module:factory
+    params_json: str = "{}"
+    status: RunStatus = RunStatus.QUEUED
+    owner: str
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    error: str | None = None
+
+
+class WorkflowStep(Record):
+    run_id: str
+    step_id: str
+    name: str
+    status: RunStatus = RunStatus.QUEUED
+    attempts: int = 0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    output_ref: str | None = None  # JSON description of the persisted output
+    error: str | None = None
+
+
+# --- lineage, artifacts ---------------------------------------------------------------------
+
+EntityKind = Literal[
+    "dataset", "commit", "run", "model_version", "deployment", "prediction", "workflow_run"
+]
+_ENTITY = re.compile(
+    r"^(dataset|commit|run|model_version|deployment|prediction|workflow_run):[A-Za-z0-9_.:@-]{1,200}$"
+)
+
+
+def check_entity(value: str) -> str:
+    """An entity reference ``kind:id`` used in lineage, e.g. ``commit:c-1a2b`` or ``model_version:m@3``."""
+    if not _ENTITY.fullmatch(value):
+        raise ValueError(
+            f"invalid entity {value[:80]!r}: expected KIND:ID with KIND one of "
+            "dataset, commit, run, model_version, deployment, prediction, workflow_run"
+        )
+    return value
+
+
+EntityRef = Annotated[str, AfterValidator(check_entity)]
+
+
+class LineageEdge(Record):
+    src: EntityRef
+    dst: EntityRef
+    relation: str = Field(min_length=1, max_length=64)
+    created_at: datetime | None = None
+
+
+class LineageNode(Record):
+    entity: str
+    depth: int
+    relation: str
+    via: str  # the neighbour this node was reached from
+
+
+class ArtifactRecord(Record):
+    sha256: str
+    size_bytes: int
+    kind: Literal["file", "dir"] = "file"
+    purpose: str = ""  # "dataset-part", "checkpoint", "model", "workflow-output", ...
+    created_at: datetime
+
+
+JSONValue = Any

@@ -1,0 +1,259 @@
+"""``MetadataStore``: the typed API over the platform's DuckDB file.
+
+Records go in and come out; SQL rows never leave ``metadata/``. ``get_*`` raises ``NotFound``;
+duplicate keys raise ``AlreadyExists``. Every multi-row operation is one transaction.
+
+In a running platform exactly one process (the metadata actor, see ``actor.py``) opens the file;
+unit tests run this same class in-process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow.parquet as pq
+
+from dlplatform.errors import AlreadyExists, InvalidInput, NotFound
+from dlplatform.metadata._db import Database, insert
+from dlplatform.metadata._store_data import DatasetTables
+from dlplatform.metadata._store_models import ModelTables
+from dlplatform.metadata._store_runs import RunTables
+from dlplatform.metadata._store_workflows import WorkflowTables
+from dlplatform.metadata.records import (
+    ArtifactRecord,
+    AuditEntry,
+    LineageEdge,
+    LineageNode,
+    TokenInfo,
+    User,
+    check_entity,
+    utcnow,
+)
+
+MAX_LINEAGE_DEPTH = 64
+
+EXPORTED_TABLES = (
+    "users", "tokens", "audit_log", "datasets", "commits", "commit_parts", "runs", "params",
+    "metrics", "artifacts", "models", "model_versions", "model_aliases", "alias_events",
+    "deployments", "predictions", "feedback", "alerts", "workflow_runs", "workflow_steps",
+    "lineage_edges",
+)  # fmt: skip
+
+
+class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
+    """Persistence for users, datasets, runs, models, deployments, workflows and lineage.
+
+    Knows nothing of Ray or HTTP. Args:
+        path: the DuckDB file (created and migrated on first open), or ``":memory:"``.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._db = Database(path)
+
+    @property
+    def path(self) -> str:
+        return self._db.path
+
+    def schema_version(self) -> int:
+        return self._db.schema_version()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def ping(self) -> str:
+        return "ok"
+
+    # --- users and tokens -------------------------------------------------------------------
+
+    def create_user(self, user: User) -> User:
+        with self._db.tx() as cur:
+            insert(cur, "users", user.model_dump(mode="python"), f"user {user.name!r}")
+        return user
+
+    def get_user(self, name: str) -> User:
+        rows = self._db.dicts("SELECT * FROM users WHERE name = ?", [name])
+        if not rows:
+            raise NotFound(f"user {name!r} does not exist")
+        return User(**rows[0])
+
+    def list_users(self) -> list[User]:
+        return [User(**r) for r in self._db.dicts("SELECT * FROM users ORDER BY name")]
+
+    def add_token(self, token_id: str, user: str, token_hash: str, prefix: str) -> TokenInfo:
+        """Store a token by its hash only; the secret itself never reaches the store."""
+        self.get_user(user)
+        info = TokenInfo(id=token_id, user=user, prefix=prefix, created_at=utcnow())
+        with self._db.tx() as cur:
+            cur.execute(
+                "INSERT INTO tokens (id, user_name, token_hash, prefix, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [token_id, user, token_hash, prefix, info.created_at],
+            )
+        return info
+
+    def user_for_token_hash(self, token_hash: str) -> tuple[User, TokenInfo]:
+        """The user owning a live token. Raises NotFound for unknown or revoked tokens."""
+        rows = self._db.dicts(
+            "SELECT id, user_name AS user, prefix, created_at, revoked_at, last_used_at "
+            "FROM tokens WHERE token_hash = ?",
+            [token_hash],
+        )
+        if not rows or rows[0]["revoked_at"] is not None:
+            raise NotFound("token is unknown or revoked")
+        info = TokenInfo(**rows[0])
+        return self.get_user(info.user), info
+
+    def touch_token(self, token_id: str) -> None:
+        self._db.run("UPDATE tokens SET last_used_at = ? WHERE id = ?", [utcnow(), token_id])
+
+    def list_tokens(self, user: str | None = None) -> list[TokenInfo]:
+        sql = "SELECT id, user_name AS user, prefix, created_at, revoked_at, last_used_at FROM tokens"
+        rows = self._db.dicts(sql + (" WHERE user_name = ?" if user else "") + " ORDER BY created_at",
+                              [user] if user else [])
+        return [TokenInfo(**r) for r in rows]
+
+    def revoke_token(self, token_id: str) -> TokenInfo:
+        rows = self._db.dicts("SELECT revoked_at FROM tokens WHERE id = ?", [token_id])
+        if not rows:
+            raise NotFound(f"token {token_id!r} does not exist")
+        if rows[0]["revoked_at"] is None:
+            self._db.run("UPDATE tokens SET revoked_at = ? WHERE id = ?", [utcnow(), token_id])
+        return next(t for t in self.list_tokens() if t.id == token_id)
+
+    # --- audit log --------------------------------------------------------------------------
+
+    def append_audit(
+        self,
+        actor: str,
+        action: str,
+        target: str,
+        outcome: Literal["ok", "denied", "error"],
+        detail: str = "",
+    ) -> None:
+        self._db.run(
+            "INSERT INTO audit_log (\"at\", actor, action, target, outcome, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [utcnow(), actor, action, target[:500], outcome, detail[:2000]],
+        )
+
+    def list_audit(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[AuditEntry]:
+        """Newest first."""
+        where, params = ["1 = 1"], []
+        for column, value in (("actor", actor), ("action", action), ("outcome", outcome)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        rows = self._db.dicts(
+            f"SELECT * FROM audit_log WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [AuditEntry(**r) for r in rows]
+
+    # --- lineage ----------------------------------------------------------------------------
+
+    def _add_edges_in(self, cur: Any, edges: list[LineageEdge]) -> None:
+        now = utcnow()
+        rows = [[e.src, e.dst, e.relation, e.created_at or now] for e in edges]
+        if rows:
+            cur.executemany("INSERT OR IGNORE INTO lineage_edges VALUES (?, ?, ?, ?)", rows)
+
+    def add_edges(self, edges: Sequence[LineageEdge]) -> int:
+        """Add lineage edges (idempotent) in one transaction."""
+        with self._db.tx() as cur:
+            self._add_edges_in(cur, list(edges))
+        return len(edges)
+
+    def _walk(self, entity: str, depth: int | None, up: bool) -> list[LineageNode]:
+        try:
+            check_entity(entity)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from exc
+        limit = MAX_LINEAGE_DEPTH if depth is None else depth
+        if not 1 <= limit <= MAX_LINEAGE_DEPTH:
+            raise InvalidInput(f"depth must be between 1 and {MAX_LINEAGE_DEPTH}")
+        near, far = ("dst", "src") if up else ("src", "dst")
+        rows = self._db.dicts(
+            f"""
+            WITH RECURSIVE walk(entity, depth, relation, via) AS (
+                SELECT {far}, 1, relation, {near} FROM lineage_edges WHERE {near} = ?
+                UNION
+                SELECT e.{far}, w.depth + 1, e.relation, e.{near}
+                FROM lineage_edges e JOIN walk w ON e.{near} = w.entity
+                WHERE w.depth < ?
+            )
+            SELECT entity, min(depth) AS depth, arg_min(relation, depth) AS relation,
+                   arg_min(via, depth) AS via
+            FROM walk WHERE entity <> ? GROUP BY entity ORDER BY depth, entity
+            """,
+            [entity, limit, entity],
+        )
+        return [LineageNode(**r) for r in rows]
+
+    def upstream(self, entity: str, depth: int | None = None) -> list[LineageNode]:
+        """Everything ``entity`` was derived from, nearest first (recursive, to any depth)."""
+        return self._walk(entity, depth, up=True)
+
+    def downstream(self, entity: str, depth: int | None = None) -> list[LineageNode]:
+        """Everything derived from ``entity``, nearest first."""
+        return self._walk(entity, depth, up=False)
+
+    def edges_of(self, entities: Iterable[str]) -> list[LineageEdge]:
+        """Every edge touching any of ``entities`` (for drawing a graph)."""
+        names = list(entities)
+        if not names:
+            return []
+        marks = ", ".join("?" for _ in names)
+        rows = self._db.dicts(
+            f"SELECT * FROM lineage_edges WHERE src IN ({marks}) OR dst IN ({marks})", names * 2
+        )
+        return [LineageEdge(**r) for r in rows]
+
+    # --- artifacts --------------------------------------------------------------------------
+
+    def record_artifact(self, record: ArtifactRecord) -> ArtifactRecord:
+        """Remember an artifact (idempotent: a known hash keeps its first record)."""
+        try:
+            with self._db.tx() as cur:
+                insert(cur, "artifacts", record.model_dump(mode="python"), "artifact")
+        except AlreadyExists:
+            pass
+        return record
+
+    def referenced_artifacts(self) -> set[str]:
+        """Hashes something still points at: commit parts, model versions, kept artifacts."""
+        rows = self._db.dicts(
+            "SELECT sha256 FROM commit_parts UNION SELECT artifact_sha256 FROM model_versions "
+            "UNION SELECT sha256 FROM artifacts WHERE purpose <> 'temporary'"
+        )
+        return {r["sha256"] for r in rows}
+
+    # --- export -----------------------------------------------------------------------------
+
+    def export_parquet(self, directory: str | Path) -> list[Path]:
+        """Write every table to ``<directory>/<table>.parquet``; returns the files written.
+
+        Token hashes are left out: an export is for analysis and must not carry credentials.
+        """
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for table in EXPORTED_TABLES:
+            columns = "* EXCLUDE (token_hash)" if table == "tokens" else "*"
+            with self._db.lock:
+                data = self._db.raw().sql(f"SELECT {columns} FROM {table}").to_arrow_table()
+            path = out / f"{table}.parquet"
+            tmp = out / f".{table}.parquet.tmp"
+            pq.write_table(data, tmp)
+            tmp.replace(path)
+            written.append(path)
+        return written
