@@ -176,7 +176,7 @@ class _VerifyingReader(io.RawIOBase):
 def _is_old(info: pafs.FileInfo, min_age_s: float, now_ns: int) -> bool:
     if min_age_s <= 0:
         return True
-    mtime_ns = info.mtime_ns
+    mtime_ns: int | None = info.mtime_ns
     if mtime_ns is None:  # unknown age: keep it
         return False
     return (now_ns - mtime_ns) > min_age_s * 1e9
@@ -220,9 +220,10 @@ class ArtifactStore:
             sep = "&" if parsed.query else "?"
             root_uri = f"{root_uri}{sep}allow_bucket_creation=true"
         try:
-            return pafs.FileSystem.from_uri(root_uri)
+            fs, path = pafs.FileSystem.from_uri(root_uri)
         except (ValueError, OSError) as exc:
             raise InvalidInput(f"cannot open artifact root {root_uri!r}: {exc}") from exc
+        return fs, str(path)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ArtifactStore:
@@ -466,7 +467,8 @@ class ArtifactStore:
 
     def exists(self, sha: str) -> bool:
         """Whether object ``sha`` is stored."""
-        return self._fs.get_file_info(self.path_for(sha)).type == pafs.FileType.File
+        info: pafs.FileInfo = self._fs.get_file_info(self.path_for(sha))
+        return bool(info.type == pafs.FileType.File)
 
     def _object_infos(self) -> builtins.list[pafs.FileInfo]:
         selector = pafs.FileSelector(f"{self._root}/objects", recursive=True, allow_not_found=True)
