@@ -26,6 +26,7 @@ from dlplatform.metadata.records import (
     User,
     WorkflowRun,
     WorkflowStep,
+    WorkflowTrigger,
     check_name,
 )
 from dlplatform.metadata.store import MetadataStore
@@ -57,5 +58,6 @@ __all__ = [
     "User",
     "WorkflowRun",
     "WorkflowStep",
+    "WorkflowTrigger",
     "check_name",
 ]

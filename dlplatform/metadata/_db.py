@@ -85,6 +85,9 @@ class Database:
             cur.execute("BEGIN TRANSACTION")
             try:
                 yield cur
+            except duckdb.Error as exc:
+                cur.execute("ROLLBACK")
+                raise _translate(exc) from exc
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
@@ -124,6 +127,8 @@ class Database:
 
 def _translate(exc: duckdb.Error) -> DLPlatformError:
     text = str(exc)
+    if "NOT NULL constraint" in text:
+        return InvalidInput(text.split("\n")[0])
     if isinstance(exc, duckdb.ConstraintException) or "Duplicate key" in text:
         return AlreadyExists(text.split("\n")[0])
     if isinstance(exc, duckdb.ConversionException | duckdb.InvalidInputException):

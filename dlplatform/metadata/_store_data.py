@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from dlplatform.errors import Conflict, InvalidInput, NotFound
 from dlplatform.metadata._db import Database, insert
-from dlplatform.metadata.records import Commit, CommitPart, Dataset, LineageEdge, utcnow
+from dlplatform.metadata.records import (
+    Commit,
+    CommitPart,
+    Dataset,
+    LineageEdge,
+    invalid_input,
+    utcnow,
+)
 
 
 class DatasetTables:
@@ -38,8 +47,10 @@ class DatasetTables:
         if bad:
             raise InvalidInput(f"cannot change {sorted(bad)} of a dataset")
         current = self.get_dataset(name)
-        updated = current.model_copy(update=changes)
-        Dataset.model_validate(updated.model_dump())
+        try:
+            updated = Dataset.model_validate({**current.model_dump(), **changes})
+        except ValidationError as exc:
+            raise invalid_input(exc, f"change of dataset {name!r}") from exc
         if changes:
             sets = ", ".join(f"{k} = ?" for k in changes)
             values = [getattr(updated, k) for k in changes]

@@ -6,11 +6,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import duckdb
 import pyarrow as pa
+from pydantic import ValidationError
 
 from dlplatform.errors import InvalidInput, NotFound
-from dlplatform.metadata._db import Database, insert
-from dlplatform.metadata.records import MetricPoint, Run
+from dlplatform.metadata._db import Database, _translate, insert
+from dlplatform.metadata.records import MetricPoint, Run, invalid_input
+
+_SMALL_BATCH = 8
 
 _RUN_MUTABLE = {"status", "started_at", "ended_at", "error", "result_json", "priority", "tags",
                 "dataset_commit", "code_version", "spec_json", "name"}
@@ -61,10 +65,25 @@ class RunTables:
         )
         return [Run(**r) for r in rows]
 
-    def count_runs(self, *, kind: str | None = None) -> int:
-        row = self._db.one(
-            "SELECT count(*) FROM runs" + (" WHERE kind = ?" if kind else ""), [kind] if kind else []
-        )
+    def count_runs(
+        self,
+        *,
+        kind: str | None = None,
+        status: Sequence[str] | None = None,
+        owner: str | None = None,
+    ) -> int:
+        """How many runs ``list_runs`` would page through with the same filters."""
+        where, params = ["1 = 1"], []
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        if status:
+            where.append(f"status IN ({', '.join('?' for _ in status)})")
+            params.extend(str(getattr(s, "value", s)) for s in status)
+        if owner is not None:
+            where.append("owner = ?")
+            params.append(owner)
+        row = self._db.one(f"SELECT count(*) FROM runs WHERE {' AND '.join(where)}", params)
         return int(row[0]) if row else 0
 
     def update_run(self, run_id: str, **changes: Any) -> Run:
@@ -73,7 +92,10 @@ class RunTables:
         if bad:
             raise InvalidInput(f"cannot change {sorted(bad)} of a run")
         current = self.get_run(run_id)
-        updated = Run.model_validate({**current.model_dump(), **changes})
+        try:
+            updated = Run.model_validate({**current.model_dump(), **changes})
+        except ValidationError as exc:
+            raise invalid_input(exc, f"change of run {run_id!r}") from exc
         if changes:
             dumped = updated.model_dump(mode="python")
             sets = ", ".join(f"{k} = ?" for k in changes)
@@ -125,13 +147,23 @@ class RunTables:
             )
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
             raise InvalidInput(f"invalid metric values: {exc}") from exc
+        if n == 0:
+            return 0
         with self._db.lock:
             con = self._db.raw()
-            con.register("_metric_batch", batch)
             try:
-                con.execute("INSERT INTO metrics SELECT * FROM _metric_batch")
-            finally:
-                con.unregister("_metric_batch")
+                if n <= _SMALL_BATCH:  # a VALUES insert is 2x cheaper than an Arrow scan here
+                    rows = [list(r.values()) for r in batch.to_pylist()]
+                    marks = ", ".join(["(?, ?, ?, ?, ?)"] * n)
+                    con.execute(f"INSERT INTO metrics VALUES {marks}", [v for r in rows for v in r])
+                else:
+                    con.register("_metric_batch", batch)
+                    try:
+                        con.execute("INSERT INTO metrics SELECT * FROM _metric_batch")
+                    finally:
+                        con.unregister("_metric_batch")
+            except duckdb.Error as exc:
+                raise _translate(exc) from exc
         return n
 
     def log_metrics(self, points: Sequence[MetricPoint]) -> int:

@@ -1,14 +1,26 @@
-"""Workflow runs and steps in DuckDB."""
+"""Workflow runs, steps and trigger registrations in DuckDB."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
+
+from pydantic import ValidationError
 
 from dlplatform.errors import InvalidInput, NotFound
 from dlplatform.metadata._db import Database, insert
-from dlplatform.metadata.records import WorkflowRun, WorkflowStep
+from dlplatform.metadata.records import (
+    RunStatus,
+    WorkflowRun,
+    WorkflowStep,
+    WorkflowTrigger,
+    invalid_input,
+    utcnow,
+)
 
 _MUTABLE = {"status", "started_at", "ended_at", "error"}
+_TRIGGER_MUTABLE = {"enabled", "last_fired_at", "last_commit"}
 
 
 class WorkflowTables:
@@ -36,7 +48,10 @@ class WorkflowTables:
         if bad:
             raise InvalidInput(f"cannot change {sorted(bad)} of a workflow run")
         current = self.get_workflow_run(run_id)
-        updated = WorkflowRun.model_validate({**current.model_dump(), **changes})
+        try:
+            updated = WorkflowRun.model_validate({**current.model_dump(), **changes})
+        except ValidationError as exc:
+            raise invalid_input(exc, f"change of workflow run {run_id!r}") from exc
         if changes:
             dumped = updated.model_dump(mode="python")
             sets = ", ".join(f"{k} = ?" for k in changes)
@@ -48,14 +63,29 @@ class WorkflowTables:
 
     def put_workflow_step(self, step: WorkflowStep) -> WorkflowStep:
         """Create or replace the state of one step of a run."""
-        self.get_workflow_run(step.run_id)
-        with self._db.tx() as cur:
-            cur.execute(
-                "DELETE FROM workflow_steps WHERE run_id = ? AND step_id = ?",
-                [step.run_id, step.step_id],
-            )
-            insert(cur, "workflow_steps", step.model_dump(mode="python"), "workflow step")
+        self.put_workflow_steps([step])
         return step
+
+    def put_workflow_steps(self, steps: Sequence[WorkflowStep]) -> int:
+        """Create or replace the state of several steps (of existing runs) in one transaction."""
+        for run_id in {s.run_id for s in steps}:
+            self.get_workflow_run(run_id)
+        with self._db.tx() as cur:
+            for step in steps:
+                cur.execute(
+                    "DELETE FROM workflow_steps WHERE run_id = ? AND step_id = ?",
+                    [step.run_id, step.step_id],
+                )
+                insert(cur, "workflow_steps", step.model_dump(mode="python"), "workflow step")
+        return len(steps)
+
+    def get_workflow_step(self, run_id: str, step_id: str) -> WorkflowStep:
+        rows = self._db.dicts(
+            "SELECT * FROM workflow_steps WHERE run_id = ? AND step_id = ?", [run_id, step_id]
+        )
+        if not rows:
+            raise NotFound(f"step {step_id!r} of workflow run {run_id!r} does not exist")
+        return WorkflowStep(**rows[0])
 
     def list_workflow_steps(self, run_id: str) -> list[WorkflowStep]:
         rows = self._db.dicts(
@@ -63,3 +93,91 @@ class WorkflowTables:
             [run_id],
         )
         return [WorkflowStep(**r) for r in rows]
+
+    def start_workflow_step(
+        self, run_id: str, step_id: str, started_at: datetime | None = None
+    ) -> WorkflowStep:
+        """Mark a step RUNNING and count one more attempt (called by the step's own task).
+
+        Raises:
+            NotFound: the step was never registered.
+        """
+        with self._db.tx() as cur:
+            cur.execute(
+                "UPDATE workflow_steps SET status = 'RUNNING', attempts = attempts + 1, "
+                "started_at = ?, ended_at = NULL, error = NULL WHERE run_id = ? AND step_id = ?",
+                [started_at or utcnow(), run_id, step_id],
+            )
+        return self.get_workflow_step(run_id, step_id)
+
+    def finish_workflow_step(
+        self,
+        run_id: str,
+        step_id: str,
+        status: RunStatus,
+        *,
+        output_ref: str | None = None,
+        error: str | None = None,
+        ended_at: datetime | None = None,
+    ) -> WorkflowStep:
+        """Record the end of a step. A step that already SUCCEEDED keeps its output.
+
+        Raises:
+            InvalidInput: ``status`` is not final.
+            NotFound: the step was never registered.
+        """
+        status = RunStatus(status)
+        if not status.is_final:
+            raise InvalidInput(f"a step ends with a final status, not {status.value}")
+        with self._db.tx() as cur:
+            cur.execute(
+                "UPDATE workflow_steps SET status = ?, output_ref = ?, error = ?, ended_at = ? "
+                "WHERE run_id = ? AND step_id = ? AND status <> 'SUCCEEDED'",
+                [status.value, output_ref, error, ended_at or utcnow(), run_id, step_id],
+            )
+        return self.get_workflow_step(run_id, step_id)
+
+    # --- triggers ---------------------------------------------------------------------------
+
+    def create_workflow_trigger(self, trigger: WorkflowTrigger) -> WorkflowTrigger:
+        with self._db.tx() as cur:
+            insert(
+                cur,
+                "workflow_triggers",
+                trigger.model_dump(mode="python"),
+                f"workflow trigger {trigger.id!r}",
+            )
+        return trigger
+
+    def get_workflow_trigger(self, trigger_id: str) -> WorkflowTrigger:
+        rows = self._db.dicts("SELECT * FROM workflow_triggers WHERE id = ?", [trigger_id])
+        if not rows:
+            raise NotFound(f"workflow trigger {trigger_id!r} does not exist")
+        return WorkflowTrigger(**rows[0])
+
+    def list_workflow_triggers(self, *, enabled_only: bool = False) -> list[WorkflowTrigger]:
+        where = "WHERE enabled" if enabled_only else ""
+        rows = self._db.dicts(f"SELECT * FROM workflow_triggers {where} ORDER BY created_at, id")
+        return [WorkflowTrigger(**r) for r in rows]
+
+    def update_workflow_trigger(self, trigger_id: str, **changes: Any) -> WorkflowTrigger:
+        bad = set(changes) - _TRIGGER_MUTABLE
+        if bad:
+            raise InvalidInput(f"cannot change {sorted(bad)} of a workflow trigger")
+        current = self.get_workflow_trigger(trigger_id)
+        try:
+            updated = WorkflowTrigger.model_validate({**current.model_dump(), **changes})
+        except ValidationError as exc:
+            raise invalid_input(exc, f"change of workflow trigger {trigger_id!r}") from exc
+        if changes:
+            dumped = updated.model_dump(mode="python")
+            sets = ", ".join(f"{k} = ?" for k in changes)
+            self._db.run(
+                f"UPDATE workflow_triggers SET {sets} WHERE id = ?",
+                [*(dumped[k] for k in changes), trigger_id],
+            )
+        return updated
+
+    def delete_workflow_trigger(self, trigger_id: str) -> None:
+        self.get_workflow_trigger(trigger_id)
+        self._db.run("DELETE FROM workflow_triggers WHERE id = ?", [trigger_id])

