@@ -30,14 +30,19 @@ audit.view           x
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, Field
 
-from dlplatform.errors import NotFound, PermissionDenied, Unauthenticated
-from dlplatform.metadata import MetadataStore, Role, TokenInfo, User
-from dlplatform.metadata.records import utcnow
+from dlplatform.errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated
+from dlplatform.metadata import AuditEntry, MetadataStore, Role, TokenInfo, User, check_name
+from dlplatform.metadata.records import Name, utcnow
+
+if TYPE_CHECKING:
+    from dlplatform.context import Backend
 
 
 class Permission(str, Enum):
@@ -65,12 +70,13 @@ _VIEW = {P.DATASET_VIEW, P.TRAIN_VIEW, P.MODEL_VIEW, P.WORKFLOW_VIEW, P.LINEAGE_
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.DATA_ENGINEER: frozenset(
-        _VIEW | {P.DATASET_READ, P.DATASET_WRITE, P.DATASET_EXPORT, P.FEEDBACK_WRITE, P.WORKFLOW_RUN}
+        _VIEW
+        | {P.DATASET_READ, P.DATASET_WRITE, P.DATASET_EXPORT, P.FEEDBACK_WRITE, P.WORKFLOW_RUN}
     ),
     Role.DATA_SCIENTIST: frozenset(
         _VIEW
-        | {P.DATASET_READ, P.DATASET_EXPORT, P.TRAIN_SUBMIT, P.MODEL_PROMOTE, P.DEPLOY_MANAGE,
-           P.PREDICT, P.FEEDBACK_WRITE, P.WORKFLOW_RUN}  # fmt: skip
+        | {P.DATASET_READ, P.DATASET_EXPORT, P.TRAIN_SUBMIT, P.MODEL_PROMOTE, P.DEPLOY_MANAGE}
+        | {P.PREDICT, P.FEEDBACK_WRITE, P.WORKFLOW_RUN}
     ),
     Role.RESEARCHER: frozenset(_VIEW | {P.DATASET_READ, P.TRAIN_SUBMIT, P.PREDICT}),
     Role.APP: frozenset({P.MODEL_VIEW, P.PREDICT, P.FEEDBACK_WRITE}),
@@ -117,7 +123,8 @@ def issue_token(store: MetadataStore, user: str) -> tuple[str, TokenInfo]:
 
 
 def authenticate(store: MetadataStore, token: str | None) -> Principal:
-    """The principal owning ``token``.
+    """The principal owning ``token``. A presented but unusable token is audited as a denial
+    (with the token's id when it has our shape, never the secret).
 
     Raises:
         Unauthenticated: no token, an unknown or revoked token, or a disabled user.
@@ -125,12 +132,23 @@ def authenticate(store: MetadataStore, token: str | None) -> Principal:
     if not token:
         raise Unauthenticated("missing bearer token")
     try:
-        user, info = store.user_for_token_hash(hash_token(token))
+        user, _ = store.user_for_token_hash(hash_token(token))
     except NotFound:
+        _audit_bad_token(store, token, "invalid or revoked token")
         raise Unauthenticated("invalid or revoked token") from None
     if user.disabled:
+        _audit_bad_token(store, token, "user is disabled")
         raise Unauthenticated("user is disabled")
     return Principal.of(user)
+
+
+_TOKEN_SHAPE = re.compile(r"^dlp_([0-9a-f]{12})_")
+
+
+def _audit_bad_token(store: MetadataStore, token: str, reason: str) -> None:
+    match = _TOKEN_SHAPE.match(token)
+    target = f"token:{match.group(1)}" if match else "token:malformed"
+    store.append_audit("anonymous", "authenticate", target, "denied", reason)
 
 
 def authorize(
@@ -176,3 +194,152 @@ def bootstrap_admin(store: MetadataStore, name: str = "admin") -> str | None:
     secret, _ = issue_token(store, name)
     store.append_audit("system", "users.create", f"user:{name}", "ok", "bootstrap admin")
     return secret
+
+
+# --- service functions: users, tokens, audit log ------------------------------------------------
+# Every entry point (HTTP route, CLI command, SDK) calls these; they authorize and audit.
+
+GroupName = Annotated[str, AfterValidator(check_name)]
+_TOKEN_ID = re.compile(r"^[0-9a-f]{12}$")
+MAX_AUDIT_PAGE = 1000
+
+
+class UserSpec(BaseModel, frozen=True, extra="forbid"):
+    """A user to create."""
+
+    name: Name = Field(description="Lowercase name, 1-63 characters of a-z 0-9 . _ -")
+    role: Role
+    groups: tuple[GroupName, ...] = Field(default=(), max_length=32, description="Access groups")
+
+
+class IssuedToken(BaseModel, frozen=True, extra="forbid"):
+    """A freshly issued token. ``token`` is the secret: it is shown here once and never again."""
+
+    token: str
+    info: TokenInfo
+
+
+class CreatedUser(BaseModel, frozen=True, extra="forbid"):
+    """A new user and its first token (the secret is shown once)."""
+
+    user: User
+    token: str
+    info: TokenInfo
+
+
+def _user_name(value: str) -> str:
+    try:
+        return check_name(value)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def _self_or_admin(store: MetadataStore, principal: Principal, user: str) -> None:
+    """Users manage their own tokens; managing anyone else's needs ``users.manage``."""
+    if principal.name != user:
+        authorize(store, principal, Permission.USERS_MANAGE, f"user:{user}")
+
+
+def create_user(backend: Backend, principal: Principal, spec: UserSpec) -> CreatedUser:
+    """Create a user with its first token (admin only).
+
+    Raises:
+        PermissionDenied: the caller lacks ``users.manage``.
+        AlreadyExists: a user with that name exists.
+    """
+    store = backend.store
+    target = f"user:{spec.name}"
+    authorize(store, principal, Permission.USERS_MANAGE, target)
+    user = store.create_user(
+        User(name=spec.name, role=spec.role, groups=spec.groups, created_at=utcnow())
+    )
+    secret, info = issue_token(store, user.name)
+    audit(store, principal, "users.create", target, f"role={spec.role.value} token={info.id}")
+    return CreatedUser(user=user, token=secret, info=info)
+
+
+def list_users(backend: Backend, principal: Principal) -> list[User]:
+    """Every user (admin only)."""
+    authorize(backend.store, principal, Permission.USERS_MANAGE, "users")
+    return backend.store.list_users()
+
+
+def list_tokens(backend: Backend, principal: Principal, user: str) -> list[TokenInfo]:
+    """The tokens of ``user`` without their secrets (the user itself, or an admin)."""
+    store = backend.store
+    user = _user_name(user)
+    _self_or_admin(store, principal, user)
+    store.get_user(user)
+    return store.list_tokens(user)
+
+
+def create_token(backend: Backend, principal: Principal, user: str) -> IssuedToken:
+    """Issue another token for ``user`` (the user itself, or an admin)."""
+    store = backend.store
+    user = _user_name(user)
+    _self_or_admin(store, principal, user)
+    secret, info = issue_token(store, store.get_user(user).name)
+    audit(store, principal, "tokens.create", f"user:{user}", f"token={info.id}")
+    return IssuedToken(token=secret, info=info)
+
+
+def revoke_token(backend: Backend, principal: Principal, token_id: str) -> TokenInfo:
+    """Revoke a token by id (its owner, or an admin). Revoking twice is harmless.
+
+    Raises:
+        InvalidInput: ``token_id`` is not a token id.
+        NotFound: no such token (also for another user's token when the caller is no admin,
+            so ids cannot be probed).
+    """
+    store = backend.store
+    if not isinstance(token_id, str) or not _TOKEN_ID.fullmatch(token_id):
+        raise InvalidInput(f"invalid token id {str(token_id)[:40]!r}: expected 12 hex digits")
+    owner = next((t.user for t in store.list_tokens() if t.id == token_id), None)
+    if owner is None or (owner != principal.name and not principal.can(Permission.USERS_MANAGE)):
+        if owner is not None:
+            store.append_audit(
+                principal.name, "tokens.revoke", f"token:{token_id}", "denied", "not the owner"
+            )
+        raise NotFound(f"token {token_id!r} does not exist")
+    info = store.revoke_token(token_id)
+    audit(store, principal, "tokens.revoke", f"token:{token_id}", f"user={owner}")
+    return info
+
+
+def read_audit(
+    backend: Backend,
+    principal: Principal,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    outcome: Literal["ok", "denied", "error"] | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[AuditEntry]:
+    """Audit entries, newest first, filtered and paginated (admin only). The read is audited."""
+    if not 1 <= limit <= MAX_AUDIT_PAGE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_AUDIT_PAGE}, got {limit}")
+    if offset < 0:
+        raise InvalidInput(f"offset must not be negative, got {offset}")
+    if outcome is not None and outcome not in ("ok", "denied", "error"):
+        raise InvalidInput(f"outcome must be ok, denied or error, got {str(outcome)[:20]!r}")
+    store = backend.store
+    authorize(store, principal, Permission.AUDIT_VIEW, "audit_log")
+    entries = store.list_audit(
+        actor=actor, action=action, outcome=outcome, limit=limit, offset=offset
+    )
+    audit(store, principal, "audit.view", "audit_log", f"returned {len(entries)} entries")
+    return entries
+
+
+def export_metadata(backend: Backend, principal: Principal, directory: str) -> list[str]:
+    """Write every metadata table to ``<directory>/<table>.parquet`` (admin only; audited).
+
+    ``directory`` is a path on the machine of the metadata actor (the head node). Token hashes
+    are never exported.
+    """
+    store = backend.store
+    authorize(store, principal, Permission.AUDIT_VIEW, "metadata")
+    written = [str(p) for p in store.export_parquet(directory)]
+    audit(store, principal, "metadata.export", "metadata", f"{len(written)} tables to {directory}")
+    return written

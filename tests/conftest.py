@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fixtures_browser import *  # noqa: F403
+from fixtures_gateway import *  # noqa: F403
 from fixtures_ray import *  # noqa: F403
 from fixtures_s3 import *  # noqa: F403
 

@@ -2,30 +2,65 @@
 
 ``create_app(backend)`` builds the app; the Serve deployment (``gateway.py``) wraps it, and tests
 use it in-process with ``TestClient``.
+
+Every error leaves as ``{"error": code, "message": ...}``: platform errors with their own status,
+validation errors as 422 naming the field, a foreign Host header as 400, a body over the limit as
+413 (before it is read), anything unexpected as 500 with a request id that is also in the log.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import re
 import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
+from dlplatform.api.middleware import (
+    BodyLimit,
+    BodyLimitMiddleware,
+    CatchAllMiddleware,
+    HostCheckMiddleware,
+)
 from dlplatform.api.routes import ROUTERS
+from dlplatform.api.ui import mount_ui
 from dlplatform.context import Backend
 from dlplatform.errors import DLPlatformError
 
 API_PREFIX = "/api/v1"
 log = logging.getLogger("dlplatform.api")
 
+# Routes whose request bodies may be larger than ``settings.max_request_bytes``:
+# (method, regex on the full path, name of the Settings field holding the limit). Add yours.
+BODY_LIMITS: list[tuple[str, str, str]] = [
+    ("POST", rf"^{API_PREFIX}/datasets/[^/]+/commits$", "max_upload_bytes"),
+]
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+}
+
 
 def create_app(backend: Backend) -> FastAPI:
+    """The gateway app over ``backend`` (in-process store in tests, the actor's client in Serve)."""
+    settings = backend.settings
     app = FastAPI(
         title="dlplatform",
         version="1",
+        description="HTTP API of dlplatform. Send `Authorization: Bearer <token>` on every call "
+        "except /healthz.",
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
@@ -35,17 +70,40 @@ def create_app(backend: Backend) -> FastAPI:
     @app.exception_handler(DLPlatformError)
     async def _on_platform_error(_: Request, exc: DLPlatformError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        if exc.http_status >= 500:
+            request_id = uuid.uuid4().hex[:12]
+            log.error("request %s failed: %s: %s", request_id, exc.code, exc.message)
+            message = f"{exc.message} (request id {request_id})"
+        else:
+            message = exc.message
         return JSONResponse(
-            {"error": exc.code, "message": exc.message}, status_code=exc.http_status, headers=headers
+            {"error": exc.code, "message": message}, status_code=exc.http_status, headers=headers
         )
 
     @app.exception_handler(RequestValidationError)
     async def _on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:10]
-        ]
+        problems = []
+        for err in exc.errors()[:10]:
+            loc = [str(p) for p in err["loc"]]
+            if err.get("type") == "json_invalid":
+                detail = (err.get("ctx") or {}).get("error", "malformed JSON")
+                where = f"{loc[0]} (position {loc[1]})" if len(loc) > 1 else "body"
+                problems.append(f"{where}: invalid JSON: {str(detail)[:200]}")
+            else:
+                problems.append(f"{'.'.join(loc)}: {str(err['msg'])[:300]}")
         return JSONResponse(
             {"error": "invalid_input", "message": "; ".join(problems)}, status_code=422
+        )
+
+    @app.exception_handler(HTTPException)
+    async def _on_http(_: Request, exc: HTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(
+            exc.status_code, "bad_request" if exc.status_code < 500 else "internal"
+        )
+        return JSONResponse(
+            {"error": code, "message": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(Exception)
@@ -60,4 +118,14 @@ def create_app(backend: Backend) -> FastAPI:
     for module_name in ROUTERS:
         module = importlib.import_module(module_name)
         app.include_router(module.router, prefix=API_PREFIX)
+
+    # Added innermost first: HostCheck runs first, then the body limit, then the routes.
+    app.add_middleware(CatchAllMiddleware)
+    limits = [
+        BodyLimit(method, re.compile(pattern), int(getattr(settings, field)))
+        for method, pattern, field in BODY_LIMITS
+    ]
+    app.add_middleware(BodyLimitMiddleware, default_bytes=settings.max_request_bytes, limits=limits)
+    app.add_middleware(HostCheckMiddleware, allowed_hosts=list(settings.allowed_hosts))
+    mount_ui(app)  # the web UI at /ui (static shell; its data calls use /api/v1 with a token)
     return app

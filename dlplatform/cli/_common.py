@@ -14,11 +14,12 @@ from enum import Enum
 from typing import Any, TypeVar
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from dlplatform.errors import DLPlatformError
+from dlplatform.config import Settings, load_settings
+from dlplatform.errors import DLPlatformError, InvalidInput
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console(stderr=True)
@@ -49,10 +50,31 @@ def handle_errors(fn: F) -> F:
 
 
 def platform(home: str | None = None, *, start: bool = False) -> Any:
-    """Connect to the running platform under ``home`` (see ``dlplatform.connect``)."""
+    """Connect to the running platform under ``home`` (see ``dlplatform.connect``).
+
+    The caller's token is ``DLP_TOKEN``, else the admin token file under the home.
+    """
     from dlplatform.sdk import connect
 
     return connect(home=home, start=start)
+
+
+def settings_for(home: str | None = None, **overrides: Any) -> Settings:
+    """The settings of a command: env and config file, then ``--home`` and other options."""
+    return load_settings(home=home, **overrides)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(model: type[M], **values: Any) -> M:
+    """Build a spec from command-line values; a bad value is an ``InvalidInput`` naming it."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or model.__name__
+        raise InvalidInput(f"{where}: {err['msg']}") from None
 
 
 def _plain(value: Any) -> Any:

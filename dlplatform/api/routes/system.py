@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from dlplatform.api.deps import BackendDep, Ctx
 from dlplatform.access import Principal
+from dlplatform.api.deps import BackendDep, Ctx
 
 router = APIRouter(tags=["system"])
 

@@ -1,0 +1,71 @@
+"""The gateway as a Ray Serve application: ``create_app`` inside a Serve replica.
+
+The replica builds its ``Backend`` from ``Settings`` (passed as a plain dict) with the metadata
+actor's ``StoreClient``: a replica never opens the DuckDB file. Deployed by ``dlp up`` as the app
+``dlp-gateway`` at route prefix ``/`` (the API is under ``/api/v1``, the web UI under ``/ui``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from dlplatform.config import Settings
+from dlplatform.context import Backend
+
+GATEWAY_APP = "dlp-gateway"
+QUIET_LOGGING: dict[str, Any] = {"enable_access_log": False, "log_level": "WARNING"}
+
+
+@serve.deployment(
+    name="gateway",
+    ray_actor_options={"num_cpus": 0},
+    max_ongoing_requests=100,
+    logging_config=QUIET_LOGGING,
+)
+@serve.ingress()
+class Gateway:
+    """One replica of the HTTP gateway."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self._settings = Settings(**settings)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from dlplatform.api.app import create_app
+        from dlplatform.metadata.actor import connect_store
+        from dlplatform.metadata.artifacts import ArtifactStore
+
+        backend = Backend(
+            store=connect_store(self._settings, create=False),
+            artifacts=ArtifactStore.from_settings(self._settings),
+            settings=self._settings,
+        )
+        return create_app(backend)
+
+
+def gateway_app(settings: Settings) -> Application:
+    """The gateway application for ``settings`` (without the caller's token)."""
+    return Gateway.bind(settings.model_dump(mode="json", exclude={"token"}))
+
+
+def deploy_gateway(settings: Settings, *, name: str = GATEWAY_APP, route_prefix: str = "/") -> None:
+    """Deploy (or redeploy) the gateway; returns when its replica is running."""
+    serve.run(
+        gateway_app(settings), name=name, route_prefix=route_prefix, logging_config=QUIET_LOGGING
+    )
+
+
+def build_gateway(args: dict[str, Any]) -> Application:
+    """Serve application builder for config files (KubeRay ``serveConfigV2``, ``serve deploy``).
+
+    ``args`` are ``Settings`` fields (e.g. ``home``, ``artifact_root``, ``allowed_hosts``); ``DLP_*``
+    env vars fill the rest. Starts the metadata actor on the head node when it is not running.
+    """
+    from dlplatform.config import load_settings
+    from dlplatform.metadata.actor import connect_store
+
+    settings = load_settings(**args)
+    connect_store(settings)
+    return gateway_app(settings)
