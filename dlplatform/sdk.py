@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from dlplatform.access import Principal, authenticate
 from dlplatform.config import Settings, load_settings
@@ -18,9 +18,12 @@ from dlplatform.metadata import LineageNode
 
 # namespace attribute -> "module:Class"; the class is built with (backend, principal).
 NAMESPACES: dict[str, str] = {
+    "workflows": "dlplatform.workflows.sdk:WorkflowsClient",
     "datasets": "dlplatform.data.sdk:DatasetsClient",
     "training": "dlplatform.train.sdk:TrainingClient",
+    "tuning": "dlplatform.train.tune_sdk:TuningClient",
     "models": "dlplatform.train.sdk:ModelsClient",
+    "serving": "dlplatform.serve.sdk:ServingClient",
 }
 
 
@@ -31,20 +34,19 @@ class LineageClient:
         self._backend = backend
         self._principal = principal
 
-    def _check(self, entity: str) -> None:
-        from dlplatform.access import Permission, authorize
+    def _walk(
+        self, entity: Any, direction: Literal["up", "down"], depth: int | None
+    ) -> list[LineageNode]:
+        from dlplatform.lineage import query_lineage
 
-        authorize(self._backend.store, self._principal, Permission.LINEAGE_VIEW, entity)
+        ref = entity if isinstance(entity, str) else entity.entity_ref
+        return query_lineage(self._backend, self._principal, ref, direction=direction, depth=depth)
 
     def upstream(self, entity: Any, depth: int | None = None) -> list[LineageNode]:
-        ref = entity if isinstance(entity, str) else entity.entity_ref
-        self._check(ref)
-        return self._backend.store.upstream(ref, depth)
+        return self._walk(entity, "up", depth)
 
     def downstream(self, entity: Any, depth: int | None = None) -> list[LineageNode]:
-        ref = entity if isinstance(entity, str) else entity.entity_ref
-        self._check(ref)
-        return self._backend.store.downstream(ref, depth)
+        return self._walk(entity, "down", depth)
 
 
 class Platform:
@@ -67,7 +69,9 @@ class Platform:
         if target is None:
             raise AttributeError(name)
         module_name, _, cls_name = target.partition(":")
-        client = getattr(importlib.import_module(module_name), cls_name)(self.backend, self.principal)
+        client = getattr(importlib.import_module(module_name), cls_name)(
+            self.backend, self.principal
+        )
         setattr(self, name, client)
         return client
 
@@ -76,7 +80,10 @@ class Platform:
 
 
 def connect(
-    *, home: str | None = None, token: str | None = None, address: str | None = None,
+    *,
+    home: str | None = None,
+    token: str | None = None,
+    address: str | None = None,
     start: bool = True,
 ) -> Platform:
     """Join the running platform (or start a local one) as the owner of ``token``.
@@ -88,10 +95,18 @@ def connect(
         Unauthenticated: the token is missing, unknown or revoked.
     """
     from dlplatform import runtime
+    from dlplatform.lab import install_notebook_views
 
+    install_notebook_views()  # HTML views + short platform errors, only inside IPython
     settings = load_settings(home=home, ray_address=address, token=token)
     backend = runtime.attach(settings, start=start)
     secret = settings.token
     if secret is None and settings.admin_token_path.is_file():
         secret = settings.admin_token_path.read_text().strip()
+    if not secret:
+        from dlplatform.errors import Unauthenticated
+
+        raise Unauthenticated(
+            f"no token: set DLP_TOKEN, or run `dlp up` to create {settings.admin_token_path}"
+        )
     return Platform(backend, authenticate(backend.store, secret))
