@@ -1,0 +1,401 @@
+"""Regenerate clusters/broken/: copies of the real configs with one deliberate defect each.
+
+Run `python clusters/broken/regenerate.py` after changing a file in clusters/ray-up or
+clusters/kuberay; each edit must still apply exactly once. The first two lines of every copy say
+what is wrong and which error the validators must raise (`# expect: ...`).
+"""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "broken"
+
+
+def make(src, name, expect, why, *edits):
+    text = (ROOT / src).read_text()
+    for old, new in edits:
+        n = text.count(old)
+        assert n == 1, (name, old, n)
+        text = text.replace(old, new)
+    dest = OUT / src.split("/")[0] / name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(f"# BROKEN on purpose: {why}\n# expect: {expect}\n" + text)
+
+
+L, A, G = "ray-up/local.yaml", "ray-up/aws.yaml", "ray-up/gcp.yaml"
+make(
+    L,
+    "local-missing-head-ip.yaml",
+    "head_ip",
+    "no head_ip (Ray's local provider needs it)",
+    ("  head_ip: 10.0.0.10 # CHANGE ME: the head machine\n", ""),
+)
+make(
+    L,
+    "local-worker-ips-not-list.yaml",
+    "is not of type 'array'",
+    "worker_ips is a string",
+    ("worker_ips: [10.0.0.11, 10.0.0.12]", 'worker_ips: "10.0.0.11"'),
+)
+make(
+    L,
+    "local-unknown-key.yaml",
+    "Additional properties are not allowed",
+    "typo in a top-level key",
+    ("idle_timeout_minutes: 5\n", "idle_timeout_minute: 5\n"),
+)
+make(
+    L,
+    "local-undocumented-workers.yaml",
+    "min_workers is not documented",
+    "min_workers left out",
+    ("min_workers: 2\n", ""),
+)
+make(
+    A,
+    "aws-head-type-unknown.yaml",
+    "head_node_type",
+    "head_node_type names no node type",
+    ("head_node_type: head\n", "head_node_type: ray.head.default\n"),
+)
+make(
+    A,
+    "aws-min-workers-over-max.yaml",
+    "smaller than the sum of `min_workers`",
+    "min_workers of the node types exceed max_workers",
+    (
+        "    resources: {CPU: 16}\n    min_workers: 0\n",
+        "    resources: {CPU: 16}\n    min_workers: 13\n",
+    ),
+    ("    max_workers: 8\n", "    max_workers: 13\n"),
+)
+make(
+    A,
+    "aws-missing-resources.yaml",
+    "'resources' is a required property",
+    "gpu_worker has no resources",
+    ("    resources: {CPU: 4, GPU: 1}\n", ""),
+)
+make(
+    A,
+    "aws-provider-typo.yaml",
+    "Ray rejects the cluster config",
+    "provider type awz",
+    ("  type: aws\n", "  type: awz\n"),
+)
+make(
+    A,
+    "aws-max-workers-not-int.yaml",
+    "Ray rejects the cluster config",
+    "max_workers is a string",
+    ("max_workers: 12\n", "max_workers: twelve\n"),
+)
+make(
+    A,
+    "aws-node-type-unknown-key.yaml",
+    "Additional properties are not allowed",
+    "unknown key in a node type",
+    ("    min_workers: 0\n    max_workers: 4\n", "    min_workers: 0\n    max_worker: 4\n"),
+)
+make(
+    A,
+    "aws-no-dlp-up.yaml",
+    "must start the platform",
+    "the head never starts the platform",
+    ("    dlp up --address auto\n", "    echo platform not started\n"),
+)
+make(
+    A,
+    "aws-dlp-up-local.yaml",
+    "dlp up --address auto",
+    "`dlp up` would start a second Ray head",
+    ("    dlp up --address auto\n", "    dlp up\n"),
+)
+make(
+    A,
+    "aws-local-artifact-root.yaml",
+    "not shared object storage",
+    "workers write artifacts to local disk",
+    (
+        "    DLP_ARTIFACT_ROOT=s3://dlplatform-artifacts/prod\n    ray start --address",
+        "    DLP_ARTIFACT_ROOT=/home/ubuntu/artifacts\n    ray start --address",
+    ),
+)
+make(
+    G,
+    "gcp-auth-disabled.yaml",
+    "RAY_AUTH_MODE=token is missing",
+    "workers start without token auth",
+    (
+        "    RAY_AUTH_MODE=token\n    DLP_ARTIFACT_ROOT=gs://dlplatform-artifacts/prod\n    ray start --address",
+        "    DLP_ARTIFACT_ROOT=gs://dlplatform-artifacts/prod\n    ray start --address",
+    ),
+)
+make(
+    G,
+    "gcp-group-min-over-max.yaml",
+    "min_workers 5 > max_workers 4",
+    "gpu_worker min above max",
+    (
+        "    resources: {CPU: 8, GPU: 1}\n    min_workers: 0\n",
+        "    resources: {CPU: 8, GPU: 1}\n    min_workers: 5\n",
+    ),
+)
+make(
+    G,
+    "gcp-image-latest.yaml",
+    "must be tagged with the Ray version",
+    "image tag is not the Ray version",
+    ("  image: dlplatform:2.60.0 #", "  image: dlplatform:latest #"),
+)
+make(
+    G,
+    "gcp-roots-disagree.yaml",
+    "disagree on the artifact root",
+    "head and workers use different buckets",
+    (
+        "    DLP_ARTIFACT_ROOT=gs://dlplatform-artifacts/prod\n    ray start --address",
+        "    DLP_ARTIFACT_ROOT=gs://other-bucket/prod\n    ray start --address",
+    ),
+)
+
+RC, RS, RJ = "kuberay/raycluster.yaml", "kuberay/rayservice.yaml", "kuberay/rayjob.yaml"
+LAB, PVC, K = "kuberay/lab.yaml", "kuberay/pvc.yaml", "kuberay/kustomization.yaml"
+make(
+    RC,
+    "raycluster-unknown-field.yaml",
+    "'enableInTreeAutoscalng' was unexpected",
+    "typo in a spec field",
+    ("  enableInTreeAutoscaling: true\n", "  enableInTreeAutoscalng: true\n"),
+)
+make(
+    RC,
+    "raycluster-container-typo.yaml",
+    "'imagePulPolicy' was unexpected",
+    "typo in the head container",
+    (
+        "            image: dlplatform:2.60.0\n            imagePullPolicy",
+        "            image: dlplatform:2.60.0\n            imagePulPolicy",
+    ),
+)
+make(
+    RC,
+    "raycluster-replicas-over-max.yaml",
+    "<= maxReplicas (8)",
+    "replicas above maxReplicas",
+    ("      replicas: 1\n", "      replicas: 9\n"),
+)
+make(
+    RC,
+    "raycluster-name-too-long.yaml",
+    "longer than 53 characters",
+    "name of 54 characters",
+    ("  name: dlplatform\n", "  name: dlplatform-" + "x" * 43 + "\n"),
+)
+make(
+    RC,
+    "raycluster-name-not-dns.yaml",
+    "is not a DNS-1035 label",
+    "upper case and underscore in the name",
+    ("  name: dlplatform\n", "  name: DLPlatform_prod\n"),
+)
+make(
+    RC,
+    "raycluster-rayversion-mismatch.yaml",
+    "does not match rayVersion",
+    "rayVersion differs from the image tag",
+    ('  rayVersion: "2.60.0"\n', '  rayVersion: "2.59.0"\n'),
+)
+make(
+    RC,
+    "raycluster-image-latest.yaml",
+    "does not match rayVersion 2.60.0",
+    "GPU workers on a :latest image",
+    ("              image: dlplatform:2.60.0-gpu\n", "              image: dlplatform:latest\n"),
+)
+make(
+    RC,
+    "raycluster-no-autoscaling.yaml",
+    "enableInTreeAutoscaling must be true",
+    "autoscaler off",
+    ("  enableInTreeAutoscaling: true\n", "  enableInTreeAutoscaling: false\n"),
+)
+make(
+    RC,
+    "raycluster-no-gpu-limit.yaml",
+    "no worker group has an nvidia.com/gpu limit",
+    "GPU limit removed",
+    (
+        '                  memory: 16Gi\n                  nvidia.com/gpu: 1\n                limits:\n                  cpu: "4"\n                  memory: 16Gi\n                  nvidia.com/gpu: 1\n',
+        '                  memory: 16Gi\n                limits:\n                  cpu: "4"\n                  memory: 16Gi\n',
+    ),
+)
+make(
+    RC,
+    "raycluster-home-not-on-pvc.yaml",
+    "DLP_HOME must be a mounted PersistentVolumeClaim",
+    "home on an emptyDir",
+    (
+        "            persistentVolumeClaim:\n              claimName: dlplatform-home\n",
+        "            emptyDir: {}\n",
+    ),
+)
+make(
+    RC,
+    "raycluster-local-artifact-root.yaml",
+    "needs DLP_ARTIFACT_ROOT on object storage",
+    "artifacts on local disk",
+    (
+        "              - name: DLP_ARTIFACT_ROOT\n                value: s3://dlplatform-artifacts/prod\n              - name: DLP_HOST",
+        "              - name: DLP_ARTIFACT_ROOT\n                value: /home/ray/artifacts\n              - name: DLP_HOST",
+    ),
+)
+make(
+    RC,
+    "raycluster-missing-group-name.yaml",
+    "'groupName' is a required property",
+    "worker group without a name",
+    ("    - groupName: cpu\n      replicas: 1\n", "    - replicas: 1\n"),
+)
+make(
+    RC,
+    "raycluster-max-replicas-string.yaml",
+    "is not of type 'integer'",
+    "maxReplicas is a string",
+    ("      maxReplicas: 8\n", '      maxReplicas: "8"\n'),
+)
+make(
+    RS,
+    "rayservice-bad-upgrade-strategy.yaml",
+    "upgradeStrategy.type 'Recreate'",
+    "unknown upgrade strategy",
+    ("    type: None\n", "    type: Recreate\n"),
+)
+make(
+    RS,
+    "rayservice-import-path-missing.yaml",
+    "does not resolve",
+    "the builder does not exist",
+    ("dlplatform.api.gateway:build_gateway", "dlplatform.api.gateway:no_such_builder"),
+)
+make(
+    RS,
+    "rayservice-bad-serve-config.yaml",
+    "not a valid Serve config",
+    "import path with two colons",
+    ("dlplatform.api.gateway:build_gateway", "dlplatform.api:gateway:build_gateway"),
+)
+make(
+    RS,
+    "rayservice-serve-config-not-string.yaml",
+    "serveConfigV2 must be a string",
+    "serveConfigV2 as a mapping",
+    ("  serveConfigV2: |\n", "  serveConfigV2:\n"),
+)
+make(
+    RS,
+    "rayservice-name-too-long.yaml",
+    "longer than 47 characters",
+    "name of 48 characters",
+    ("  name: dlplatform\n", "  name: dlplatform-" + "x" * 37 + "\n"),
+)
+make(
+    RJ,
+    "rayjob-two-cluster-sources.yaml",
+    "exactly one of rayClusterSpec or clusterSelector",
+    "both a selector and an (empty) cluster spec",
+    (
+        "  clusterSelector:\n",
+        '  rayClusterSpec:\n    headGroupSpec:\n      template:\n        spec:\n          containers:\n            - name: ray-head\n              image: dlplatform:2.60.0\n    rayVersion: "2.60.0"\n  clusterSelector:\n',
+    ),
+)
+make(
+    RJ,
+    "rayjob-no-cluster.yaml",
+    "exactly one of rayClusterSpec or clusterSelector",
+    "no cluster at all",
+    ("  clusterSelector:\n    ray.io/cluster: dlplatform\n", ""),
+)
+make(
+    RJ,
+    "rayjob-bad-submission-mode.yaml",
+    "submissionMode 'K8sMode'",
+    "unknown submission mode",
+    ("  submissionMode: K8sJobMode\n", "  submissionMode: K8sMode\n"),
+)
+make(
+    RJ,
+    "rayjob-missing-module.yaml",
+    "entrypoint module dlplatform.train.no_such_entrypoint does not exist",
+    "the entrypoint module does not exist",
+    ("python -m dlplatform.train.entrypoint", "python -m dlplatform.train.no_such_entrypoint"),
+)
+make(
+    RJ,
+    "rayjob-bad-training-spec.yaml",
+    "not a valid TrainingJobSpec",
+    "0 workers",
+    ('"workers": 2', '"workers": 0'),
+)
+make(
+    RJ,
+    "rayjob-runtime-env-not-mapping.yaml",
+    "runtimeEnvYAML must hold a mapping",
+    "runtime env is a list",
+    (
+        "  runtimeEnvYAML: |\n    env_vars:\n      DLP_HOME: /home/ray/dlplatform\n      DLP_ARTIFACT_ROOT: s3://dlplatform-artifacts/prod\n",
+        "  runtimeEnvYAML: |\n    - DLP_HOME=/home/ray/dlplatform\n",
+    ),
+)
+make(
+    LAB,
+    "lab-container-typo.yaml",
+    "'imagePulPolicy' was unexpected",
+    "typo in the lab container",
+    ("          imagePullPolicy: IfNotPresent\n", "          imagePulPolicy: IfNotPresent\n"),
+)
+make(
+    LAB,
+    "lab-no-selector.yaml",
+    "'selector' is a required property",
+    "Deployment without selector",
+    (
+        "  selector:\n    matchLabels:\n      app.kubernetes.io/name: dlplatform\n      app.kubernetes.io/component: lab\n  template:",
+        "  template:",
+    ),
+)
+make(
+    LAB,
+    "lab-service-port-string.yaml",
+    "is not of type 'integer'",
+    "Service port is a string",
+    ("      port: 8888\n", '      port: "8888"\n'),
+)
+make(
+    PVC,
+    "pvc-access-modes-string.yaml",
+    "is not of type 'array'",
+    "accessModes is not a list",
+    ("metadata:\n  name: dlplatform-home\n", "metadata:\n  name: dlplatform-home\n"),
+    (
+        "    app.kubernetes.io/component: metadata\nspec:\n  accessModes:\n    - ReadWriteOnce\n",
+        "    app.kubernetes.io/component: metadata\nspec:\n  accessModes: ReadWriteOnce\n",
+    ),
+)
+make(
+    PVC,
+    "pvc-unknown-field.yaml",
+    "'storageClass' was unexpected",
+    "storageClass instead of storageClassName",
+    (
+        "    app.kubernetes.io/component: lab\nspec:\n",
+        "    app.kubernetes.io/component: lab\nspec:\n  storageClass: fast\n",
+    ),
+)
+make(
+    K,
+    "kustomization-missing-resource.yaml",
+    "'missing.yaml' is not a file",
+    "lists a file that does not exist",
+    ("  - lab.yaml\n", "  - lab.yaml\n  - missing.yaml\n"),
+)

@@ -1,0 +1,97 @@
+"""``dlp k8s``: render the KubeRay manifests for a deployment, and validate cluster files offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dlplatform.cli._common import JsonOpt, emit, fail, handle_errors
+
+app = typer.Typer(no_args_is_help=True, help="Kubernetes (KubeRay) manifests of the platform.")
+
+
+@app.command("render")
+@handle_errors
+def render(
+    image: str = typer.Option(
+        ..., "--image", help="Platform image, tagged <ray version>[-suffix]."
+    ),
+    namespace: str = typer.Option(..., "--namespace", help="Kubernetes namespace of every object."),
+    out: Path = typer.Option(..., "--out", help="Directory for the rendered YAML files."),
+    cpu_workers: int = typer.Option(8, "--cpu-workers", help="Most CPU worker pods (autoscaled)."),
+    gpu_workers: int = typer.Option(
+        4, "--gpu-workers", help="Most GPU worker pods; 0: no GPU group."
+    ),
+    gpu_type: str = typer.Option(
+        "NVIDIA-A10G", "--gpu-type", help="GPU model (node label nvidia.com/gpu.product)."
+    ),
+    gpu_image: str | None = typer.Option(
+        None, "--gpu-image", help="GPU workers' image (default: IMAGE with -gpu on its tag)."
+    ),
+    source: Path | None = typer.Option(
+        None, "--source", help="Templates folder (default: the repository's clusters/kuberay)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite files that exist in --out."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Fill in image, namespace, worker counts and GPU type; validate; write the files to --out."""
+    from dlplatform import clusters
+
+    files = clusters.render(
+        image, namespace, cpu_workers, gpu_workers, gpu_type, gpu_image=gpu_image, source=source
+    )
+    out = out.expanduser()
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} exists and is not a directory")
+    existing = [name for name in files if (out / name).exists()]
+    if existing and not force:
+        fail(f"{out} already holds {', '.join(existing)}; pass --force to overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in files.items():
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(out / name)
+        written.append(str(out / name))
+    if as_json:
+        emit(
+            {"directory": str(out), "files": written, "namespace": namespace, "image": image}, True
+        )
+        return
+    for path in written:
+        print(path)
+    print(f"apply with: kubectl apply -k {out}")
+
+
+@app.command("validate")
+@handle_errors
+def validate(
+    paths: list[Path] = typer.Argument(
+        ..., help="Cluster files or folders (ray up or KubeRay YAML)."
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Validate cluster files offline (Ray's config checks, KubeRay CRDs, Kubernetes schemas)."""
+    from dlplatform import clusters
+    from dlplatform.errors import InvalidInput
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(clusters.cluster_files(path))
+        elif path.is_file():
+            files.append(path)
+        else:
+            fail(f"{path} does not exist")
+    results = []
+    for path in files:
+        try:
+            clusters.validate_file(path)
+            results.append({"file": str(path), "ok": True, "problem": ""})
+        except InvalidInput as exc:
+            results.append({"file": str(path), "ok": False, "problem": exc.message})
+    emit(results, as_json, columns=["file", "ok", "problem"], title="cluster files")
+    bad = [r for r in results if not r["ok"]]
+    if bad:
+        fail(f"{len(bad)} of {len(results)} files are invalid")
