@@ -1,0 +1,644 @@
+"""The web UI in a real browser: headless Chromium against a live gateway over real data.
+
+The gateway is the real app (``create_app``) over a real DuckDB store and a local artifact store,
+served by uvicorn on a loopback port; data is seeded through the service functions. Screenshots of
+every page land in ``fixtures_browser.SCREENSHOT_DIR`` (``/tmp/dlplatform-ui-screenshots``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from fixtures_browser import live_gateway, screenshot
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from dlplatform import data, train
+from dlplatform.access import Principal, bootstrap_admin, issue_token
+from dlplatform.api.app import create_app
+from dlplatform.config import load_settings
+from dlplatform.context import Backend
+from dlplatform.metadata import (
+    Deployment,
+    LineageEdge,
+    MetadataStore,
+    ModelVersion,
+    Role,
+    Run,
+    RunStatus,
+    User,
+    WorkflowRun,
+    WorkflowStep,
+)
+from dlplatform.metadata.artifacts import ArtifactStore
+from dlplatform.metadata.records import utcnow
+from dlplatform.train import TrainingJobSpec
+
+pytestmark = pytest.mark.integration
+
+WAIT_S = 20
+ADMIN = Principal(name="admin", role=Role.ADMIN)
+
+
+@dataclass
+class Seeded:
+    url: str
+    backend: Backend
+    admin: str
+    viewer: str
+    viewer_token_id: str
+    commits: list[str]  # oldest first
+    runs: list[str]
+    workflow_run: str
+    routes: set[tuple[str, str]]
+
+
+def _backend(home: Path) -> Backend:
+    settings = load_settings(home=home)
+    store = MetadataStore(settings.metadata_path)
+    return Backend(store=store, artifacts=ArtifactStore.from_settings(settings), settings=settings)
+
+
+def _routes(app: Any) -> set[tuple[str, str]]:
+    """(METHOD, path) of every API route, from the OpenAPI document (what the UI reads too)."""
+    return {(m.upper(), path) for path, ops in app.openapi()["paths"].items() for m in ops}
+
+
+def _seed(backend: Backend) -> dict[str, Any]:
+    store = backend.store
+    admin_token = bootstrap_admin(store)
+    assert admin_token is not None
+    store.create_user(User(name="vic", role=Role.VIEWER, created_at=utcnow()))
+    viewer_token, viewer_info = issue_token(store, "vic")
+
+    data.create_dataset(backend, ADMIN, "digits", description="8x8 handwritten digits")
+    first = data.push(
+        backend, ADMIN, "digits",
+        pa.table({"pixel": [0, 3, 9, 12], "label": ["zero", "one", "<b>two</b>", "one"]}),
+        message="first batch",
+    )  # fmt: skip
+    second = data.push(
+        backend, ADMIN, "digits", pa.table({"pixel": [7, 8], "label": ["two", "zero"]}),
+        message="second batch",
+    )  # fmt: skip
+
+    now = utcnow()
+    runs = []
+    for i, status in enumerate([RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.RUNNING]):
+        spec = TrainingJobSpec(
+            dataset=f"digits@{second.id}", label="label", params={"hidden": 32 * (i + 1)},
+            lr=0.01 * (i + 1), epochs=5,
+        )  # fmt: skip
+        run = Run(
+            id=f"run-ui-{i}", name=f"mlp-{i}", owner="admin", status=status,
+            spec_json=spec.model_dump_json(), dataset_commit=second.id,
+            created_at=now - timedelta(minutes=30 - i), started_at=now - timedelta(minutes=29 - i),
+            ended_at=None if status is RunStatus.RUNNING else now - timedelta(minutes=20 - i),
+            error="RuntimeError: worker 1 lost" if status is RunStatus.FAILED else None,
+        )  # fmt: skip
+        store.create_run(run)
+        epochs = list(range(5))
+        store.log_metric_batch(
+            [run.id] * 10,
+            ["loss"] * 5 + ["accuracy"] * 5,
+            [1.0 / (e + 1 + i) for e in epochs] + [0.5 + 0.1 * e - 0.02 * i for e in epochs],
+            epochs * 2,
+        )
+        store.add_edges(
+            [LineageEdge(src=f"commit:{second.id}", dst=f"run:{run.id}", relation="trained_on")]
+        )
+        runs.append(run.id)
+
+    store.add_model_version(
+        ModelVersion(
+            model="digits-mlp", version=0, run_id=runs[0], artifact_sha256="0" * 64,
+            signature_json="{}", metrics_json=json.dumps({"accuracy": 0.93}),
+            dataset_commit=second.id, created_at=now,
+        ),
+        edges_to=[(f"run:{runs[0]}", "produced")],
+    )  # fmt: skip
+    train.promote(backend, ADMIN, "digits-mlp", 1, "production")
+    store.put_deployment(
+        Deployment(
+            name="digits", model="digits-mlp", version=1, traffic_json='{"1": 100}',
+            status="RUNNING", created_by="admin", created_at=now, updated_at=now,
+        )
+    )  # fmt: skip
+    store.add_edges(
+        [LineageEdge(src="model_version:digits-mlp@1", dst="deployment:digits", relation="serves")]
+    )
+    store.create_alert("drift", "deployment:digits", "input drift on pixel", "critical")
+
+    wf = WorkflowRun(
+        id="wf-ui-1", workflow="tests.pipelines:retrain", owner="admin", status=RunStatus.FAILED,
+        created_at=now - timedelta(minutes=2), started_at=now - timedelta(minutes=2),
+        ended_at=now - timedelta(minutes=1), error="step evaluate failed: ValueError: accuracy 0.4 < 0.9",
+    )  # fmt: skip
+    store.create_workflow_run(wf)
+    for j, (name, status) in enumerate(
+        [
+            ("load", "SUCCEEDED"),
+            ("train", "SUCCEEDED"),
+            ("evaluate", "FAILED"),
+            ("deploy", "QUEUED"),
+        ]
+    ):
+        started = None if status == "QUEUED" else now - timedelta(seconds=110 - 20 * j)
+        store.put_workflow_step(
+            WorkflowStep(
+                run_id=wf.id, step_id=f"s{j}", name=name, status=RunStatus(status), attempts=1,
+                started_at=started,
+                ended_at=None if started is None else started + timedelta(seconds=15),
+                error="ValueError: accuracy 0.4 < 0.9" if status == "FAILED" else None,
+            )
+        )  # fmt: skip
+    return {
+        "admin": admin_token, "viewer": viewer_token, "viewer_token_id": viewer_info.id,
+        "commits": [first.id, second.id], "runs": runs, "workflow_run": wf.id,
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+    backend = _backend(tmp_path_factory.mktemp("ui") / "home")
+    ids = _seed(backend)
+    app = create_app(backend)
+    with live_gateway(app) as url:
+        yield Seeded(url=url, backend=backend, routes=_routes(app), **ids)
+    backend.store.close()
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _ready(driver: Any, route: str, timeout: float = WAIT_S) -> None:
+    """Wait until the page for ``route`` (the hash without '#/') has rendered."""
+    css = f'main[aria-busy="false"][data-route="{route}"]'
+    try:
+        WebDriverWait(driver, timeout).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
+    except TimeoutException:
+        main = driver.find_element(By.ID, "main")
+        raise AssertionError(
+            f"page {route!r} did not render; main is {main.get_attribute('data-route')!r}: "
+            f"{main.text[:500]!r}; console: {driver.get_log('browser')[-5:]}"
+        ) from None
+
+
+def _go(driver: Any, route: str) -> None:
+    """Navigate inside the single-page app (no reload) and wait for the page."""
+    driver.execute_script("window.location.hash = arguments[0]", f"#/{route}")
+    _ready(driver, route)
+
+
+def _sign_in(driver: Any, url: str, token: str) -> None:
+    # full page loads (a new query string each time), so no earlier page's work can interfere
+    driver.get(f"{url}/ui/?load={time.monotonic_ns()}")
+    driver.execute_script("sessionStorage.clear()")
+    driver.get(f"{url}/ui/?load={time.monotonic_ns()}")
+    _ready(driver, "signin")
+    field = driver.find_element(By.ID, "token")
+    field.send_keys(token)
+    field.send_keys(Keys.ENTER)
+    _ready(driver, "datasets")
+
+
+def _text(driver: Any) -> str:
+    return driver.find_element(By.ID, "main").text
+
+
+def _no_overflow(driver: Any) -> None:
+    widths = driver.execute_script(
+        "const m = document.getElementById('main');"
+        "return [document.documentElement.scrollWidth, window.innerWidth, m.scrollWidth, m.clientWidth]"
+    )
+    doc_w, win_w, main_w, main_client = widths
+    assert doc_w <= win_w, f"page overflows horizontally: {widths}"
+    assert main_w <= main_client, f"main content overflows horizontally: {widths}"
+
+
+def _shot(driver: Any, name: str) -> Path:
+    """A full-page screenshot (window grown to the page height, then restored)."""
+    width, height = driver.get_window_size().values()
+    driver.execute_script("window.scrollTo(0, 0)")
+    full = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(width, min(max(full + 120, height), 4000))
+    path = screenshot(driver, name)
+    driver.set_window_size(width, height)
+    assert path.stat().st_size > 1000
+    return path
+
+
+def _has(seeded: Seeded, method: str, path: str) -> bool:
+    return (method, f"/api/v1{path}") in seeded.routes
+
+
+def _unavailable(driver: Any) -> bool:
+    return bool(driver.find_elements(By.CSS_SELECTOR, ".unavailable"))
+
+
+def _console_errors(driver: Any) -> list[str]:
+    return [
+        e["message"]
+        for e in driver.get_log("browser")
+        if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]
+    ]
+
+
+# --- tests -----------------------------------------------------------------------------------
+
+
+def test_sign_in_rejects_a_wrong_token_then_signs_in_and_out(browser: Any, seeded: Seeded) -> None:
+    browser.set_window_size(1280, 800)
+    browser.get(f"{seeded.url}/")  # / redirects to /ui/
+    browser.execute_script("sessionStorage.clear()")
+    browser.get(f"{seeded.url}/ui/")
+    _ready(browser, "signin")
+    assert browser.current_url.startswith(f"{seeded.url}/ui/")
+    field = browser.find_element(By.ID, "token")
+    field.send_keys("dlp_not_a_real_token")
+    browser.find_element(By.CSS_SELECTOR, "#signin-form button[type=submit]").click()
+    WebDriverWait(browser, WAIT_S).until(
+        ec.text_to_be_present_in_element((By.ID, "signin-error"), "Sign-in failed")
+    )
+    assert "invalid or revoked token" in browser.find_element(By.ID, "signin-error").text
+    assert browser.execute_script("return sessionStorage.length") == 0
+    _shot(browser, "00-signin-error")
+
+    field.clear()
+    field.send_keys(seeded.admin)
+    field.send_keys(Keys.ENTER)
+    _ready(browser, "datasets")
+    assert browser.find_element(By.ID, "who").text == "admin (admin)"
+    assert browser.execute_script("return document.cookie") == ""
+    assert browser.execute_script("return sessionStorage.getItem('dlp.token')") == seeded.admin
+    assert browser.execute_script("return localStorage.length") == 0
+
+    browser.find_element(By.ID, "sign-out").click()
+    _ready(browser, "signin")
+    assert browser.execute_script("return sessionStorage.getItem('dlp.token')") is None
+    assert "You signed out" in _text(browser)
+
+
+def test_dataset_commits_schema_stats_sample_and_rollback(browser: Any, seeded: Seeded) -> None:
+    browser.set_window_size(1280, 800)
+    _sign_in(browser, seeded.url, seeded.admin)
+    assert "digits" in _text(browser)
+    _shot(browser, "01-datasets")
+    browser.find_element(By.LINK_TEXT, "digits").click()
+    _ready(browser, "datasets/digits")
+    timeline = browser.find_element(By.CSS_SELECTOR, "ol.timeline")
+    items = timeline.find_elements(By.TAG_NAME, "li")
+    assert len(items) == 2
+    assert "second batch" in items[0].text and "head" in items[0].text
+    assert "first batch" in items[1].text
+    text = _text(browser)
+    assert "Schema" in text and "pixel" in text and "int64" in text
+    stats = browser.find_element(By.XPATH, "//section[h2='Column statistics']").text
+    assert "pixel" in stats and "label" in stats and "nulls" in stats
+    sample = browser.find_element(By.XPATH, "//section[h2='Sample rows']")
+    cells = [td.text for td in sample.find_elements(By.TAG_NAME, "td")]
+    assert "<b>two</b>" in cells  # markup in data stays text
+    assert not sample.find_elements(By.TAG_NAME, "b")
+    _shot(browser, "02-dataset")
+
+    # roll back to the first commit (admin may write)
+    first = seeded.commits[0]
+    items[1].find_element(By.TAG_NAME, "a").click()
+    _ready(browser, f"datasets/digits?commit={first}")
+    button = browser.find_element(By.XPATH, "//button[starts-with(., 'Roll back to')]")
+    button.click()
+    WebDriverWait(browser, WAIT_S).until(ec.alert_is_present()).accept()
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "ol.timeline li")) == 3
+    )
+    _ready(browser, "datasets/digits")
+    head = seeded.backend.store.get_dataset("digits").head
+    assert head not in seeded.commits
+    assert seeded.backend.store.get_commit(head).row_count == 4
+    rolled = seeded.backend.store.list_audit(action="dataset.rollback")
+    assert rolled and rolled[0].actor == "admin"
+
+
+def test_viewer_sees_no_rollback_and_no_audit(browser: Any, seeded: Seeded) -> None:
+    browser.set_window_size(1280, 800)
+    _sign_in(browser, seeded.url, seeded.viewer)
+    _go(browser, f"datasets/digits?commit={seeded.commits[0]}")
+    assert not browser.find_elements(By.XPATH, "//button[starts-with(., 'Roll back')]")
+    audit_link = browser.find_element(By.CSS_SELECTOR, 'a[data-section="audit"]')
+    assert not audit_link.is_displayed()
+    _go(browser, "audit")
+    text = _text(browser)
+    assert "Forbidden" in text and "audit.view" in text
+    assert not browser.find_elements(By.CSS_SELECTOR, "main table")
+    _shot(browser, "03-audit-viewer-forbidden")
+
+
+def test_run_metric_chart_params_and_compare(browser: Any, seeded: Seeded) -> None:
+    browser.set_window_size(1280, 800)
+    _sign_in(browser, seeded.url, seeded.admin)
+    _go(browser, "runs")
+    rows = browser.find_elements(By.CSS_SELECTOR, "main tbody tr")
+    assert len(rows) == 3
+    assert "RUNNING" in rows[0].text and "FAILED" in rows[1].text
+    _shot(browser, "04-runs")
+    browser.find_element(By.LINK_TEXT, "mlp-0").click()
+    _ready(browser, f"runs/{seeded.runs[0]}")
+    paths = browser.find_elements(By.CSS_SELECTOR, "figure.chart svg path.series-line")
+    assert len(paths) == 2  # accuracy and loss
+    for path in paths:
+        d = path.get_attribute("d")
+        assert d.startswith("M") and d.count("L") == 4, d  # five epochs
+    params = browser.find_element(By.XPATH, "//section[h2='Parameters']").text
+    assert "hidden" in params and "lr" in params
+    _shot(browser, "05-run")
+
+    _go(browser, "runs")
+    for box in browser.find_elements(By.CSS_SELECTOR, 'input[name="run"]')[:2]:
+        box.click()
+    browser.find_element(By.XPATH, "//button[.='Compare selected']").click()
+    _ready(browser, f"runs/compare?ids={seeded.runs[2]},{seeded.runs[1]}")
+    table = browser.find_element(By.CSS_SELECTOR, "table.compare").text
+    assert "mlp-1" in table and "mlp-2" in table and "lr (param)" in table
+    assert browser.find_elements(By.CSS_SELECTOR, "tr.differs")
+    lines = browser.find_elements(By.CSS_SELECTOR, "figure.chart path.series-line")
+    assert len(lines) == 4  # two metrics x two runs
+    _shot(browser, "06-compare")
+
+
+def test_models_versions_aliases_history_deployments(browser: Any, seeded: Seeded) -> None:
+    browser.set_window_size(1280, 800)
+    _sign_in(browser, seeded.url, seeded.admin)
+    _go(browser, "models")
+    assert "digits-mlp" in _text(browser)
+    browser.find_element(By.LINK_TEXT, "digits-mlp").click()
+    _ready(browser, "models/digits-mlp")
+    versions = browser.find_element(By.XPATH, "//section[h2='Versions']").text
+    assert "v1" in versions and "production" in versions
+    history = browser.find_element(By.XPATH, "//section[h2='Promotion history']").text
+    assert "production" in history and "admin" in history
+    # promote v1 to a second stage with the form; the history shows the move
+    alias = browser.find_element(By.ID, "promote-alias")
+    alias.clear()
+    alias.send_keys("staging")
+    browser.find_element(By.XPATH, "//button[.='Promote']").click()
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: "staging" in d.find_element(By.XPATH, "//section[h2='Promotion history']").text
+    )
+    _ready(browser, "models/digits-mlp")
+    assert seeded.backend.store.resolve_alias("digits-mlp", "staging") == 1
+    deployments = browser.find_element(By.XPATH, "//section[h2='Deployments']")
+    if _has(seeded, "GET", "/deployments"):
+        assert "digits-mlp@1" in deployments.text and "v1 100%" in deployments.text
+    else:
+        assert _unavailable(browser)
+    _shot(browser, "07-model")
+
+
+def test_lineage_graph_navigates_from_model_version_to_commit(browser: Any, seeded: Seeded) -> None:
+    browser.set_window_size(1280, 800)
+    _sign_in(browser, seeded.url, seeded.admin)
+    _go(browser, "lineage/model_version/digits-mlp%401")
+    nodes = {
+        n.get_attribute("data-entity"): n for n in browser.find_elements(By.CSS_SELECTOR, "a.node")
+    }
+    commit = f"commit:{seeded.commits[1]}"
+    assert {"model_version:digits-mlp@1", f"run:{seeded.runs[0]}", commit,
+            "dataset:digits", "deployment:digits"} <= set(nodes)  # fmt: skip
+    assert browser.find_elements(By.CSS_SELECTOR, "svg.graph-svg path.edge")
+    current = browser.find_element(By.CSS_SELECTOR, "a.node-current").get_attribute("data-entity")
+    assert current == "model_version:digits-mlp@1"
+    _shot(browser, "08-lineage")
+    nodes[commit].click()
+    _ready(browser, f"lineage/commit/{seeded.commits[1]}")
+    current = browser.find_element(By.CSS_SELECTOR, "a.node-current").get_attribute("data-entity")
+    assert current == commit
+    downstream = {
+        n.get_attribute("data-entity") for n in browser.find_elements(By.CSS_SELECTOR, "a.node")
+    }
+    assert {f"run:{r}" for r in seeded.runs} <= downstream
+    # keyboard: focus the run node and press Enter to walk downstream from it
+    run_node = browser.find_element(By.CSS_SELECTOR, f'a.node[data-entity="run:{seeded.runs[0]}"]')
+    browser.execute_script("arguments[0].focus()", run_node)
+    assert browser.switch_to.active_element == run_node
+    run_node.send_keys(Keys.ENTER)
+    _ready(browser, f"lineage/run/{seeded.runs[0]}")
+    # the commit's own page opens from the lineage page
+    _go(browser, f"lineage/commit/{seeded.commits[1]}")
+    browser.find_element(By.LINK_TEXT, f"Open {commit}").click()
+    _ready(browser, f"datasets/digits?commit={seeded.commits[1]}")
+
+
+def test_workflow_timeline_errors_and_resume_button(browser: Any, seeded: Seeded) -> None:
+    browser.set_window_size(1280, 800)
+    _sign_in(browser, seeded.url, seeded.admin)
+    _go(browser, "workflows")
+    assert _has(seeded, "GET", "/workflows/runs")
+    assert seeded.workflow_run in _text(browser)
+    browser.find_element(By.PARTIAL_LINK_TEXT, seeded.workflow_run).click()
+    _ready(browser, f"workflows/{seeded.workflow_run}")
+    text = _text(browser)
+    assert "accuracy 0.4 < 0.9" in text and "evaluate" in text
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.timeline-svg rect")) == 3
+    _shot(browser, "09-workflow")
+    # this gateway runs without Ray: resuming answers a clear error next to the button
+    browser.find_element(By.XPATH, "//button[.='Resume']").click()
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: "Failed:" in d.find_element(By.CSS_SELECTOR, ".action-status").text
+    )
+    assert "Ray" in browser.find_element(By.CSS_SELECTOR, ".action-status").text
+    assert seeded.backend.store.get_workflow_run(seeded.workflow_run).status is RunStatus.FAILED
+
+
+def test_alerts_and_audit_log_for_admin(browser: Any, seeded: Seeded) -> None:
+    browser.set_window_size(1280, 800)
+    _sign_in(browser, seeded.url, seeded.admin)
+    _go(browser, "alerts")
+    assert "input drift on pixel" in _text(browser)
+    _shot(browser, "10-alerts")
+    browser.find_element(By.XPATH, "//button[.='Resolve']").click()
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: "No open alerts" in d.find_element(By.ID, "main").text
+    )
+    _go(browser, "alerts?all=1")
+    assert "input drift on pixel" in _text(browser)
+
+    _go(browser, "audit")
+    rows = browser.find_elements(By.CSS_SELECTOR, "main tbody tr")
+    assert rows
+    text = _text(browser)
+    assert "alerts.resolve" in text and "dataset.create" in text
+    _shot(browser, "11-audit")
+    browser.find_element(By.ID, "audit-action").send_keys("alerts.resolve", Keys.ENTER)
+    _ready(browser, "audit?action=alerts.resolve")
+    rows = browser.find_elements(By.CSS_SELECTOR, "main tbody tr")
+    assert len(rows) == 1 and "alert:" in rows[0].text
+
+
+def test_keyboard_navigation(browser: Any, seeded: Seeded) -> None:
+    browser.set_window_size(1280, 800)
+    _sign_in(browser, seeded.url, seeded.admin)
+    browser.get(f"{seeded.url}/ui/?load={time.monotonic_ns()}#/datasets")  # focus starts at the top
+    _ready(browser, "datasets")
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    first = browser.switch_to.active_element
+    assert first.text == "Skip to content"
+    for _ in range(10):
+        active = browser.switch_to.active_element
+        if active.text == "Runs":
+            break
+        active.send_keys(Keys.TAB)
+    active = browser.switch_to.active_element
+    assert active.text == "Runs" and active.tag_name == "a"
+    outline = browser.execute_script("return getComputedStyle(arguments[0]).outlineStyle", active)
+    assert outline != "none"  # a visible focus ring
+    active.send_keys(Keys.ENTER)
+    _ready(browser, "runs")
+    assert (
+        browser.find_element(By.CSS_SELECTOR, 'a[data-section="runs"]').get_attribute(
+            "aria-current"
+        )
+        == "page"
+    )
+    assert browser.switch_to.active_element.get_attribute("id") == "main"
+    # the run links and compare checkboxes are reachable with Tab
+    browser.switch_to.active_element.send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.tag_name in ("a", "input")
+
+
+def test_narrow_window_has_no_horizontal_overflow(browser: Any, seeded: Seeded) -> None:
+    browser.set_window_size(1280, 800)
+    _sign_in(browser, seeded.url, seeded.admin)
+    browser.set_window_size(400, 800)
+    try:
+        pages = [
+            "datasets", "datasets/digits", "runs", f"runs/{seeded.runs[0]}", "models",
+            "models/digits-mlp", "lineage/model_version/digits-mlp%401", "workflows",
+            f"workflows/{seeded.workflow_run}", "alerts", "audit",
+        ]  # fmt: skip
+        for i, page in enumerate(pages):
+            _go(browser, page)
+            _no_overflow(browser)
+            _shot(browser, f"2{i:02d}-narrow-{page.split('/')[0]}")
+        assert browser.execute_script("return window.innerWidth") <= 400
+    finally:
+        browser.set_window_size(1280, 800)
+
+
+def test_not_found_pages_and_expired_token(browser: Any, seeded: Seeded) -> None:
+    browser.set_window_size(1280, 800)
+    _sign_in(browser, seeded.url, seeded.viewer)
+    _go(browser, "datasets/no-such-dataset")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Not found"
+    assert "no-such-dataset" in _text(browser)
+    _go(browser, "runs/run-missing")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Not found"
+    _go(browser, "no/such/page")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Not found"
+    _shot(browser, "12-not-found")
+    # the token is revoked while the user is signed in: the next call sends them to sign-in
+    seeded.backend.store.revoke_token(seeded.viewer_token_id)
+    browser.execute_script("window.location.hash = '#/runs'")
+    _ready(browser, "signin")
+    assert "Your session ended" in _text(browser)
+    assert browser.execute_script("return sessionStorage.getItem('dlp.token')") is None
+    _shot(browser, "13-session-ended")
+    assert _console_errors(browser) == []
+
+
+def test_runs_list_pages_through_10000_runs(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    backend = _backend(tmp_path_factory.mktemp("ui-many") / "home")
+    token = bootstrap_admin(backend.store)
+    assert token is not None
+    spec = TrainingJobSpec(dataset="digits@c-1", label="label").model_dump_json()
+    start = utcnow()
+    with backend.store._db.tx() as cur:  # fast SQL: 10,000 runs in one statement
+        cur.execute(
+            "INSERT INTO runs SELECT 'run-' || lpad(i::VARCHAR, 5, '0'), 'train', NULL, "
+            "'job-' || i::VARCHAR, 'admin', CASE WHEN i % 7 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END, "
+            "0, ?, NULL, NULL, ?::TIMESTAMPTZ + i * INTERVAL 1 SECOND, NULL, NULL, NULL, NULL, "
+            "[]::VARCHAR[] FROM range(10000) t(i)",
+            [spec, start],
+        )
+    assert backend.store.count_runs(kind="train") == 10_000
+    app = create_app(backend)
+    with live_gateway(app) as url:
+        browser.set_window_size(1280, 800)
+        _sign_in(browser, url, token)
+        began = time.perf_counter()
+        _go(browser, "runs")
+        first_page_s = time.perf_counter() - began
+        rows = browser.find_elements(By.CSS_SELECTOR, "main tbody tr")
+        assert len(rows) == 50
+        assert "job-9999" in rows[0].text
+        assert "Showing 1\u201350 of 10,000" in _text(browser)
+        assert "page 1 of 200" in _text(browser)
+        _shot(browser, "14-runs-10000")
+        browser.find_element(By.CSS_SELECTOR, "a[rel=next]").click()
+        _ready(browser, "runs?page=2")
+        rows = browser.find_elements(By.CSS_SELECTOR, "main tbody tr")
+        assert len(rows) == 50 and "job-9949" in rows[0].text
+        assert "Showing 51\u2013100 of 10,000" in _text(browser)
+        _go(browser, "runs?page=200")
+        last = browser.find_elements(By.CSS_SELECTOR, "main tbody tr")[-1].text
+        assert last.startswith("job-0 "), last
+        assert not browser.find_elements(By.CSS_SELECTOR, "a[rel=next]")
+    backend.store.close()
+    print(f"\nruns page 1 of 10,000 rendered in {first_page_s * 1000:.0f} ms")
+
+
+def test_real_platform_resume_a_failed_workflow_from_the_ui(
+    browser: Any,
+    gateway_url: str,
+    gateway_backend: Backend,
+    gateway_admin_token: str,
+    tmp_path: Path,
+) -> None:
+    """The gateway deployed in Ray Serve, a real workflow run on the shared Ray cluster: it fails,
+    is fixed, and is resumed with the UI's button."""
+    from dlplatform.access import SYSTEM
+    from dlplatform.sdk import Platform
+    from dlplatform.workflows import stop_manager
+
+    folder = tmp_path / "gate"
+    folder.mkdir()
+    p = Platform(gateway_backend, SYSTEM)
+    try:
+        run = p.workflows.run("tests.integration.ui_wf_demo:gated", {"folder": str(folder)})
+        failed = p.workflows.wait(run.id, timeout_s=120)
+        assert failed.run.status is RunStatus.FAILED, failed
+        (folder / "fixed").write_text("ok")
+
+        browser.set_window_size(1280, 800)
+        _sign_in(browser, gateway_url, gateway_admin_token)
+        _go(browser, f"workflows/{run.id}")
+        assert "accuracy 0.4 is below the gate 0.9" in _text(browser)
+        _shot(browser, "15-workflow-failed-serve")
+        browser.find_element(By.XPATH, "//button[.='Resume']").click()
+        WebDriverWait(browser, 60).until(
+            lambda _: gateway_backend.store.get_workflow_run(run.id).status is not RunStatus.FAILED
+        )
+        done = p.workflows.wait(run.id, timeout_s=120)
+        assert done.run.status is RunStatus.SUCCEEDED, done
+        _go(browser, "workflows")
+        _go(browser, f"workflows/{run.id}")
+        assert "SUCCEEDED" in browser.find_element(By.CSS_SELECTOR, "dl.facts").text
+        assert not browser.find_elements(By.XPATH, "//button[.='Resume']")
+        _shot(browser, "16-workflow-resumed-serve")
+        resumed = gateway_backend.store.list_audit(action="workflow.resume")
+        assert resumed and resumed[0].actor == "admin"
+    finally:
+        stop_manager(gateway_backend.settings)
