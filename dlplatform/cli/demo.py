@@ -1,0 +1,31 @@
+"""``dlp demo``: the main job, end to end (see ``dlplatform.demo``)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo")
+    @handle_errors
+    def demo(
+        home: str | None = HomeOpt,
+        stop: bool = typer.Option(False, "--stop", help="Stop the platform when done."),
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Start the platform, then data → training → gate → serving → predictions → lineage."""
+        from dlplatform.cli._common import settings_for
+        from dlplatform.demo import run_demo
+
+        def say(line: str) -> None:
+            print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
+
+        result = run_demo(settings_for(home), say, stop=stop)
+        if as_json:
+            emit(result, True)
+        else:
+            print(f"done in {result.seconds:.0f} s")
