@@ -1,0 +1,225 @@
+"""Datasets, commits (streamed uploads), rollback and samples."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from dlplatform import data
+from dlplatform.api.deps import Ctx
+from dlplatform.errors import InvalidInput, TooLarge
+from dlplatform.metadata import Commit, CommitMode, Dataset, DatasetType
+from dlplatform.metadata.records import Name
+
+router = APIRouter(tags=["datasets"])
+_SUFFIX = re.compile(r"[a-z0-9]{1,10}")
+
+_CONTENT_TYPES = {
+    "text/csv": "csv",
+    "application/csv": "csv",
+    "application/x-ndjson": "jsonl",
+    "application/jsonl": "jsonl",
+    "application/json-lines": "jsonl",
+    "application/vnd.apache.parquet": "parquet",
+    "application/x-parquet": "parquet",
+    "application/vnd.apache.arrow.file": "arrow",
+    "application/vnd.apache.arrow.stream": "arrow",
+}
+
+
+class FieldSpec(BaseModel, frozen=True, extra="forbid"):
+    name: str = Field(min_length=1, max_length=256)
+    type: str = Field(description="Arrow type name: int64, float32, string, timestamp[us], ...")
+    nullable: bool = True
+
+
+class DatasetSpec(BaseModel, frozen=True, extra="forbid"):
+    """A dataset to create."""
+
+    name: Name
+    description: str = Field(default="", max_length=10_000)
+    type: DatasetType = DatasetType.TABULAR
+    tags: tuple[str, ...] = Field(default=(), max_length=64)
+    groups: tuple[Name, ...] = Field(default=(), max_length=32)
+    schema_: list[FieldSpec] | None = Field(default=None, alias="schema")
+
+
+class RollbackSpec(BaseModel, frozen=True, extra="forbid"):
+    commit: str = Field(min_length=1, max_length=128)
+    message: str = Field(default="", max_length=10_000)
+
+
+class SampleRows(BaseModel, frozen=True, extra="forbid"):
+    commit: str
+    columns: list[str]
+    rows: list[dict[str, Any]]
+
+
+@router.post("/datasets", status_code=201)
+def create_dataset(spec: DatasetSpec, ctx: Ctx) -> Dataset:
+    """Create a dataset (``dataset.write``); ``schema`` optionally fixes its columns."""
+    schema = [f.model_dump() for f in spec.schema_] if spec.schema_ is not None else None
+    return data.create_dataset(
+        ctx.backend,
+        ctx.principal,
+        spec.name,
+        description=spec.description,
+        type=spec.type,
+        tags=spec.tags,
+        groups=spec.groups,
+        schema=schema,
+    )
+
+
+@router.get("/datasets")
+def list_datasets(ctx: Ctx) -> list[Dataset]:
+    return data.list_datasets(ctx.backend, ctx.principal)
+
+
+@router.get("/datasets/{name}")
+def get_dataset(name: str, ctx: Ctx) -> Dataset:
+    return data.get_dataset(ctx.backend, ctx.principal, name)
+
+
+@router.delete("/datasets/{name}")
+def delete_dataset(name: str, ctx: Ctx) -> Dataset:
+    """Soft delete; the data stays until ``gc`` finds nothing referencing it."""
+    return data.delete_dataset(ctx.backend, ctx.principal, name)
+
+
+def _format_of(request: Request, fmt: str | None, filename: str | None) -> str | None:
+    if fmt:
+        return fmt
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype.startswith("multipart/"):
+        raise InvalidInput("send the file as the raw request body, not as a multipart form")
+    if ctype in _CONTENT_TYPES:
+        return _CONTENT_TYPES[ctype]
+    if filename:
+        return Path(filename).suffix.lower().lstrip(".") or None
+    return None
+
+
+async def _stage_body(request: Request, directory: Path, limit: int, fmt: str | None) -> Path:
+    """Stream the body to a new file under ``directory``, never holding it in memory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    suffix = f".{fmt}" if fmt and _SUFFIX.fullmatch(fmt) else ""
+    fd, name = tempfile.mkstemp(dir=directory, prefix="upload-", suffix=suffix)
+    path = Path(name)
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(f"upload exceeds the limit of {limit} bytes")
+                out.write(chunk)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+    return path
+
+
+@router.post("/datasets/{name}/commits", status_code=201)
+async def push(
+    name: str,
+    request: Request,
+    ctx: Ctx,
+    mode: CommitMode = CommitMode.APPEND,
+    message: Annotated[str, Query(max_length=10_000)] = "",
+    parent: str | None = None,
+    format: str | None = None,
+    filename: Annotated[str | None, Query(max_length=255)] = None,
+) -> Commit:
+    """Push the raw request body (Parquet, CSV, JSON lines or Arrow IPC) as a new commit.
+
+    The format comes from ``format``, the Content-Type, the ``filename``'s extension or the
+    content. The body is streamed to a staging file and counted against ``max_upload_bytes``.
+    """
+    backend, principal = ctx.backend, ctx.principal
+    await run_in_threadpool(data.check_writable, backend, principal, name)
+    fmt = _format_of(request, format, filename)
+    staged = await _stage_body(
+        request, backend.settings.home / "uploads", backend.settings.max_upload_bytes, fmt
+    )
+    try:
+        return await run_in_threadpool(
+            data.push,
+            backend,
+            principal,
+            name,
+            staged,
+            mode=mode,
+            message=message,
+            parent=parent,
+            format=fmt or None,
+        )
+    finally:
+        with contextlib.suppress(OSError):
+            staged.unlink()
+
+
+@router.get("/datasets/{name}/commits")
+def list_commits(
+    name: str,
+    ctx: Ctx,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+) -> list[Commit]:
+    """The dataset's commits, newest first, one page; the total is in ``X-Total-Count``."""
+    commits = data.list_commits(ctx.backend, ctx.principal, name, limit=limit, offset=offset)
+    response.headers["X-Total-Count"] = str(data.count_commits(ctx.backend, ctx.principal, name))
+    return commits
+
+
+@router.get("/datasets/{name}/commits/{commit}")
+def get_commit(name: str, commit: str, ctx: Ctx) -> Commit:
+    """One commit with its parts (``head`` names the current head)."""
+    return data.get_commit(ctx.backend, ctx.principal, name, None if commit == "head" else commit)
+
+
+@router.post("/datasets/{name}/rollback", status_code=201)
+def rollback(name: str, spec: RollbackSpec, ctx: Ctx) -> Commit:
+    """A new head commit with the content of ``commit``."""
+    return data.rollback(ctx.backend, ctx.principal, name, spec.commit, message=spec.message)
+
+
+@router.get("/datasets/{name}/commits/{commit}/sample")
+def sample(
+    name: str,
+    commit: str,
+    ctx: Ctx,
+    n: Annotated[int, Query(ge=1, le=10_000)] = 10,
+    seed: int = 0,
+) -> SampleRows:
+    """``n`` rows drawn from the commit (deterministic by ``seed``); the read is audited."""
+    ref = name if commit == "head" else f"{name}@{commit}"
+    table = data.read_sample(ctx.backend, ctx.principal, ref, n, seed=seed)
+    commit_id = data.parse_ref(ref)[1] or data.get_dataset(ctx.backend, ctx.principal, name).head
+    rows = [{k: _jsonable(v) for k, v in r.items()} for r in table.to_pylist()]
+    return SampleRows(commit=commit_id or "", columns=table.column_names, rows=rows)
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN/inf become null and bytes base64, so every sample is valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
