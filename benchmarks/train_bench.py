@@ -1,0 +1,167 @@
+"""Training throughput through the platform vs a plain PyTorch loop, and the fixed job overhead.
+
+    python benchmarks/train_bench.py [--rows 200000] [--epochs 3] [--batch-size 256]
+
+Pushes a synthetic tabular dataset version (``--rows`` rows, 32 float features, 10 classes),
+then trains the built-in MLP on it through the platform (submit → scheduler → Ray Job →
+TorchTrainer, Ray Data streaming) with 1 and 2 workers, and runs a plain single-process PyTorch
+loop over the same rows held in memory (same model, batch size, epochs, optimizer, 1 torch
+thread like one platform worker with 1 CPU). Figures:
+
+- steady-state samples/s: the median of the per-epoch throughput of epochs 1.. (epoch 0 includes
+  Ray Data start-up); the platform figure is the one its workers report to the metadata store;
+- fixed overhead: submit → start of the first epoch (queue, Ray Job driver, worker group,
+  first dataset read), taken from the first epoch's metric timestamp minus its epoch time.
+
+Target: 1-worker steady-state throughput ≥ 0.8x the plain loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+for _key, _value in {
+    "RAY_AUTH_MODE": "disabled", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+    "RAY_DATA_LOG_LEVEL": "WARNING", "RAY_AIR_NEW_OUTPUT": "0",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}.items():  # fmt: skip
+    os.environ.setdefault(_key, _value)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import torch  # noqa: E402
+from _results import row, write_results  # noqa: E402
+
+FEATURES = 32
+CLASSES = 10
+
+
+def make_table(rows: int, seed: int = 0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, FEATURES)).astype(np.float32)
+    w = rng.normal(size=(FEATURES, CLASSES)).astype(np.float32)
+    y = (x @ w + rng.normal(scale=0.5, size=(rows, CLASSES))).argmax(axis=1)
+    return pa.table({**{f"f{i}": x[:, i] for i in range(FEATURES)}, "label": y.astype(np.int64)})
+
+
+def plain_loop(
+    table: pa.Table, epochs: int, batch_size: int, lr: float, hidden: int
+) -> list[float]:
+    """Samples/s per epoch of a single-process loop over in-memory tensors (1 torch thread)."""
+    from dlplatform.train import models
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    x = torch.as_tensor(np.stack([table.column(f"f{i}").to_numpy() for i in range(FEATURES)], 1))
+    y = torch.as_tensor(np.array(table.column("label").to_numpy()))
+    net = models.build_model({"model": "mlp", "input_shape": [FEATURES], "num_outputs": CLASSES,
+                              "params": {"hidden": hidden}})  # fmt: skip
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss(reduction="sum")
+    rates = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        perm = torch.randperm(len(y))
+        for start in range(0, len(y), batch_size):
+            idx = perm[start : start + batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(net(x[idx]), y[idx])
+            (loss / len(idx)).backward()
+            opt.step()
+        rates.append(len(y) / (time.perf_counter() - t0))
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--num-cpus", type=int, default=4, help="logical CPUs of the local Ray")
+    args = parser.parse_args()
+
+    import ray
+
+    from dlplatform import data, train
+    from dlplatform.access import SYSTEM
+    from dlplatform.config import load_settings
+    from dlplatform.context import Backend
+    from dlplatform.metadata.actor import connect_store, stop_store
+    from dlplatform.metadata.artifacts import ArtifactStore
+    from dlplatform.train.scheduler import stop_scheduler
+
+    lr = 1e-3
+    table = make_table(args.rows)
+    print(
+        f"plain loop: {args.rows} rows, {args.epochs} epochs, batch {args.batch_size}", flush=True
+    )
+    plain = plain_loop(table, args.epochs, args.batch_size, lr, args.hidden)
+    plain_steady = statistics.median(plain[1:] or plain)
+    print(f"  samples/s per epoch: {[round(r) for r in plain]}", flush=True)
+
+    home = Path(tempfile.mkdtemp(prefix="dlp-train-bench-"))
+    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=True, log_to_driver=False,
+             logging_level="WARNING", _temp_dir=str(home / "ray"))  # fmt: skip
+    settings = load_settings(home=home / "home", namespace=f"bench-{uuid.uuid4().hex[:6]}")
+    backend = Backend(store=connect_store(settings), artifacts=ArtifactStore.from_settings(settings),
+                      settings=settings)  # fmt: skip
+    data.create_dataset(backend, SYSTEM, "bench")
+    commit = data.push(backend, SYSTEM, "bench", table)
+    platform: dict[int, tuple[float, float, list[float]]] = {}
+    try:
+        for workers in (1, 2):
+            spec = train.TrainingJobSpec(
+                dataset=f"bench@{commit.id}", label="label", model="mlp", workers=workers,
+                epochs=args.epochs, batch_size=args.batch_size, lr=lr, validation_fraction=0.0,
+                params={"hidden": args.hidden}, model_name=f"bench-{workers}w",
+            )  # fmt: skip
+            t_submit = time.time()
+            job = train.submit(backend, SYSTEM, spec)
+            done = train.wait_job(backend, SYSTEM, job.id, timeout_s=1800, poll_s=0.5)
+            if done.status != "SUCCEEDED":
+                raise SystemExit(f"{workers}-worker run failed: {done.run.error}")
+            points = train.get_metrics(backend, SYSTEM, job.id)
+            rows = train.epoch_table(points)
+            rates = [r["throughput_samples_per_s"] for r in rows]
+            first = min(p.timestamp for p in points if p.step == 0 and p.key == "epoch_time_s")
+            overhead = first - rows[0]["epoch_time_s"] - t_submit
+            wall = (done.run.ended_at.timestamp() if done.run.ended_at else time.time()) - t_submit
+            platform[workers] = (statistics.median(rates[1:] or rates), overhead, rates)
+            print(f"{workers} worker(s): samples/s per epoch {[round(r) for r in rates]}, "
+                  f"overhead {overhead:.1f} s, submit→done {wall:.1f} s", flush=True)  # fmt: skip
+    finally:
+        stop_scheduler(settings)
+        stop_store(settings)
+        ray.shutdown()
+
+    one, two = platform[1], platform[2]
+    results = [
+        row("MLP steady-state samples/s, 1 worker via platform", one[0], "samples/s",
+            "plain PyTorch loop, 1 process, 1 thread", plain_steady, ">= 0.8x baseline",
+            one[0] >= 0.8 * plain_steady),
+        row("MLP steady-state samples/s, 2 workers via platform", two[0], "samples/s",
+            "plain PyTorch loop, 1 process, 1 thread", plain_steady, "reported", None),
+        row("fixed job overhead (submit -> first epoch start), 1 worker", one[1], "s",
+            "none", 0.0, "reported", None, ratio=float("nan")),
+        row("fixed job overhead (submit -> first epoch start), 2 workers", two[1], "s",
+            "none", 0.0, "reported", None, ratio=float("nan")),
+    ]  # fmt: skip
+    print(f"\n{args.rows} rows x {FEATURES} features, {args.epochs} epochs, batch "
+          f"{args.batch_size}, MLP hidden {args.hidden}\n")  # fmt: skip
+    write_results("train_bench", results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""The model registry: models, versions, aliases."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from dlplatform import train
+from dlplatform.api.deps import Ctx
+from dlplatform.metadata import AliasEvent, Model, ModelVersion
+
+router = APIRouter(tags=["models"])
+
+
+class AliasRequest(BaseModel, frozen=True, extra="forbid"):
+    version: int = Field(ge=1, description="The version the alias should point at.")
+
+
+@router.get("/models")
+def list_models(ctx: Ctx) -> list[Model]:
+    return train.list_models(ctx.backend, ctx.principal)
+
+
+@router.get("/models/{name}/versions")
+def list_versions(name: str, ctx: Ctx) -> list[ModelVersion]:
+    return train.list_versions(ctx.backend, ctx.principal, name)
+
+
+@router.get("/models/{name}/versions/{version}")
+def get_version(name: str, version: str, ctx: Ctx) -> ModelVersion:
+    """A version by number, or by alias (``/models/m/versions/production``)."""
+    return train.get_version(ctx.backend, ctx.principal, name, version)
+
+
+@router.post("/models/{name}/aliases/{alias}")
+def set_alias(name: str, alias: str, body: AliasRequest, ctx: Ctx) -> AliasEvent:
+    """Point ``alias`` at a version (``promote``); the move is kept in the alias history."""
+    return train.promote(ctx.backend, ctx.principal, name, body.version, alias)
+
+
+@router.get("/models/{name}/aliases")
+def alias_history(name: str, ctx: Ctx) -> list[AliasEvent]:
+    return train.alias_history(ctx.backend, ctx.principal, name)

@@ -1,0 +1,72 @@
+"""Training jobs: submit, list, inspect, cancel, logs and per-epoch metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
+
+from dlplatform import train
+from dlplatform.api.deps import Ctx
+from dlplatform.metadata import MetricPoint
+from dlplatform.train import TrainingJob, TrainingJobSpec
+
+router = APIRouter(tags=["training"])
+
+
+class JobLogs(BaseModel, frozen=True, extra="forbid"):
+    """A slice of a job's driver output; pass ``next_offset`` back to follow it."""
+
+    text: str
+    offset: int = Field(ge=0)
+    next_offset: int = Field(ge=0)
+    final: bool = Field(description="The job is finished: no more output will come.")
+
+
+@router.post("/training/jobs", status_code=201)
+def submit_job(spec: TrainingJobSpec, ctx: Ctx) -> TrainingJob:
+    """Validate, pin the dataset version and queue a training job."""
+    return train.submit(ctx.backend, ctx.principal, spec)
+
+
+@router.get("/training/jobs")
+def list_jobs(
+    ctx: Ctx,
+    response: Response,
+    status: Annotated[list[str] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+) -> list[TrainingJob]:
+    """Newest first, one page (``limit``/``offset``); the total is in ``X-Total-Count``."""
+    jobs = train.list_jobs(ctx.backend, ctx.principal, status=status, limit=limit, offset=offset)
+    response.headers["X-Total-Count"] = str(
+        train.count_jobs(ctx.backend, ctx.principal, status=status)
+    )
+    return jobs
+
+
+@router.get("/training/jobs/{job_id}")
+def get_job(job_id: str, ctx: Ctx) -> TrainingJob:
+    return train.get_job(ctx.backend, ctx.principal, job_id)
+
+
+@router.post("/training/jobs/{job_id}/cancel")
+def cancel_job(job_id: str, ctx: Ctx) -> TrainingJob:
+    """Cancel a queued or running job (409 when it already finished)."""
+    return train.cancel_job(ctx.backend, ctx.principal, job_id)
+
+
+@router.get("/training/jobs/{job_id}/logs")
+def get_logs(job_id: str, ctx: Ctx, offset: Annotated[int, Query(ge=0)] = 0) -> JobLogs:
+    text, final = train.read_logs(ctx.backend, ctx.principal, job_id)
+    return JobLogs(
+        text=text[offset:], offset=offset, next_offset=max(offset, len(text)), final=final
+    )
+
+
+@router.get("/training/jobs/{job_id}/metrics")
+def get_metrics(
+    job_id: str, ctx: Ctx, key: Annotated[str | None, Query(max_length=128)] = None
+) -> list[MetricPoint]:
+    return train.get_metrics(ctx.backend, ctx.principal, job_id, key)

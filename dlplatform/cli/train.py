@@ -1,0 +1,228 @@
+"""``dlp train``: submit training jobs, watch the queue, follow logs and per-epoch metrics."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import typer
+
+from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors, parse_model, platform
+from dlplatform.errors import InvalidInput
+
+app = typer.Typer(no_args_is_help=True, help="Training jobs on the cluster (Ray Train).")
+
+_JOB_COLUMNS = ["id", "status", "owner", "dataset", "model", "workers", "queue", "model_version",
+                "created_at"]  # fmt: skip
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``K=V`` → (K, V) with V as bool, int, float or string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise InvalidInput(f"--param {text!r} is not KEY=VALUE")
+    value: Any = raw
+    if raw.lower() in {"true", "false"}:
+        value = raw.lower() == "true"
+    else:
+        for cast in (int, float):
+            try:
+                value = cast(raw)
+                break
+            except ValueError:
+                continue
+    return key, value
+
+
+def _row(job: Any) -> dict[str, Any]:
+    run = job.run
+    return {
+        "id": run.id,
+        "status": run.status.value,
+        "owner": run.owner,
+        "dataset": job.spec.dataset,
+        "model": job.spec.model,
+        "workers": job.spec.workers,
+        "queue": job.queue_position or "",
+        "model_version": job.model_version or "",
+        "created_at": run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        "error": run.error or "",
+        "waiting_reason": job.waiting_reason or "",
+    }
+
+
+def _wait(p: Any, job_id: str, epochs: int) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dlplatform.train import epoch_table, wait_job
+
+    state = {"shown": 0, "status": ""}
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} epochs"),
+        TimeElapsedColumn(), transient=True, console=Console(stderr=True),
+    ) as bar:  # fmt: skip
+        task = bar.add_task(f"{job_id} QUEUED", total=epochs)
+
+        def update(job: Any, points: list[Any]) -> None:
+            rows = epoch_table(points)
+            if job.status != state["status"]:
+                state["status"] = job.status
+                extra = (
+                    f" (#{job.queue_position}: {job.waiting_reason})" if job.queue_position else ""
+                )
+                bar.console.print(f"{job_id}: {job.status}{extra}", style="dim")
+            for row in rows[state["shown"] :]:
+                bar.console.print(_epoch_line(row))
+            state["shown"] = len(rows)
+            done = len({int(r["epoch"]) for r in rows})
+            bar.update(task, completed=min(done, epochs), description=f"{job_id} {job.status}")
+
+        return wait_job(p.backend, p.principal, job_id, on_update=update)
+
+
+def _epoch_line(row: dict[str, float]) -> str:
+    parts = [f"epoch {int(row['epoch'])}"]
+    for key in ("loss", "val_loss", "val_accuracy", "val_rmse", "throughput_samples_per_s",
+                "epoch_time_s", "restarts"):  # fmt: skip
+        if key in row:
+            parts.append(f"{key}={row[key]:.4g}")
+    return " ".join(parts)
+
+
+@app.command("submit")
+@handle_errors
+def submit(
+    dataset: str = typer.Option(..., "--dataset", help="NAME or NAME@COMMIT (pinned at submit)."),
+    label: str = typer.Option(..., "--label", help="Label column."),
+    model: str = typer.Option(
+        "mlp", "--model", help="mlp, cnn, text, or user code module:function."
+    ),
+    feature: list[str] = typer.Option(
+        [], "--feature", help="Feature column (repeatable; default all)."
+    ),
+    param: list[str] = typer.Option([], "--param", help="Hyperparameter KEY=VALUE (repeatable)."),
+    workers: int = typer.Option(2, "--workers", help="Ray Train workers."),
+    gpu: bool | None = typer.Option(
+        None, "--gpu/--no-gpu", help="Default: GPUs if the cluster has them."
+    ),
+    epochs: int = typer.Option(3, "--epochs"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    validation_fraction: float = typer.Option(0.2, "--validation-fraction"),
+    max_failures: int = typer.Option(1, "--max-failures"),
+    priority: int = typer.Option(0, "--priority", help="Higher starts first."),
+    model_name: str | None = typer.Option(None, "--model-name", help="Registry name."),
+    tag: list[str] = typer.Option([], "--tag"),
+    wait: bool = typer.Option(False, "--wait", help="Follow the job and show per-epoch metrics."),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Queue a training job on a dataset version."""
+    from dlplatform.train import TrainingJobSpec
+    from dlplatform.train import submit as submit_job
+
+    spec = parse_model(
+        TrainingJobSpec, dataset=dataset, label=label, model=model,
+        features=tuple(feature) or None, params=dict(parse_param(x) for x in param),
+        workers=workers, use_gpu=gpu, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+        validation_fraction=validation_fraction, max_failures=max_failures, priority=priority,
+        model_name=model_name, tags=tuple(tag),
+    )  # fmt: skip
+    p = platform(home)
+    job = submit_job(p.backend, p.principal, spec)
+    if not wait:
+        emit(job if as_json else _row(job), as_json)
+        return
+    print(f"submitted {job.id} ({job.spec.dataset}, {job.spec.model}, {job.spec.workers} workers)",
+          file=sys.stderr)  # fmt: skip
+    final = _wait(p, job.id, spec.epochs)
+    emit(final if as_json else _row(final), as_json)
+    if final.run.status.value != "SUCCEEDED":
+        raise typer.Exit(1)
+
+
+@app.command("list")
+@handle_errors
+def list_(
+    status: list[str] = typer.Option([], "--status", help="QUEUED, RUNNING, SUCCEEDED, ..."),
+    limit: int = typer.Option(50, "--limit"),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Training jobs, newest first, with queue positions."""
+    from dlplatform.train import list_jobs
+
+    p = platform(home)
+    jobs = list_jobs(
+        p.backend, p.principal, status=[s.upper() for s in status] or None, limit=limit
+    )
+    emit(jobs if as_json else [_row(j) for j in jobs], as_json, columns=_JOB_COLUMNS, title="jobs")
+
+
+@app.command("status")
+@handle_errors
+def status(
+    job_id: str = typer.Argument(..., help="Job (run) id."),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """One job: state, queue position and reason, error, registered model version."""
+    from dlplatform.train import get_job
+
+    p = platform(home)
+    job = get_job(p.backend, p.principal, job_id)
+    emit(job if as_json else _row(job), as_json)
+
+
+@app.command("cancel")
+@handle_errors
+def cancel(
+    job_id: str = typer.Argument(...), home: str | None = HomeOpt, as_json: bool = JsonOpt
+) -> None:
+    """Cancel a queued or running job (your own, or any as admin)."""
+    from dlplatform.train import cancel_job
+
+    p = platform(home)
+    job = cancel_job(p.backend, p.principal, job_id)
+    emit(job if as_json else _row(job), as_json)
+
+
+@app.command("metrics")
+@handle_errors
+def metrics(
+    job_id: str = typer.Argument(...), home: str | None = HomeOpt, as_json: bool = JsonOpt
+) -> None:
+    """Per-epoch metrics (one row per epoch)."""
+    from dlplatform.train import epoch_table, get_metrics
+
+    p = platform(home)
+    rows = epoch_table(get_metrics(p.backend, p.principal, job_id))
+    columns = ["epoch", *sorted({k for r in rows for k in r} - {"epoch"})]
+    emit([{k: (f"{v:.5g}" if not as_json else v) for k, v in r.items()} for r in rows],
+         as_json, columns=columns, title="metrics")  # fmt: skip
+
+
+@app.command("logs")
+@handle_errors
+def logs(
+    job_id: str = typer.Argument(...),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job ends."),
+    home: str | None = HomeOpt,
+) -> None:
+    """The job driver's output (Ray Job logs)."""
+    from dlplatform.train import read_logs
+
+    p = platform(home)
+    offset = 0
+    while True:
+        text, final = read_logs(p.backend, p.principal, job_id)
+        if len(text) > offset:
+            sys.stdout.write(text[offset:])
+            sys.stdout.flush()
+            offset = len(text)
+        if not follow or final:
+            return
+        time.sleep(1.0)

@@ -1,0 +1,209 @@
+"""``dlp tune``: hyperparameter search on Ray Tune (submit, status with the trial table, list)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors, platform
+
+app = typer.Typer(no_args_is_help=True, help="Hyperparameter search (Ray Tune, ASHA by default).")
+
+_JOB_COLUMNS = ["id", "status", "dataset", "model", "trials", "stopped", "best_trial", "metric",
+                "best", "model_version", "created_at"]  # fmt: skip
+_TRIAL_COLUMNS = ["trial", "status", "params", "metric", "epochs", "error"]
+
+
+def _job_row(job: Any) -> dict[str, Any]:
+    run = job.run
+    return {
+        "id": run.id,
+        "status": run.status.value,
+        "dataset": job.spec.training.dataset,
+        "model": job.spec.training.model,
+        "trials": len(job.trials),
+        "stopped": sum(t.status == "STOPPED" for t in job.trials),
+        "best_trial": job.best_trial or "",
+        "metric": f"{job.spec.metric} ({job.spec.mode})",
+        "best": "" if job.best_metric is None else f"{job.best_metric:.5g}",
+        "model_version": job.model_version or "",
+        "created_at": run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        "error": run.error or "",
+        "waiting_reason": job.waiting_reason or "",
+    }
+
+
+def _trial_rows(job: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "trial": t.id.rsplit(".", 1)[-1],
+            "status": t.status,
+            "params": " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in sorted(t.params.items())
+            ),
+            "metric": "" if t.metric is None else f"{t.metric:.5g}",
+            "epochs": t.epochs,
+            "error": (t.error or "")[:80],
+        }
+        for t in job.trials
+    ]
+
+
+def _build(cls: Any, values: dict[str, Any]) -> Any:
+    """Like ``parse_model`` (one InvalidInput naming the bad value); it cannot take a field
+    named ``model``."""
+    from pydantic import ValidationError
+
+    from dlplatform.errors import InvalidInput
+
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or cls.__name__
+        raise InvalidInput(f"{where}: {err['msg']}") from None
+
+
+def _show(job: Any, as_json: bool) -> None:
+    if as_json:
+        emit(job, True)
+        return
+    emit(_job_row(job), False)
+    emit(_trial_rows(job), False, columns=_TRIAL_COLUMNS,
+         title=f"trials by {job.spec.metric} ({job.spec.mode})")  # fmt: skip
+
+
+@app.command("submit")
+@handle_errors
+def submit(
+    dataset: str = typer.Option(..., "--dataset", help="NAME or NAME@COMMIT (pinned at submit)."),
+    label: str = typer.Option(..., "--label", help="Label column."),
+    space: list[str] = typer.Option(
+        ...,
+        "--space",
+        help="KEY=DIST (repeatable): uniform(a,b), loguniform(a,b), "
+        "randint(a,b), choice(x,y,...), grid(x,y,...). lr/batch_size or a model hyperparameter.",
+    ),
+    samples: int = typer.Option(8, "--samples", help="Trials to draw (x the grid size)."),
+    concurrency: int = typer.Option(2, "--concurrency", help="Trials running at once."),
+    scheduler: str = typer.Option("asha", "--scheduler", help="asha (early stopping) or fifo."),
+    metric: str = typer.Option("val_loss", "--metric", help="Reported metric to optimise."),
+    mode: str = typer.Option("min", "--mode", help="min or max."),
+    grace_period: int = typer.Option(1, "--grace-period", help="ASHA: epochs before a stop."),
+    model: str = typer.Option("mlp", "--model", help="mlp, cnn, text, or module:function."),
+    feature: list[str] = typer.Option([], "--feature", help="Feature column (repeatable)."),
+    param: list[str] = typer.Option([], "--param", help="Fixed hyperparameter KEY=VALUE."),
+    workers: int = typer.Option(1, "--workers", help="Ray Train workers per trial."),
+    epochs: int = typer.Option(4, "--epochs"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    validation_fraction: float = typer.Option(0.2, "--validation-fraction"),
+    priority: int = typer.Option(0, "--priority"),
+    model_name: str | None = typer.Option(None, "--model-name", help="Registry name."),
+    wait: bool = typer.Option(False, "--wait", help="Follow the trials until the search ends."),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Queue a hyperparameter search; the best trial's model is registered."""
+    from dlplatform.cli.train import parse_param
+    from dlplatform.train import TrainingJobSpec
+    from dlplatform.train.tune import TuningJobSpec, parse_space_arg
+    from dlplatform.train.tune import submit as submit_job
+
+    entries = dict(parse_space_arg(x) for x in space)
+    training = _build(TrainingJobSpec, dict(
+        dataset=dataset, label=label, model=model,
+        features=tuple(feature) or None, params=dict(parse_param(x) for x in param),
+        workers=workers, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+        validation_fraction=validation_fraction, priority=priority, model_name=model_name,
+    ))  # fmt: skip
+    spec = _build(TuningJobSpec, dict(
+        training=training, space=entries, samples=samples,
+        concurrency=concurrency, scheduler=scheduler, metric=metric, mode=mode,
+        grace_period=grace_period,
+    ))  # fmt: skip
+    p = platform(home)
+    job = submit_job(p.backend, p.principal, spec)
+    if not wait:
+        emit(job if as_json else _job_row(job), as_json)
+        return
+    print(f"submitted {job.id}: {spec.num_trials} trials, {spec.effective_concurrency} at a time",
+          file=sys.stderr)  # fmt: skip
+    final = _follow(p, job.id, spec.num_trials)
+    _show(final, as_json)
+    if final.status != "SUCCEEDED":
+        raise typer.Exit(1)
+
+
+def _follow(p: Any, job_id: str, total: int) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dlplatform.train.tune import wait_job
+
+    seen: dict[str, str] = {}
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} trials"),
+        TimeElapsedColumn(), transient=True, console=Console(stderr=True),
+    ) as bar:  # fmt: skip
+        task = bar.add_task(f"{job_id} QUEUED", total=total)
+
+        def update(job: Any) -> None:
+            for t in job.trials:
+                if seen.get(t.id) != t.status:
+                    seen[t.id] = t.status
+                    bar.console.print(f"{t.id}: {t.status}", style="dim")
+            done = sum(t.status in {"SUCCEEDED", "STOPPED", "FAILED", "CANCELLED"}
+                       for t in job.trials)  # fmt: skip
+            bar.update(task, completed=min(done, total), description=f"{job_id} {job.status}")
+
+        return wait_job(p.backend, p.principal, job_id, on_update=update)
+
+
+@app.command("status")
+@handle_errors
+def status(
+    job_id: str = typer.Argument(..., help="Tuning job (run) id."),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """One search: state, best trial, registered version, and the trial table by the metric."""
+    from dlplatform.train.tune import get_job
+
+    p = platform(home)
+    _show(get_job(p.backend, p.principal, job_id), as_json)
+
+
+@app.command("list")
+@handle_errors
+def list_(
+    status: list[str] = typer.Option([], "--status", help="QUEUED, RUNNING, SUCCEEDED, ..."),
+    limit: int = typer.Option(50, "--limit"),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Tuning jobs, newest first."""
+    from dlplatform.train.tune import list_jobs
+
+    p = platform(home)
+    jobs = list_jobs(p.backend, p.principal, status=[s.upper() for s in status] or None,
+                     limit=limit)  # fmt: skip
+    emit(jobs if as_json else [_job_row(j) for j in jobs], as_json, columns=_JOB_COLUMNS,
+         title="tuning jobs")  # fmt: skip
+
+
+@app.command("cancel")
+@handle_errors
+def cancel(
+    job_id: str = typer.Argument(...), home: str | None = HomeOpt, as_json: bool = JsonOpt
+) -> None:
+    """Cancel a queued or running search (all its trials stop)."""
+    from dlplatform.train.tune import cancel_job
+
+    p = platform(home)
+    job = cancel_job(p.backend, p.principal, job_id)
+    emit(job if as_json else _job_row(job), as_json)

@@ -1,0 +1,213 @@
+"""The model registry: immutable model versions, movable aliases, and safe loading.
+
+A version's artifact is a directory in the artifact store (content-addressed, verified on read)::
+
+    weights.pt     the torch state dict, saved with torch.save, loaded with weights_only=True
+    model.json     {"format", "model_config", "signature", "builder", "code_version"}
+
+Loading never unpickles arbitrary objects, and the artifact store refuses any file whose bytes
+no longer match their hash (``IntegrityError``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlplatform.access import Permission, Principal, audit, authorize
+from dlplatform.context import Backend
+from dlplatform.errors import IntegrityError, InvalidInput, NotFound
+from dlplatform.metadata import AliasEvent, ArtifactRecord, Model, ModelVersion, Run
+from dlplatform.metadata.records import utcnow
+from dlplatform.train import models
+from dlplatform.train.spec import ModelSignature
+
+FORMAT = "dlplatform.model/1"
+WEIGHTS_FILE = "weights.pt"
+CONFIG_FILE = "model.json"
+BUILTIN_BUILDER = "dlplatform.train.models:build_model"
+
+
+def register_version(
+    backend: Backend,
+    *,
+    run: Run,
+    model_name: str,
+    state_dict_path: Path,
+    model_config: dict[str, Any],
+    signature: ModelSignature,
+    builder: str | None,
+    metrics: dict[str, float],
+    params: dict[str, Any],
+    dataset_commit: str,
+    dataset_version_hash: str | None,
+    code_version: str,
+) -> ModelVersion:
+    """Store the weights + config as one artifact and register the next version of ``model_name``.
+
+    The lineage edge ``run:<id>`` → ``model_version:<name>@<v>`` is written in the same
+    transaction as the version.
+    """
+    state = torch.load(state_dict_path, map_location="cpu", weights_only=True)
+    with tempfile.TemporaryDirectory(prefix="dlp-model-") as tmp:
+        torch.save(state, Path(tmp, WEIGHTS_FILE))
+        config = {
+            "format": FORMAT,
+            "model_config": model_config,
+            "signature": signature.model_dump(mode="json"),
+            "builder": builder,
+            "code_version": code_version,
+        }
+        Path(tmp, CONFIG_FILE).write_text(json.dumps(config, sort_keys=True, indent=1))
+        ref = backend.artifacts.put_dir(tmp)
+    backend.store.record_artifact(
+        ArtifactRecord(
+            sha256=ref.sha256,
+            size_bytes=ref.size_bytes,
+            kind="dir",
+            purpose="model",
+            created_at=utcnow(),
+        )
+    )
+    version = ModelVersion(
+        model=model_name,
+        version=0,
+        run_id=run.id,
+        artifact_sha256=ref.sha256,
+        signature_json=signature.model_dump_json(),
+        config_json=json.dumps({**config, "artifact_kind": "dir"}, sort_keys=True),
+        metrics_json=json.dumps(metrics, sort_keys=True),
+        params_json=json.dumps(params, sort_keys=True, default=str),
+        dataset_commit=dataset_commit,
+        dataset_version_hash=dataset_version_hash,
+        code_version=code_version,
+        created_at=utcnow(),
+    )
+    return backend.store.add_model_version(version, edges_to=[(f"run:{run.id}", "produced")])
+
+
+# --- lookups ---------------------------------------------------------------------------------
+
+
+def parse_model_ref(ref: str) -> tuple[str, str | None]:
+    """``"name@3"``/``"name@production"``/``"name"`` → (name, version-or-alias or None)."""
+    name, sep, rest = ref.partition("@")
+    return name, (rest if sep else None)
+
+
+def resolve_version(
+    backend: Backend, model: str, version_or_alias: str | int | None
+) -> ModelVersion:
+    """A version by number, by alias, or the latest one when None.
+
+    Raises:
+        NotFound: no such model, version or alias.
+    """
+    store = backend.store
+    if version_or_alias is None or version_or_alias == "latest":
+        versions = store.list_model_versions(model)
+        if not versions:
+            raise NotFound(f"model {model!r} has no versions")
+        return versions[0]
+    if isinstance(version_or_alias, int) or str(version_or_alias).isdigit():
+        return store.get_model_version(model, int(version_or_alias))
+    return store.get_model_version(model, store.resolve_alias(model, str(version_or_alias)))
+
+
+def list_models(backend: Backend, principal: Principal) -> list[Model]:
+    authorize(backend.store, principal, Permission.MODEL_VIEW, "models")
+    return backend.store.list_models()
+
+
+def list_versions(backend: Backend, principal: Principal, model: str) -> list[ModelVersion]:
+    authorize(backend.store, principal, Permission.MODEL_VIEW, f"model:{model}")
+    return backend.store.list_model_versions(model)
+
+
+def get_version(
+    backend: Backend, principal: Principal, model: str, version_or_alias: str | int | None = None
+) -> ModelVersion:
+    authorize(backend.store, principal, Permission.MODEL_VIEW, f"model:{model}")
+    return resolve_version(backend, model, version_or_alias)
+
+
+def promote(
+    backend: Backend, principal: Principal, model: str, version: int | str, alias: str
+) -> AliasEvent:
+    """Point ``alias`` (e.g. ``production``) at a version; the move is kept in the alias history.
+
+    Raises:
+        NotFound: the model or version does not exist.
+        InvalidInput: a bad alias (numbers are not aliases).
+    """
+    authorize(backend.store, principal, Permission.MODEL_PROMOTE, f"model:{model}")
+    number = resolve_version(backend, model, version).version
+    event = backend.store.set_alias(model, alias, number, by=principal.name)
+    audit(
+        backend.store,
+        principal,
+        "model.promote",
+        f"model_version:{model}@{number}",
+        f"alias={alias}",
+    )
+    return event
+
+
+def alias_history(backend: Backend, principal: Principal, model: str) -> list[AliasEvent]:
+    authorize(backend.store, principal, Permission.MODEL_VIEW, f"model:{model}")
+    return backend.store.alias_history(model)
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def _import_builder(ref: str) -> Any:
+    module_name, _, fn_name = ref.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), fn_name)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInput(f"cannot import the model builder {ref!r}: {exc}") from exc
+    return fn
+
+
+def load_model(
+    backend: Backend, model: str, version_or_alias: str | int | None = None
+) -> tuple[torch.nn.Module, ModelSignature]:
+    """The registered network (eval mode, CPU) and its input signature.
+
+    Every file is verified against its hash before use, and weights are read with
+    ``torch.load(weights_only=True)``: no arbitrary object is ever unpickled.
+
+    Raises:
+        NotFound: no such model/version/alias.
+        IntegrityError: the stored artifact does not match its hash.
+        InvalidInput: a user-code model without a ``model_factory``.
+    """
+    version = resolve_version(backend, model, version_or_alias)
+    tmp = Path(tempfile.mkdtemp(prefix="dlp-load-"))
+    try:
+        dest = backend.artifacts.get_dir(version.artifact_sha256, tmp / "model")
+        config = json.loads((dest / CONFIG_FILE).read_text())
+        if config.get("format") != FORMAT:
+            raise IntegrityError(f"model {model}@{version.version} has an unknown format")
+        state = torch.load(dest / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    signature = ModelSignature.model_validate(config["signature"])
+    builder = config.get("builder")
+    if builder is None:
+        raise InvalidInput(
+            f"model {model}@{version.version} came from user code without a model_factory; "
+            "it cannot be rebuilt"
+        )
+    build = models.build_model if builder == BUILTIN_BUILDER else _import_builder(builder)
+    module: torch.nn.Module = build(config["model_config"])
+    module.load_state_dict(state)
+    module.eval()
+    return module, signature

@@ -1,0 +1,475 @@
+"""The Ray Train side of a run: plan the inputs, run ``TorchTrainer``, return the chosen checkpoint.
+
+Runs inside the job driver (``python -m dlplatform.train.entrypoint``). The dataset version is
+streamed: ``data.to_ray`` → a Ray Data ``map_batches`` that encodes rows and keeps one side of a
+deterministic, seeded hash split (train or validation) → ``get_dataset_shard`` in each worker.
+Nothing loads the whole table into a worker.
+
+Per-epoch metrics go to the metadata store while the run is going, from the TrainController
+(``MetricsForwarder.after_report``). Checkpoints are written by Ray Train under
+``<artifact root>/checkpoints/<run id>``; the run id is unique, so nothing resumes by accident.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import random
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from dlplatform.errors import InvalidInput
+from dlplatform.train import models
+from dlplatform.train.spec import ModelSignature, TrainingJobSpec
+
+CHECKPOINT_MODEL = "model.pt"
+CHECKPOINT_STATE = "train_state.pt"
+CHECKPOINT_META = "meta.json"
+_HASH_MULT = np.uint64(0x9E3779B97F4A7C15)
+FETCH_ROWS = 8192
+"""Rows fetched from Ray Data at a time by a worker (then cut into mini-batches)."""
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Everything the workers need, derived once in the driver."""
+
+    signature: ModelSignature
+    model_config: dict[str, Any]
+    features: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What a finished fit left behind: the chosen checkpoint and the metrics at that point."""
+
+    checkpoint_dir: Path | None
+    metrics: dict[str, float]
+    final_metrics: dict[str, float]
+    result_path: str
+
+
+# --- planning --------------------------------------------------------------------------------
+
+
+def _task_of(spec: TrainingJobSpec, label_type: pa.DataType) -> str:
+    task = spec.params.get("task")
+    if isinstance(task, str):
+        return task
+    return "regression" if pa.types.is_floating(label_type) else "classification"
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def plan(spec: TrainingJobSpec, schema: pa.Schema, label_values: pa.Array | None,
+         first_row: dict[str, Any] | None = None) -> TrainPlan:  # fmt: skip
+    """Signature and model config of a built-in model on a table with ``schema``.
+
+    Args:
+        label_values: the label column (classification classes are its distinct values).
+        first_row: one row, to size a list (image) column.
+
+    Raises:
+        InvalidInput: the columns do not suit the model (names the columns).
+    """
+    features = spec.features or tuple(n for n in schema.names if n != spec.label)
+    model_name = spec.model if spec.is_builtin else "mlp"
+    if spec.is_builtin:
+        models.check_params(spec.model, spec.params)
+    kind, shape = models.check_inputs(model_name, schema, features, spec.label)
+    if kind == "image" and shape == (-1,):
+        if first_row is None:
+            raise InvalidInput("the dataset has no rows to size the image column from")
+        shape = models.image_shape_from_length(len(first_row[features[0]]))
+    if kind == "text":
+        shape = (int(spec.params.get("max_tokens", 64)),)
+    label_type = schema.field(spec.label).type
+    task = _task_of(spec, label_type)
+    classes: tuple[Any, ...] = ()
+    if task == "classification":
+        if label_values is None:
+            raise InvalidInput("classification needs the label values")
+        uniq = pc.unique(pc.drop_null(label_values))
+        classes = tuple(sorted(_plain(v) for v in uniq.to_pylist()))
+        if len(classes) < 2:
+            raise InvalidInput(
+                f"label {spec.label!r} has {len(classes)} distinct value(s); need 2+"
+            )
+        if len(classes) > 100_000:
+            raise InvalidInput(f"label {spec.label!r} has {len(classes)} classes; too many")
+    elif pa.types.is_string(label_type):
+        raise InvalidInput(f"regression needs a numeric label; {spec.label!r} holds strings")
+    signature = ModelSignature(
+        kind=kind,  # type: ignore[arg-type]
+        features=tuple(features),
+        dtypes=tuple(str(schema.field(f).type) for f in features),
+        input_shape=tuple(shape),
+        task=task,  # type: ignore[arg-type]
+        label=spec.label,
+        classes=classes,
+    )
+    model_config = {
+        "model": model_name,
+        "input_shape": list(shape),
+        "num_outputs": len(classes) if task == "classification" else 1,
+        "params": dict(spec.params),
+    }
+    return TrainPlan(signature=signature, model_config=model_config, features=tuple(features))
+
+
+def _row_hash(x: np.ndarray, seed: int) -> np.ndarray:
+    """A per-row 64-bit hash of the encoded features (deterministic across processes)."""
+    flat = np.ascontiguousarray(x.reshape(len(x), -1))
+    words = flat.view(np.uint32) if flat.dtype.itemsize == 4 else flat.view(np.uint64)
+    with np.errstate(over="ignore"):
+        h = np.full(len(x), np.uint64(seed) * _HASH_MULT + np.uint64(1), dtype=np.uint64)
+        for j in range(words.shape[1]):
+            h = (h ^ words[:, j].astype(np.uint64)) * _HASH_MULT
+        h ^= h >> np.uint64(29)
+    return h
+
+
+def encode_batch(batch: dict[str, np.ndarray], *, signature: ModelSignature,
+                 params: dict[str, Any], side: str, val_fraction: float,
+                 seed: int) -> dict[str, np.ndarray]:  # fmt: skip
+    """Ray Data ``map_batches`` fn: rows → ``{"x", "y"}``, keeping one side of the split."""
+    x = models.encode_columns(batch, signature, params)
+    y = models.encode_labels(batch[signature.label], signature)
+    if val_fraction > 0:
+        threshold = np.uint64(int(val_fraction * 2**32))
+        is_val = (_row_hash(x, seed) >> np.uint64(32)) < threshold
+        keep = is_val if side == "val" else ~is_val
+        x, y = x[keep], y[keep]
+    return {"x": x, "y": y}
+
+
+def build_datasets(
+    backend: Any, commit: Any, spec: TrainingJobSpec, train_plan: TrainPlan
+) -> dict[str, Any]:
+    """The streamed train/val Ray Datasets of the run (lazy; executed by the workers' shards)."""
+    from dlplatform import data
+
+    columns = [*train_plan.features, spec.label]
+    out = {}
+    sides = ["train", "val"] if spec.validation_fraction > 0 else ["train"]
+    for side in sides:
+        ds = data.to_ray(backend, commit, columns=columns)
+        out[side] = ds.map_batches(
+            partial(
+                encode_batch,
+                signature=train_plan.signature,
+                params=dict(spec.params),
+                side=side,
+                val_fraction=spec.validation_fraction,
+                seed=spec.seed,
+            ),
+            batch_format="numpy",
+            batch_size=4096,
+        )
+    return out
+
+
+# --- the worker loop -------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _save_checkpoint(directory: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     epoch: int, restarts: int) -> None:  # fmt: skip
+    torch.save(model.state_dict(), os.path.join(directory, CHECKPOINT_MODEL))
+    torch.save({"optimizer": optimizer.state_dict()}, os.path.join(directory, CHECKPOINT_STATE))
+    Path(directory, CHECKPOINT_META).write_text(json.dumps({"epoch": epoch, "restarts": restarts}))
+
+
+def _inject_fault(marker: str) -> None:
+    """Testing aid: SIGKILL this worker process once per run (the marker file remembers)."""
+    if os.path.exists(marker):
+        return
+    # Let the controller take in the last report (and its checkpoint) before the process dies.
+    time.sleep(2.0)
+    Path(marker).write_text("killed once\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def builtin_train_loop(config: dict[str, Any]) -> dict[str, Any]:
+    """The per-worker loop of the built-in models (DDP over gloo on CPU, NCCL on GPU)."""
+    import ray.train
+    import ray.train.torch
+    import torch.distributed as dist
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    signature = ModelSignature.model_validate(config["signature"])
+    seed_everything(int(config["seed"]))
+    torch.set_num_threads(max(1, int(config.get("torch_threads", 1))))
+    model = models.build_model(config["model_config"])
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=float(config["lr"]),
+        weight_decay=float(config["model_config"]["params"].get("weight_decay", 0.0)),
+    )  # fmt: skip
+    start_epoch, restarts = 0, 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            model.load_state_dict(torch.load(os.path.join(d, CHECKPOINT_MODEL), weights_only=True))
+            state = torch.load(os.path.join(d, CHECKPOINT_STATE), weights_only=True)
+            optimizer.load_state_dict(state["optimizer"])
+            meta = json.loads(Path(d, CHECKPOINT_META).read_text())
+        start_epoch, restarts = int(meta["epoch"]) + 1, int(meta["restarts"]) + 1
+    elif config.get("fault_marker") and os.path.exists(str(config["fault_marker"])):
+        restarts = 1  # restarted after an injected fault that came before any checkpoint
+    net = ray.train.torch.prepare_model(model) if world > 1 else model
+    device = next(model.parameters()).device
+    loss_fn: Callable[..., torch.Tensor] = (
+        torch.nn.CrossEntropyLoss(reduction="sum")
+        if signature.task == "classification"
+        else torch.nn.MSELoss(reduction="sum")
+    )
+    x_dtype = models.input_dtype(signature)
+    y_dtype = torch.int64 if signature.task == "classification" else torch.float32
+    dtypes = {"x": x_dtype, "y": y_dtype}
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val") if config["has_val"] else None
+    epochs, every = int(config["epochs"]), int(config["checkpoint_every"])
+    kill_at = config.get("kill_at_epoch")
+    kill_rank = 1 if world > 1 else 0
+    batch_size = int(config["batch_size"])
+    fetch = batch_size * max(1, FETCH_ROWS // batch_size)
+
+    def target(y: torch.Tensor) -> torch.Tensor:
+        return y if signature.task == "classification" else y.reshape(-1, 1)
+
+    for epoch in range(start_epoch, epochs):
+        if kill_at is not None and epoch == kill_at and rank == kill_rank:
+            _inject_fault(str(config["fault_marker"]))
+        net.train()
+        t0 = time.perf_counter()
+        loss_sum, seen = 0.0, 0
+        # Fetch big chunks from Ray Data (its per-batch overhead is then paid once per chunk) and
+        # cut them into mini-batches in a seeded order: every rank cuts the same number.
+        generator = torch.Generator().manual_seed(int(config["seed"]) * 1000 + epoch)
+        for chunk in train_shard.iter_torch_batches(
+            batch_size=fetch, dtypes=dtypes, device=device, prefetch_batches=2
+        ):
+            order = torch.randperm(len(chunk["y"]), generator=generator).to(device)
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                x, y = chunk["x"][idx], chunk["y"][idx]
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(net(x), target(y))
+                (loss / len(y)).backward()
+                optimizer.step()
+                loss_sum += float(loss.detach())
+                seen += len(y)
+        train_time = time.perf_counter() - t0
+        val_loss_sum, val_correct, val_seen = 0.0, 0.0, 0
+        if val_shard is not None:
+            net.eval()
+            with torch.no_grad():
+                for batch in val_shard.iter_torch_batches(
+                    batch_size=fetch, dtypes=dtypes, device=device
+                ):
+                    out = net(batch["x"])
+                    val_loss_sum += float(loss_fn(out, target(batch["y"])))
+                    if signature.task == "classification":
+                        val_correct += float((out.argmax(dim=1) == batch["y"]).sum())
+                    val_seen += len(batch["y"])
+        totals = torch.tensor(
+            [loss_sum, seen, val_loss_sum, val_correct, val_seen], dtype=torch.float64
+        )
+        times = torch.tensor([train_time], dtype=torch.float64)
+        if world > 1:
+            dist.all_reduce(totals)
+            dist.all_reduce(times, op=dist.ReduceOp.MAX)
+        loss_sum, n, v_loss, v_correct, v_n = totals.tolist()
+        metrics: dict[str, float] = {
+            "epoch": float(epoch),
+            "loss": loss_sum / max(n, 1),
+            "samples": n,
+            "epoch_time_s": float(times[0]),
+            "throughput_samples_per_s": n / max(float(times[0]), 1e-9),
+            "restarts": float(restarts),
+        }
+        if v_n:
+            metrics["val_loss"] = v_loss / v_n
+            if signature.task == "classification":
+                metrics["val_accuracy"] = v_correct / v_n
+            else:
+                metrics["val_rmse"] = float(np.sqrt(v_loss / v_n))
+        metrics["score"] = metrics.get("val_loss", metrics["loss"])
+        if (epoch + 1) % every == 0 or epoch == epochs - 1:
+            with tempfile.TemporaryDirectory() as tmp:
+                if rank == 0:
+                    _save_checkpoint(tmp, model, optimizer, epoch, restarts)
+                    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+                else:
+                    ray.train.report(metrics)
+        else:
+            ray.train.report(metrics)
+    return {"restarts": restarts}
+
+
+# --- the fit ---------------------------------------------------------------------------------
+
+
+def _metrics_forwarder(store: Any, run_id: str) -> Any:
+    import ray.train
+
+    class MetricsForwarder(ray.train.UserCallback):  # type: ignore[misc]
+        """Runs in the TrainController: sends each report of rank 0 to the metadata actor."""
+
+        def __init__(self) -> None:
+            self.reports = 0
+
+        def after_report(
+            self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any
+        ) -> None:
+            if not metrics:
+                return
+            m = metrics[0]
+            step = int(m.get("epoch", self.reports))
+            self.reports += 1
+            items = [(k, float(v)) for k, v in m.items()
+                     if isinstance(v, int | float) and not isinstance(v, bool) and k != "epoch"]  # fmt: skip
+            items.append(("epoch", float(step)))
+            n = len(items)
+            store.call_async(
+                "log_metric_batch", [run_id] * n, [k for k, _ in items], [v for _, v in items],
+                [step] * n, [time.time()] * n,
+            )  # fmt: skip
+
+    return MetricsForwarder()
+
+
+def checkpoint_storage(artifacts: Any) -> tuple[str, Any]:
+    """(storage_path, storage_filesystem) for Ray Train checkpoints under the artifact root."""
+    root = artifacts.root_uri
+    if "://" not in root or root.startswith("file://"):
+        local = root[len("file://") :] if root.startswith("file://") else root
+        return os.path.join(os.path.abspath(os.path.expanduser(local)), "checkpoints"), None
+    parsed = urlparse(root)
+    return f"{parsed.netloc}{parsed.path.rstrip('/')}/checkpoints", artifacts.filesystem
+
+
+def import_user_function(ref: str) -> Callable[..., Any]:
+    """``module:function`` → the function (user code, imported inside the job's runtime_env).
+
+    Raises:
+        InvalidInput: the module or function cannot be found.
+    """
+    module_name, _, fn_name = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InvalidInput(f"cannot import user code module {module_name!r}: {exc}") from exc
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+        raise InvalidInput(f"user code {ref!r}: {module_name} has no function {fn_name!r}")
+    return fn  # type: ignore[no-any-return]
+
+
+def fit(
+    *,
+    run_id: str,
+    spec: TrainingJobSpec,
+    train_plan: TrainPlan,
+    datasets: dict[str, Any],
+    store: Any,
+    artifacts: Any,
+    use_gpu: bool,
+    torch_threads: int = 1,
+    extra_callbacks: tuple[Any, ...] = (),
+) -> TrainOutcome:
+    """Run the TorchTrainer to the end and pick the checkpoint with the best score.
+
+    ``extra_callbacks``: more ``ray.train.UserCallback``s (Tune's trial driver adds its reporter).
+
+    Raises:
+        ray.train.TrainingFailedError: training failed (after ``max_failures`` restarts).
+    """
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    loop: Callable[..., Any] = (
+        builtin_train_loop if spec.is_builtin else import_user_function(spec.model)
+    )
+    resources = dict(spec.resources_per_worker or {"CPU": 1.0})
+    if use_gpu:
+        resources.setdefault("GPU", 1.0)
+    storage_path, storage_fs = checkpoint_storage(artifacts)
+    config = {
+        "signature": train_plan.signature.model_dump(mode="json"),
+        "model_config": train_plan.model_config,
+        "params": dict(spec.params),
+        "epochs": spec.epochs,
+        "batch_size": spec.batch_size,
+        "lr": spec.lr,
+        "seed": spec.seed,
+        "checkpoint_every": spec.checkpoint_every,
+        "has_val": "val" in datasets,
+        "kill_at_epoch": spec.fault_injection_kill_at_epoch,
+        "fault_marker": os.path.join(tempfile.gettempdir(), f"dlp-fault-injected-{run_id}"),
+        "torch_threads": torch_threads,
+    }
+    trainer = TorchTrainer(
+        loop,
+        train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=spec.workers, use_gpu=use_gpu, resources_per_worker=resources
+        ),
+        run_config=ray.train.RunConfig(
+            name=run_id,
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
+            failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute="score", checkpoint_score_order="min"
+            ),
+            callbacks=[_metrics_forwarder(store, run_id), *extra_callbacks],
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
+        ),
+        datasets=datasets,
+    )
+    result = trainer.fit()
+    best = sorted(result.best_checkpoints or [], key=lambda cm: float(cm[1].get("score", np.inf)))
+    final = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, int | float)}
+    if not best:
+        return TrainOutcome(None, {}, final, str(result.path))
+    chosen, chosen_metrics = best[0]
+    local = Path(tempfile.mkdtemp(prefix=f"dlp-{run_id}-"))
+    chosen.to_directory(str(local))
+    metrics = {k: float(v) for k, v in chosen_metrics.items() if isinstance(v, int | float)}
+    return TrainOutcome(local, metrics, final, str(result.path))
+
+
+def failure_message(exc: BaseException) -> str:
+    """A short, useful message for a failed fit: the worker's own exception when there is one."""
+    failures = getattr(exc, "worker_failures", None)
+    if failures:
+        rank, err = sorted(failures.items())[0]
+        cause = getattr(err, "cause", None) or err
+        text = f"{type(cause).__name__}: {cause}".strip()
+        last = [line for line in str(cause).splitlines() if line.strip()]
+        if last and len(text) > 500:
+            text = last[-1]
+        return f"training failed on worker rank {rank}: {text}"[:2000]
+    return f"{type(exc).__name__}: {exc}"[:2000]

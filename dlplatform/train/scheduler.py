@@ -1,0 +1,445 @@
+"""The training scheduler: one detached, named actor that admits queued runs as Ray Jobs.
+
+Ray Jobs has no queue, and a flood of submissions overloads a Ray head, so the platform queues
+runs itself. The queue *is* the ``runs`` table (status QUEUED, ordered by priority then age):
+the actor keeps no state that a restart could lose. Every ``POLL_S`` (and on ``wake``) it
+
+1. reconciles RUNNING train runs with their Ray Jobs: a job that ended while its run is still
+   RUNNING (driver killed, node lost, cluster restarted) marks the run FAILED with the reason;
+2. admits QUEUED runs in priority order while the cluster has room: a run needs
+   ``workers x CPU-per-worker`` CPUs (plus GPUs), and one CPU stays free for Ray Data's
+   read/encode tasks (without it Train and Data deadlock). A run that does not fit waits, with
+   the reason shown; strict order, so a big high-priority run is not starved by small ones.
+
+Each admitted run becomes a Ray Job ``python -m dlplatform.train.entrypoint --run-id <id>`` with
+the ``DLP_*`` settings in its ``runtime_env``, submission id ``dlp-<run id>`` (kept as the run's
+``name``), so ``ray job logs``/``stop`` work on it too.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import traceback
+from typing import Any
+
+import ray
+
+from dlplatform.config import Settings
+from dlplatform.errors import (
+    BackendUnavailable,
+    Conflict,
+    DLPlatformError,
+    InvalidInput,
+    error_for_code,
+)
+from dlplatform.metadata import Run, RunStatus
+from dlplatform.metadata.records import utcnow
+from dlplatform.train.spec import TrainingJobSpec
+
+SCHEDULER_NAME = "dlp-train-scheduler"
+POLL_S = 1.0
+DATA_CPUS = 1.0
+"""CPUs kept free for Ray Data tasks that feed the workers."""
+JOB_ENV = {
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",  # else each report() waits up to 2 s
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
+    "RAY_DATA_LOG_LEVEL": "WARNING",
+    "RAY_AIR_NEW_OUTPUT": "0",
+}
+_TERMINAL_JOB = {"SUCCEEDED", "FAILED", "STOPPED"}
+SUBMIT_RETRY_S = 180.0
+"""How long a run whose Ray job cannot be submitted (Jobs agent not up yet) is retried."""
+SCHEDULED_KINDS = ("train", "tune")
+"""Run kinds this scheduler queues (a "tune" run is one Ray Job running the Tune driver)."""
+_ENTRYPOINTS = {"train": "dlplatform.train.entrypoint", "tune": "dlplatform.train._tune_entry"}
+
+
+def _kinds(store: Any, status: str) -> list[Run]:
+    runs = (store.list_runs(kind=k, status=[status], limit=10_000) for k in SCHEDULED_KINDS)
+    return [r for group in runs for r in group]
+
+
+def resource_spec(run: Run) -> TrainingJobSpec:
+    """The training spec whose resources the run holds (a tuning run: all concurrent trials)."""
+    if run.kind == "tune":
+        from dlplatform.train.tune import TuningJobSpec
+
+        return TuningJobSpec.model_validate_json(run.spec_json).resource_spec()
+    return TrainingJobSpec.model_validate_json(run.spec_json)
+
+
+def submission_id(run_id: str) -> str:
+    return f"dlp-{run_id}"
+
+
+def dashboard_url() -> str:
+    """The Jobs API URL of the connected cluster (read from the GCS, as the Ray CLI does).
+
+    Raises:
+        BackendUnavailable: the cluster runs without a dashboard (no Jobs API).
+    """
+    from ray._private import ray_constants
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    value = _internal_kv_get(
+        ray_constants.DASHBOARD_ADDRESS, namespace=ray_constants.KV_NAMESPACE_DASHBOARD
+    )
+    if not value:
+        raise BackendUnavailable(
+            "the Ray dashboard (Jobs API) is not running; training needs a cluster started "
+            "with the dashboard"
+        )
+    url = value.decode() if isinstance(value, bytes) else str(value)
+    return url if "://" in url else f"http://{url}"
+
+
+def job_client() -> Any:
+    """A ``JobSubmissionClient`` for the connected cluster (token auth follows RAY_AUTH_MODE)."""
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(dashboard_url())
+    except (ConnectionError, RuntimeError) as exc:
+        raise BackendUnavailable(f"cannot reach the Ray Jobs API: {exc}") from exc
+
+
+def job_env(settings: Settings) -> dict[str, str]:
+    """The env vars a job driver needs to rebuild the same ``Settings``."""
+    env = dict(JOB_ENV)
+    env["DLP_HOME"] = str(settings.home)
+    env["DLP_NAMESPACE"] = settings.namespace
+    if ray.is_initialized():
+        # The driver joins exactly this cluster: Ray's own "auto" lookup can pick another
+        # cluster's address when several run on one machine.
+        env["DLP_RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    elif settings.ray_address:
+        env["DLP_RAY_ADDRESS"] = settings.ray_address
+    if settings.artifact_root:
+        env["DLP_ARTIFACT_ROOT"] = settings.artifact_root
+    if settings.s3_endpoint_url:
+        env["DLP_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    return env
+
+
+def cluster_capacity() -> dict[str, float]:
+    total = ray.cluster_resources()
+    return {"CPU": float(total.get("CPU", 0.0)), "GPU": float(total.get("GPU", 0.0))}
+
+
+def needs(spec: TrainingJobSpec, has_gpus: bool) -> tuple[float, float]:
+    """(CPUs, GPUs) the run's workers hold."""
+    use_gpu = spec.use_gpu if spec.use_gpu is not None else has_gpus
+    per = spec.resources_per_worker or {}
+    gpus = float(per.get("GPU", 1.0 if use_gpu else 0.0)) * spec.workers
+    return spec.cpus_needed(), gpus
+
+
+def check_fits(spec: TrainingJobSpec, capacity: dict[str, float]) -> None:
+    """Reject a run that can never start on this cluster.
+
+    Raises:
+        InvalidInput: the run needs more CPUs/GPUs than the whole cluster has.
+    """
+    cpus, gpus = needs(spec, capacity["GPU"] > 0)
+    if spec.use_gpu and capacity["GPU"] == 0:
+        raise InvalidInput("use_gpu=True but the cluster has no GPUs")
+    if cpus + DATA_CPUS > capacity["CPU"]:
+        raise InvalidInput(
+            f"the job needs {cpus:g} CPUs for {spec.workers} workers plus {DATA_CPUS:g} for data "
+            f"loading, but the cluster has {capacity['CPU']:g} CPUs in total; use fewer workers"
+        )
+    if gpus > capacity["GPU"]:
+        raise InvalidInput(f"the job needs {gpus:g} GPUs but the cluster has {capacity['GPU']:g}")
+
+
+class _Scheduler:
+    """The actor body. Methods return ("ok", value) or ("err", code, message)."""
+
+    def __init__(self, settings_values: dict[str, Any]) -> None:
+        from dlplatform.metadata.actor import connect_store
+
+        self._settings = Settings(**settings_values)
+        self._store = connect_store(self._settings)
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._reasons: dict[str, str] = {}
+        self._submit_failures: dict[str, float] = {}
+        self._client: Any = None
+        self._stopped = False
+        self.errors: list[str] = []
+        self._thread = threading.Thread(target=self._loop, name="dlp-train-scheduler", daemon=True)
+        self._thread.start()
+
+    # -- remote API ---------------------------------------------------------------------------
+
+    def _call(self, fn: Any, *args: Any) -> tuple[Any, ...]:
+        try:
+            with self._lock:
+                return ("ok", fn(*args))
+        except DLPlatformError as exc:
+            return ("err", exc.code, exc.message)
+
+    def ping(self) -> str:
+        return "ok"
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def capacity(self) -> dict[str, float]:
+        return cluster_capacity()
+
+    def reasons(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._reasons)
+
+    def cancel(self, run_id: str, by: str) -> tuple[Any, ...]:
+        return self._call(self._cancel, run_id, by)
+
+    def logs(self, run_id: str) -> tuple[Any, ...]:
+        return self._call(self._logs, run_id)
+
+    def tick(self) -> tuple[Any, ...]:
+        return self._call(self._tick)
+
+    def recent_errors(self) -> list[str]:
+        return list(self.errors[-20:])
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _jobs(self) -> Any:
+        if self._client is None:
+            self._client = job_client()
+        return self._client
+
+    def _loop(self) -> None:
+        while not self._stopped:
+            self._wake.wait(POLL_S)
+            self._wake.clear()
+            try:
+                with self._lock:
+                    self._tick()
+            except Exception as exc:  # keep scheduling; the error is kept for `recent_errors`
+                self.errors.append(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+                del self.errors[:-50]
+
+    def _tick(self) -> None:
+        running = _kinds(self._store, "RUNNING")
+        for run in running:
+            self._reconcile(run)
+        running = _kinds(self._store, "RUNNING")
+        queued = sorted(
+            _kinds(self._store, "QUEUED"),
+            key=lambda r: (-r.priority, r.created_at, r.id),
+        )
+        self._reasons = {}
+        if not queued:
+            return
+        capacity = cluster_capacity()
+        has_gpus = capacity["GPU"] > 0
+        free = ray.available_resources()
+        reserved_cpu = reserved_gpu = 0.0
+        for run in running:
+            c, g = needs(resource_spec(run), has_gpus)
+            reserved_cpu, reserved_gpu = reserved_cpu + c, reserved_gpu + g
+        blocked = False
+        for run in queued:
+            spec = resource_spec(run)
+            cpus, gpus = needs(spec, has_gpus)
+            if blocked:
+                self._reasons[run.id] = "waiting behind a higher-priority job"
+                continue
+            try:
+                check_fits(spec, capacity)
+            except InvalidInput as exc:
+                self._reasons[run.id] = f"cannot start on this cluster: {exc.message}"
+                continue
+            room_cpu = min(capacity["CPU"] - DATA_CPUS - reserved_cpu, float(free.get("CPU", 0)))
+            room_gpu = min(capacity["GPU"] - reserved_gpu, float(free.get("GPU", 0)))
+            if cpus > room_cpu + 1e-9 or gpus > room_gpu + 1e-9:
+                self._reasons[run.id] = (
+                    f"waiting for {cpus:g} free CPUs"
+                    + (f" and {gpus:g} GPUs" if gpus else "")
+                    + f" ({max(room_cpu, 0):g} CPUs free for training now)"
+                )
+                blocked = True
+                continue
+            self._launch(run, spec, has_gpus)
+            reserved_cpu += cpus
+            reserved_gpu += gpus
+
+    def _launch(self, run: Run, spec: TrainingJobSpec, has_gpus: bool) -> None:
+        sid = submission_id(run.id)
+        self._store.update_run(run.id, status=RunStatus.RUNNING, started_at=utcnow(), name=sid)
+        runtime_env: dict[str, Any] = dict(spec.runtime_env or {})
+        runtime_env["env_vars"] = {**(runtime_env.get("env_vars") or {}), **job_env(self._settings)}
+        try:
+            self._jobs().submit_job(
+                entrypoint=f"python -m {_ENTRYPOINTS[run.kind]} --run-id {run.id}",
+                submission_id=sid,
+                runtime_env=runtime_env,
+                metadata={"dlp_run_id": run.id, "dlp_owner": run.owner},
+            )
+        except Exception as exc:
+            # Often transient (the Jobs agent is still starting): back to the queue, a few times.
+            first = self._submit_failures.setdefault(run.id, time.monotonic())
+            why = f"could not start the Ray job: {type(exc).__name__}: {exc}"[:2000]
+            if time.monotonic() - first < SUBMIT_RETRY_S:
+                self._store.update_run(run.id, status=RunStatus.QUEUED, started_at=None, name="")
+                self._reasons[run.id] = f"{why} (retrying for up to {SUBMIT_RETRY_S:g} s)"
+            else:
+                self._store.update_run(
+                    run.id, status=RunStatus.FAILED, ended_at=utcnow(), error=why
+                )
+
+    def _reconcile(self, run: Run) -> None:
+        if not run.name:
+            return
+        try:
+            info = self._jobs().get_job_info(run.name)
+        except Exception as exc:
+            if "does not exist" in str(exc) or "404" in str(exc):
+                self._fail_if_running(
+                    run.id, f"its Ray job {run.name} no longer exists (cluster restarted?)"
+                )
+            return
+        status = str(getattr(info.status, "value", info.status))
+        if status not in _TERMINAL_JOB:
+            return
+        # The driver is gone: give its last metadata writes a moment, then decide.
+        time.sleep(0.5)
+        tail = ""
+        if status != "SUCCEEDED":
+            try:
+                lines = [
+                    ln for ln in self._jobs().get_job_logs(run.name).splitlines() if ln.strip()
+                ]
+                tail = " | ".join(lines[-3:])
+            except Exception:
+                tail = ""
+        message = (info.message or "no message").strip()
+        if len(message) > 300:  # Ray appends the whole log tail; keep its first and last lines
+            lines = [ln for ln in message.splitlines() if ln.strip()]
+            message = f"{lines[0]} ... {lines[-1]}" if len(lines) > 1 else message[-300:]
+        reason = f"the Ray job driver ended ({status}: {message})"
+        if tail:
+            reason += f"; last log lines: {tail}"
+        self._fail_if_running(run.id, reason[-2000:])
+
+    def _fail_if_running(self, run_id: str, reason: str) -> None:
+        current = self._store.get_run(run_id)
+        if current.status is RunStatus.RUNNING:
+            self._store.update_run(run_id, status=RunStatus.FAILED, ended_at=utcnow(), error=reason)
+
+    def _cancel(self, run_id: str, by: str) -> Run:
+        run = self._store.get_run(run_id)
+        if run.status.is_final:
+            raise Conflict(f"job {run_id} already finished ({run.status.value}); cannot cancel")
+        updated = self._store.update_run(
+            run_id, status=RunStatus.CANCELLED, ended_at=utcnow(), error=f"cancelled by {by}"
+        )
+        if run.status is RunStatus.RUNNING and run.name:
+            try:
+                self._jobs().stop_job(run.name)
+            except Exception as exc:
+                self.errors.append(f"stop_job {run.name}: {exc}")
+        self._wake.set()
+        return updated
+
+    def _logs(self, run_id: str) -> str:
+        run = self._store.get_run(run_id)
+        if not run.name:
+            return ""
+        try:
+            return str(self._jobs().get_job_logs(run.name))
+        except Exception as exc:
+            if "does not exist" in str(exc) or "404" in str(exc):
+                return ""
+            raise BackendUnavailable(f"cannot read the logs of {run.name}: {exc}") from exc
+
+
+SchedulerActor = ray.remote(num_cpus=0, max_concurrency=8, max_restarts=-1)(_Scheduler)
+
+
+class SchedulerClient:
+    """Typed calls to the scheduler actor."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    def _get(self, ref: Any, timeout_s: float = 60) -> Any:
+        try:
+            return ray.get(ref, timeout=timeout_s)
+        except ray.exceptions.RayError as exc:
+            raise BackendUnavailable(f"the training scheduler is unavailable: {exc}") from exc
+
+    def _unwrap(self, reply: tuple[Any, ...]) -> Any:
+        if reply[0] == "ok":
+            return reply[1]
+        raise error_for_code(reply[1], reply[2])
+
+    def wake(self) -> None:
+        self._handle.wake.remote()
+
+    def capacity(self) -> dict[str, float]:
+        return dict(self._get(self._handle.capacity.remote()))
+
+    def reasons(self) -> dict[str, str]:
+        return dict(self._get(self._handle.reasons.remote()))
+
+    def cancel(self, run_id: str, by: str) -> Run:
+        return self._unwrap(self._get(self._handle.cancel.remote(run_id, by)))  # type: ignore[no-any-return]
+
+    def logs(self, run_id: str) -> str:
+        return str(self._unwrap(self._get(self._handle.logs.remote(run_id))))
+
+    def tick(self) -> None:
+        self._unwrap(self._get(self._handle.tick.remote()))
+
+    def recent_errors(self) -> list[str]:
+        return list(self._get(self._handle.recent_errors.remote()))
+
+
+def connect_scheduler(settings: Settings, *, create: bool = True) -> SchedulerClient:
+    """The scheduler of the platform in ``settings.namespace`` (started when missing).
+
+    Raises:
+        BackendUnavailable: Ray is not initialised, or the actor cannot be started.
+    """
+    if not ray.is_initialized():
+        raise BackendUnavailable("Ray is not initialised; training needs a running platform")
+    try:
+        handle = ray.get_actor(SCHEDULER_NAME, namespace=settings.namespace)
+    except ValueError:
+        if not create:
+            raise BackendUnavailable("the training scheduler is not running") from None
+        from dlplatform.metadata.actor import _head_node_id
+
+        options: dict[str, Any] = {
+            "name": SCHEDULER_NAME,
+            "namespace": settings.namespace,
+            "lifetime": "detached",
+            "get_if_exists": True,
+        }
+        head = _head_node_id()
+        if head is not None:
+            options["scheduling_strategy"] = (
+                ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(head, soft=False)
+            )
+        values = json.loads(settings.model_dump_json(exclude={"token"}))
+        handle = SchedulerActor.options(**options).remote(values)
+    client = SchedulerClient(handle)
+    client._get(handle.ping.remote())
+    return client
+
+
+def stop_scheduler(settings: Settings) -> bool:
+    """Kill the scheduler actor (its queue lives in the runs table). Returns whether one ran."""
+    try:
+        handle = ray.get_actor(SCHEDULER_NAME, namespace=settings.namespace)
+    except ValueError:
+        return False
+    ray.kill(handle, no_restart=True)
+    return True

@@ -1,0 +1,302 @@
+"""Training service functions: submit, list, inspect, cancel, logs, metrics, wait.
+
+Every function takes the ``Backend`` and the caller's ``Principal``, authorizes, and audits
+mutations. The SDK, the CLI and the HTTP routes call these and nothing else.
+
+Permissions: ``train.submit`` to submit (data-scientist, researcher, admin), ``train.view`` to
+read; cancel needs ``train.submit`` and ownership of the job unless the caller is an admin.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ray
+
+from dlplatform.access import Permission, Principal, audit, authorize
+from dlplatform.context import Backend
+from dlplatform.errors import BackendUnavailable, Conflict, InvalidInput, NotFound, PermissionDenied
+from dlplatform.metadata import Commit, MetricPoint, Run, RunStatus
+from dlplatform.metadata.records import utcnow
+from dlplatform.train import models
+from dlplatform.train.spec import TrainingJob, TrainingJobSpec
+
+
+def new_run_id() -> str:
+    return f"run-{secrets.token_hex(6)}"
+
+
+def prepare(
+    backend: Backend, principal: Principal, spec: TrainingJobSpec
+) -> tuple[TrainingJobSpec, Commit]:
+    """Validate ``spec`` against its dataset and pin the dataset to a commit.
+
+    Raises:
+        NotFound: the dataset or commit does not exist.
+        PermissionDenied: the caller may not read the dataset.
+        InvalidInput: label missing, unsuitable features (named), bad hyperparameters.
+    """
+    from dlplatform import data
+
+    commit = data.resolve(backend, principal, spec.dataset)
+    schema = data.arrow_schema(commit)
+    if spec.label not in schema.names:
+        raise InvalidInput(
+            f"label column {spec.label!r} is not in dataset {spec.dataset_name} "
+            f"(columns: {', '.join(schema.names)})"
+        )
+    if spec.is_builtin:
+        features = spec.features or tuple(n for n in schema.names if n != spec.label)
+        models.check_params(spec.model, spec.params)
+        models.check_inputs(spec.model, schema, features, spec.label)
+    elif spec.features:
+        missing = [f for f in spec.features if f not in schema.names]
+        if missing:
+            raise InvalidInput(f"feature columns not in the dataset: {', '.join(missing)}")
+    pinned = spec.model_copy(update={"dataset": f"{spec.dataset_name}@{commit.id}"})
+    return pinned, commit
+
+
+def create_run(
+    backend: Backend,
+    principal: Principal,
+    spec: TrainingJobSpec,
+    commit: Commit,
+    *,
+    status: RunStatus = RunStatus.QUEUED,
+    name: str = "",
+) -> Run:
+    """Record a new training run for a pinned ``spec`` (no scheduling)."""
+    now = utcnow()
+    run = Run(
+        id=new_run_id(),
+        kind="train",
+        name=name,
+        owner=principal.name,
+        status=status,
+        priority=spec.priority,
+        spec_json=spec.model_dump_json(),
+        dataset_commit=commit.id,
+        created_at=now,
+        started_at=now if status is RunStatus.RUNNING else None,
+        tags=spec.tags,
+    )
+    backend.store.create_run(run)
+    audit(backend.store, principal, "train.submit", f"run:{run.id}", spec.dataset)
+    return run
+
+
+def _scheduler(backend: Backend) -> Any:
+    from dlplatform.train.scheduler import connect_scheduler
+
+    return connect_scheduler(backend.settings)
+
+
+def submit(backend: Backend, principal: Principal, spec: TrainingJobSpec) -> TrainingJob:
+    """Validate, pin and queue a training job; the scheduler starts it when resources allow.
+
+    Raises:
+        PermissionDenied, NotFound, InvalidInput: see ``prepare``; InvalidInput also when the
+            job needs more than the cluster's total capacity.
+        BackendUnavailable: the cluster cannot be reached.
+    """
+    from dlplatform.train.scheduler import check_fits
+
+    authorize(backend.store, principal, Permission.TRAIN_SUBMIT, f"dataset:{spec.dataset_name}")
+    pinned, commit = prepare(backend, principal, spec)
+    scheduler = _scheduler(backend)
+    check_fits(pinned, scheduler.capacity())
+    run = create_run(backend, principal, pinned, commit)
+    scheduler.wake()
+    return _view(backend, run)
+
+
+def _positions(backend: Backend) -> dict[str, int]:
+    queued = sorted(
+        backend.store.list_runs(kind="train", status=["QUEUED"], limit=10_000),
+        key=lambda r: (-r.priority, r.created_at, r.id),
+    )
+    return {r.id: i + 1 for i, r in enumerate(queued)}
+
+
+def _reasons(backend: Backend) -> dict[str, str]:
+    if not ray.is_initialized():
+        return {}
+    try:
+        from dlplatform.train.scheduler import connect_scheduler
+
+        return connect_scheduler(backend.settings, create=False).reasons()
+    except BackendUnavailable:
+        return {}
+
+
+def _view(
+    backend: Backend,
+    run: Run,
+    positions: dict[str, int] | None = None,
+    reasons: dict[str, str] | None = None,
+) -> TrainingJob:
+    position = reason = None
+    if run.status is RunStatus.QUEUED:
+        positions = _positions(backend) if positions is None else positions
+        reasons = _reasons(backend) if reasons is None else reasons
+        position = positions.get(run.id)
+        reason = reasons.get(run.id, "waiting for the scheduler")
+    result = json.loads(run.result_json) if run.result_json else {}
+    return TrainingJob(
+        run=run,
+        spec=TrainingJobSpec.model_validate_json(run.spec_json),
+        queue_position=position,
+        waiting_reason=reason,
+        ray_job_id=run.name or None,
+        model_version=result.get("model_version"),
+    )
+
+
+def _get_train_run(backend: Backend, run_id: str) -> Run:
+    run = backend.store.get_run(run_id)
+    if run.kind != "train":
+        raise NotFound(f"training job {run_id!r} does not exist")
+    return run
+
+
+def get_job(backend: Backend, principal: Principal, run_id: str) -> TrainingJob:
+    """One training job with its queue position (QUEUED) and model version (SUCCEEDED)."""
+    authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
+    return _view(backend, _get_train_run(backend, run_id))
+
+
+def list_jobs(
+    backend: Backend,
+    principal: Principal,
+    *,
+    status: list[str] | None = None,
+    owner: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[TrainingJob]:
+    """Training jobs, newest first; ``offset`` skips that many (pages of ``limit``)."""
+    authorize(backend.store, principal, Permission.TRAIN_VIEW, "training-jobs")
+    if status:
+        bad = [s for s in status if s not in RunStatus.__members__]
+        if bad:
+            raise InvalidInput(f"unknown status {', '.join(bad)}")
+    if offset < 0:
+        raise InvalidInput(f"offset must not be negative, got {offset}")
+    runs = backend.store.list_runs(
+        kind="train", status=status, owner=owner, limit=limit, offset=offset
+    )
+    positions = _positions(backend)
+    reasons = _reasons(backend) if any(r.status is RunStatus.QUEUED for r in runs) else {}
+    return [_view(backend, r, positions, reasons) for r in runs]
+
+
+def count_jobs(
+    backend: Backend,
+    principal: Principal,
+    *,
+    status: list[str] | None = None,
+    owner: str | None = None,
+) -> int:
+    """How many training jobs ``list_jobs`` pages through with the same filters."""
+    authorize(backend.store, principal, Permission.TRAIN_VIEW, "training-jobs")
+    if status:
+        bad = [s for s in status if s not in RunStatus.__members__]
+        if bad:
+            raise InvalidInput(f"unknown status {', '.join(bad)}")
+    return backend.store.count_runs(kind="train", status=status, owner=owner)
+
+
+def cancel_job(backend: Backend, principal: Principal, run_id: str) -> TrainingJob:
+    """Cancel a queued or running job (a running one's Ray job is stopped).
+
+    Raises:
+        PermissionDenied: not the owner (and not an admin), or no train.submit.
+        Conflict: the job already finished.
+    """
+    authorize(backend.store, principal, Permission.TRAIN_SUBMIT, f"run:{run_id}")
+    run = _get_train_run(backend, run_id)
+    if run.owner != principal.name and not principal.is_admin:
+        backend.store.append_audit(
+            principal.name, "train.cancel", f"run:{run_id}", "denied", "not the owner"
+        )
+        raise PermissionDenied(f"{principal.name} may not cancel job {run_id} of {run.owner}")
+    if run.status.is_final:
+        raise Conflict(f"job {run_id} already finished ({run.status.value}); cannot cancel")
+    if ray.is_initialized():
+        updated = _scheduler(backend).cancel(run_id, principal.name)
+    elif run.status is RunStatus.QUEUED:
+        updated = backend.store.update_run(
+            run_id, status=RunStatus.CANCELLED, ended_at=utcnow(),
+            error=f"cancelled by {principal.name}",
+        )  # fmt: skip
+    else:
+        raise BackendUnavailable("cancelling a running job needs the cluster")
+    audit(backend.store, principal, "train.cancel", f"run:{run_id}")
+    return _view(backend, updated)
+
+
+def get_logs(backend: Backend, principal: Principal, run_id: str) -> str:
+    """The job driver's output so far ("" while queued)."""
+    authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
+    run = _get_train_run(backend, run_id)
+    if not run.name:
+        return ""
+    return str(_scheduler(backend).logs(run_id))
+
+
+def read_logs(backend: Backend, principal: Principal, run_id: str) -> tuple[str, bool]:
+    """(the driver output so far, whether the job is final so no more will come)."""
+    authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
+    run = _get_train_run(backend, run_id)
+    final = run.status.is_final
+    if not run.name:
+        return "", final
+    return str(_scheduler(backend).logs(run_id)), final
+
+
+def get_metrics(
+    backend: Backend, principal: Principal, run_id: str, key: str | None = None
+) -> list[MetricPoint]:
+    """The run's metric history (per epoch: loss, val_loss, val_accuracy, throughput, ...)."""
+    authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
+    _get_train_run(backend, run_id)
+    return backend.store.get_metrics(run_id, key)
+
+
+def epoch_table(points: list[MetricPoint]) -> list[dict[str, float]]:
+    """Metric points as one row per epoch (the last value of each key at that step)."""
+    rows: dict[int, dict[str, float]] = {}
+    for p in sorted(points, key=lambda p: (p.step, p.timestamp)):
+        rows.setdefault(p.step, {"epoch": float(p.step)})[p.key] = p.value
+    return [rows[k] for k in sorted(rows)]
+
+
+def wait_job(
+    backend: Backend,
+    principal: Principal,
+    run_id: str,
+    *,
+    timeout_s: float | None = None,
+    poll_s: float = 1.0,
+    on_update: Callable[[TrainingJob, list[MetricPoint]], None] | None = None,
+) -> TrainingJob:
+    """Block until the job is final; ``on_update`` sees the job and its metrics at each poll.
+
+    Raises:
+        TimeoutError: not final within ``timeout_s``.
+    """
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        job = get_job(backend, principal, run_id)
+        if on_update is not None:
+            on_update(job, backend.store.get_metrics(run_id))
+        if job.run.status.is_final:
+            return job
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"job {run_id} is still {job.status} after {timeout_s} s")
+        time.sleep(poll_s)

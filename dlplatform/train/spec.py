@@ -1,0 +1,214 @@
+"""What a caller asks the trainer for (``TrainingJobSpec``) and what it gets back (``TrainingJob``).
+
+A spec is validated once, when it is built. ``dataset`` is ``NAME`` or ``NAME@COMMIT``; the
+service pins ``NAME`` to the dataset's head commit at submit time, so a queued job always trains
+on the exact version it was submitted against.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from dlplatform.metadata.records import Run, check_id, check_name
+
+BUILTIN_MODELS = ("mlp", "cnn", "text")
+"""Names of the built-in models (see ``dlplatform.train.models``)."""
+
+_USER_CODE = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+)
+_PARAM_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+ParamValue = bool | int | float | str
+
+
+def split_dataset_ref(ref: str) -> tuple[str, str | None]:
+    """``"name@commit"`` → ``("name", "commit")``; ``"name"`` → ``("name", None)``.
+
+    Raises:
+        ValueError: the name or the commit id is malformed.
+    """
+    name, sep, commit = ref.partition("@")
+    check_name(name)
+    if sep:
+        check_id(commit)
+        return name, commit
+    return name, None
+
+
+class TrainingJobSpec(BaseModel, frozen=True, extra="forbid"):
+    """A training job: which data, which model, how to scale, how long to train."""
+
+    dataset: str = Field(description="NAME or NAME@COMMIT; NAME is pinned to the head at submit.")
+    label: str = Field(min_length=1, max_length=256, description="The label column.")
+    features: tuple[str, ...] | None = Field(
+        default=None, description="Feature columns; default: every column but the label."
+    )
+    model: str = Field(
+        default="mlp",
+        description="A built-in model (mlp, cnn, text) or user code 'package.module:train_fn' "
+        "(a Ray Train loop taking the config dict).",
+    )
+    model_factory: str | None = Field(
+        default=None,
+        description="User code only: 'module:fn' building the torch module from the config "
+        "(needed to load the registered weights back).",
+    )
+    runtime_env: dict[str, Any] | None = Field(
+        default=None, description="User code only: Ray runtime_env (working_dir, pip, env_vars)."
+    )
+    params: dict[str, ParamValue] = Field(
+        default_factory=dict, description="Hyperparameters passed to the model (e.g. hidden=64)."
+    )
+    workers: int = Field(default=2, ge=1, le=256, description="Ray Train workers (DDP ranks).")
+    use_gpu: bool | None = Field(
+        default=None, description="None: use GPUs when the cluster has them."
+    )
+    resources_per_worker: dict[str, float] | None = Field(
+        default=None, description='Per-worker resources, default {"CPU": 1} (+ GPU: 1 on GPU).'
+    )
+    epochs: int = Field(default=3, ge=1, le=10_000)
+    batch_size: int = Field(default=64, ge=1, le=1_000_000)
+    lr: float = Field(default=1e-3, gt=0, le=10)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    validation_fraction: float = Field(default=0.2, ge=0, lt=1)
+    checkpoint_every: int = Field(default=1, ge=1, description="Checkpoint every N epochs.")
+    max_failures: int = Field(default=1, ge=0, le=100, description="Worker-group restarts allowed.")
+    priority: int = Field(default=0, ge=-1000, le=1000, description="Higher runs first.")
+    tags: tuple[str, ...] = ()
+    model_name: str | None = Field(
+        default=None, description="Registry name; default '<dataset>-<model>'."
+    )
+    fault_injection_kill_at_epoch: int | None = Field(
+        default=None,
+        ge=0,
+        description="Testing only: the rank-1 worker (rank 0 with one worker) SIGKILLs its own "
+        "process once per run (a marker file in the node temp dir), at the start of this epoch, "
+        "to exercise fault tolerance.",
+    )
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_ref(cls, value: str) -> str:
+        split_dataset_ref(value)
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        if value in BUILTIN_MODELS or _USER_CODE.fullmatch(value):
+            return value
+        raise ValueError(
+            f"unknown model {value!r}: use one of {', '.join(BUILTIN_MODELS)} "
+            "or user code 'module:function'"
+        )
+
+    @field_validator("model_factory")
+    @classmethod
+    def _factory(cls, value: str | None) -> str | None:
+        if value is not None and not _USER_CODE.fullmatch(value):
+            raise ValueError(f"model_factory {value!r} is not 'module:function'")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _param_keys(cls, value: dict[str, ParamValue]) -> dict[str, ParamValue]:
+        for key in value:
+            if not _PARAM_KEY.fullmatch(key):
+                raise ValueError(f"invalid hyperparameter name {key!r}")
+        return value
+
+    @field_validator("model_name")
+    @classmethod
+    def _registry_name(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value)
+
+    @field_validator("resources_per_worker")
+    @classmethod
+    def _resources(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is not None:
+            for key, amount in value.items():
+                if amount < 0:
+                    raise ValueError(f"resource {key!r} must not be negative")
+        return value
+
+    @model_validator(mode="after")
+    def _user_code_only_fields(self) -> TrainingJobSpec:
+        if self.is_builtin and (self.runtime_env is not None or self.model_factory is not None):
+            raise ValueError("runtime_env and model_factory are for user-code models only")
+        if self.features is not None and self.label in self.features:
+            raise ValueError(f"label {self.label!r} is also listed as a feature")
+        if self.features is not None and len(set(self.features)) != len(self.features):
+            raise ValueError("features must not repeat")
+        return self
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.model in BUILTIN_MODELS
+
+    @property
+    def dataset_name(self) -> str:
+        return split_dataset_ref(self.dataset)[0]
+
+    @property
+    def dataset_commit(self) -> str | None:
+        return split_dataset_ref(self.dataset)[1]
+
+    @property
+    def registry_name(self) -> str:
+        """The model name the run registers under."""
+        if self.model_name:
+            return self.model_name
+        base = self.model if self.is_builtin else self.model.rsplit(":", 1)[1].lower()
+        name = re.sub(r"[^a-z0-9._-]", "-", f"{self.dataset_name}-{base}")[:63]
+        return check_name(name)
+
+    def cpus_per_worker(self) -> float:
+        return float((self.resources_per_worker or {}).get("CPU", 1.0))
+
+    def cpus_needed(self) -> float:
+        """CPUs the job's workers hold while it runs (the scheduler's admission unit)."""
+        return self.workers * self.cpus_per_worker()
+
+
+JobState = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+
+
+class TrainingJob(BaseModel, frozen=True, extra="forbid"):
+    """A training job as shown to users: the run record plus its place in the queue."""
+
+    run: Run
+    spec: TrainingJobSpec
+    queue_position: int | None = Field(
+        default=None, description="1 = next to start; None when not queued."
+    )
+    waiting_reason: str | None = Field(default=None, description="Why a queued job waits.")
+    ray_job_id: str | None = Field(default=None, description="The Ray Job's submission id.")
+    model_version: str | None = Field(
+        default=None, description="'name@N' of the registered version once SUCCEEDED."
+    )
+
+    @property
+    def id(self) -> str:
+        return self.run.id
+
+    @property
+    def status(self) -> str:
+        return self.run.status.value
+
+
+class ModelSignature(BaseModel, frozen=True, extra="forbid"):
+    """What a model takes and returns, recorded for serving."""
+
+    kind: Literal["tabular", "image", "text"]
+    features: tuple[str, ...] = Field(description="Input columns, in order.")
+    dtypes: tuple[str, ...] = Field(description="Arrow type of each input column.")
+    input_shape: tuple[int, ...] = Field(description="Shape of one example given to the model.")
+    task: Literal["classification", "regression"]
+    label: str
+    classes: tuple[ParamValue, ...] = Field(
+        default=(), description="Class value of each output index (classification)."
+    )

@@ -1,0 +1,194 @@
+"""Training specs, built-in models, input checks, encoding and the seeded split (no Ray)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+from pydantic import ValidationError
+
+from dlplatform.errors import InvalidInput
+from dlplatform.train import BUILTIN_MODELS, ModelSignature, TrainingJobSpec, models, runner
+
+
+def _digits_table(n: int = 50) -> pa.Table:
+    rng = np.random.default_rng(0)
+    cols = {f"p{i}": rng.integers(0, 16, n).astype(np.float64) for i in range(64)}
+    cols["target"] = rng.integers(0, 10, n)
+    return pa.table(cols)
+
+
+def test_spec_defaults_and_registry_name() -> None:
+    spec = TrainingJobSpec(dataset="digits", label="target")
+    assert spec.model == "mlp" and spec.workers == 2 and spec.dataset_commit is None
+    assert spec.registry_name == "digits-mlp"
+    pinned = TrainingJobSpec(dataset="digits@c-123", label="y", model="pkg.mod:train_fn")
+    assert pinned.dataset_name == "digits" and pinned.dataset_commit == "c-123"
+    assert pinned.registry_name == "digits-train_fn"
+    assert (
+        TrainingJobSpec(
+            dataset="d", label="y", workers=3, resources_per_worker={"CPU": 0.5}
+        ).cpus_needed()
+        == 1.5
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"model": "resnet9000"}, "unknown model 'resnet9000'"),
+        ({"dataset": "../etc"}, "invalid name"),
+        ({"dataset": "digits@../x"}, "invalid id"),
+        ({"features": ("target",)}, "also listed as a feature"),
+        ({"runtime_env": {"pip": ["x"]}}, "user-code models only"),
+        ({"workers": 0}, "greater than or equal to 1"),
+        ({"validation_fraction": 1.0}, "less than 1"),
+        ({"params": {"bad key": 1}}, "invalid hyperparameter name"),
+        ({"unknown_field": 1}, "Extra inputs are not permitted"),
+        ({"model_name": "Bad Name"}, "invalid name"),
+    ],
+)
+def test_spec_rejects_bad_input(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        TrainingJobSpec(**{"dataset": "digits", "label": "target", **fields})
+
+
+def test_spec_is_frozen() -> None:
+    spec = TrainingJobSpec(dataset="digits", label="target")
+    with pytest.raises(ValidationError):
+        spec.epochs = 5  # type: ignore[misc]
+
+
+def test_check_inputs_names_non_numeric_columns() -> None:
+    schema = pa.schema([("a", pa.float64()), ("city", pa.string()), ("when", pa.timestamp("s")),
+                        ("y", pa.int64())])  # fmt: skip
+    with pytest.raises(
+        InvalidInput, match=r"not numeric: city \(string\), when \(timestamp\[s\]\)"
+    ):
+        models.check_inputs("mlp", schema, ["a", "city", "when"], "y")
+    with pytest.raises(InvalidInput, match="label column 'nope' is not in the dataset"):
+        models.check_inputs("mlp", schema, ["a"], "nope")
+    with pytest.raises(InvalidInput, match="feature columns not in the dataset: zz"):
+        models.check_inputs("mlp", schema, ["a", "zz"], "y")
+    with pytest.raises(InvalidInput, match="exactly one string feature"):
+        models.check_inputs("text", schema, ["a"], "y")
+    with pytest.raises(InvalidInput, match="3 pixel columns is not S\\*S"):
+        models.check_inputs(
+            "cnn", pa.schema([(c, pa.float32()) for c in "abcy"]), ["a", "b", "c"], "y"
+        )
+
+
+def test_check_params() -> None:
+    models.check_params("mlp", {"hidden": 32, "layers": 1})
+    with pytest.raises(InvalidInput, match="unknown hyperparameters for model mlp: depth"):
+        models.check_params("mlp", {"depth": 3})
+    with pytest.raises(InvalidInput, match="hidden must be between"):
+        models.check_params("mlp", {"hidden": 0})
+
+
+@pytest.mark.parametrize("name", BUILTIN_MODELS)
+def test_builtin_models_forward_and_signature(name: str) -> None:
+    if name == "text":
+        table = pa.table({"review": ["good film", "bad, bad plot", "great acting!"] * 4,
+                          "sentiment": ["pos", "neg", "pos"] * 4})  # fmt: skip
+        spec = TrainingJobSpec(dataset="reviews", label="sentiment", model="text",
+                               params={"max_tokens": 8, "vocab_size": 128})  # fmt: skip
+        label = "sentiment"
+    else:
+        table = _digits_table()
+        spec = TrainingJobSpec(dataset="digits", label="target", model=name)
+        label = "target"
+    plan = runner.plan(spec, table.schema, table.column(label))
+    sig = plan.signature
+    assert sig.label == label and sig.task == "classification"
+    assert len(sig.features) == len(sig.dtypes) == table.num_columns - 1
+    if name == "cnn":
+        assert sig.input_shape == (1, 8, 8) and sig.kind == "image"
+    if name == "text":
+        assert sig.classes == ("neg", "pos") and sig.input_shape == (8,)
+    net = models.build_model(plan.model_config)
+    x = models.encode_columns(table.to_pydict(), sig, spec.params)
+    out = net(torch.as_tensor(x, dtype=models.input_dtype(sig)))
+    assert out.shape == (table.num_rows, len(sig.classes))
+    preds = models.predict(net, sig, x[:3])
+    assert len(preds) == 3 and all(p in sig.classes for p in preds)
+    ModelSignature.model_validate_json(sig.model_dump_json())
+
+
+def test_cnn_accepts_a_list_column() -> None:
+    table = pa.table({"image": [[float(i % 7)] * 784 for i in range(6)], "digit": [0, 1, 2] * 2})
+    spec = TrainingJobSpec(dataset="mnist", label="digit", model="cnn")
+    plan = runner.plan(spec, table.schema, table.column("digit"), table.slice(0, 1).to_pylist()[0])
+    assert plan.signature.input_shape == (1, 28, 28)
+    x = models.encode_columns(table.to_pydict(), plan.signature, {})
+    assert x.shape == (6, 1, 28, 28)
+    assert models.build_model(plan.model_config)(torch.as_tensor(x)).shape == (6, 3)
+
+
+def test_regression_when_label_is_float() -> None:
+    table = pa.table({"x1": [1.0, 2.0, 3.0], "x2": [0.5, 0.1, 0.2], "price": [1.5, 2.5, 3.5]})
+    spec = TrainingJobSpec(dataset="houses", label="price")
+    plan = runner.plan(spec, table.schema, table.column("price"))
+    assert plan.signature.task == "regression" and plan.model_config["num_outputs"] == 1
+    y = models.encode_labels(np.array([1.5, 2.5]), plan.signature)
+    assert y.dtype == np.float32
+
+
+def test_single_class_label_is_rejected() -> None:
+    table = pa.table({"x": [1.0, 2.0], "y": [1, 1]})
+    with pytest.raises(InvalidInput, match="1 distinct value"):
+        runner.plan(TrainingJobSpec(dataset="d", label="y"), table.schema, table.column("y"))
+
+
+def test_seeded_split_is_deterministic_and_complementary() -> None:
+    table = _digits_table(400)
+    spec = TrainingJobSpec(dataset="digits", label="target")
+    sig = runner.plan(spec, table.schema, table.column("target")).signature
+    batch = {k: np.asarray(v) for k, v in table.to_pydict().items()}
+
+    def side(name: str, seed: int) -> dict[str, np.ndarray]:
+        return runner.encode_batch(batch, signature=sig, params={}, side=name, val_fraction=0.25,
+                                   seed=seed)  # fmt: skip
+
+    train, val = side("train", 1), side("val", 1)
+    assert len(train["x"]) + len(val["x"]) == 400
+    assert 60 <= len(val["x"]) <= 140
+    np.testing.assert_array_equal(side("val", 1)["x"], val["x"])
+    assert not np.array_equal(side("val", 2)["x"][:5], val["x"][:5])
+    # the split of a row does not depend on which batch it arrives in
+    half = {k: v[:200] for k, v in batch.items()}
+    first = runner.encode_batch(
+        half, signature=sig, params={}, side="val", val_fraction=0.25, seed=1
+    )
+    np.testing.assert_array_equal(first["x"], val["x"][: len(first["x"])])
+
+
+def test_failure_message_prefers_the_worker_exception() -> None:
+    from ray.train import WorkerGroupError
+
+    err = WorkerGroupError("boom", {1: ValueError("bad batch in user code")})
+    assert (
+        runner.failure_message(err)
+        == "training failed on worker rank 1: ValueError: bad batch in user code"
+    )
+    assert runner.failure_message(RuntimeError("x")) == "RuntimeError: x"
+
+
+def test_cli_param_parsing() -> None:
+    from dlplatform.cli.train import parse_param
+
+    assert parse_param("hidden=64") == ("hidden", 64)
+    assert parse_param("dropout=0.1") == ("dropout", 0.1)
+    assert parse_param("flag=true") == ("flag", True)
+    assert parse_param("task=regression") == ("task", "regression")
+    with pytest.raises(InvalidInput, match="KEY=VALUE"):
+        parse_param("oops")
+
+
+def test_code_version_hashes_the_training_code() -> None:
+    from dlplatform.train.entrypoint import code_version
+
+    version = code_version(TrainingJobSpec(dataset="d", label="y"))
+    assert version.startswith("dlplatform-") and len(version.split("sha256:")[1]) == 64
+    assert version == code_version(TrainingJobSpec(dataset="other", label="z", model="cnn"))
