@@ -616,8 +616,22 @@ def deploy_platform(settings: Settings, progress: Progress | None = None) -> int
     if progress:
         progress("starting Ray Serve and the API gateway")
     port = start_serve(settings.host, settings.port)
-    if not _gateway_running():
+    fresh = not _gateway_running()
+    if fresh:
         deploy_gateway(settings)
+    from dlplatform.metadata.artifacts import ArtifactStore
+    from dlplatform.serve import restore_deployments
+    from dlplatform.workflows import ensure_manager
+
+    if progress:
+        progress("starting the workflow manager and redeploying recorded models")
+    ensure_manager(settings)  # triggers fire and a missed schedule runs once
+    backend = Backend(
+        store=store, artifacts=ArtifactStore.from_settings(settings), settings=settings
+    )  # type: ignore[arg-type]
+    for info in restore_deployments(backend) if fresh else []:
+        if progress:
+            progress(f"model {info.name}@{info.version}: {info.status}")
     return port
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from dlplatform.workflows import StepNode, step
+from dlplatform.workflows import StepNode, step, workflow
 
 
 @step(num_cpus=0.25)
@@ -29,6 +29,7 @@ def check(stats: dict[str, float], min_mean: float) -> dict[str, float]:
     return stats
 
 
+@workflow
 def quality_check(n: int = 200, seed: int = 0, min_mean: float = 0.9) -> StepNode:
     """make_table → summarize → check (raises when the mean is below ``min_mean``)."""
     return check.bind(summarize.bind(make_table.bind(n, seed)), min_mean)

@@ -145,6 +145,12 @@ class DatasetTables:
         )
         return [Commit(**r) for r in rows]
 
+    def count_commits(self, dataset: str) -> int:
+        """How many commits ``list_commits`` pages through."""
+        self.get_dataset(dataset, include_deleted=True)
+        row = self._db.one("SELECT count(*) FROM commits WHERE dataset = ?", [dataset])
+        return int(row[0]) if row else 0
+
     def set_commit_stats(self, commit_id: str, stats_json: str) -> None:
         self.get_commit(commit_id)
         self._db.run("UPDATE commits SET stats_json = ? WHERE id = ?", [stats_json, commit_id])

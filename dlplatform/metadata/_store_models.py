@@ -181,7 +181,7 @@ class ModelTables:
         """Append many predictions given as columns, plus the lineage edge deployment → each.
 
         The serving hot path (one call per flush of a replica's buffer): Arrow inserts in one
-        transaction, about 1,000× faster than ``log_predictions`` (row-by-row ``executemany``).
+        transaction, about 100x faster than ``log_predictions`` (row-by-row ``executemany``).
         ``timestamps`` are unix seconds. Repeated request ids are ignored.
         """
         import pyarrow as pa

@@ -1,0 +1,207 @@
+"""``dlp workflows``: run, list, inspect, resume and cancel workflow runs; schedules and triggers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from dlplatform.cli._common import HomeOpt, JsonOpt, console, emit, fail, handle_errors, platform
+from dlplatform.errors import InvalidInput
+from dlplatform.metadata import RunStatus
+from dlplatform.workflows import WorkflowRunDetail
+
+app = typer.Typer(no_args_is_help=True, help="Durable workflows: runs, schedules, commit triggers.")
+
+ParamOpt = typer.Option([], "--param", help="Factory parameter KEY=VALUE; VALUE is JSON or text.")
+STEP_COLUMNS = ["step_id", "status", "attempts", "started_at", "ended_at", "error"]
+RUN_COLUMNS = ["id", "workflow", "status", "owner", "created_at", "ended_at", "error"]
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``["n=3", "name=iris", 'cfg={"a": 1}']`` → ``{"n": 3, "name": "iris", "cfg": {"a": 1}}``."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"--param {item!r} is not KEY=VALUE")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        params[key.strip()] = value
+    return params
+
+
+def _step_rows(detail: WorkflowRunDetail) -> list[dict[str, Any]]:
+    rows = []
+    for s in detail.steps:
+        row = s.model_dump(mode="json")
+        row["error"] = (s.error or "").strip().splitlines()[-1] if s.error else ""
+        rows.append(row)
+    return rows
+
+
+def _follow(p: Any, run_id: str) -> WorkflowRunDetail:
+    """Wait for a run, showing finished steps as a progress bar on stderr."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[running]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(run_id, total=None, running="")
+
+        def show(detail: WorkflowRunDetail) -> None:
+            done = sum(1 for s in detail.steps if s.status is RunStatus.SUCCEEDED)
+            running = [s.step_id for s in detail.steps if s.status is RunStatus.RUNNING]
+            label = f"running: {', '.join(running[:3])}" if running else detail.run.status.value
+            progress.update(task, total=len(detail.steps), completed=done, running=label)
+
+        from dlplatform.workflows import wait_for_run
+
+        return wait_for_run(p.backend, p.principal, run_id, on_progress=show)
+
+
+def _finish(detail: WorkflowRunDetail, as_json: bool) -> None:
+    emit(detail if as_json else _step_rows(detail), as_json, columns=STEP_COLUMNS, title="steps")
+    if not as_json:
+        print(f"run {detail.run.id}: {detail.run.status.value}")
+    if detail.run.status is not RunStatus.SUCCEEDED:
+        fail(f"run {detail.run.id} {detail.run.status.value}: {detail.run.error or ''}")
+
+
+@app.command("run")
+@handle_errors
+def run(
+    workflow: str = typer.Argument(..., help="Workflow factory MODULE:FACTORY."),
+    run_id: str | None = typer.Option(None, "--id", help="Run id (generated when absent)."),
+    param: list[str] = ParamOpt,
+    wait: bool = typer.Option(False, "--wait", help="Follow the run's steps until it ends."),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Start a workflow run (it runs on the platform; --wait follows it)."""
+    params = parse_params(param)
+    p = platform(home)
+    started = p.workflows.run(workflow, params, run_id)
+    if not wait:
+        emit(started, as_json, columns=RUN_COLUMNS)
+        return
+    _finish(_follow(p, started.id), as_json)
+
+
+@app.command("list")
+@handle_errors
+def list_(
+    limit: int = typer.Option(50, "--limit", min=1, max=500),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """List workflow runs, newest first."""
+    p = platform(home)
+    emit(p.workflows.list(limit=limit), as_json, columns=RUN_COLUMNS, title="workflow runs")
+
+
+@app.command("status")
+@handle_errors
+def status(
+    run_id: str = typer.Argument(..., help="Run id."),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """A run and its step table (status, attempts, timing, last error line)."""
+    p = platform(home)
+    detail = p.workflows.status(run_id)
+    if as_json:
+        emit(detail, True)
+        return
+    emit(detail.run, False, columns=RUN_COLUMNS)
+    emit(_step_rows(detail), False, columns=STEP_COLUMNS, title="steps")
+
+
+@app.command("resume")
+@handle_errors
+def resume(
+    run_id: str = typer.Argument(..., help="Run id."),
+    wait: bool = typer.Option(False, "--wait", help="Follow the run's steps until it ends."),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Re-run the steps of a run that did not succeed."""
+    p = platform(home)
+    resumed = p.workflows.resume(run_id)
+    if not wait:
+        emit(resumed, as_json, columns=RUN_COLUMNS)
+        return
+    _finish(_follow(p, resumed.id), as_json)
+
+
+@app.command("cancel")
+@handle_errors
+def cancel(
+    run_id: str = typer.Argument(..., help="Run id."),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Cancel a run (its running tasks are killed)."""
+    p = platform(home)
+    emit(p.workflows.cancel(run_id), as_json, columns=RUN_COLUMNS)
+
+
+@app.command("schedule")
+@handle_errors
+def schedule(
+    workflow: str = typer.Argument(..., help="Workflow factory MODULE:FACTORY."),
+    cron: str = typer.Option(
+        ..., "--cron", help='5-field cron expression in UTC, e.g. "*/15 * * * *".'
+    ),
+    param: list[str] = ParamOpt,
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Run a workflow on a schedule."""
+    params = parse_params(param)
+    p = platform(home)
+    emit(p.workflows.schedule(workflow, cron, params), as_json)
+
+
+@app.command("on-commit")
+@handle_errors
+def on_commit(
+    dataset: str = typer.Argument(..., help="Dataset whose new commits start runs."),
+    workflow: str = typer.Argument(..., help="Workflow factory MODULE:FACTORY."),
+    param: list[str] = ParamOpt,
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Start a workflow (with params dataset=NAME commit=ID) on each new commit of a dataset."""
+    params = parse_params(param)
+    p = platform(home)
+    emit(p.workflows.on_commit(dataset, workflow, params), as_json)
+
+
+@app.command("triggers")
+@handle_errors
+def triggers(home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
+    """List schedules and commit triggers."""
+    p = platform(home)
+    emit(p.workflows.triggers(), as_json,
+         columns=["id", "kind", "workflow", "cron", "dataset", "owner", "last_fired_at", "last_commit"],
+         title="workflow triggers")  # fmt: skip
+
+
+@app.command("delete-trigger")
+@handle_errors
+def delete_trigger(
+    trigger_id: str = typer.Argument(..., help="Trigger id (see `dlp workflows triggers`)."),
+    home: str | None = HomeOpt,
+) -> None:
+    """Remove a schedule or commit trigger."""
+    p = platform(home)
+    p.workflows.delete_trigger(trigger_id)
+    print(f"deleted {trigger_id}")

@@ -1,0 +1,123 @@
+"""The Ray task that runs one step: call it, persist its output, link produced entities.
+
+The manager records step transitions in batches (one metadata call per scheduling round). Only a
+step with retries records its own start, so that each attempt Ray makes is counted. A step whose
+task finished but whose success the manager did not record before dying runs again on resume
+(steps are at-least-once, like Ray's own retries); its earlier output stays content-addressed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from dlplatform.config import Settings
+from dlplatform.context import Backend
+from dlplatform.errors import BackendUnavailable
+from dlplatform.metadata import LineageEdge
+from dlplatform.metadata.actor import StoreClient, connect_store
+from dlplatform.metadata.artifacts import ArtifactStore
+from dlplatform.workflows._persist import entities_in, load_output, persist_output
+from dlplatform.workflows.dag import fill
+from dlplatform.workflows.steps import Step
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a running step may know about itself (``dlplatform.workflows.current()``)."""
+
+    settings: Settings
+    run_id: str
+    step_id: str
+    owner: str
+    _backend: list[Backend] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def workflow_run(self) -> str:
+        """The lineage entity of the run, ``workflow_run:<id>``."""
+        return f"workflow_run:{self.run_id}"
+
+    def backend(self) -> Backend:
+        """Stores of the platform, reached through the metadata actor (never the DuckDB file)."""
+        if not self._backend:
+            store, artifacts = _stores(self.settings)
+            self._backend.append(Backend(store=store, artifacts=artifacts, settings=self.settings))  # type: ignore[arg-type]
+        return self._backend[0]
+
+
+_CURRENT: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
+    "dlp_workflow_step", default=None
+)
+_CACHE: dict[tuple[str, str], tuple[StoreClient, ArtifactStore]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def current() -> StepContext | None:
+    """The context of the workflow step running in this task, or None outside of a step."""
+    return _CURRENT.get()
+
+
+def _stores(settings: Settings, *, fresh: bool = False) -> tuple[StoreClient, ArtifactStore]:
+    # Workers are reused across tasks: keep one metadata client and artifact store per platform.
+    key = (settings.namespace, str(settings.home))
+    with _CACHE_LOCK:
+        if fresh or key not in _CACHE:
+            _CACHE[key] = (connect_store(settings), ArtifactStore.from_settings(settings))
+        return _CACHE[key]
+
+
+@dataclass(frozen=True)
+class StepJob:
+    """Everything the task needs besides the upstream values (which Ray passes as arguments)."""
+
+    settings: Settings
+    run_id: str
+    step_id: str
+    owner: str
+    step: Step[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    upstream_ids: tuple[str, ...]  # step ids of the values passed positionally to the task
+    persisted: Mapping[str, str]  # step id -> output_ref of upstream outputs loaded from storage
+    count_attempts: bool  # the step has retries: record each attempt's start from the task
+
+
+def _start(settings: Settings, run_id: str, step_id: str) -> None:
+    store, _ = _stores(settings)
+    try:
+        store.start_workflow_step(run_id, step_id)
+    except BackendUnavailable:  # the metadata actor was replaced: reconnect once
+        store, _ = _stores(settings, fresh=True)
+        store.start_workflow_step(run_id, step_id)
+
+
+def _run_step(job: StepJob, *upstream: Any) -> tuple[Any, str]:
+    """Run one step; returns (output, output_ref JSON)."""
+    if job.count_attempts:
+        _start(job.settings, job.run_id, job.step_id)
+    store, artifacts = _stores(job.settings)
+    values = dict(zip(job.upstream_ids, upstream, strict=True))
+    for sid, ref in job.persisted.items():
+        values[sid] = load_output(artifacts, ref)
+    token = _CURRENT.set(StepContext(job.settings, job.run_id, job.step_id, job.owner))
+    try:
+        result = job.step.fn(*fill(job.args, values), **fill(job.kwargs, values))
+    finally:
+        _CURRENT.reset(token)
+    output_ref = json.dumps(persist_output(artifacts, result))
+    entities = entities_in(result)
+    if entities:
+        src = f"workflow_run:{job.run_id}"
+        store.add_edges([LineageEdge(src=src, dst=e, relation="produced") for e in entities])
+    return result, output_ref
+
+
+# Wrapped after definition so that cloudpickle finds ``_run_step`` by reference in this module
+# (a decorated function would be pickled by value, with its module globals).
+run_step = ray.remote(num_returns=2)(_run_step)

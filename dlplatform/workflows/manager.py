@@ -1,0 +1,443 @@
+"""The workflow manager: one detached, named actor per platform that drives runs and triggers.
+
+Runs outlive the client that started them because this actor drives them: each run has a thread
+that submits a step as a Ray task once its upstream steps finished, watches timeouts with
+``ray.wait`` and cancels tasks with ``ray.cancel(force=True)``. Several runs progress at once (one
+thread each; the actor is threaded). A background thread ticks the trigger scheduler.
+
+State lives in the metadata store (runs, steps, triggers) and the artifact store (outputs), never
+only here: after a crash of this actor a new one is started and ``resume(run_id)`` rebuilds the
+DAG from the registered ``module:factory`` and its parameters, and re-runs only the steps that did
+not succeed.
+
+Replies are ``("ok", value)`` or ``("err", code, message)`` so that callers get the typed error
+(``call`` below raises it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import ray
+
+from dlplatform.config import Settings
+from dlplatform.errors import BackendUnavailable, Conflict, DLPlatformError, error_for_code
+from dlplatform.metadata import LineageEdge, RunStatus, WorkflowRun, WorkflowStep, WorkflowTrigger
+from dlplatform.metadata.actor import connect_store
+from dlplatform.metadata.records import check_id, utcnow
+from dlplatform.workflows._task import StepJob, run_step
+from dlplatform.workflows.dag import Dag, Ref, build_workflow, check_params, load_factory
+from dlplatform.workflows.triggers import TriggerScheduler
+
+MANAGER_NAME = "dlp-workflows"
+TRIGGER_POLL_S = 1.0
+_WAIT_S = 0.5
+_MAX_ERROR_CHARS = 4000
+_TRACEBACK_LINES = 25
+
+log = logging.getLogger("dlplatform.workflows")
+T = TypeVar("T")
+
+
+def new_run_id() -> str:
+    return f"wf-{uuid.uuid4().hex[:12]}"
+
+
+def summarize_error(exc: BaseException) -> str:
+    """The last lines of the (remote) traceback, bounded in size: what a person needs first."""
+    if isinstance(exc, ray.exceptions.RayError):
+        text = str(exc)  # a RayTaskError's text holds the remote traceback
+    else:
+        text = "".join(traceback.format_exception(exc))
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    summary = "\n".join(lines[-_TRACEBACK_LINES:])
+    return summary[-_MAX_ERROR_CHARS:]
+
+
+def _data_deps(value: Any, out: dict[str, None]) -> None:
+    if isinstance(value, Ref):
+        out[value.step_id] = None
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _data_deps(v, out)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _data_deps(v, out)
+
+
+@dataclass
+class _Driver:
+    """The state of one run being driven."""
+
+    run: WorkflowRun
+    dag: Dag
+    succeeded: dict[str, str]  # step id -> output_ref of steps already done (persisted)
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+class WorkflowManager:
+    """Body of the manager actor (``ray.remote`` below); see the module docstring."""
+
+    def __init__(self, settings: Settings, poll_s: float = TRIGGER_POLL_S) -> None:
+        self._settings = settings
+        self._store = connect_store(settings)
+        self._runs: dict[str, _Driver] = {}
+        self._lock = threading.Lock()
+        self._scheduler = TriggerScheduler(self._store, self._start_for_trigger)  # type: ignore[arg-type]
+        self._stop = threading.Event()
+        self._poll_s = poll_s
+        if poll_s > 0:
+            threading.Thread(target=self._trigger_loop, name="dlp-triggers", daemon=True).start()
+
+    # --- replies --------------------------------------------------------------------------
+
+    @staticmethod
+    def _reply(fn: Callable[[], T]) -> tuple[Any, ...]:
+        try:
+            return ("ok", fn())
+        except DLPlatformError as exc:
+            return ("err", exc.code, exc.message)
+        except Exception as exc:  # a bug: report it typed, with the cause, instead of hanging
+            log.exception("workflow manager call failed")
+            return ("err", "internal", f"workflow manager: {type(exc).__name__}: {exc}")
+
+    def ping(self) -> str:
+        return "ok"
+
+    def active_runs(self) -> list[str]:
+        with self._lock:
+            return [rid for rid, d in self._runs.items() if d.thread and d.thread.is_alive()]
+
+    # --- public actor methods -------------------------------------------------------------
+
+    def start(
+        self,
+        workflow: str,
+        params: dict[str, Any],
+        run_id: str | None,
+        owner: str,
+        sources: list[str] | None = None,
+    ) -> tuple[Any, ...]:
+        return self._reply(lambda: self._start(workflow, params, run_id, owner, sources or []))
+
+    def resume(self, run_id: str) -> tuple[Any, ...]:
+        return self._reply(lambda: self._resume(run_id))
+
+    def cancel(self, run_id: str, wait_s: float = 30.0) -> tuple[Any, ...]:
+        return self._reply(lambda: self._cancel(run_id, wait_s))
+
+    def check(self, workflow: str, params: dict[str, Any] | None) -> tuple[Any, ...]:
+        """Validate a workflow path (and, given params, its whole DAG) without running it."""
+
+        def run() -> None:
+            if params is None:
+                load_factory(workflow)
+            else:
+                build_workflow(workflow, params)
+
+        return self._reply(run)
+
+    def tick(self, now: datetime) -> tuple[Any, ...]:
+        """Run the trigger scheduler once at time ``now`` (the loop does this every second)."""
+        return self._reply(lambda: self._scheduler.tick(now))
+
+    def shutdown(self) -> None:
+        self._stop.set()
+
+    # --- runs -----------------------------------------------------------------------------
+
+    def _start(
+        self,
+        workflow: str,
+        params: dict[str, Any],
+        run_id: str | None,
+        owner: str,
+        sources: list[str],
+    ) -> WorkflowRun:
+        run_id = check_id(run_id) if run_id else new_run_id()
+        params = check_params(params)
+        dag = build_workflow(workflow, params)  # InvalidInput before anything runs
+        run = WorkflowRun(
+            id=run_id,
+            workflow=workflow,
+            params_json=json.dumps(params),
+            owner=owner,
+            created_at=utcnow(),
+        )
+        self._store.create_workflow_run(run)  # AlreadyExists for a taken id
+        self._store.put_workflow_steps(
+            [
+                WorkflowStep(run_id=run_id, step_id=sid, name=s.step.name)
+                for sid, s in dag.steps.items()
+            ]
+        )
+        if sources:
+            self._store.add_edges(
+                [
+                    LineageEdge(src=s, dst=f"workflow_run:{run_id}", relation="triggered")
+                    for s in sources
+                ]
+            )
+        return self._launch(_Driver(run=run, dag=dag, succeeded={}))
+
+    def _resume(self, run_id: str) -> WorkflowRun:
+        run = self._store.get_workflow_run(run_id)  # NotFound
+        with self._lock:
+            driver = self._runs.get(run_id)
+            if driver is not None and driver.thread is not None and driver.thread.is_alive():
+                raise Conflict(f"workflow run {run_id} is running")
+        if run.status is RunStatus.SUCCEEDED:
+            raise Conflict(f"workflow run {run_id} already succeeded")
+        dag = build_workflow(run.workflow, json.loads(run.params_json))
+        recorded = {s.step_id: s for s in self._store.list_workflow_steps(run_id)}
+        succeeded = {
+            sid: s.output_ref
+            for sid, s in recorded.items()
+            if s.status is RunStatus.SUCCEEDED and s.output_ref and sid in dag.steps
+        }
+        reset = [
+            WorkflowStep(
+                run_id=run_id,
+                step_id=sid,
+                name=s.step.name,
+                attempts=recorded[sid].attempts if sid in recorded else 0,
+            )
+            for sid, s in dag.steps.items()
+            if sid not in succeeded
+        ]
+        self._store.put_workflow_steps(reset)
+        run = self._store.update_workflow_run(
+            run_id, status=RunStatus.QUEUED, ended_at=None, error=None
+        )
+        log.info("resuming %s: %d of %d steps to run", run_id, len(reset), len(dag.steps))
+        return self._launch(_Driver(run=run, dag=dag, succeeded=succeeded))
+
+    def _cancel(self, run_id: str, wait_s: float) -> WorkflowRun:
+        run = self._store.get_workflow_run(run_id)
+        with self._lock:
+            driver = self._runs.get(run_id)
+        alive = driver is not None and driver.thread is not None and driver.thread.is_alive()
+        if run.status.is_final and not alive:
+            raise Conflict(f"workflow run {run_id} already ended ({run.status.value})")
+        if alive:
+            assert driver is not None and driver.thread is not None
+            driver.cancel_requested.set()
+            driver.thread.join(timeout=wait_s)
+            return self._store.get_workflow_run(run_id)
+        # Orphaned (its manager died): nothing runs it any more, record the cancel.
+        for s in self._store.list_workflow_steps(run_id):
+            if s.status is RunStatus.RUNNING:
+                self._store.finish_workflow_step(
+                    run_id, s.step_id, RunStatus.CANCELLED, error="cancelled"
+                )
+        return self._store.update_workflow_run(
+            run_id, status=RunStatus.CANCELLED, ended_at=utcnow(), error="cancelled"
+        )
+
+    def _launch(self, driver: _Driver) -> WorkflowRun:
+        run = self._store.update_workflow_run(
+            driver.run.id, status=RunStatus.RUNNING, started_at=driver.run.started_at or utcnow()
+        )
+        driver.run = run
+        thread = threading.Thread(
+            target=self._drive, args=(driver,), name=f"wf-{run.id}", daemon=True
+        )
+        driver.thread = thread
+        with self._lock:
+            self._runs[run.id] = driver
+        thread.start()
+        return run
+
+    def _drive(self, driver: _Driver) -> None:
+        run_id = driver.run.id
+        try:
+            status, error = self._execute(driver)
+        except Exception as exc:  # the engine itself failed (e.g. the metadata actor went away)
+            log.exception("workflow run %s: the driver failed", run_id)
+            status, error = RunStatus.FAILED, f"workflow engine error: {type(exc).__name__}: {exc}"
+        try:
+            self._store.update_workflow_run(run_id, status=status, ended_at=utcnow(), error=error)
+        except Exception:
+            log.exception("workflow run %s: cannot record its end (%s)", run_id, status.value)
+        with self._lock:
+            self._runs.pop(run_id, None)
+
+    def _execute(self, driver: _Driver) -> tuple[RunStatus, str | None]:
+        dag, run = driver.dag, driver.run
+        done: dict[str, str] = dict(driver.succeeded)
+        values: dict[str, ray.ObjectRef] = {}  # type: ignore[type-arg]
+        waiting = {sid: set(s.deps) - set(done) for sid, s in dag.steps.items() if sid not in done}
+        pending: dict[ray.ObjectRef, tuple[str, ray.ObjectRef, float]] = {}  # type: ignore[type-arg]
+        failure: str | None = None
+        store = self._store
+
+        started: list[tuple[str, bool]] = []  # recorded with one store call per round
+        finished: list[tuple[str, RunStatus, str | None, str | None]] = []
+
+        def flush() -> None:
+            if started or finished:
+                store.advance_workflow_steps(run.id, started=list(started), finished=list(finished))
+                started.clear()
+                finished.clear()
+
+        def submit(sid: str) -> None:
+            s = dag.steps[sid]
+            data: dict[str, None] = {}
+            _data_deps((s.args, s.kwargs), data)
+            live = tuple(d for d in data if d in values)
+            opts = s.step.step_options.ray_options()
+            job = StepJob(
+                settings=self._settings,
+                run_id=run.id,
+                step_id=sid,
+                owner=run.owner,
+                step=s.step,
+                args=s.args,
+                kwargs=s.kwargs,
+                upstream_ids=live,
+                persisted={d: done[d] for d in data if d not in values},
+                count_attempts=opts["max_retries"] > 0,
+            )
+            value_ref, meta_ref = run_step.options(**opts, name=f"{run.id}:{sid}").remote(
+                job, *(values[d] for d in live)
+            )
+            pending[meta_ref] = (sid, value_ref, time.monotonic())
+
+        def fail(sid: str, error: str, short: str) -> None:
+            nonlocal failure
+            finished.append((sid, RunStatus.FAILED, None, error))
+            if failure is None:
+                failure = f"step {sid} {short}"
+
+        while True:
+            if driver.cancel_requested.is_set():
+                for sid, value_ref, _ in pending.values():
+                    ray.cancel(value_ref, force=True)
+                    finished.append((sid, RunStatus.CANCELLED, None, "cancelled"))
+                flush()
+                return RunStatus.CANCELLED, "cancelled"
+            ready: list[str] = []
+            if failure is None:
+                ready = [sid for sid, deps in waiting.items() if not deps]
+                for sid in ready:
+                    del waiting[sid]
+                    started.append((sid, dag.steps[sid].step.step_options.retries == 0))
+            flush()
+            for sid in ready:
+                submit(sid)
+            if not pending:
+                break
+            refs = list(pending)
+            timeouts = [
+                started_at + t - time.monotonic()
+                for sid, _, started_at in pending.values()
+                if (t := dag.steps[sid].step.step_options.timeout_s) is not None
+            ]
+            wait_s = max(0.0, min([_WAIT_S, *timeouts]))
+            ready_refs, _ = ray.wait(refs, num_returns=1, timeout=wait_s)
+            if ready_refs:
+                ready_refs, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            for meta_ref in ready_refs:
+                sid, value_ref, _ = pending.pop(meta_ref)
+                try:
+                    output_ref = ray.get(meta_ref)
+                except Exception as exc:  # RayTaskError (the step raised), crashes, cancels
+                    if driver.cancel_requested.is_set():
+                        continue
+                    summary = summarize_error(exc)
+                    fail(sid, summary, f"failed: {summary.splitlines()[-1] if summary else exc}")
+                    continue
+                done[sid] = output_ref
+                finished.append((sid, RunStatus.SUCCEEDED, output_ref, None))
+                values[sid] = value_ref
+                for deps in waiting.values():
+                    deps.discard(sid)
+            now = time.monotonic()
+            for meta_ref, (sid, value_ref, started_at) in list(pending.items()):
+                limit = dag.steps[sid].step.step_options.timeout_s
+                if limit is not None and now - started_at > limit:
+                    ray.cancel(value_ref, force=True)
+                    pending.pop(meta_ref)
+                    fail(sid, f"timed out after {limit:g} s", f"timed out after {limit:g} s")
+        flush()
+        if failure is not None:
+            return RunStatus.FAILED, failure
+        return RunStatus.SUCCEEDED, None
+
+    # --- triggers -------------------------------------------------------------------------
+
+    def _start_for_trigger(
+        self, trigger: WorkflowTrigger, params: dict[str, Any], sources: list[str]
+    ) -> str:
+        run = self._start(trigger.workflow, params, None, trigger.owner, sources)
+        return run.id
+
+    def _trigger_loop(self) -> None:
+        while not self._stop.wait(self._poll_s):
+            try:
+                self._scheduler.tick(utcnow())
+            except Exception:
+                log.exception("workflow trigger tick failed")
+
+
+# Restarted by Ray after a crash (triggers keep firing); runs it drove need `resume`.
+ManagerActor = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=-1)(WorkflowManager)
+
+
+def get_manager(settings: Settings, *, create: bool = True, timeout_s: float = 60) -> Any:
+    """The handle of the platform's workflow manager, started (detached) when missing.
+
+    Raises:
+        BackendUnavailable: Ray is not initialised, or the manager is missing and ``create`` is
+            False, or it does not start in time.
+    """
+    if not ray.is_initialized():
+        raise BackendUnavailable("Ray is not initialised; call dlplatform.connect() first")
+    try:
+        handle = ray.get_actor(MANAGER_NAME, namespace=settings.namespace)
+    except ValueError:
+        if not create:
+            raise BackendUnavailable("the workflow manager is not running; run `dlp up`") from None
+        handle = ManagerActor.options(
+            name=MANAGER_NAME,
+            namespace=settings.namespace,
+            lifetime="detached",
+            get_if_exists=True,
+        ).remote(settings)
+    try:
+        ray.get(handle.ping.remote(), timeout=timeout_s)
+    except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as exc:
+        raise BackendUnavailable(f"the workflow manager is unavailable: {exc}") from exc
+    return handle
+
+
+def call(settings: Settings, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+    """Call a manager method and return its value, raising the typed error it replied with."""
+    handle = get_manager(settings)
+    try:
+        reply = ray.get(getattr(handle, method).remote(*args), timeout=timeout_s)
+    except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as exc:
+        raise BackendUnavailable(f"the workflow manager is unavailable: {exc}") from exc
+    if reply[0] == "ok":
+        return reply[1]
+    raise error_for_code(reply[1], reply[2])
+
+
+def stop_manager(settings: Settings) -> bool:
+    """Kill the manager actor (its state is in the stores). Returns whether one ran."""
+    try:
+        handle = ray.get_actor(MANAGER_NAME, namespace=settings.namespace)
+    except ValueError:
+        return False
+    ray.kill(handle, no_restart=True)
+    return True

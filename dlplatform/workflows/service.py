@@ -1,0 +1,330 @@
+"""Workflow service functions: what the SDK, the CLI and the HTTP routes call.
+
+Each function authorizes (``workflow.run`` to start, resume, cancel and register triggers;
+``workflow.view`` to read) and audits. Reads come straight from the metadata store; anything that
+drives runs goes to the workflow manager actor (``manager.py``), which must be reachable through
+Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field, JsonValue, field_validator
+
+from dlplatform.access import Permission, Principal, audit, authorize
+from dlplatform.errors import Conflict, InvalidInput
+from dlplatform.metadata import RunStatus, WorkflowRun, WorkflowStep, WorkflowTrigger
+from dlplatform.metadata.records import Identifier, Name, check_id, utcnow
+from dlplatform.workflows import manager
+from dlplatform.workflows._persist import load_output
+from dlplatform.workflows.dag import check_params, check_path, load_factory
+from dlplatform.workflows.triggers import CronExpr
+
+if TYPE_CHECKING:
+    from dlplatform.config import Settings
+    from dlplatform.context import Backend
+
+MAX_RUNS_PAGE = 500
+
+
+class WorkflowRunRequest(BaseModel, frozen=True, extra="forbid"):
+    """Start a workflow run."""
+
+    workflow: str = Field(description="Import path MODULE:FACTORY of the workflow factory.")
+    params: dict[str, JsonValue] = Field(
+        default={}, description="Keyword arguments of the factory."
+    )
+    run_id: Identifier | None = Field(default=None, description="Run id; generated when absent.")
+
+    @field_validator("workflow")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        try:
+            return check_path(value)
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+
+
+class TriggerRequest(BaseModel, frozen=True, extra="forbid"):
+    """Register a trigger: ``cron`` (a 5-field expression) or ``dataset`` (on each new commit)."""
+
+    workflow: str = Field(description="Import path MODULE:FACTORY of the workflow factory.")
+    cron: str | None = Field(default=None, description="5-field cron expression, in UTC.")
+    dataset: Name | None = Field(default=None, description="Dataset whose new commits start runs.")
+    params: dict[str, JsonValue] = Field(
+        default={}, description="Keyword arguments of the factory."
+    )
+
+    @field_validator("workflow")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        try:
+            return check_path(value)
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+
+
+class WorkflowRunDetail(BaseModel, frozen=True, extra="forbid"):
+    """A run and the state of each of its steps."""
+
+    run: WorkflowRun
+    steps: list[WorkflowStep]
+
+
+def _run_target(run_id: str) -> str:
+    return f"workflow_run:{run_id}"
+
+
+def _checked_id(run_id: str) -> str:
+    try:
+        return check_id(run_id)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def ensure_manager(settings: Settings) -> None:
+    """Start the workflow manager if it is not running (platform start-up calls this, so that
+    triggers fire and missed schedules run once)."""
+    manager.get_manager(settings)
+
+
+def run_workflow(
+    backend: Backend,
+    principal: Principal,
+    workflow: str,
+    params: dict[str, Any] | None = None,
+    run_id: str | None = None,
+) -> WorkflowRun:
+    """Start a run of the workflow factory at ``workflow`` (``module:factory``) with ``params``.
+
+    The DAG is built and validated before anything runs; the run is then driven by the manager
+    actor and outlives the caller.
+
+    Raises:
+        InvalidInput: a bad path, unknown module/factory, params it does not accept, a cycle.
+        AlreadyExists: ``run_id`` is taken.
+        PermissionDenied: the caller lacks ``workflow.run``.
+        BackendUnavailable: Ray or the manager cannot be reached.
+    """
+    check_path(workflow)
+    clean = check_params(params)
+    if run_id is not None:
+        run_id = _checked_id(run_id)
+    store = backend.store
+    authorize(store, principal, Permission.WORKFLOW_RUN, f"workflow:{workflow}")
+    load_factory(workflow)  # unknown path: InvalidInput here, without a trip to the manager
+    run: WorkflowRun = manager.call(
+        backend.settings, "start", workflow, clean, run_id, principal.name, None
+    )
+    audit(store, principal, "workflow.run", _run_target(run.id), workflow)
+    return run
+
+
+def list_workflow_runs(
+    backend: Backend, principal: Principal, *, limit: int = 50, offset: int = 0
+) -> list[WorkflowRun]:
+    """Runs, newest first."""
+    if not 1 <= limit <= MAX_RUNS_PAGE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_RUNS_PAGE}, got {limit}")
+    if offset < 0:
+        raise InvalidInput(f"offset must not be negative, got {offset}")
+    authorize(backend.store, principal, Permission.WORKFLOW_VIEW, "workflow_runs")
+    return backend.store.list_workflow_runs(limit=limit, offset=offset)
+
+
+def get_workflow_run(backend: Backend, principal: Principal, run_id: str) -> WorkflowRunDetail:
+    """A run with its step table. Raises NotFound."""
+    run_id = _checked_id(run_id)
+    store = backend.store
+    authorize(store, principal, Permission.WORKFLOW_VIEW, _run_target(run_id))
+    run = store.get_workflow_run(run_id)
+    return WorkflowRunDetail(run=run, steps=store.list_workflow_steps(run_id))
+
+
+def resume_workflow_run(backend: Backend, principal: Principal, run_id: str) -> WorkflowRun:
+    """Re-run the steps of a run that did not succeed (after a failure, a cancel or a crash).
+
+    Raises:
+        NotFound: no such run.
+        Conflict: the run succeeded already, or is being driven right now.
+    """
+    run_id = _checked_id(run_id)
+    store = backend.store
+    authorize(store, principal, Permission.WORKFLOW_RUN, _run_target(run_id))
+    run = store.get_workflow_run(run_id)
+    if run.status is RunStatus.SUCCEEDED:
+        raise Conflict(f"workflow run {run_id} already succeeded")
+    resumed: WorkflowRun = manager.call(backend.settings, "resume", run_id)
+    audit(store, principal, "workflow.resume", _run_target(run_id), run.workflow)
+    return resumed
+
+
+def cancel_workflow_run(backend: Backend, principal: Principal, run_id: str) -> WorkflowRun:
+    """Cancel a run: its running tasks are killed, nothing more is submitted.
+
+    Raises:
+        NotFound: no such run.
+        Conflict: the run already ended.
+    """
+    run_id = _checked_id(run_id)
+    store = backend.store
+    authorize(store, principal, Permission.WORKFLOW_RUN, _run_target(run_id))
+    run = store.get_workflow_run(run_id)
+    if run.status.is_final:
+        raise Conflict(f"workflow run {run_id} already ended ({run.status.value})")
+    cancelled: WorkflowRun = manager.call(backend.settings, "cancel", run_id, 30.0)
+    audit(store, principal, "workflow.cancel", _run_target(run_id), run.workflow)
+    return cancelled
+
+
+def wait_for_run(
+    backend: Backend,
+    principal: Principal,
+    run_id: str,
+    *,
+    timeout_s: float | None = None,
+    poll_s: float = 0.5,
+    on_progress: Callable[[WorkflowRunDetail], None] | None = None,
+) -> WorkflowRunDetail:
+    """Poll a run until it ends (or ``timeout_s`` passes); returns its last state."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        detail = get_workflow_run(backend, principal, run_id)
+        if on_progress is not None:
+            on_progress(detail)
+        if detail.run.status.is_final or (deadline is not None and time.monotonic() > deadline):
+            return detail
+        time.sleep(poll_s)
+
+
+def load_step_output(backend: Backend, principal: Principal, run_id: str, step_id: str) -> Any:
+    """The persisted output of a finished step (verified against its recorded sha256).
+
+    Raises:
+        NotFound: no such run or step.
+        Conflict: the step has not succeeded (it has no output).
+    """
+    run_id = _checked_id(run_id)
+    store = backend.store
+    authorize(store, principal, Permission.WORKFLOW_VIEW, _run_target(run_id))
+    step = store.get_workflow_step(run_id, step_id)
+    if step.status is not RunStatus.SUCCEEDED or not step.output_ref:
+        raise Conflict(f"step {step_id} of {run_id} has no output (status {step.status.value})")
+    value = load_output(backend.artifacts, step.output_ref)
+    audit(store, principal, "workflow.read_output", _run_target(run_id), step_id)
+    return value
+
+
+# --- triggers ---------------------------------------------------------------------------------
+
+
+def _new_trigger_id() -> str:
+    return f"trg-{uuid.uuid4().hex[:10]}"
+
+
+def schedule_workflow(
+    backend: Backend,
+    principal: Principal,
+    workflow: str,
+    cron: str,
+    params: dict[str, Any] | None = None,
+) -> WorkflowTrigger:
+    """Run ``workflow`` on a 5-field cron schedule (UTC). The registration persists.
+
+    Raises:
+        InvalidInput: a bad cron expression, path or params (the DAG is built once to check).
+    """
+    check_path(workflow)
+    expr = CronExpr.parse(cron)
+    clean = check_params(params)
+    store = backend.store
+    authorize(store, principal, Permission.WORKFLOW_RUN, f"workflow:{workflow}")
+    load_factory(workflow)
+    manager.call(backend.settings, "check", workflow, clean)
+    trigger = store.create_workflow_trigger(
+        WorkflowTrigger(
+            id=_new_trigger_id(),
+            kind="cron",
+            workflow=workflow,
+            params_json=json.dumps(clean),
+            cron=expr.text,
+            owner=principal.name,
+            created_at=utcnow(),
+        )
+    )
+    audit(
+        store, principal, "workflow.schedule", f"workflow:{workflow}", f"{trigger.id} {expr.text}"
+    )
+    return trigger
+
+
+def on_commit(
+    backend: Backend,
+    principal: Principal,
+    dataset: str,
+    workflow: str,
+    params: dict[str, Any] | None = None,
+) -> WorkflowTrigger:
+    """Start ``workflow`` with ``dataset=<name>, commit=<id>`` (plus ``params``) on each new commit.
+
+    Commits made before the registration do not start runs.
+
+    Raises:
+        NotFound: no such dataset.
+        InvalidInput: a bad path or params, or params named ``dataset``/``commit``.
+    """
+    check_path(workflow)
+    clean = check_params(params)
+    if {"dataset", "commit"} & set(clean):
+        raise InvalidInput("params 'dataset' and 'commit' are set by the commit trigger")
+    store = backend.store
+    authorize(store, principal, Permission.WORKFLOW_RUN, f"workflow:{workflow}")
+    ds = store.get_dataset(dataset)
+    authorize(store, principal, Permission.DATASET_READ, f"dataset:{ds.name}", groups=ds.groups)
+    load_factory(workflow)
+    manager.call(backend.settings, "check", workflow, None)
+    trigger = store.create_workflow_trigger(
+        WorkflowTrigger(
+            id=_new_trigger_id(),
+            kind="commit",
+            workflow=workflow,
+            params_json=json.dumps(clean),
+            dataset=ds.name,
+            owner=principal.name,
+            created_at=utcnow(),
+            last_commit=ds.head,
+        )
+    )
+    audit(store, principal, "workflow.on_commit", f"dataset:{ds.name}", f"{trigger.id} {workflow}")
+    return trigger
+
+
+def register_trigger(
+    backend: Backend, principal: Principal, request: TriggerRequest
+) -> WorkflowTrigger:
+    """``schedule_workflow`` or ``on_commit``, from one request (exactly one of cron, dataset)."""
+    if (request.cron is None) == (request.dataset is None):
+        raise InvalidInput("give exactly one of 'cron' and 'dataset'")
+    if request.cron is not None:
+        return schedule_workflow(backend, principal, request.workflow, request.cron, request.params)
+    assert request.dataset is not None
+    return on_commit(backend, principal, request.dataset, request.workflow, request.params)
+
+
+def list_workflow_triggers(backend: Backend, principal: Principal) -> list[WorkflowTrigger]:
+    authorize(backend.store, principal, Permission.WORKFLOW_VIEW, "workflow_triggers")
+    return backend.store.list_workflow_triggers()
+
+
+def delete_workflow_trigger(backend: Backend, principal: Principal, trigger_id: str) -> None:
+    """Remove a trigger registration. Raises NotFound."""
+    trigger_id = _checked_id(trigger_id)
+    store = backend.store
+    authorize(store, principal, Permission.WORKFLOW_RUN, f"workflow_trigger:{trigger_id}")
+    store.delete_workflow_trigger(trigger_id)
+    audit(store, principal, "workflow.delete_trigger", f"workflow_trigger:{trigger_id}")

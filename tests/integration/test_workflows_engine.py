@@ -1,0 +1,223 @@
+"""The workflow engine on the shared Ray cluster: DAG runs, durability across a manager crash,
+failures, retries, timeouts, cancel, bad input, and the HTTP routes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+from fixtures_serve import ray_cluster  # noqa: F401  (the session cluster, with start retries)
+
+from dlplatform.access import SYSTEM, bootstrap_admin
+from dlplatform.config import load_settings
+from dlplatform.context import Backend
+from dlplatform.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from dlplatform.metadata import RunStatus
+from dlplatform.metadata.actor import connect_store, stop_store
+from dlplatform.metadata.artifacts import ArtifactStore
+from dlplatform.sdk import Platform
+from dlplatform.workflows import get_manager, stop_manager
+from dlplatform.workflows.manager import MANAGER_NAME
+
+pytestmark = pytest.mark.integration
+
+DEMO = "tests.integration.wf_demo"
+
+
+@pytest.fixture
+def wf(ray_cluster: None, tmp_path: Path) -> Iterator[Platform]:  # noqa: F811
+    """A platform of its own (namespace, home, metadata actor, workflow manager)."""
+    settings = load_settings(home=tmp_path / "h", namespace=f"wf-{uuid.uuid4().hex[:8]}")
+    backend = Backend(
+        store=connect_store(settings),  # type: ignore[arg-type]
+        artifacts=ArtifactStore.from_settings(settings),
+        settings=settings,
+    )
+    yield Platform(backend, SYSTEM)
+    stop_manager(settings)
+    stop_store(settings)
+
+
+def _wait_for_step(p: Platform, run_id: str, step_id: str, status: RunStatus) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        steps = {s.step_id: s for s in p.workflows.status(run_id).steps}
+        if steps[step_id].status is status:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"step {step_id} never became {status.value}")
+
+
+def test_fan_out_fan_in_run_records_and_persists_every_step(wf: Platform) -> None:
+    run = wf.workflows.run(f"{DEMO}:fan", {"n": 4}, run_id="fan-1")
+    assert run.id == "fan-1"
+    detail = wf.workflows.wait(run.id, timeout_s=120)
+    assert detail.run.status is RunStatus.SUCCEEDED, detail
+    steps = {s.step_id: s for s in detail.steps}
+    assert set(steps) == {"source", "square", "square-2", "square-3", "square-4", "total"}
+    for s in steps.values():
+        assert s.status is RunStatus.SUCCEEDED
+        assert s.attempts == 1
+        assert s.started_at is not None and s.ended_at is not None and s.ended_at >= s.started_at
+        assert s.output_ref and '"sha256"' in s.output_ref
+    assert wf.workflows.load_output(run.id, "total") == {"total": 4 * (0 + 1 + 4 + 9), "parts": 4}
+    assert wf.workflows.load_output(run.id, "square-3") == 16
+    assert [r.id for r in wf.workflows.list()] == ["fan-1"]
+    with pytest.raises(AlreadyExists):
+        wf.workflows.run(f"{DEMO}:fan", {"n": 2}, run_id="fan-1")
+    with pytest.raises(Conflict, match="already succeeded"):
+        wf.workflows.resume("fan-1")
+
+
+def test_resume_after_a_manager_crash_runs_only_unfinished_steps(
+    wf: Platform, tmp_path: Path
+) -> None:
+    folder = tmp_path / "counts"
+    folder.mkdir()
+    run = wf.workflows.run(f"{DEMO}:durable", {"folder": str(folder)})
+    _wait_for_step(wf, run.id, "blocker", RunStatus.RUNNING)
+    assert wf.workflows.status(run.id).run.status is RunStatus.RUNNING
+
+    settings = wf.backend.settings
+    ray.kill(ray.get_actor(MANAGER_NAME, namespace=settings.namespace), no_restart=True)
+    time.sleep(1.0)  # the run is orphaned: nothing drives it any more
+    detail = wf.workflows.status(run.id)
+    assert detail.run.status is RunStatus.RUNNING
+    assert {s.step_id: s.status for s in detail.steps}["last"] is RunStatus.QUEUED
+
+    (folder / "go").write_text("go")
+    get_manager(settings)  # a fresh manager, as after a restart
+    wf.workflows.resume(run.id)
+    detail = wf.workflows.wait(run.id, timeout_s=120)
+    assert detail.run.status is RunStatus.SUCCEEDED, detail
+    # the finished step ran once; the interrupted one ran again; the last one once
+    assert (folder / "first.count").read_text().count("x") == 1
+    assert (folder / "blocker.count").read_text().count("x") == 2
+    assert (folder / "last.count").read_text().count("x") == 1
+    steps = {s.step_id: s for s in detail.steps}
+    assert steps["first"].attempts == 1
+    assert steps["blocker"].attempts == 2
+    assert wf.workflows.load_output(run.id, "blocker").num_rows == 3
+    # lineage: the run produced the Run record its last step returned
+    produced = [n.entity for n in wf.backend.store.downstream(f"workflow_run:{run.id}")]
+    assert f"run:r-{run.id}" in produced
+
+
+def test_a_failing_step_fails_the_run_and_later_steps_do_not_run(wf: Platform) -> None:
+    run = wf.workflows.run(f"{DEMO}:failing")
+    detail = wf.workflows.wait(run.id, timeout_s=120)
+    assert detail.run.status is RunStatus.FAILED
+    assert detail.run.error is not None and "explode" in detail.run.error
+    steps = {s.step_id: s for s in detail.steps}
+    assert steps["source"].status is RunStatus.SUCCEEDED
+    assert steps["explode"].status is RunStatus.FAILED
+    assert steps["explode"].error is not None
+    assert "ValueError: boom: bad value 42" in steps["explode"].error
+    assert "Traceback" in steps["explode"].error or "line " in steps["explode"].error
+    assert steps["square"].status is RunStatus.QUEUED and steps["square"].attempts == 0
+    with pytest.raises(Conflict, match="already ended"):
+        wf.workflows.cancel(run.id)
+    with pytest.raises(Conflict, match="has no output"):
+        wf.workflows.load_output(run.id, "explode")
+
+
+def test_retries_timeouts_and_cancel(wf: Platform, tmp_path: Path) -> None:
+    flaky = wf.workflows.run(f"{DEMO}:flaky_wf", {"folder": str(tmp_path)})
+    sleepy = wf.workflows.run(f"{DEMO}:sleepy_wf")
+    forever = wf.workflows.run(f"{DEMO}:forever_wf", {"folder": str(tmp_path)})
+
+    detail = wf.workflows.wait(flaky.id, timeout_s=120)
+    assert detail.run.status is RunStatus.SUCCEEDED
+    assert detail.steps[0].attempts == 3
+    assert wf.workflows.load_output(flaky.id, "flaky") == 3
+
+    detail = wf.workflows.wait(sleepy.id, timeout_s=120)
+    assert detail.run.status is RunStatus.FAILED
+    assert "timed out after 1 s" in (detail.steps[0].error or "")
+
+    _wait_for_step(wf, forever.id, "blocked-forever", RunStatus.RUNNING)
+    cancelled = wf.workflows.cancel(forever.id)
+    assert cancelled.status is RunStatus.CANCELLED
+    assert wf.workflows.status(forever.id).steps[0].status is RunStatus.CANCELLED
+
+
+def test_bad_input_is_rejected_before_anything_runs(wf: Platform) -> None:
+    with pytest.raises(InvalidInput, match="cycle"):
+        wf.workflows.run(f"{DEMO}:cyclic")
+    with pytest.raises(InvalidInput, match="cannot import module"):
+        wf.workflows.run("tests.integration.no_such_module:f")
+    with pytest.raises(InvalidInput, match="has no 'nope'"):
+        wf.workflows.run(f"{DEMO}:nope")
+    with pytest.raises(InvalidInput, match="not a workflow factory"):
+        wf.workflows.run(f"{DEMO}:not_a_factory")
+    with pytest.raises(InvalidInput, match="does not accept params"):
+        wf.workflows.run(f"{DEMO}:fan", {"m": 1})
+    with pytest.raises(InvalidInput, match="MODULE:FACTORY"):
+        wf.workflows.run("../../etc/passwd")
+    assert wf.workflows.list() == []  # nothing was created
+    with pytest.raises(NotFound):
+        wf.workflows.resume("no-such-run")
+    with pytest.raises(NotFound):
+        wf.workflows.cancel("no-such-run")
+    with pytest.raises(InvalidInput):
+        wf.workflows.schedule(f"{DEMO}:cron_wf", "61 * * * *")
+
+
+def test_http_routes(wf: Platform) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    from dlplatform.api.app import create_app
+
+    token = bootstrap_admin(wf.backend.store)
+    with TestClient(create_app(wf.backend), base_url="http://127.0.0.1") as client:
+        _check_routes(client, {"Authorization": f"Bearer {token}"})
+
+
+def _check_routes(client: Any, auth: dict[str, str]) -> None:
+    assert client.get("/api/v1/workflows/runs").status_code == 401
+
+    r = client.post(
+        "/api/v1/workflows/runs",
+        json={"workflow": f"{DEMO}:fan", "params": {"n": 2}, "run_id": "http-1"},
+        headers=auth,
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["owner"] == "admin"
+    deadline = time.monotonic() + 120
+    while True:
+        r = client.get("/api/v1/workflows/runs/http-1", headers=auth)
+        assert r.status_code == 200
+        body = r.json()
+        if body["run"]["status"] not in {"QUEUED", "RUNNING"} or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert body["run"]["status"] == "SUCCEEDED"
+    assert {s["step_id"] for s in body["steps"]} == {"source", "square", "square-2", "total"}
+    assert [x["id"] for x in client.get("/api/v1/workflows/runs", headers=auth).json()] == [
+        "http-1"
+    ]
+
+    r = client.post("/api/v1/workflows/runs/http-1/cancel", headers=auth)
+    assert r.status_code == 409 and r.json()["error"] == "conflict"
+    r = client.post("/api/v1/workflows/runs/nope/resume", headers=auth)
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    r = client.get("/api/v1/workflows/runs/nope", headers=auth)
+    assert r.status_code == 404
+    r = client.post("/api/v1/workflows/runs", json={"workflow": "not a path"}, headers=auth)
+    assert r.status_code == 422
+    r = client.post("/api/v1/workflows/runs", json={"workflow": f"{DEMO}:cyclic"}, headers=auth)
+    assert r.status_code == 422 and "cycle" in r.json()["message"]
+    r = client.post(
+        "/api/v1/workflows/triggers",
+        json={"workflow": f"{DEMO}:cron_wf", "cron": "not cron"},
+        headers=auth,
+    )
+    assert r.status_code == 422 and "cron" in r.json()["message"]

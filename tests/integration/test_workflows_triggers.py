@@ -1,0 +1,125 @@
+"""Workflow triggers on the shared Ray cluster: a real dataset commit starts a real run; a due
+cron schedule fires through the manager (clock injected); registrations persist."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import ray
+from fixtures_serve import ray_cluster  # noqa: F401  (the session cluster, with start retries)
+
+from dlplatform import data
+from dlplatform.access import SYSTEM
+from dlplatform.config import load_settings
+from dlplatform.context import Backend
+from dlplatform.errors import InvalidInput, NotFound
+from dlplatform.metadata import RunStatus, WorkflowRun
+from dlplatform.metadata.actor import connect_store, stop_store
+from dlplatform.metadata.artifacts import ArtifactStore
+from dlplatform.sdk import Platform
+from dlplatform.workflows import get_manager, stop_manager
+from dlplatform.workflows.manager import call
+
+pytestmark = pytest.mark.integration
+
+DEMO = "tests.integration.wf_demo"
+
+
+@pytest.fixture
+def wf(ray_cluster: None, tmp_path: Path) -> Iterator[Platform]:  # noqa: F811
+    settings = load_settings(home=tmp_path / "h", namespace=f"wf-{uuid.uuid4().hex[:8]}")
+    backend = Backend(
+        store=connect_store(settings),  # type: ignore[arg-type]
+        artifacts=ArtifactStore.from_settings(settings),
+        settings=settings,
+    )
+    yield Platform(backend, SYSTEM)
+    stop_manager(settings)
+    stop_store(settings)
+
+
+def _runs_of(p: Platform, workflow: str, n: int, timeout_s: float = 60) -> list[WorkflowRun]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        runs = [r for r in p.workflows.list() if r.workflow == workflow]
+        if len(runs) >= n:
+            return runs
+        time.sleep(0.2)
+    raise AssertionError(f"expected {n} runs of {workflow}, got {len(runs)}")
+
+
+def test_a_dataset_commit_starts_a_run_with_the_commit(wf: Platform) -> None:
+    backend = wf.backend
+    data.create_dataset(backend, SYSTEM, "iris")
+    first = data.push(backend, SYSTEM, "iris", pa.table({"x": [1.0, 2.0]}))
+    trig = wf.workflows.on_commit("iris", f"{DEMO}:commit_wf", {"tag": "t"})
+    assert trig.kind == "commit" and trig.last_commit == first.id
+    assert [t.id for t in wf.workflows.triggers()] == [trig.id]
+    time.sleep(2.5)  # the manager polls every second: the old commit starts nothing
+    assert [r for r in wf.workflows.list() if r.workflow == f"{DEMO}:commit_wf"] == []
+
+    second = data.push(backend, SYSTEM, "iris", pa.table({"x": [3.0]}))
+    (run,) = _runs_of(wf, f"{DEMO}:commit_wf", 1)
+    detail = wf.workflows.wait(run.id, timeout_s=120)
+    assert detail.run.status is RunStatus.SUCCEEDED
+    assert wf.workflows.load_output(run.id, "echo") == {
+        "dataset": "iris",
+        "commit": second.id,
+        "tag": "t",
+    }
+    upstream = [n.entity for n in backend.store.upstream(f"workflow_run:{run.id}")]
+    assert f"commit:{second.id}" in upstream
+    assert backend.store.get_workflow_trigger(trig.id).last_commit == second.id
+
+    with pytest.raises(NotFound):
+        wf.workflows.on_commit("no-such-dataset", f"{DEMO}:commit_wf")
+    with pytest.raises(InvalidInput, match="set by the commit trigger"):
+        wf.workflows.on_commit("iris", f"{DEMO}:commit_wf", {"commit": "x"})
+    with pytest.raises(InvalidInput, match="cannot import"):
+        wf.workflows.on_commit("iris", "tests.integration.nothing_here:f")
+
+
+def test_a_due_cron_schedule_fires_once_and_survives_a_manager_restart(wf: Platform) -> None:
+    settings = wf.backend.settings
+    trig = wf.workflows.schedule(f"{DEMO}:cron_wf", "0 3 * * *", {"tag": "nightly"})
+    assert trig.cron == "0 3 * * *"
+    created = trig.created_at
+    not_yet = created.replace(hour=2, minute=59) + timedelta(days=1)
+    assert call(settings, "tick", not_yet) == []
+    # the manager goes away; the registration is a row in the metadata store
+    stop_manager(settings)
+    get_manager(settings)
+    due = not_yet + timedelta(days=3, minutes=2)  # three nightly ticks missed: one run
+    started = call(settings, "tick", due)
+    assert len(started) == 1
+    assert call(settings, "tick", due + timedelta(seconds=30)) == []
+    detail = wf.workflows.wait(started[0], timeout_s=120)
+    assert detail.run.status is RunStatus.SUCCEEDED
+    assert wf.workflows.load_output(started[0], "echo") == {"tag": "nightly"}
+    assert wf.backend.store.get_workflow_trigger(trig.id).last_fired_at == due
+
+    wf.workflows.delete_trigger(trig.id)
+    assert wf.workflows.triggers() == []
+    with pytest.raises(InvalidInput, match="never fires"):
+        wf.workflows.schedule(f"{DEMO}:cron_wf", "0 0 30 2 *")
+
+
+def test_the_manager_loop_fires_an_every_minute_schedule(wf: Platform) -> None:
+    """No injected clock: a schedule registered more than a minute ago is due now."""
+    settings = wf.backend.settings
+    trig = wf.workflows.schedule(f"{DEMO}:cron_wf", "* * * * *", {"tag": "loop"})
+    # pretend it was registered 2 minutes ago (as if the platform had been down)
+    store = wf.backend.store
+    store.update_workflow_trigger(
+        trig.id, last_fired_at=datetime.now(timezone.utc) - timedelta(minutes=2)
+    )
+    get_manager(settings)
+    (run,) = _runs_of(wf, f"{DEMO}:cron_wf", 1, timeout_s=30)
+    assert wf.workflows.wait(run.id, timeout_s=120).run.status is RunStatus.SUCCEEDED
+    assert ray.is_initialized()
