@@ -17,8 +17,22 @@ app = typer.Typer(
 
 # command group -> module holding `app` (a typer.Typer); modules holding top-level commands
 # expose `register(app)` instead.
-SUBCOMMANDS: dict[str, str] = {}
-TOP_LEVEL: list[str] = []
+SUBCOMMANDS: dict[str, str] = {
+    "workflows": "dlplatform.cli.workflows",
+    "datasets": "dlplatform.cli.datasets",
+    "users": "dlplatform.cli.users",
+    "train": "dlplatform.cli.train",
+    "tune": "dlplatform.cli.tune",
+    "models": "dlplatform.cli.models",
+    "serve": "dlplatform.cli.serve",
+    "k8s": "dlplatform.cli.k8s",
+}
+TOP_LEVEL: list[str] = [
+    "dlplatform.cli.demo",
+    "dlplatform.cli.lab",
+    "dlplatform.cli.system",
+    "dlplatform.cli.predict",
+]
 
 
 def _register() -> None:

@@ -2,4 +2,14 @@
 
 ROUTERS: list[str] = [
     "dlplatform.api.routes.system",
+    "dlplatform.api.routes.users",
+    "dlplatform.api.routes.audit",
+    "dlplatform.api.routes.lineage",
+    "dlplatform.api.routes.alerts",
+    "dlplatform.api.routes.datasets",
+    "dlplatform.api.routes.deployments",
+    "dlplatform.api.routes.training",
+    "dlplatform.api.routes.tuning",
+    "dlplatform.api.routes.models",
+    "dlplatform.api.routes.workflows",
 ]

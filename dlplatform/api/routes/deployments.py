@@ -1,0 +1,55 @@
+"""Model deployments (Ray Serve apps at ``/models/<name>``) and prediction feedback.
+
+Inference itself is served by Ray Serve outside this prefix: ``POST /models/<name>``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from dlplatform import serve
+from dlplatform.api.deps import Ctx
+from dlplatform.metadata import Deployment, Feedback
+from dlplatform.serve import DeploymentInfo, DeployRequest, FeedbackRequest, TrafficSpec
+
+router = APIRouter(tags=["deployments"])
+
+NamePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+
+
+@router.post("/deployments", status_code=201)
+def deploy(request: DeployRequest, ctx: Ctx) -> DeploymentInfo:
+    """Deploy ``NAME``, ``NAME@VERSION`` or ``NAME@ALIAS``; a deployed model rolls out the new
+    version without downtime. Returns when the replicas run."""
+    return serve.deploy(ctx.backend, ctx.principal, request.model, request.config)
+
+
+@router.get("/deployments")
+def list_deployments(ctx: Ctx) -> list[DeploymentInfo]:
+    """Every deployment with its live status, replicas and request metrics."""
+    return serve.list_deployments(ctx.backend, ctx.principal)
+
+
+@router.get("/deployments/{name}")
+def get_deployment(name: NamePath, ctx: Ctx) -> DeploymentInfo:
+    return serve.get_deployment(ctx.backend, ctx.principal, name)
+
+
+@router.delete("/deployments/{name}")
+def undeploy(name: NamePath, ctx: Ctx) -> Deployment:
+    """Stop serving the model and forget the deployment."""
+    return serve.undeploy(ctx.backend, ctx.principal, name)
+
+
+@router.post("/deployments/{name}/traffic")
+def set_traffic(name: NamePath, spec: TrafficSpec, ctx: Ctx) -> DeploymentInfo:
+    """Split requests between versions: ``{"traffic": {"3": 90, "4": 10}}``."""
+    return serve.set_traffic(ctx.backend, ctx.principal, name, spec.traffic)
+
+
+@router.post("/feedback", status_code=201)
+def feedback(request: FeedbackRequest, ctx: Ctx) -> Feedback:
+    """Attach the true label to an earlier prediction, by its ``request_id``."""
+    return serve.feedback(ctx.backend, ctx.principal, request)

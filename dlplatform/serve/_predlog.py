@@ -1,0 +1,129 @@
+"""The prediction log of one replica: buffered on the request path, flushed in batches.
+
+``record`` only appends a tuple to a list (no I/O, no JSON); a background asyncio task turns the
+buffer into columns and sends them to the metadata actor's ``log_prediction_batch`` every
+``flush_interval_s`` (or sooner when ``flush_rows`` are waiting). Inputs and outputs are kept for
+a sampled share of requests (``sample_rate``); the request id, version and latency always are. If
+the metadata actor is unreachable the buffer is capped (oldest dropped, counted in ``dropped``),
+so serving never stalls on logging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class PredictionLog:
+    """Buffer of predictions of one deployment, flushed off the request path."""
+
+    def __init__(
+        self,
+        store: Any,
+        deployment: str,
+        *,
+        sample_rate: float = 1.0,
+        flush_interval_s: float = 1.0,
+        flush_rows: int = 5_000,
+        max_buffer: int = 200_000,
+    ) -> None:
+        self._store = store
+        self.deployment = deployment
+        self.sample_rate = sample_rate
+        self.flush_interval_s = flush_interval_s
+        self.flush_rows = flush_rows
+        self.max_buffer = max_buffer
+        self._buffer: list[tuple[str, str, int, float, Any, Any, float]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self.flushed = 0
+        self.dropped = 0
+        self.errors = 0
+
+    def record(
+        self,
+        request_id: str,
+        model: str,
+        version: int,
+        inputs: Any,
+        outputs: Any,
+        latency_ms: float,
+    ) -> None:
+        """Queue one prediction (cheap: no I/O, no serialisation)."""
+        keep = self.sample_rate >= 1.0 or random.random() < self.sample_rate
+        self._buffer.append(
+            (
+                request_id,
+                model,
+                version,
+                time.time(),
+                inputs if keep else None,
+                outputs if keep else None,
+                latency_ms,
+            )
+        )
+        if len(self._buffer) >= self.flush_rows:
+            self._wake.set()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval_s)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> int:
+        """Send what is buffered; returns the rows written (0 on error, rows kept for retry)."""
+        if not self._buffer:
+            return 0
+        rows, self._buffer = self._buffer, []
+        columns = _columns(rows)
+        try:
+            reply = await self._store.call_async("log_prediction_batch", self.deployment, *columns)
+        except Exception as exc:  # the actor is down: keep the rows, bounded
+            reply = ("err", "unavailable", str(exc))
+        if reply[0] != "ok":
+            self.errors += 1
+            logger.warning("prediction log flush failed: %s", reply[2])
+            self._buffer = rows + self._buffer
+            excess = len(self._buffer) - self.max_buffer
+            if excess > 0:
+                del self._buffer[:excess]
+                self.dropped += excess
+            return 0
+        self.flushed += len(rows)
+        return len(rows)
+
+    async def close(self) -> None:
+        """Stop the flusher and write what is left."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        await self.flush()
+
+
+def _dump(value: Any) -> str:
+    return "" if value is None else json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _columns(rows: list[tuple[str, str, int, float, Any, Any, float]]) -> tuple[list[Any], ...]:
+    return (
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [_dump(r[4]) for r in rows],
+        [_dump(r[5]) for r in rows],
+        [r[6] for r in rows],
+    )

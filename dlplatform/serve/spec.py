@@ -1,0 +1,239 @@
+"""What a caller asks the serving component for, and what it gets back.
+
+``DeploymentSpec`` is the per-deployment configuration (replicas, batching, limits, logging);
+it is stored as the deployment record's ``config_json`` so a restart redeploys the same thing.
+The defaults are the fastest configuration measured on a 2-core machine (``benchmarks/
+serve_bench.py``, RAY_NOTES §9): one replica (a second has no free core: the HTTP proxy takes the
+other), ``max_ongoing_requests=64`` (Serve's default of 5 queues requests at the proxy),
+``@serve.batch`` with a zero wait (batches still form under load, and a quiet request never
+waits).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from dlplatform.metadata.records import Deployment, check_name
+
+SERVE_HEAD_ENV: dict[str, str] = {
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
+    "RAY_SERVE_HAPROXY_NBTHREAD": "1",
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
+}
+"""Environment for the process that starts the Ray head, switching Serve to its fast ingress.
+
+Measured on 2 cores (RAY_NOTES §9, ``benchmarks/serve_bench.py``): Serve's default proxy costs
+about 8 ms of CPU per request (c1 p50 ≈ 7 ms, c32 ≈ 220 req/s with max_ongoing_requests=64); with
+throughput mode + the HAProxy ingress the same deployment answers in ≈ 0.4 ms at c1 and
+≈ 3,000+ req/s at c32, on par with a plain uvicorn server. HAProxy's own metrics cost ≈ 0.27 of a
+core of parsing, so they are off: the platform exports its own request metrics
+(``dlp_serve_requests_total`` and friends). One HAProxy thread leaves the other core to the
+replica. The draining period is shortened from 30 s so a rollout or undeploy frees its replicas
+quickly. These variables only work in the environment of the process that starts Ray (the head);
+set ``http_options`` hosts to loopback explicitly (HAProxy mode binds all interfaces otherwise).
+"""
+
+APP_PREFIX = "model-"
+"""Serve application name of a dedicated deployment: ``model-<name>``."""
+SHARED_APP = "dlp-shared-models"
+"""The multiplexed application serving every ``shared`` deployment."""
+ROUTE_PREFIX = "/models"
+"""Inference routes: ``POST /models/<name>``. The shared app owns ``/models`` itself, so any
+``/models/<name>`` without a dedicated app of its own reaches it (longest prefix wins)."""
+QUIET_LOGGING: dict[str, Any] = {"enable_access_log": False, "log_level": "WARNING"}
+
+
+class DeploymentSpec(BaseModel, frozen=True, extra="forbid"):
+    """How a model version is served. Every field has a default that serves well on 2 cores."""
+
+    min_replicas: int = Field(default=1, ge=0, le=64, description="Autoscaling floor.")
+    max_replicas: int = Field(
+        default=1, ge=1, le=64, description="Autoscaling ceiling (one replica per free core)."
+    )
+    target_ongoing_requests: float = Field(
+        default=16, gt=0, le=1024, description="Autoscaling target of in-flight requests/replica."
+    )
+    max_ongoing_requests: int = Field(
+        default=64, ge=1, le=4096, description="Requests a replica takes at once (>= batch size)."
+    )
+    max_batch_size: int = Field(default=32, ge=1, le=1024, description="Rows per model call.")
+    batch_wait_timeout_s: float = Field(
+        default=0.0, ge=0, le=10, description="Wait for a batch to fill (adds to quiet latency)."
+    )
+    max_rows: int = Field(default=1024, ge=1, le=100_000, description="Rows per request.")
+    num_cpus: float = Field(default=0.25, ge=0, le=64, description="Logical CPUs per replica.")
+    allow_anonymous: bool = Field(
+        default=False, description="Serve requests without a token (off by default)."
+    )
+    log_sample_rate: float = Field(
+        default=1.0, ge=0, le=1, description="Share of predictions logged with inputs/outputs."
+    )
+    log_flush_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="How often a replica flushes its prediction log."
+    )
+    shared: bool = Field(
+        default=False, description="Serve on the multiplexed shared app (long-tail models)."
+    )
+    max_models_per_replica: int = Field(
+        default=4, ge=1, le=256, description="Shared app: models kept in memory per replica (LRU)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeploymentSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) must not exceed max_replicas "
+                f"({self.max_replicas})"
+            )
+        if self.max_ongoing_requests < self.max_batch_size:
+            raise ValueError(
+                f"max_ongoing_requests ({self.max_ongoing_requests}) must be at least "
+                f"max_batch_size ({self.max_batch_size}): Serve caps batches at it"
+            )
+        return self
+
+
+Traffic = dict[int, int]
+"""Version → weight (percent, summing to 100)."""
+
+
+def check_traffic(traffic: dict[Any, Any]) -> Traffic:
+    """Normalise ``{version: weight}``: positive int versions, int weights 0-100 summing to 100.
+
+    Raises:
+        ValueError: names the bad entry.
+    """
+    if not traffic:
+        raise ValueError("traffic needs at least one VERSION=WEIGHT")
+    out: Traffic = {}
+    for key, weight in traffic.items():
+        try:
+            version = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(f"traffic version {key!r} is not a version number") from None
+        if version < 1:
+            raise ValueError(f"traffic version {version} must be >= 1")
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or int(weight) != weight:
+            raise ValueError(f"traffic weight of version {version} must be an integer percent")
+        if not 0 <= int(weight) <= 100:
+            raise ValueError(f"traffic weight of version {version} must be 0-100, got {weight}")
+        out[version] = int(weight)
+    total = sum(out.values())
+    if total != 100:
+        raise ValueError(f"traffic weights must sum to 100, got {total}")
+    return {v: w for v, w in sorted(out.items()) if w > 0}
+
+
+class TrafficSpec(BaseModel, frozen=True, extra="forbid"):
+    """A traffic split for ``POST /deployments/{name}/traffic``: ``{"traffic": {"3": 90, "4": 10}}``."""
+
+    traffic: dict[str, int] = Field(description="Version → percent of requests; sums to 100.")
+
+    @field_validator("traffic")
+    @classmethod
+    def _valid(cls, value: dict[str, int]) -> dict[str, int]:
+        check_traffic(value)
+        return value
+
+
+class DeployRequest(BaseModel, frozen=True, extra="forbid"):
+    """``POST /deployments``: which model version (``NAME``, ``NAME@VERSION``, ``NAME@ALIAS``)."""
+
+    model: str = Field(description="NAME, NAME@VERSION or NAME@ALIAS (latest version by default).")
+    config: DeploymentSpec = Field(default_factory=DeploymentSpec)
+
+
+class FeedbackRequest(BaseModel, frozen=True, extra="forbid"):
+    """``POST /feedback``: the true label of an earlier prediction."""
+
+    request_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
+    label: Any = Field(description="The true label (any JSON value; one per row of the request).")
+
+
+class DeploymentInfo(BaseModel, frozen=True, extra="forbid"):
+    """A deployment as shown to users: the record plus what Serve reports right now."""
+
+    name: str
+    model: str
+    version: int
+    traffic: dict[str, int]
+    route: str
+    shared: bool
+    status: str = Field(description="Serve's status (RUNNING, DEPLOYING, ...) or the record's.")
+    replicas: int = 0
+    config: DeploymentSpec
+    created_by: str
+    updated_at: str
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="Live counters: requests, errors, p50/p99 ms (if known)."
+    )
+
+    @classmethod
+    def of(
+        cls,
+        record: Deployment,
+        *,
+        status: str | None = None,
+        replicas: int = 0,
+        metrics: dict[str, float] | None = None,
+    ) -> DeploymentInfo:
+        spec = DeploymentSpec.model_validate_json(record.config_json or "{}")
+        return cls(
+            name=record.name,
+            model=record.model,
+            version=record.version,
+            traffic={str(k): int(v) for k, v in json.loads(record.traffic_json or "{}").items()},
+            route=f"{ROUTE_PREFIX}/{record.name}",
+            shared=spec.shared,
+            status=status or record.status,
+            replicas=replicas,
+            config=spec,
+            created_by=record.created_by,
+            updated_at=record.updated_at.isoformat(),
+            metrics=metrics or {},
+        )
+
+
+class PredictionResult(BaseModel, frozen=True, extra="forbid"):
+    """What ``POST /models/<name>`` answers."""
+
+    outputs: list[Any]
+    model: str
+    version: int
+    request_id: str
+
+
+class BatchPredictResult(BaseModel, frozen=True, extra="forbid"):
+    """A finished batch inference: the commit holding the predictions."""
+
+    model: str
+    version: int
+    input_dataset: str
+    input_commit: str
+    output_dataset: str
+    output_commit: str
+    rows: int
+    seconds: float
+
+
+def split_model_ref(ref: str) -> tuple[str, str | None]:
+    """``"m@3"`` → ``("m", "3")``; ``"m@production"`` → ``("m", "production")``; ``"m"`` → ``("m", None)``.
+
+    Raises:
+        ValueError: a malformed name or version/alias.
+    """
+    name, sep, selector = ref.partition("@")
+    check_name(name)
+    if sep:
+        if not selector.isdigit():
+            check_name(selector)
+        return name, selector
+    return name, None
+
+
+ServeStatus = Literal["RUNNING", "DEPLOYING", "DEPLOY_FAILED", "UNHEALTHY", "NOT_RUNNING"]

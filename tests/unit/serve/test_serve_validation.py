@@ -1,0 +1,181 @@
+"""Serving without Ray: specs and traffic checks, input validation against a real signature,
+batched inference grouping, replica metrics, CLI argument errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dlplatform.errors import InvalidInput, TooLarge
+from dlplatform.serve._metrics import RequestMetrics
+from dlplatform.serve._model import ServedModel
+from dlplatform.serve.deployment import infer_grouped
+from dlplatform.serve.spec import DeploymentSpec, TrafficSpec, check_traffic, split_model_ref
+from dlplatform.train import ModelSignature
+from dlplatform.train.models import build_model
+
+FEATURES = ("f0", "f1", "f2", "f3")
+
+
+def _served(kind: str = "tabular", max_rows: int = 8, version: int = 1) -> ServedModel:
+    if kind == "text":
+        sig = ModelSignature(
+            kind="text",
+            features=("t",),
+            dtypes=("string",),
+            input_shape=(16,),
+            task="classification",
+            label="y",
+            classes=("neg", "pos"),
+        )
+        config = {
+            "model": "text",
+            "input_shape": [16],
+            "num_outputs": 2,
+            "params": {"vocab_size": 64, "embed_dim": 4, "max_tokens": 16},
+        }
+    elif kind == "image":
+        sig = ModelSignature(
+            kind="image",
+            features=("px",),
+            dtypes=("list<item: double>",),
+            input_shape=(1, 4, 4),
+            task="regression",
+            label="y",
+        )
+        config = {
+            "model": "cnn",
+            "input_shape": [1, 4, 4],
+            "num_outputs": 1,
+            "params": {"channels": 2},
+        }
+    else:
+        sig = ModelSignature(
+            kind="tabular",
+            features=FEATURES,
+            dtypes=("double",) * 3 + ("bool",),
+            input_shape=(4,),
+            task="classification",
+            label="y",
+            classes=("a", "b", "c"),
+        )
+        config = {"model": "mlp", "input_shape": [4], "num_outputs": 3, "params": {"hidden": 4}}
+    return ServedModel(
+        model="m",
+        version=version,
+        module=build_model(config),
+        signature=sig,
+        params=config["params"],
+        max_rows=max_rows,
+    )
+
+
+def test_tabular_rows_as_lists_or_objects_encode_the_same() -> None:
+    served = _served()
+    x = served.encode([[1, 2.5, 3, True], {"f0": 1, "f1": 2.5, "f2": 3, "f3": True, "extra": 0}])
+    assert x.shape == (2, 4) and x.dtype == np.float32
+    assert np.array_equal(x[0], x[1])
+    out = served.predict(x)
+    assert len(out) == 2 and set(out) <= {"a", "b", "c"}
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"f0": 1}, "'inputs' must be a list of rows, got object"),
+        ([], "'inputs' is empty"),
+        ([[1, 2, 3]], "row 0: got 3 values; expected a list of 4 numbers"),
+        ([[1, 2, 3, 4], "x"], "row 1: got string; expected a list of 4 numbers"),
+        ([[1, "2", 3, True]], "row 0, feature 'f1': expected a number (double), got string"),
+        ([[1, None, 3, True]], "feature 'f1': expected a number (double), got null"),
+        ([{"f0": 1, "f2": 3}], "row 0: missing feature(s) f1, f3"),
+        ([[1, 2, 3, "yes"]], "feature 'f3': expected a number (bool), got string"),
+        ([[1, float("nan"), 3, 1]], "feature 'f1': expected a number"),
+    ],
+)
+def test_bad_tabular_inputs_say_what_was_expected(inputs: object, message: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        _served().encode(inputs)
+    assert message in err.value.message
+
+
+def test_row_limit_is_413_with_the_limit() -> None:
+    with pytest.raises(TooLarge, match="9 rows exceed the limit of 8 rows per request"):
+        _served(max_rows=8).encode([[1, 2, 3, 1]] * 9)
+
+
+def test_image_and_text_rows() -> None:
+    image = _served("image")
+    x = image.encode([[0.5] * 16, {"px": [0.1] * 16}])
+    assert x.shape == (2, 1, 4, 4)
+    assert all(isinstance(v, float) for v in image.predict(x))
+    with pytest.raises(InvalidInput, match="got 15 values; expected a list of 16 numbers"):
+        image.encode([[0.5] * 15])
+    text = _served("text")
+    x = text.encode(["good movie", {"t": "bad"}, ["fine"]])
+    assert x.shape == (3, 16) and x.dtype == np.int64
+    assert set(text.predict(x)) <= {"neg", "pos"}
+    with pytest.raises(InvalidInput, match="row 0: got number; expected a string"):
+        text.encode([3])
+
+
+def test_infer_grouped_runs_one_pass_per_model_and_splits_results() -> None:
+    a, b = _served(version=1), _served(version=2)
+    rows = [np.ones((2, 4), np.float32), np.zeros((1, 4), np.float32), np.ones((3, 4), np.float32)]
+    out = infer_grouped([(a, rows[0]), (b, rows[1]), (a, rows[2])])
+    assert [len(o) for o in out] == [2, 1, 3]
+    assert out[0] == a.predict(rows[0]) and out[1] == b.predict(rows[1])
+
+
+def test_spec_and_traffic_checks() -> None:
+    assert DeploymentSpec().max_ongoing_requests >= DeploymentSpec().max_batch_size
+    with pytest.raises(ValueError, match="must not exceed max_replicas"):
+        DeploymentSpec(min_replicas=3, max_replicas=2)
+    with pytest.raises(ValueError, match="at least max_batch_size"):
+        DeploymentSpec(max_batch_size=64, max_ongoing_requests=8)
+    assert check_traffic({"3": 90, 4: 10}) == {3: 90, 4: 10}
+    assert check_traffic({3: 100, 4: 0}) == {3: 100}
+    for bad, msg in [
+        ({}, "at least one"),
+        ({3: 90}, "sum to 100"),
+        ({"x": 100}, "not a version"),
+        ({0: 100}, ">= 1"),
+        ({3: 150, 4: -50}, "0-100"),
+        ({3: 99.5, 4: 0.5}, "integer"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            check_traffic(bad)
+    with pytest.raises(ValueError):
+        TrafficSpec(traffic={"3": 50})
+    assert split_model_ref("m@3") == ("m", "3")
+    assert split_model_ref("m@production") == ("m", "production")
+    assert split_model_ref("m") == ("m", None)
+    with pytest.raises(ValueError):
+        split_model_ref("../etc")
+
+
+def test_request_metrics_totals_and_percentiles() -> None:
+    m = RequestMetrics("d")
+    for ms in range(1, 101):
+        m.ok("m", 1, float(ms))
+    m.ok("m", 2, 5.0)
+    m.error("m", 1, "invalid_input")
+    stats = m.stats()
+    assert stats["requests"] == 101 and stats["errors"] == 1
+    assert stats["requests_v1"] == 100 and stats["requests_v2"] == 1
+    assert 45 <= stats["p50_ms"] <= 55 and stats["p99_ms"] >= 99
+
+
+def test_cli_rejects_bad_arguments_before_connecting() -> None:
+    from dlplatform.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["serve", "traffic", "m", "3=abc"])
+    assert bad.exit_code == 1 and "use VERSION=WEIGHT" in bad.output
+    bad = runner.invoke(app, ["serve", "deploy", "m", "--min-replicas", "3", "--max-replicas", "2"])
+    assert bad.exit_code == 1 and "must not exceed max_replicas" in bad.output
+    bad = runner.invoke(app, ["predict", "m", "--input", "not-a-file.json"])
+    assert bad.exit_code == 1 and "neither JSON nor an existing file" in bad.output
+    bad = runner.invoke(app, ["predict", "m", "--input", '{"rows": []}'])
+    assert bad.exit_code == 1 and '"inputs"' in bad.output
