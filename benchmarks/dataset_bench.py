@@ -116,10 +116,10 @@ def main() -> None:
         ctx.enable_auto_log_stats = False
         # Warm the worker pool once so neither reader pays for process start-up.
         data.to_ray(backend, commit).materialize()
-        ray.data.read_parquet(paths, filesystem=fs).materialize()
+        ray.data.read_parquet(paths, filesystem=fs, file_extensions=None).materialize()
         readers["to_ray"] = lambda: data.to_ray(backend, commit).materialize()
         readers["ray_read_parquet"] = lambda: ray.data.read_parquet(
-            paths, filesystem=fs
+            paths, filesystem=fs, file_extensions=None
         ).materialize()
     r = best(readers, args.repeats)
     if not args.skip_ray:

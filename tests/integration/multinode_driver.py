@@ -131,10 +131,17 @@ def run(workdir: Path, facts: dict[str, Any]) -> None:
             "include_dashboard": True,  # Ray Jobs (the training queue submits jobs) + State API
             "dashboard_host": "127.0.0.1",
             "dashboard_port": _free_port(),
+            # Each node's agent on its own port: Ray's fixed default (52365) is taken by any
+            # other Ray node on the machine (the test session's own cluster), and a node whose
+            # agent cannot bind never accepts Ray Jobs.
+            "dashboard_agent_listen_port": _free_port(),
         },
     )
     try:
-        worker = cluster.add_node(**node_args, resources={TRAIN_SLOT: 1, "worker_node": 1})
+        worker = cluster.add_node(
+            **node_args, dashboard_agent_listen_port=_free_port(),
+            resources={TRAIN_SLOT: 1, "worker_node": 1},
+        )  # fmt: skip
         ray.init(address=cluster.address, log_to_driver=False, logging_level="WARNING")
         head_id = cluster.head_node.node_id
         api = f"http://{cluster.webui_url}"
@@ -183,7 +190,10 @@ def run(workdir: Path, facts: dict[str, Any]) -> None:
         facts["killed_at_s"] = round(time.monotonic() - started, 1)
         facts["status_after_kill"] = train.get_job(backend, SYSTEM, job.id).status
         # An autoscaler would replace the lost node; here the test adds one.
-        replacement = cluster.add_node(**node_args, resources={TRAIN_SLOT: 1, "worker_node": 1})
+        replacement = cluster.add_node(
+            **node_args, dashboard_agent_listen_port=_free_port(),
+            resources={TRAIN_SLOT: 1, "worker_node": 1},
+        )  # fmt: skip
         facts["replacement_node"] = replacement.node_id
 
         done = train.wait_job(backend, SYSTEM, job.id, timeout_s=JOB_TIMEOUT_S, poll_s=0.5)
