@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path as _Path
+
+# Workflows used by the tests are registered by import path (``tests.integration.wf_demo:fan``):
+# the repository root must be importable here and in Ray workers, whether pytest was started as
+# ``pytest`` or ``python -m pytest``.
+_ROOT = str(_Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_ROOT, os.environ.get("PYTHONPATH", "")) if p
+)
+
 from collections.abc import Iterator
 from pathlib import Path
 
