@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlplatform.workflows import StepNode, step
+from dlplatform.workflows import StepNode, step, workflow
 
 
 @step(num_cpus=0.25)
@@ -21,6 +21,7 @@ def check(folder: str, size: int) -> int:
     return size + 1
 
 
+@workflow
 def gated(folder: str) -> StepNode:
     """prepare → check (fails until the 'fixed' file exists)."""
     return check.bind(folder, prepare.bind(folder))
