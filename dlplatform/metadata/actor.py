@@ -36,7 +36,11 @@ class _MetadataActor:
         except ValueError as exc:  # pydantic's ValidationError included: bad input, not a crash
             return ("err", "invalid_input", f"{method}: {exc}")
         except Exception as exc:  # a bug: report it typed instead of as "actor unavailable"
-            return ("err", "internal", f"metadata store {method} failed: {type(exc).__name__}: {exc}")
+            return (
+                "err",
+                "internal",
+                f"metadata store {method} failed: {type(exc).__name__}: {exc}",
+            )
 
     def path(self) -> str:
         return self._store.path
@@ -50,6 +54,22 @@ def _head_node_id() -> str | None:
         if node.get("Alive") and "node:__internal_head__" in node.get("Resources", {}):
             return str(node["NodeID"])
     return None
+
+
+def head_actor_options(name: str, namespace: str) -> dict[str, Any]:
+    """Ray options of a platform actor: detached, named, pinned to the head node when known."""
+    options: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "lifetime": "detached",
+        "get_if_exists": True,
+    }
+    head = _head_node_id()
+    if head is not None:
+        options["scheduling_strategy"] = (
+            ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(head, soft=False)
+        )
+    return options
 
 
 class StoreClient:
@@ -98,17 +118,7 @@ def connect_store(settings: Settings, *, create: bool = True, timeout_s: float =
     except ValueError:
         if not create:
             raise BackendUnavailable("the metadata actor is not running; run `dlp up`") from None
-        options: dict[str, Any] = {
-            "name": ACTOR_NAME,
-            "namespace": settings.namespace,
-            "lifetime": "detached",
-            "get_if_exists": True,
-        }
-        head = _head_node_id()
-        if head is not None:
-            options["scheduling_strategy"] = (
-                ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(head, soft=False)
-            )
+        options = head_actor_options(ACTOR_NAME, settings.namespace)
         handle = MetadataActor.options(**options).remote(str(settings.metadata_path))
     deadline = time.monotonic() + timeout_s
     while True:

@@ -415,19 +415,9 @@ def connect_scheduler(settings: Settings, *, create: bool = True) -> SchedulerCl
     except ValueError:
         if not create:
             raise BackendUnavailable("the training scheduler is not running") from None
-        from dlplatform.metadata.actor import _head_node_id
+        from dlplatform.metadata.actor import head_actor_options
 
-        options: dict[str, Any] = {
-            "name": SCHEDULER_NAME,
-            "namespace": settings.namespace,
-            "lifetime": "detached",
-            "get_if_exists": True,
-        }
-        head = _head_node_id()
-        if head is not None:
-            options["scheduling_strategy"] = (
-                ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(head, soft=False)
-            )
+        options = head_actor_options(SCHEDULER_NAME, settings.namespace)
         values = json.loads(settings.model_dump_json(exclude={"token"}))
         handle = SchedulerActor.options(**options).remote(values)
     client = SchedulerClient(handle)
