@@ -22,3 +22,20 @@ class Backend:
     store: MetadataStore
     artifacts: ArtifactStore
     settings: Settings
+
+    @property
+    def on_cluster(self) -> bool:
+        """Whether the platform's actors (scheduler, workflow manager, Serve apps) can serve this
+        backend: Ray is initialised here and ``store`` is the metadata actor, which those actors
+        reach too. An in-process ``MetadataStore`` holds its DuckDB file's lock, so no actor
+        could open it even while some Ray cluster is up."""
+        import ray
+
+        return ray.is_initialized() and not isinstance(self.store, MetadataStore)
+
+    def require_cluster(self, what: str) -> None:
+        """Raise ``BackendUnavailable`` naming ``what`` unless ``on_cluster``."""
+        if not self.on_cluster:
+            from dlplatform.errors import BackendUnavailable
+
+            raise BackendUnavailable(f"{what} needs the running platform; start it with `dlp up`")

@@ -2,8 +2,8 @@
 
 from dlplatform.metadata.records import (
     NAME_PATTERN,
-    AliasEvent,
     Alert,
+    AliasEvent,
     ArtifactRecord,
     AuditEntry,
     Commit,
@@ -33,8 +33,8 @@ from dlplatform.metadata.store import MetadataStore
 
 __all__ = [
     "NAME_PATTERN",
-    "AliasEvent",
     "Alert",
+    "AliasEvent",
     "ArtifactRecord",
     "AuditEntry",
     "Commit",

@@ -38,7 +38,9 @@ class DatasetTables:
 
     def list_datasets(self, *, include_deleted: bool = False) -> list[Dataset]:
         where = "" if include_deleted else "WHERE deleted_at IS NULL"
-        return [Dataset(**r) for r in self._db.dicts(f"SELECT * FROM datasets {where} ORDER BY name")]
+        return [
+            Dataset(**r) for r in self._db.dicts(f"SELECT * FROM datasets {where} ORDER BY name")
+        ]
 
     def update_dataset(self, name: str, **changes: Any) -> Dataset:
         """Change description, tags, groups or arrow_schema of a dataset."""
@@ -122,7 +124,9 @@ class DatasetTables:
                     [commit.id, dataset_arrow_schema, commit.dataset],
                 )
             else:
-                cur.execute("UPDATE datasets SET head = ? WHERE name = ?", [commit.id, commit.dataset])
+                cur.execute(
+                    "UPDATE datasets SET head = ? WHERE name = ?", [commit.id, commit.dataset]
+                )
             self._add_edges_in(cur, edges or [])
         return commit
 

@@ -52,13 +52,17 @@ class ModelTables:
         pairs; each becomes an edge src → this model version, in the same transaction.
         """
         with self._db.tx() as cur:
-            if cur.execute("SELECT 1 FROM models WHERE name = ?", [version.model]).fetchone() is None:
+            if (
+                cur.execute("SELECT 1 FROM models WHERE name = ?", [version.model]).fetchone()
+                is None
+            ):
                 cur.execute(
                     "INSERT INTO models VALUES (?, ?, ?, ?)",
                     [version.model, "", version.run_id or "unknown", utcnow()],
                 )
             row = cur.execute(
-                "SELECT coalesce(max(version), 0) FROM model_versions WHERE model = ?", [version.model]
+                "SELECT coalesce(max(version), 0) FROM model_versions WHERE model = ?",
+                [version.model],
             ).fetchone()
             number = int(row[0] if row else 0) + 1
             final = version.model_copy(update={"version": number, "aliases": ()})
@@ -125,14 +129,18 @@ class ModelTables:
                 "INSERT OR REPLACE INTO model_aliases VALUES (?, ?, ?)", [model, alias, version]
             )
             event = AliasEvent(
-                model=model, alias=alias, version=version, previous_version=previous, by=by,
+                model=model,
+                alias=alias,
+                version=version,
+                previous_version=previous,
+                by=by,
                 at=utcnow(),
             )
             insert(cur, "alias_events", event.model_dump(mode="python"), "alias event")
         return event
 
     def alias_history(self, model: str) -> list[AliasEvent]:
-        rows = self._db.dicts("SELECT * FROM alias_events WHERE model = ? ORDER BY \"at\"", [model])
+        rows = self._db.dicts('SELECT * FROM alias_events WHERE model = ? ORDER BY "at"', [model])
         return [AliasEvent(**r) for r in rows]
 
     # --- deployments ------------------------------------------------------------------------
@@ -241,7 +249,7 @@ class ModelTables:
 
     def list_predictions(self, deployment: str, *, limit: int = 100) -> list[Prediction]:
         rows = self._db.dicts(
-            "SELECT * FROM predictions WHERE deployment = ? ORDER BY \"at\" DESC LIMIT ?",
+            'SELECT * FROM predictions WHERE deployment = ? ORDER BY "at" DESC LIMIT ?',
             [deployment, limit],
         )
         return [Prediction(**r) for r in rows]
@@ -253,14 +261,18 @@ class ModelTables:
         return feedback
 
     def list_feedback(self, request_id: str) -> list[Feedback]:
-        rows = self._db.dicts("SELECT * FROM feedback WHERE request_id = ? ORDER BY \"at\"", [request_id])
+        rows = self._db.dicts(
+            'SELECT * FROM feedback WHERE request_id = ? ORDER BY "at"', [request_id]
+        )
         return [Feedback(**r) for r in rows]
 
-    def create_alert(self, kind: str, target: str, message: str, severity: str = "warning") -> Alert:
+    def create_alert(
+        self, kind: str, target: str, message: str, severity: str = "warning"
+    ) -> Alert:
         if severity not in {"info", "warning", "critical"}:
             raise InvalidInput(f"alert severity {severity!r} is not one of info, warning, critical")
         row = self._db.one(
-            "INSERT INTO alerts (kind, severity, target, message, \"at\") VALUES (?, ?, ?, ?, ?) "
+            'INSERT INTO alerts (kind, severity, target, message, "at") VALUES (?, ?, ?, ?, ?) '
             "RETURNING *",
             [kind, severity, target, message, utcnow()],
         )
@@ -275,7 +287,7 @@ class ModelTables:
 
     def list_alerts(self, *, include_resolved: bool = False, limit: int = 100) -> list[Alert]:
         where = "" if include_resolved else "WHERE resolved_at IS NULL"
-        rows = self._db.dicts(f"SELECT * FROM alerts {where} ORDER BY \"at\" DESC LIMIT ?", [limit])
+        rows = self._db.dicts(f'SELECT * FROM alerts {where} ORDER BY "at" DESC LIMIT ?', [limit])
         return [Alert(**r) for r in rows]
 
     def resolve_alert(self, alert_id: int) -> Alert:

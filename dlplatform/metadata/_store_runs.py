@@ -16,8 +16,19 @@ from dlplatform.metadata.records import MetricPoint, Run, invalid_input
 
 _SMALL_BATCH = 8
 
-_RUN_MUTABLE = {"status", "started_at", "ended_at", "error", "result_json", "priority", "tags",
-                "dataset_commit", "code_version", "spec_json", "name"}
+_RUN_MUTABLE = {
+    "status",
+    "started_at",
+    "ended_at",
+    "error",
+    "result_json",
+    "priority",
+    "tags",
+    "dataset_commit",
+    "code_version",
+    "spec_json",
+    "name",
+}
 
 
 class RunTables:
@@ -113,7 +124,9 @@ class RunTables:
                 )
 
     def get_params(self, run_id: str) -> dict[str, str]:
-        rows = self._db.dicts("SELECT key, value FROM params WHERE run_id = ? ORDER BY key", [run_id])
+        rows = self._db.dicts(
+            "SELECT key, value FROM params WHERE run_id = ? ORDER BY key", [run_id]
+        )
         return {r["key"]: r["value"] for r in rows}
 
     def log_metric_batch(

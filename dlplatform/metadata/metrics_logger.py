@@ -41,7 +41,9 @@ class MetricLogger:
         self._thread = threading.Thread(target=self._loop, name="dlp-metric-flush", daemon=True)
         self._thread.start()
 
-    def log_metric(self, key: str, value: float, step: int = 0, *, run_id: str | None = None) -> None:
+    def log_metric(
+        self, key: str, value: float, step: int = 0, *, run_id: str | None = None
+    ) -> None:
         """Buffer one point; returns at once."""
         if self._closed:
             raise RuntimeError("MetricLogger is closed")
@@ -94,6 +96,9 @@ class MetricLogger:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()

@@ -179,7 +179,12 @@ class RunStatus(str, Enum):
 
     @property
     def is_final(self) -> bool:
-        return self in {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.STOPPED}
+        return self in {
+            RunStatus.SUCCEEDED,
+            RunStatus.FAILED,
+            RunStatus.CANCELLED,
+            RunStatus.STOPPED,
+        }
 
 
 class Run(Record):

@@ -111,9 +111,13 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
         self._db.run("UPDATE tokens SET last_used_at = ? WHERE id = ?", [utcnow(), token_id])
 
     def list_tokens(self, user: str | None = None) -> list[TokenInfo]:
-        sql = "SELECT id, user_name AS user, prefix, created_at, revoked_at, last_used_at FROM tokens"
-        rows = self._db.dicts(sql + (" WHERE user_name = ?" if user else "") + " ORDER BY created_at",
-                              [user] if user else [])
+        sql = (
+            "SELECT id, user_name AS user, prefix, created_at, revoked_at, last_used_at FROM tokens"
+        )
+        rows = self._db.dicts(
+            sql + (" WHERE user_name = ?" if user else "") + " ORDER BY created_at",
+            [user] if user else [],
+        )
         return [TokenInfo(**r) for r in rows]
 
     def revoke_token(self, token_id: str) -> TokenInfo:
@@ -135,7 +139,7 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
         detail: str = "",
     ) -> None:
         self._db.run(
-            "INSERT INTO audit_log (\"at\", actor, action, target, outcome, detail) "
+            'INSERT INTO audit_log ("at", actor, action, target, outcome, detail) '
             "VALUES (?, ?, ?, ?, ?, ?)",
             [utcnow(), actor, action, target[:500], outcome, detail[:2000]],
         )

@@ -57,12 +57,10 @@ def _settings_dict(backend: Backend) -> dict[str, Any]:
     return backend.settings.model_dump(mode="json", exclude={"token"})
 
 
-def _require_serve() -> Any:
-    import ray
+def _require_serve(backend: Backend) -> Any:
     from ray import serve
 
-    if not ray.is_initialized():
-        raise BackendUnavailable("Ray is not running here; start the platform with `dlp up`")
+    backend.require_cluster("serving")
     return serve
 
 
@@ -132,7 +130,7 @@ def _shared_running(serve: Any) -> bool:
 def _ensure_shared_app(backend: Backend, spec: DeploymentSpec) -> None:
     from dlplatform.serve.multiplex import shared_app
 
-    serve = _require_serve()
+    serve = _require_serve(backend)
     if not _shared_running(serve):
         _run_app(serve, shared_app(_settings_dict(backend), spec), SHARED_APP, ROUTE_PREFIX)
 
@@ -141,7 +139,7 @@ def _apply(backend: Backend, record: Deployment) -> None:
     """Make Serve run what ``record`` says (a rolling replace when the app exists)."""
     from dlplatform.serve.deployment import model_app
 
-    serve = _require_serve()
+    serve = _require_serve(backend)
     spec = _spec_of(record)
     if spec.shared:
         _ensure_shared_app(backend, spec)
@@ -270,7 +268,7 @@ def undeploy(backend: Backend, principal: Principal, name: str) -> Deployment:
     """
     authorize(backend.store, principal, Permission.DEPLOY_MANAGE, f"deployment:{name}")
     record = backend.store.get_deployment(name)
-    serve = _require_serve()
+    serve = _require_serve(backend)
     backend.store.delete_deployment(name)
     apps = serve.status().applications
     if app_name(name) in apps:
@@ -328,9 +326,7 @@ def _stats(serve: Any, record: Deployment, shared: bool) -> dict[str, float]:
 
 
 def _info(backend: Backend, record: Deployment, *, with_stats: bool = False) -> DeploymentInfo:
-    import ray
-
-    if not ray.is_initialized():
+    if not backend.on_cluster:
         return DeploymentInfo.of(record, status="NOT_RUNNING")
     from ray import serve
 
@@ -365,7 +361,7 @@ def predict(backend: Backend, principal: Principal, name: str, inputs: Any) -> P
     """
     authorize(backend.store, principal, Permission.PREDICT, f"deployment:{name}")
     record = backend.store.get_deployment(name)
-    _require_serve()
+    _require_serve(backend)
     try:
         if _spec_of(record).shared:
             reply = call_app(SHARED_APP, "predict_rows", name, inputs)

@@ -22,7 +22,7 @@ import json
 import threading
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
@@ -35,6 +35,9 @@ from dlplatform.errors import (
     error_for_code,
 )
 from dlplatform.metadata import Run, RunStatus
+
+if TYPE_CHECKING:
+    from dlplatform.context import Backend
 from dlplatform.metadata.records import utcnow
 from dlplatform.train.spec import TrainingJobSpec
 
@@ -423,6 +426,17 @@ def connect_scheduler(settings: Settings, *, create: bool = True) -> SchedulerCl
     client = SchedulerClient(handle)
     client._get(handle.ping.remote())
     return client
+
+
+def scheduler_for(backend: Backend, *, create: bool = True) -> SchedulerClient:
+    """The scheduler serving ``backend`` (see ``Backend.on_cluster``).
+
+    Raises:
+        BackendUnavailable: the backend is not the running platform's, or the actor is missing
+            (with ``create=False``) or does not answer.
+    """
+    backend.require_cluster("training")
+    return connect_scheduler(backend.settings, create=create)
 
 
 def stop_scheduler(settings: Settings) -> bool:

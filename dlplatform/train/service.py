@@ -15,8 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import ray
-
 from dlplatform.access import Permission, Principal, audit, authorize
 from dlplatform.context import Backend
 from dlplatform.errors import BackendUnavailable, Conflict, InvalidInput, NotFound, PermissionDenied
@@ -91,9 +89,9 @@ def create_run(
 
 
 def _scheduler(backend: Backend) -> Any:
-    from dlplatform.train.scheduler import connect_scheduler
+    from dlplatform.train.scheduler import scheduler_for
 
-    return connect_scheduler(backend.settings)
+    return scheduler_for(backend)
 
 
 def submit(backend: Backend, principal: Principal, spec: TrainingJobSpec) -> TrainingJob:
@@ -124,12 +122,12 @@ def _positions(backend: Backend) -> dict[str, int]:
 
 
 def _reasons(backend: Backend) -> dict[str, str]:
-    if not ray.is_initialized():
+    if not backend.on_cluster:
         return {}
     try:
-        from dlplatform.train.scheduler import connect_scheduler
+        from dlplatform.train.scheduler import scheduler_for
 
-        return connect_scheduler(backend.settings, create=False).reasons()
+        return scheduler_for(backend, create=False).reasons()
     except BackendUnavailable:
         return {}
 
@@ -227,7 +225,7 @@ def cancel_job(backend: Backend, principal: Principal, run_id: str) -> TrainingJ
         raise PermissionDenied(f"{principal.name} may not cancel job {run_id} of {run.owner}")
     if run.status.is_final:
         raise Conflict(f"job {run_id} already finished ({run.status.value}); cannot cancel")
-    if ray.is_initialized():
+    if backend.on_cluster:
         updated = _scheduler(backend).cancel(run_id, principal.name)
     elif run.status is RunStatus.QUEUED:
         updated = backend.store.update_run(

@@ -362,14 +362,14 @@ def submit(backend: Backend, principal: Principal, spec: TuningJobSpec) -> Tunin
         InvalidInput: bad space/metric, or the search needs more than the cluster has.
         PermissionDenied, NotFound, BackendUnavailable: as for a training job.
     """
-    from dlplatform.train.scheduler import check_fits, connect_scheduler
+    from dlplatform.train.scheduler import check_fits, scheduler_for
     from dlplatform.train.service import new_run_id
 
     authorize(
         backend.store, principal, Permission.TRAIN_SUBMIT, f"dataset:{spec.training.dataset_name}"
     )
     pinned, commit = prepare(backend, principal, spec)
-    scheduler = connect_scheduler(backend.settings)
+    scheduler = scheduler_for(backend)
     try:
         check_fits(pinned.resource_spec(), scheduler.capacity())
     except InvalidInput as exc:
@@ -474,9 +474,7 @@ def cancel_job(backend: Backend, principal: Principal, run_id: str) -> TuningJob
         PermissionDenied: not the owner (and not an admin).
         Conflict: already finished.
     """
-    import ray
-
-    from dlplatform.train.scheduler import connect_scheduler
+    from dlplatform.train.scheduler import scheduler_for
 
     authorize(backend.store, principal, Permission.TRAIN_SUBMIT, f"run:{run_id}")
     run = _get_tune_run(backend, run_id)
@@ -487,8 +485,8 @@ def cancel_job(backend: Backend, principal: Principal, run_id: str) -> TuningJob
         raise PermissionDenied(f"{principal.name} may not cancel job {run_id} of {run.owner}")
     if run.status.is_final:
         raise Conflict(f"job {run_id} already finished ({run.status.value}); cannot cancel")
-    if ray.is_initialized():
-        connect_scheduler(backend.settings).cancel(run_id, principal.name)
+    if backend.on_cluster:
+        scheduler_for(backend).cancel(run_id, principal.name)
     elif run.status is RunStatus.QUEUED:
         backend.store.update_run(run_id, status=RunStatus.CANCELLED, ended_at=utcnow(),
                                  error=f"cancelled by {principal.name}")  # fmt: skip

@@ -87,6 +87,12 @@ def _checked_id(run_id: str) -> str:
         raise InvalidInput(str(exc)) from None
 
 
+def _manager(backend: Backend, method: str, *args: Any) -> Any:
+    """Call the workflow manager that drives ``backend``'s runs (see ``Backend.on_cluster``)."""
+    backend.require_cluster("running workflows")
+    return manager.call(backend.settings, method, *args)
+
+
 def ensure_manager(settings: Settings) -> None:
     """Start the workflow manager if it is not running (platform start-up calls this, so that
     triggers fire and missed schedules run once)."""
@@ -118,9 +124,7 @@ def run_workflow(
     store = backend.store
     authorize(store, principal, Permission.WORKFLOW_RUN, f"workflow:{workflow}")
     load_factory(workflow)  # unknown path: InvalidInput here, without a trip to the manager
-    run: WorkflowRun = manager.call(
-        backend.settings, "start", workflow, clean, run_id, principal.name, None
-    )
+    run: WorkflowRun = _manager(backend, "start", workflow, clean, run_id, principal.name, None)
     audit(store, principal, "workflow.run", _run_target(run.id), workflow)
     return run
 
@@ -159,7 +163,7 @@ def resume_workflow_run(backend: Backend, principal: Principal, run_id: str) -> 
     run = store.get_workflow_run(run_id)
     if run.status is RunStatus.SUCCEEDED:
         raise Conflict(f"workflow run {run_id} already succeeded")
-    resumed: WorkflowRun = manager.call(backend.settings, "resume", run_id)
+    resumed: WorkflowRun = _manager(backend, "resume", run_id)
     audit(store, principal, "workflow.resume", _run_target(run_id), run.workflow)
     return resumed
 
@@ -177,7 +181,7 @@ def cancel_workflow_run(backend: Backend, principal: Principal, run_id: str) -> 
     run = store.get_workflow_run(run_id)
     if run.status.is_final:
         raise Conflict(f"workflow run {run_id} already ended ({run.status.value})")
-    cancelled: WorkflowRun = manager.call(backend.settings, "cancel", run_id, 30.0)
+    cancelled: WorkflowRun = _manager(backend, "cancel", run_id, 30.0)
     audit(store, principal, "workflow.cancel", _run_target(run_id), run.workflow)
     return cancelled
 
@@ -245,7 +249,7 @@ def schedule_workflow(
     store = backend.store
     authorize(store, principal, Permission.WORKFLOW_RUN, f"workflow:{workflow}")
     load_factory(workflow)
-    manager.call(backend.settings, "check", workflow, clean)
+    _manager(backend, "check", workflow, clean)
     trigger = store.create_workflow_trigger(
         WorkflowTrigger(
             id=_new_trigger_id(),
@@ -287,7 +291,7 @@ def on_commit(
     ds = store.get_dataset(dataset)
     authorize(store, principal, Permission.DATASET_READ, f"dataset:{ds.name}", groups=ds.groups)
     load_factory(workflow)
-    manager.call(backend.settings, "check", workflow, None)
+    _manager(backend, "check", workflow, None)
     trigger = store.create_workflow_trigger(
         WorkflowTrigger(
             id=_new_trigger_id(),

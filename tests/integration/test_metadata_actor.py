@@ -149,3 +149,41 @@ def test_concurrent_tasks_lose_no_metric_points(actor_settings: Settings) -> Non
     assert sorted(by_key) == sorted([f"w{w}" for w in range(8)] + [f"b{w}" for w in range(8)])
     for steps in by_key.values():
         assert steps == list(range(n))  # every step exactly once
+
+
+def test_an_in_process_store_never_reaches_platform_actors(actor_settings: Settings) -> None:
+    """With some Ray cluster up, a backend over an in-process DuckDB file must not start the
+    scheduler or the workflow manager (they could not open the locked file and calls would hang
+    for a minute): cluster work fails at once with a clear error; queue-only work still runs."""
+    import time
+
+    from dlplatform.access import SYSTEM
+    from dlplatform.context import Backend
+    from dlplatform.metadata import MetadataStore
+    from dlplatform.metadata.artifacts import ArtifactStore
+    from dlplatform.train import service as training
+    from dlplatform.workflows import service as workflows
+
+    store = MetadataStore(actor_settings.metadata_path)
+    try:
+        backend = Backend(store, ArtifactStore.from_settings(actor_settings), actor_settings)
+        assert ray.is_initialized() and not backend.on_cluster
+        run = store.create_run(
+            Run(id="run-local", kind="train", status=RunStatus.QUEUED, owner="system",
+                name="dlp-train-run-local", created_at=utcnow(),
+                spec_json='{"dataset": "digits", "label": "target"}')
+        )  # fmt: skip
+        start = time.monotonic()
+        with pytest.raises(BackendUnavailable, match="training needs the running platform"):
+            training.get_logs(backend, SYSTEM, run.id)
+        with pytest.raises(BackendUnavailable, match="workflows needs the running platform"):
+            workflows.run_workflow(
+                backend, SYSTEM, "dlplatform.workflows.pipelines:train_and_deploy"
+            )
+        # a queued job needs no cluster to be cancelled
+        assert training.cancel_job(backend, SYSTEM, run.id).status == "CANCELLED"
+        assert time.monotonic() - start < 5
+        named = {(a["namespace"], a["name"]) for a in ray.util.list_named_actors(True)}
+        assert not {n for n in named if n[0] == actor_settings.namespace}
+    finally:
+        store.close()

@@ -55,7 +55,9 @@ def test_notebook_runs_top_to_bottom(
 ) -> None:
     book = nbformat.read(NOTEBOOKS / name, as_version=4)
     done = _run(book, tmp_path, _kernel_env(gateway_backend.settings, gateway_admin_token))
-    errors = [o for c in done.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [
+        o for c in done.cells for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
     assert not errors
     assert all(c.get("execution_count") for c in done.cells if c.cell_type == "code")
 
@@ -66,7 +68,9 @@ def test_revoked_token_gives_a_short_error(
     token, info = issue_token(gateway_backend.store, "admin")
     gateway_backend.store.revoke_token(info.id)
     book = nbformat.v4.new_notebook()
-    book.cells = [nbformat.v4.new_code_cell("import dlplatform as dlp\np = dlp.connect(start=False)")]
+    book.cells = [
+        nbformat.v4.new_code_cell("import dlplatform as dlp\np = dlp.connect(start=False)")
+    ]
     # The cell still ends in error (the kernel reports it); what the user sees is one line.
     done = _run(book, tmp_path, _kernel_env(gateway_backend.settings, token), allow_errors=True)
     text = "".join(o.get("text", "") for o in done.cells[0].outputs)

@@ -456,7 +456,7 @@ def test_workflow_timeline_errors_and_resume_button(browser: Any, seeded: Seeded
     WebDriverWait(browser, WAIT_S).until(
         lambda d: "Failed:" in d.find_element(By.CSS_SELECTOR, ".action-status").text
     )
-    assert "Ray" in browser.find_element(By.CSS_SELECTOR, ".action-status").text
+    assert "dlp up" in browser.find_element(By.CSS_SELECTOR, ".action-status").text
     assert seeded.backend.store.get_workflow_run(seeded.workflow_run).status is RunStatus.FAILED
 
 
