@@ -128,3 +128,31 @@ def test_ray_read_tasks_cover_exactly_the_parts(
     assert rows == [float(i) for i in range(150)]
     old = data.commit_datasource(backend, data.resolve(backend, admin, f"digits@{c1}"))
     assert len(old.get_read_tasks(8)) == 1
+
+
+@pytest.mark.parametrize("damage", ["flip-data", "flip-footer", "truncate"])
+def test_a_damaged_part_is_refused_on_read(
+    backend: Backend, admin: Principal, two_commits: tuple[str, str], damage: str
+) -> None:
+    """Reads return rows only from parts whose bytes still match their sha256."""
+    from pathlib import Path
+
+    from dlplatform.errors import IntegrityError
+
+    head = data.resolve(backend, admin, "digits")
+    part = head.parts[-1]
+    path = Path(backend.artifacts.path_for(part.sha256))
+    raw = bytearray(path.read_bytes())
+    path.chmod(0o600)
+    if damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    else:
+        at = len(raw) // 3 if damage == "flip-data" else len(raw) - 12
+        raw[at] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError, match=part.sha256):
+        data.to_arrow(backend, head)
+    # the undamaged first commit still reads
+    first = data.resolve(backend, admin, f"digits@{two_commits[0]}")
+    assert part.sha256 not in {p.sha256 for p in first.parts}
+    assert data.to_arrow(backend, first).num_rows == 100
