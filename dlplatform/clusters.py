@@ -50,6 +50,8 @@ TEMPLATE_GPU_TYPE = "NVIDIA-A10G"
 CPU_GROUP = "cpu"
 GPU_GROUP = "gpu"
 GPU_NODE_LABEL = "nvidia.com/gpu.product"
+CPU_ONLY_ANNOTATION = "dlplatform.io/cpu-only"
+"""Set to "true" by ``render --gpu-workers 0``: the cluster has no GPU group on purpose."""
 KUBERAY_VERSION = "v1.7.0"
 KUBERNETES_VERSION = "1.30"
 RENDERED_FILES = (
@@ -578,8 +580,12 @@ def platform_manifest_problems(docs: list[dict[str, Any]]) -> list[str]:
             if "nvidia.com/gpu" in ((_ray_container(g.get("template") or {}).get("resources") or {})
                                     .get("limits") or {})
         ]  # fmt: skip
-        if not gpu_groups:
-            problems.append(f"{name}: no worker group has an nvidia.com/gpu limit")
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        if not gpu_groups and annotations.get(CPU_ONLY_ANNOTATION) != "true":
+            problems.append(
+                f"{name}: no worker group has an nvidia.com/gpu limit "
+                f'(annotate {CPU_ONLY_ANNOTATION}: "true" for a CPU-only cluster)'
+            )
     return problems
 
 
@@ -744,6 +750,9 @@ def render(
             ):
                 if isinstance(cluster, dict):
                     _scale_groups(cluster, cpu_workers, gpu_workers, gpu_type)
+                    if gpu_workers == 0:
+                        annotations = doc["metadata"].setdefault("annotations", {})
+                        annotations[CPU_ONLY_ANNOTATION] = "true"
             rendered.append(doc)
         header = (
             f"# Rendered by `dlp k8s render --image {image} --namespace {namespace} "
@@ -768,9 +777,6 @@ def _validate_rendered(files: dict[str, str]) -> None:
             docs = load_documents(path)
             for doc in docs:
                 validate_manifest(doc)
-            problems = [
-                p for p in platform_manifest_problems(docs)
-                if "nvidia.com/gpu" not in p  # --gpu-workers 0 drops the GPU group on purpose
-            ]  # fmt: skip
+            problems = platform_manifest_problems(docs)
             if problems:
                 raise InvalidInput(f"rendered {file_name}: " + "; ".join(problems))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+from collections.abc import Iterator
 
 import typer
 
@@ -24,8 +27,24 @@ def register(app: typer.Typer) -> None:
         def say(line: str) -> None:
             print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
 
-        result = run_demo(settings_for(home), say, stop=stop)
+        with _stdout_to_stderr() if as_json else contextlib.nullcontext():
+            result = run_demo(settings_for(home), say, stop=stop)
         if as_json:
             emit(result, True)
         else:
             print(f"done in {result.seconds:.0f} s")
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to fd 1 (Ray's and Serve's log lines, child processes) to stderr,
+    so that ``--json`` leaves stdout to the one JSON document."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -181,7 +181,27 @@ def build_datasets(
             batch_format="numpy",
             batch_size=4096,
         )
+    if _fits_object_store(commit.row_count * (len(columns) + 1) * 8):
+        out = {side: ds.materialize() for side, ds in out.items()}
     return out
+
+
+MATERIALIZE_FRACTION = 0.2
+"""Encoded data up to this share of the cluster's object store is computed once and kept there."""
+
+
+def _fits_object_store(estimated_bytes: int) -> bool:
+    """Whether to read and encode the version once instead of once per epoch.
+
+    Streaming re-runs the read → encode pipeline every epoch, on the same CPUs the workers train
+    on: for a small model that costs about half the epoch. A version that fits comfortably in
+    the object store (shared memory, spilled to disk under pressure) is materialized there once;
+    the workers still stream their shards from it, nothing is loaded whole into a worker.
+    """
+    import ray
+
+    capacity = float(ray.cluster_resources().get("object_store_memory", 0.0))
+    return 0 < estimated_bytes <= MATERIALIZE_FRACTION * capacity
 
 
 # --- the worker loop -------------------------------------------------------------------------

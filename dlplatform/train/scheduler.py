@@ -335,6 +335,7 @@ class _Scheduler:
         current = self._store.get_run(run_id)
         if current.status is RunStatus.RUNNING:
             self._store.update_run(run_id, status=RunStatus.FAILED, ended_at=utcnow(), error=reason)
+            close_children(self._store, run_id, RunStatus.FAILED, f"its job failed: {reason}")
 
     def _cancel(self, run_id: str, by: str) -> Run:
         run = self._store.get_run(run_id)
@@ -343,6 +344,7 @@ class _Scheduler:
         updated = self._store.update_run(
             run_id, status=RunStatus.CANCELLED, ended_at=utcnow(), error=f"cancelled by {by}"
         )
+        close_children(self._store, run_id, RunStatus.CANCELLED, f"its job was cancelled by {by}")
         if run.status is RunStatus.RUNNING and run.name:
             try:
                 self._jobs().stop_job(run.name)
@@ -361,6 +363,14 @@ class _Scheduler:
             if "does not exist" in str(exc) or "404" in str(exc):
                 return ""
             raise BackendUnavailable(f"cannot read the logs of {run.name}: {exc}") from exc
+
+
+def close_children(store: Any, run_id: str, status: RunStatus, reason: str) -> None:
+    """End the unfinished child runs (tuning trials) of ``run_id`` with ``status``: a job that
+    ended leaves none of its trials RUNNING."""
+    for child in store.list_runs(parent_id=run_id, limit=100_000):
+        if not child.status.is_final:
+            store.update_run(child.id, status=status, ended_at=utcnow(), error=reason)
 
 
 SchedulerActor = ray.remote(num_cpus=0, max_concurrency=8, max_restarts=-1)(_Scheduler)

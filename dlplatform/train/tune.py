@@ -494,15 +494,14 @@ def cancel_job(backend: Backend, principal: Principal, run_id: str) -> TuningJob
         from dlplatform.errors import BackendUnavailable
 
         raise BackendUnavailable("cancelling a running job needs the cluster")
-    _close_trials(backend, run_id, RunStatus.CANCELLED, f"tuning job cancelled by {principal.name}")
     audit(backend.store, principal, "tune.cancel", f"run:{run_id}")
     return _view(backend, backend.store.get_run(run_id))
 
 
 def _close_trials(backend: Backend, run_id: str, status: RunStatus, reason: str) -> None:
-    for trial in backend.store.list_runs(kind="trial", parent_id=run_id, limit=100_000):
-        if not trial.status.is_final:
-            backend.store.update_run(trial.id, status=status, ended_at=utcnow(), error=reason)
+    from dlplatform.train.scheduler import close_children
+
+    close_children(backend.store, run_id, status, reason)
 
 
 def wait_job(

@@ -216,3 +216,28 @@ def test_user_code_without_the_metric_fails_fast(world: World) -> None:
     assert "epoch,loss" in (final.run.error or "")
     # the first report stopped the whole search: the other two trials never started
     assert len(final.trials) == 1 and final.trials[0].status == "CANCELLED", final.trials
+
+
+def test_a_tuning_job_whose_ray_job_vanished_fails_with_its_trials(world: World) -> None:
+    """The scheduler's reconcile marks a RUNNING job whose Ray job no longer exists FAILED, and
+    leaves none of its trials RUNNING."""
+    from dlplatform.metadata import Run
+    from dlplatform.train.scheduler import scheduler_for
+
+    store = world.backend.store
+    parent = store.create_run(
+        Run(id=f"run-gone-{uuid.uuid4().hex[:6]}", kind="tune", owner="alice",
+            status=RunStatus.RUNNING, name=f"dlp-gone-{uuid.uuid4().hex[:6]}",
+            created_at=utcnow(), started_at=utcnow())
+    )  # fmt: skip
+    for i in range(2):
+        store.create_run(
+            Run(id=f"{parent.id}-t{i}", kind="trial", parent_id=parent.id, owner="alice",
+                status=RunStatus.RUNNING, created_at=utcnow(), started_at=utcnow())
+        )  # fmt: skip
+    scheduler_for(world.backend).tick()
+    assert store.get_run(parent.id).status is RunStatus.FAILED
+    assert "no longer exists" in (store.get_run(parent.id).error or "")
+    trials = store.list_runs(kind="trial", parent_id=parent.id)
+    assert [t.status for t in trials] == [RunStatus.FAILED] * 2
+    assert all("its job failed" in (t.error or "") for t in trials)

@@ -64,7 +64,7 @@ def test_rendered_files_validate_as_files(rendered: dict[str, str], tmp_path: Pa
         clusters.validate_file(tmp_path / name)
 
 
-def test_zero_gpu_workers_drops_the_gpu_group_and_counts_cap_replicas() -> None:
+def test_zero_gpu_workers_drops_the_gpu_group_and_counts_cap_replicas(tmp_path: Path) -> None:
     files = clusters.render(IMAGE, "cpu-only", cpu_workers=0, gpu_workers=0)
     [rc] = _docs(files, "raycluster.yaml")
     groups = _groups(rc["spec"])
@@ -76,6 +76,13 @@ def test_zero_gpu_workers_drops_the_gpu_group_and_counts_cap_replicas() -> None:
         == 0
     )
     assert "nvidia.com/gpu" not in files["raycluster.yaml"]
+    # the CPU-only output passes `dlp k8s validate` as files; unannotated, it would not
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    for name in files:
+        clusters.validate_file(tmp_path / name)
+    rc["metadata"]["annotations"].pop(clusters.CPU_ONLY_ANNOTATION)
+    assert any("nvidia.com/gpu" in p for p in clusters.platform_manifest_problems([rc]))
 
 
 @pytest.mark.parametrize(
