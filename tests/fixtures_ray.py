@@ -24,7 +24,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    for attempt in range(3):
+    for attempt in range(4):
         try:
             ray.init(
                 address="local",
@@ -38,9 +38,9 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             break
         except Exception:
             # On a loaded 2-core machine the raylet can miss Ray's fixed 30 s registration
-            # window; a second start usually succeeds.
+            # window ("timed out during startup"); a second start usually succeeds.
             ray.shutdown()
-            if attempt == 2:
+            if attempt == 3:
                 raise
     try:
         yield

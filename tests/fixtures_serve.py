@@ -2,8 +2,8 @@
 
 ``register_mlp`` stores a real built-in MLP through the registry's own ``register_version`` (the
 same artifact format training writes). ``serve_url`` starts Ray Serve on a free 127.0.0.1 port
-unless Serve already runs in the session cluster (then its port is reused: Serve's HTTP options
-apply only on the first start).
+the way ``dlp up`` does, unless Serve already runs in the session cluster (then its port is
+reused: Serve's HTTP options apply only on the first start).
 """
 
 from __future__ import annotations
@@ -78,71 +78,15 @@ def register_mlp(
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _running_port() -> int | None:
-    import ray
-    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
-
-    try:
-        controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
-    except ValueError:
-        return None
-    return int(ray.get(controller.get_http_config.remote(), timeout=30).port)
-
-
-@pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The session cluster of ``fixtures_ray``, with retries when a start times out.
-
-    On a busy shared machine Ray's raylet gives up waiting for its dashboard agent after about
-    15 s ("The current node timed out during startup"); a second try usually works. Modules that
-    import this fixture use it instead of ``fixtures_ray.ray_cluster`` (same arguments).
-    """
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    for attempt in range(4):
-        try:
-            ray.init(
-                address="local",
-                num_cpus=4,
-                include_dashboard=True,
-                log_to_driver=False,
-                logging_level="WARNING",
-                namespace="dlp-tests",
-                _temp_dir=str(tmp_path_factory.mktemp("ray", numbered=True)),
-            )
-            break
-        except Exception as exc:
-            if "timed out during startup" not in str(exc) or attempt == 3:
-                raise
-            ray.shutdown()
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
 @pytest.fixture(scope="session")
 def serve_url(ray_cluster: None) -> Iterator[str]:
     """Base URL of Ray Serve's HTTP proxy on loopback (started here when not running yet)."""
-    from ray import serve
+    from dlplatform.runtime import start_serve
 
-    port = _running_port()
-    if port is None:
-        port = _free_port()
-        serve.start(
-            http_options={"host": "127.0.0.1", "port": port},
-            logging_config={"enable_access_log": False, "log_level": "WARNING"},
-        )
-    yield f"http://127.0.0.1:{port}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = int(s.getsockname()[1])
+    yield f"http://127.0.0.1:{start_serve('127.0.0.1', free)}"
 
 
 class ServingEnv:

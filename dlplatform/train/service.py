@@ -217,25 +217,35 @@ def cancel_job(backend: Backend, principal: Principal, run_id: str) -> TrainingJ
         Conflict: the job already finished.
     """
     authorize(backend.store, principal, Permission.TRAIN_SUBMIT, f"run:{run_id}")
-    run = _get_train_run(backend, run_id)
+    return _view(backend, cancel_run(backend, principal, _get_train_run(backend, run_id), "train"))
+
+
+def cancel_run(backend: Backend, principal: Principal, run: Run, kind: str) -> Run:
+    """Cancel ``run`` (a training or tuning job) for its owner or an admin; audited as
+    ``<kind>.cancel``. Its unfinished trials end with it.
+
+    Raises:
+        PermissionDenied: not the owner (and not an admin).
+        Conflict: the job already finished.
+        BackendUnavailable: the job runs and the cluster cannot be reached.
+    """
+    action, target = f"{kind}.cancel", f"run:{run.id}"
     if run.owner != principal.name and not principal.is_admin:
-        backend.store.append_audit(
-            principal.name, "train.cancel", f"run:{run_id}", "denied", "not the owner"
-        )
-        raise PermissionDenied(f"{principal.name} may not cancel job {run_id} of {run.owner}")
+        backend.store.append_audit(principal.name, action, target, "denied", "not the owner")
+        raise PermissionDenied(f"{principal.name} may not cancel job {run.id} of {run.owner}")
     if run.status.is_final:
-        raise Conflict(f"job {run_id} already finished ({run.status.value}); cannot cancel")
+        raise Conflict(f"job {run.id} already finished ({run.status.value}); cannot cancel")
     if backend.on_cluster:
-        updated = _scheduler(backend).cancel(run_id, principal.name)
+        updated = _scheduler(backend).cancel(run.id, principal.name)
     elif run.status is RunStatus.QUEUED:
         updated = backend.store.update_run(
-            run_id, status=RunStatus.CANCELLED, ended_at=utcnow(),
+            run.id, status=RunStatus.CANCELLED, ended_at=utcnow(),
             error=f"cancelled by {principal.name}",
         )  # fmt: skip
     else:
         raise BackendUnavailable("cancelling a running job needs the cluster")
-    audit(backend.store, principal, "train.cancel", f"run:{run_id}")
-    return _view(backend, updated)
+    audit(backend.store, principal, action, target)
+    return updated  # type: ignore[no-any-return]
 
 
 def get_logs(backend: Backend, principal: Principal, run_id: str) -> str:

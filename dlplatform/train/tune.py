@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from dlplatform.access import Permission, Principal, audit, authorize
 from dlplatform.context import Backend
-from dlplatform.errors import Conflict, DLPlatformError, InvalidInput, NotFound, PermissionDenied
+from dlplatform.errors import DLPlatformError, InvalidInput, NotFound
 from dlplatform.metadata import LineageEdge, Run, RunStatus
 from dlplatform.metadata.records import invalid_input, utcnow
 from dlplatform.train.spec import ParamValue, TrainingJobSpec
@@ -474,28 +474,10 @@ def cancel_job(backend: Backend, principal: Principal, run_id: str) -> TuningJob
         PermissionDenied: not the owner (and not an admin).
         Conflict: already finished.
     """
-    from dlplatform.train.scheduler import scheduler_for
+    from dlplatform.train.service import cancel_run
 
     authorize(backend.store, principal, Permission.TRAIN_SUBMIT, f"run:{run_id}")
-    run = _get_tune_run(backend, run_id)
-    if run.owner != principal.name and not principal.is_admin:
-        backend.store.append_audit(
-            principal.name, "tune.cancel", f"run:{run_id}", "denied", "not the owner"
-        )
-        raise PermissionDenied(f"{principal.name} may not cancel job {run_id} of {run.owner}")
-    if run.status.is_final:
-        raise Conflict(f"job {run_id} already finished ({run.status.value}); cannot cancel")
-    if backend.on_cluster:
-        scheduler_for(backend).cancel(run_id, principal.name)
-    elif run.status is RunStatus.QUEUED:
-        backend.store.update_run(run_id, status=RunStatus.CANCELLED, ended_at=utcnow(),
-                                 error=f"cancelled by {principal.name}")  # fmt: skip
-    else:
-        from dlplatform.errors import BackendUnavailable
-
-        raise BackendUnavailable("cancelling a running job needs the cluster")
-    audit(backend.store, principal, "tune.cancel", f"run:{run_id}")
-    return _view(backend, backend.store.get_run(run_id))
+    return _view(backend, cancel_run(backend, principal, _get_tune_run(backend, run_id), "tune"))
 
 
 def _close_trials(backend: Backend, run_id: str, status: RunStatus, reason: str) -> None:

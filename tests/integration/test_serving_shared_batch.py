@@ -10,7 +10,6 @@ import pytest
 from fixtures_serve import (  # noqa: F401
     FEATURES,
     ServingEnv,
-    ray_cluster,
     register_mlp,
     serve_url,
     serving_env,

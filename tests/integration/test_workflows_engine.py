@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import ray
-from fixtures_serve import ray_cluster  # noqa: F401  (the session cluster, with start retries)
 
 from dlplatform.access import SYSTEM, bootstrap_admin
 from dlplatform.config import load_settings
@@ -31,7 +30,7 @@ DEMO = "tests.integration.wf_demo"
 
 
 @pytest.fixture
-def wf(ray_cluster: None, tmp_path: Path) -> Iterator[Platform]:  # noqa: F811
+def wf(ray_cluster: None, tmp_path: Path) -> Iterator[Platform]:
     """A platform of its own (namespace, home, metadata actor, workflow manager)."""
     settings = load_settings(home=tmp_path / "h", namespace=f"wf-{uuid.uuid4().hex[:8]}")
     backend = Backend(

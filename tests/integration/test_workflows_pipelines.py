@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pytest
-from fixtures_serve import ray_cluster, serve_url  # noqa: F401
+from fixtures_serve import serve_url  # noqa: F401
 
 from dlplatform import data, serve, train
 from dlplatform.access import SYSTEM

@@ -12,7 +12,6 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import ray
-from fixtures_serve import ray_cluster  # noqa: F401  (the session cluster, with start retries)
 
 from dlplatform import data
 from dlplatform.access import SYSTEM
@@ -32,7 +31,7 @@ DEMO = "tests.integration.wf_demo"
 
 
 @pytest.fixture
-def wf(ray_cluster: None, tmp_path: Path) -> Iterator[Platform]:  # noqa: F811
+def wf(ray_cluster: None, tmp_path: Path) -> Iterator[Platform]:
     settings = load_settings(home=tmp_path / "h", namespace=f"wf-{uuid.uuid4().hex[:8]}")
     backend = Backend(
         store=connect_store(settings),  # type: ignore[arg-type]
