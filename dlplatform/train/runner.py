@@ -168,7 +168,7 @@ def build_datasets(
     out = {}
     sides = ["train", "val"] if spec.validation_fraction > 0 else ["train"]
     for side in sides:
-        ds = data.to_ray(backend, commit, columns=columns)
+        ds = data.to_ray(backend, commit, columns=columns, num_cpus=DATA_TASK_CPUS)
         out[side] = ds.map_batches(
             partial(
                 encode_batch,
@@ -180,11 +180,18 @@ def build_datasets(
             ),
             batch_format="numpy",
             batch_size=4096,
+            num_cpus=DATA_TASK_CPUS,
         )
     if _fits_object_store(commit.row_count * (len(columns) + 1) * 8):
         out = {side: ds.materialize() for side, ds in out.items()}
     return out
 
+
+DATA_TASK_CPUS = 0.25
+"""CPU share of each read/encode task. The workers (and Tune's trials) hold their CPUs in
+placement groups; Ray Data's tasks run beside them on what is left. Asking a whole CPU per task
+can leave a full cluster unable to run any (Ray Data then waits forever, "Cluster resources are
+not enough to run any task"); a quarter fits in far less slack."""
 
 MATERIALIZE_FRACTION = 0.2
 """Encoded data up to this share of the cluster's object store is computed once and kept there."""

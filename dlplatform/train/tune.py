@@ -692,6 +692,29 @@ def _missing_stopper(guard: Any) -> Any:
     return MissingMetricStopper()
 
 
+def _remove_leftover_groups() -> None:
+    """Remove the placement groups this job still holds once every trial has ended.
+
+    A trial that ASHA stops is killed with its TorchTrainer controller; the worker group's
+    placement group can outlive it (Train V2 removes it from a cleaner actor that dies with the
+    job), holding its CPUs forever and starving the next job's Ray Data tasks.
+    """
+    import ray
+    from ray.util.placement_group import PlacementGroup
+    from ray.util.state import list_placement_groups
+
+    job = ray.get_runtime_context().get_job_id()
+    try:
+        groups = list_placement_groups(
+            filters=[("creator_job_id", "=", job), ("state", "=", "CREATED")], limit=1000
+        )
+        for group in groups:
+            pg_id = ray.PlacementGroupID(bytes.fromhex(group.placement_group_id))
+            ray.util.remove_placement_group(PlacementGroup(pg_id))
+    except Exception as exc:  # best effort: the job's result does not depend on it
+        print(f"could not remove leftover placement groups: {exc}", flush=True)
+
+
 def execute(backend: Backend, run_id: str) -> Run:
     """Run the search to the end, register the best trial's model, record the outcome.
 
@@ -766,7 +789,10 @@ def execute(backend: Backend, run_id: str) -> Run:
                 callbacks=[status_cb], stop=_missing_stopper(status_cb), verbose=0,
             ),
         )  # fmt: skip
-        grid = tuner.fit()
+        try:
+            grid = tuner.fit()
+        finally:
+            _remove_leftover_groups()
         if status_cb.missing is not None:
             trial_id, keys = status_cb.missing
             message = (f"metric {spec.metric!r} is not reported by the training code (trial "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -121,6 +122,30 @@ def test_deploy_predict_over_http_with_validation_log_and_feedback(env: Env) -> 
 
     listed = {d.name: d for d in serving.list_deployments(env.backend, SYSTEM)}
     assert listed[name].metrics["requests"] >= 2 and listed[name].metrics["errors"] >= 1
+
+    # Prometheus: the documented series reach Ray's metrics endpoint, per model and version
+    text = _scrape_until(rf'ray_dlp_serve_requests_total\{{[^}}]*model="{name}"[^}}]*\}} [1-9]')
+    for series in ("ray_dlp_serve_errors_total", "ray_dlp_serve_latency_ms_bucket"):
+        lines = [ln for ln in text.splitlines() if ln.startswith(series + "{")]
+        assert any(f'model="{name}"' in ln and f'version="{v1.version}"' in ln for ln in lines)
+    assert any('code="invalid_input"' in ln for ln in text.splitlines() if "errors_total" in ln)
+
+
+def _scrape_until(pattern: str, timeout_s: float = 90) -> str:
+    """The head's Prometheus page once ``pattern`` appears in it (Ray exports every few s)."""
+    import httpx
+    import ray
+
+    node = next(n for n in ray.nodes() if n["Alive"])
+    url = f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+    deadline, text = time.monotonic() + timeout_s, ""
+    while time.monotonic() < deadline:
+        text = httpx.get(url, timeout=10).text
+        if re.search(pattern, text):
+            return text
+        time.sleep(2)
+    found = sorted({ln.split("{")[0] for ln in text.splitlines() if "dlp_serve" in ln})
+    raise AssertionError(f"{pattern!r} not exported after {timeout_s} s; dlp series: {found}")
 
 
 def test_deploy_refused_for_missing_version_bad_artifact_and_permissions(env: Env) -> None:

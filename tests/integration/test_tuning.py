@@ -157,6 +157,14 @@ def test_asha_stops_poor_trials_and_registers_the_best(world: World) -> None:
     module, _ = train.load_model(w.backend, "digits-tuned", 1)
     assert sum(p.numel() for p in module.parameters()) > 0
 
+    # the trials ASHA stopped hold no CPUs afterwards: no placement group of the job is left
+    from ray.util.state import list_placement_groups
+
+    driver = job_client().get_job_info(f"dlp-{job.id}").driver_info
+    assert driver is not None
+    left = list_placement_groups(filters=[("creator_job_id", "=", driver.id)], limit=1000)
+    assert [g.state for g in left if g.state != "REMOVED"] == [], left
+
     # the same over HTTP: the trial table, and a malformed distribution with the accepted forms
     with TestClient(create_app(w.backend), base_url="http://127.0.0.1") as client:
         auth = {"Authorization": f"Bearer {w.token}"}
