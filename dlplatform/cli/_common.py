@@ -67,13 +67,13 @@ def settings_for(home: str | None = None, **overrides: Any) -> Settings:
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_model(model: type[M], **values: Any) -> M:
+def parse_model(spec_type: type[M], /, **values: Any) -> M:
     """Build a spec from command-line values; a bad value is an ``InvalidInput`` naming it."""
     try:
-        return model(**values)
+        return spec_type(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or model.__name__
+        where = ".".join(str(p) for p in err["loc"]) or spec_type.__name__
         raise InvalidInput(f"{where}: {err['msg']}") from None
 
 

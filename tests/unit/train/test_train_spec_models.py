@@ -192,3 +192,22 @@ def test_code_version_hashes_the_training_code() -> None:
     version = code_version(TrainingJobSpec(dataset="d", label="y"))
     assert version.startswith("dlplatform-") and len(version.split("sha256:")[1]) == 64
     assert version == code_version(TrainingJobSpec(dataset="other", label="z", model="cnn"))
+
+
+def test_cli_submit_builds_the_spec_and_names_a_bad_value(tmp_path: object) -> None:
+    """`dlp train submit` turns its options into a spec (a bad one is one line naming the field)
+    before it needs the platform."""
+    from typer.testing import CliRunner
+
+    from dlplatform.cli import app
+
+    env = {"DLP_TOKEN": "", "RAY_ADDRESS": ""}
+    base = ["train", "submit", "--home", str(tmp_path), "--dataset", "digits", "--label", "y",
+            "--model", "mlp"]  # fmt: skip
+    bad = CliRunner().invoke(app, [*base, "--workers", "0"], env=env)
+    assert bad.exit_code == 1 and "Traceback" not in bad.output, bad.output
+    assert bad.output.strip().startswith("error:") and "workers" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1
+    good = CliRunner().invoke(app, [*base, "--workers", "1"], env=env)
+    assert good.exit_code == 1 and "Traceback" not in good.output, good.output
+    assert "workers" not in good.output  # the spec was fine: what fails is the missing platform
