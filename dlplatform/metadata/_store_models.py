@@ -44,9 +44,14 @@ class ModelTables:
         return [Model(**r) for r in self._db.dicts("SELECT * FROM models ORDER BY name")]
 
     def add_model_version(
-        self, version: ModelVersion, *, edges_to: Sequence[tuple[str, str]] = ()
+        self,
+        version: ModelVersion,
+        *,
+        owner: str = "unknown",
+        edges_to: Sequence[tuple[str, str]] = (),
     ) -> ModelVersion:
-        """Register ``version`` under the next free number of its model (created if missing).
+        """Register ``version`` under the next free number of its model (created, owned by
+        ``owner``, if missing).
 
         ``version.version`` is ignored and assigned here. ``edges_to`` are (src entity, relation)
         pairs; each becomes an edge src → this model version, in the same transaction.
@@ -58,7 +63,7 @@ class ModelTables:
             ):
                 cur.execute(
                     "INSERT INTO models VALUES (?, ?, ?, ?)",
-                    [version.model, "", version.run_id or "unknown", utcnow()],
+                    [version.model, "", owner, utcnow()],
                 )
             row = cur.execute(
                 "SELECT coalesce(max(version), 0) FROM model_versions WHERE model = ?",

@@ -89,7 +89,9 @@ def register_version(
         code_version=code_version,
         created_at=utcnow(),
     )
-    return backend.store.add_model_version(version, edges_to=[(f"run:{run.id}", "produced")])
+    return backend.store.add_model_version(
+        version, owner=run.owner, edges_to=[(f"run:{run.id}", "produced")]
+    )
 
 
 # --- lookups ---------------------------------------------------------------------------------

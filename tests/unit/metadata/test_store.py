@@ -391,11 +391,11 @@ def test_models_versions_auto_numbering_and_aliases(st: MetadataStore) -> None:
     st.create_model(Model(name="reg", owner="alice", created_at=utcnow()))
     with pytest.raises(AlreadyExists, match="reg"):
         st.create_model(Model(name="reg", owner="bob", created_at=utcnow()))
-    v1 = st.add_model_version(version("clf"), edges_to=[("run:r-1", "trained_by")])
+    v1 = st.add_model_version(version("clf"), owner="alice", edges_to=[("run:r-1", "trained_by")])
     v2 = st.add_model_version(version("clf", run_id="r-2"))
     v3 = st.add_model_version(version("clf").model_copy(update={"version": 42}))
     assert (v1.version, v2.version, v3.version) == (1, 2, 3)  # given numbers are ignored
-    assert st.get_model("clf").owner == "r-1"  # created on first version
+    assert st.get_model("clf").owner == "alice"  # created on first version, by its owner
     assert [m.name for m in st.list_models()] == ["clf", "reg"]
     assert [v.version for v in st.list_model_versions("clf")] == [3, 2, 1]
     assert st.get_model_version("clf", 2).run_id == "r-2"

@@ -68,6 +68,7 @@ def test_register_then_load_gives_the_same_network(backend: Backend, tmp_path: P
     assert sig.features[:2] == ("p0", "p1") and sig.classes == (0, 1, 2)
     edges = backend.store.edges_of(["model_version:digits-mlp@1"])
     assert [(e.src, e.dst) for e in edges] == [("run:run-digits-mlp", "model_version:digits-mlp@1")]
+    assert backend.store.get_model("digits-mlp").owner == "system"  # the run's owner
 
 
 def test_tampered_artifact_is_refused(backend: Backend, tmp_path: Path) -> None:
