@@ -3,6 +3,7 @@ failures, retries, timeouts, cancel, bad input, and the HTTP routes."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 import warnings
@@ -74,6 +75,14 @@ def test_fan_out_fan_in_run_records_and_persists_every_step(wf: Platform) -> Non
         wf.workflows.resume("fan-1")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_resume_after_a_manager_crash_runs_only_unfinished_steps(
     wf: Platform, tmp_path: Path
 ) -> None:
@@ -82,10 +91,21 @@ def test_resume_after_a_manager_crash_runs_only_unfinished_steps(
     run = wf.workflows.run(f"{DEMO}:durable", {"folder": str(folder)})
     _wait_for_step(wf, run.id, "blocker", RunStatus.RUNNING)
     assert wf.workflows.status(run.id).run.status is RunStatus.RUNNING
+    started = time.monotonic()
+    while not (folder / "blocker.pid").exists():  # the step's code is running
+        assert time.monotonic() - started < 60, "the blocker step never started"
+        time.sleep(0.1)
 
     settings = wf.backend.settings
     ray.kill(ray.get_actor(MANAGER_NAME, namespace=settings.namespace), no_restart=True)
-    time.sleep(1.0)  # the run is orphaned: nothing drives it any more
+    # The run is orphaned: nothing drives it any more. Ray kills the tasks the manager owned;
+    # wait for the interrupted step's process to be gone (slow on a loaded machine), or it could
+    # still see the go file below and finish the step itself.
+    pid = int((folder / "blocker.pid").read_text())
+    deadline = time.monotonic() + 60
+    while _alive(pid):
+        assert time.monotonic() < deadline, f"the orphaned step (pid {pid}) was not killed"
+        time.sleep(0.2)
     detail = wf.workflows.status(run.id)
     assert detail.run.status is RunStatus.RUNNING
     assert {s.step_id: s.status for s in detail.steps}["last"] is RunStatus.QUEUED

@@ -4,6 +4,7 @@ repository root, on their path)."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def first(folder: str) -> dict[str, int]:
 @step(num_cpus=0.25)
 def blocker(folder: str, prev: dict[str, int]) -> pa.Table:
     _count(folder, "blocker")
+    (Path(folder) / "blocker.pid").write_text(str(os.getpid()))
     deadline = time.monotonic() + 120
     while not (Path(folder) / "go").exists():
         if time.monotonic() > deadline:
