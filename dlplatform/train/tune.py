@@ -480,12 +480,6 @@ def cancel_job(backend: Backend, principal: Principal, run_id: str) -> TuningJob
     return _view(backend, cancel_run(backend, principal, _get_tune_run(backend, run_id), "tune"))
 
 
-def _close_trials(backend: Backend, run_id: str, status: RunStatus, reason: str) -> None:
-    from dlplatform.train.scheduler import close_children
-
-    close_children(backend.store, run_id, status, reason)
-
-
 def wait_job(
     backend: Backend,
     principal: Principal,
@@ -727,6 +721,7 @@ def execute(backend: Backend, run_id: str) -> Run:
     from dlplatform import data
     from dlplatform.train import registry, runner
     from dlplatform.train.entrypoint import _finish, _owner, code_version
+    from dlplatform.train.scheduler import close_children
 
     store = backend.store
     run = store.get_run(run_id)
@@ -797,10 +792,10 @@ def execute(backend: Backend, run_id: str) -> Run:
             trial_id, keys = status_cb.missing
             message = (f"metric {spec.metric!r} is not reported by the training code (trial "
                        f"{trial_id} reported: {keys}); the search was stopped")  # fmt: skip
-            _close_trials(backend, run_id, RunStatus.CANCELLED, "the search stopped")
+            close_children(store, run_id, RunStatus.CANCELLED, "the search stopped")
             return _finish(backend, run_id, RunStatus.FAILED, error=message)
         errors = [str(r.error) for r in grid if r.error is not None]
-        _close_trials(backend, run_id, RunStatus.STOPPED, "stopped before it finished")
+        close_children(store, run_id, RunStatus.STOPPED, "stopped before it finished")
         trials = store.list_runs(kind="trial", parent_id=run_id, limit=100_000)
         done = []
         for t in trials:
@@ -839,9 +834,9 @@ def execute(backend: Backend, run_id: str) -> Run:
                        model_version=f"{mv.model}@{mv.version}", metric=spec.metric)  # fmt: skip
         return _finish(backend, run_id, RunStatus.SUCCEEDED, result_json=json.dumps(summary))
     except DLPlatformError as exc:
-        _close_trials(backend, run_id, RunStatus.CANCELLED, "the search failed")
+        close_children(store, run_id, RunStatus.CANCELLED, "the search failed")
         return _finish(backend, run_id, RunStatus.FAILED, error=exc.message[:2000])
     except Exception as exc:
-        _close_trials(backend, run_id, RunStatus.CANCELLED, "the search failed")
+        close_children(store, run_id, RunStatus.CANCELLED, "the search failed")
         return _finish(backend, run_id, RunStatus.FAILED,
                        error=f"{type(exc).__name__}: {exc}"[:2000])  # fmt: skip
