@@ -30,6 +30,7 @@ from dlplatform.config import Settings, load_settings
 from dlplatform.context import Backend
 from dlplatform.metadata import MetadataStore
 from dlplatform.metadata.artifacts import ArtifactStore
+from dlplatform.sdk import Platform
 
 
 @pytest.fixture
@@ -59,3 +60,23 @@ def admin_token(store: MetadataStore) -> str:
 @pytest.fixture
 def admin() -> Principal:
     return SYSTEM
+
+
+@pytest.fixture
+def wf(ray_cluster: None, tmp_path: Path) -> Iterator[Platform]:
+    """A platform of its own on the session cluster (namespace, home, metadata actor, workflow
+    manager), for the workflow integration tests."""
+    import uuid
+
+    from dlplatform.metadata.actor import connect_store, stop_store
+    from dlplatform.workflows import stop_manager
+
+    settings = load_settings(home=tmp_path / "h", namespace=f"wf-{uuid.uuid4().hex[:8]}")
+    backend = Backend(
+        store=connect_store(settings),  # type: ignore[arg-type]
+        artifacts=ArtifactStore.from_settings(settings),
+        settings=settings,
+    )
+    yield Platform(backend, SYSTEM)
+    stop_manager(settings)
+    stop_store(settings)

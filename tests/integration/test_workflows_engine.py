@@ -5,43 +5,23 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import ray
 
-from dlplatform.access import SYSTEM, bootstrap_admin
-from dlplatform.config import load_settings
-from dlplatform.context import Backend
+from dlplatform.access import bootstrap_admin
 from dlplatform.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from dlplatform.metadata import RunStatus
-from dlplatform.metadata.actor import connect_store, stop_store
-from dlplatform.metadata.artifacts import ArtifactStore
 from dlplatform.sdk import Platform
-from dlplatform.workflows import get_manager, stop_manager
+from dlplatform.workflows import get_manager
 from dlplatform.workflows.manager import MANAGER_NAME
 
 pytestmark = pytest.mark.integration
 
 DEMO = "tests.integration.wf_demo"
-
-
-@pytest.fixture
-def wf(ray_cluster: None, tmp_path: Path) -> Iterator[Platform]:
-    """A platform of its own (namespace, home, metadata actor, workflow manager)."""
-    settings = load_settings(home=tmp_path / "h", namespace=f"wf-{uuid.uuid4().hex[:8]}")
-    backend = Backend(
-        store=connect_store(settings),  # type: ignore[arg-type]
-        artifacts=ArtifactStore.from_settings(settings),
-        settings=settings,
-    )
-    yield Platform(backend, SYSTEM)
-    stop_manager(settings)
-    stop_store(settings)
 
 
 def _wait_for_step(p: Platform, run_id: str, step_id: str, status: RunStatus) -> None:

@@ -4,10 +4,7 @@ cron schedule fires through the manager (clock injected); registrations persist.
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -15,12 +12,8 @@ import ray
 
 from dlplatform import data
 from dlplatform.access import SYSTEM
-from dlplatform.config import load_settings
-from dlplatform.context import Backend
 from dlplatform.errors import InvalidInput, NotFound
 from dlplatform.metadata import RunStatus, WorkflowRun
-from dlplatform.metadata.actor import connect_store, stop_store
-from dlplatform.metadata.artifacts import ArtifactStore
 from dlplatform.sdk import Platform
 from dlplatform.workflows import get_manager, stop_manager
 from dlplatform.workflows.manager import call
@@ -28,19 +21,6 @@ from dlplatform.workflows.manager import call
 pytestmark = pytest.mark.integration
 
 DEMO = "tests.integration.wf_demo"
-
-
-@pytest.fixture
-def wf(ray_cluster: None, tmp_path: Path) -> Iterator[Platform]:
-    settings = load_settings(home=tmp_path / "h", namespace=f"wf-{uuid.uuid4().hex[:8]}")
-    backend = Backend(
-        store=connect_store(settings),  # type: ignore[arg-type]
-        artifacts=ArtifactStore.from_settings(settings),
-        settings=settings,
-    )
-    yield Platform(backend, SYSTEM)
-    stop_manager(settings)
-    stop_store(settings)
 
 
 def _runs_of(p: Platform, workflow: str, n: int, timeout_s: float = 60) -> list[WorkflowRun]:
