@@ -164,6 +164,32 @@ def test_seeded_split_is_deterministic_and_complementary() -> None:
     np.testing.assert_array_equal(first["x"], val["x"][: len(first["x"])])
 
 
+def test_workers_fetch_whole_batches_of_about_fetch_bytes() -> None:
+    def sig(shape: tuple[int, ...]) -> ModelSignature:
+        return ModelSignature(kind="tabular", features=("a",), dtypes=("float",),
+                              input_shape=shape, task="regression", label="y")  # fmt: skip
+
+    small = runner.fetch_rows(sig((32,)), 256)  # 128 B rows: many, up to the cap
+    assert small % 256 == 0 and small * 128 <= runner.FETCH_BYTES
+    assert small <= runner.MAX_FETCH_ROWS
+    image = runner.fetch_rows(sig((1, 28, 28)), 100)
+    assert image % 100 == 0 and 0 < image * 28 * 28 * 4 <= runner.FETCH_BYTES
+    assert runner.fetch_rows(sig((4096, 1024)), 64) == 64  # a huge row: one batch at a time
+
+
+def test_the_optimizer_is_fused_adam_and_keeps_its_state() -> None:
+    model = models.build_model({"model": "mlp", "input_shape": [8], "num_outputs": 3,
+                                "params": {"hidden": 16}})  # fmt: skip
+    opt = runner.make_optimizer(model, 1e-3, 0.0)
+    assert isinstance(opt, torch.optim.Adam) and opt.defaults["fused"]
+    loss = model(torch.randn(4, 8)).sum()
+    loss.backward()
+    opt.step()
+    again = runner.make_optimizer(model, 1e-3, 0.0)
+    again.load_state_dict(opt.state_dict())  # a checkpoint's optimizer state resumes
+    assert again.state_dict()["state"][0]["step"] == 1
+
+
 def test_failure_message_prefers_the_worker_exception() -> None:
     from ray.train import WorkerGroupError
 
