@@ -8,8 +8,9 @@ concurrency 1 (p50/p99 latency) and 32 (throughput, p50/p99). The plain FastAPI 
 same work per request as the platform's replica (token check, JSON, validation against the
 signature, forward pass, JSON reply with a request id) with as many uvicorn workers as the
 deployment has replicas; MLflow serves the same weights (``--env-manager local``, same worker
-count). The platform runs in its own local Ray cluster started with ``SERVE_HEAD_ENV`` (the
-fast ingress), deployed with ``DeploymentSpec()`` defaults and prediction logging on.
+count). The platform is started as ``dlp up`` starts it (its own Ray head with Serve's HAProxy
+ingress on loopback), and the model deployed with ``DeploymentSpec()`` defaults and prediction
+logging on.
 
 Needs ``wrk`` (Debian: ``apt-get install wrk``). Prints a Markdown table and writes
 ``benchmarks/results/serve_bench.json``.
@@ -309,56 +310,28 @@ def mlflow_server(module: Any, tmp: Path, workers: int, seconds: float) -> dict[
 
 
 def platform_deployment(tmp: Path, model_dir: Path, seconds: float, body: str) -> dict[str, Any]:
-    """A fresh local Ray cluster started with SERVE_HEAD_ENV; the model deployed with defaults."""
-    from dlplatform.serve import SERVE_HEAD_ENV
-
-    os.environ.update(SERVE_HEAD_ENV)  # before Ray starts: the head's env is what counts
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-    from ray import serve
-
+    """A platform started as ``dlp up`` starts it (its own Ray head, the fast ingress, the
+    gateway); the model registered and deployed with ``DeploymentSpec()`` defaults."""
+    for key in [k for k in os.environ if k.startswith(("RAY_", "DLP_"))]:
+        del os.environ[key]  # exactly the `dlp up` defaults
+    from dlplatform import runtime
     from dlplatform import serve as serving
-    from dlplatform.access import SYSTEM, bootstrap_admin
+    from dlplatform.access import SYSTEM
     from dlplatform.config import load_settings
-    from dlplatform.context import Backend
     from dlplatform.metadata import Run
-    from dlplatform.metadata.actor import connect_store
-    from dlplatform.metadata.artifacts import ArtifactStore
     from dlplatform.metadata.records import utcnow
     from dlplatform.serve import DeploymentSpec
     from dlplatform.train import ModelSignature
     from dlplatform.train.registry import register_version
 
-    for attempt in range(8):  # a busy machine can time out Ray's start; a retry usually works
-        try:
-            ray.init(
-                address="local",
-                num_cpus=4,
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level="WARNING",
-                _temp_dir=str(tmp / "ray"),
-            )
-            break
-        except Exception as exc:
-            if "timed out during startup" not in str(exc) or attempt == 7:
-                raise
-            ray.shutdown()
+    port = _free_port()
+    settings = load_settings(home=tmp / "home", port=port)
+    info = runtime.up(settings, progress=lambda msg: print(f"  {msg}", file=sys.stderr))
     try:
-        port = _free_port()
-        serve.start(
-            http_options={"host": "127.0.0.1", "port": port},
-            logging_config={"enable_access_log": False, "log_level": "WARNING"},
-        )
-        settings = load_settings(home=tmp / "home", namespace="bench")
-        store = connect_store(settings)
-        backend = Backend(
-            store=store, artifacts=ArtifactStore.from_settings(settings), settings=settings
-        )
-        token = bootstrap_admin(store)
+        backend = runtime.attach(settings, start=False)
+        token = Path(info.token_file).read_text().strip()
         meta = json.loads((model_dir / "model.json").read_text())
-        run = store.create_run(Run(id="r-bench", owner="admin", created_at=utcnow()))
+        run = backend.store.create_run(Run(id="r-bench", owner="admin", created_at=utcnow()))
         register_version(
             backend,
             run=run,
@@ -384,7 +357,7 @@ def platform_deployment(tmp: Path, model_dir: Path, seconds: float, body: str) -
         print(f"  platform prediction log: {log}", file=sys.stderr)
         return result
     finally:
-        ray.shutdown()  # takes Serve down with the cluster
+        runtime.down(settings)
 
 
 def main() -> None:

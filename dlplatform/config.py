@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     metric_flush_interval_s: float = Field(
         default=1.0, gt=0, le=60, description="How often buffered metrics are flushed."
     )
+    fast_ingress: bool = Field(
+        default=True,
+        description="A head started by `dlp up` runs Serve's HAProxy ingress (on loopback, "
+        "per home); false keeps Serve's default HTTP proxy.",
+    )
 
     @field_validator("artifact_root")
     @classmethod

@@ -326,13 +326,25 @@ def _start_head_retrying(settings: Settings, progress: Progress | None) -> Clust
     raise AssertionError("unreachable")
 
 
+def _ingress_env(settings: Settings, ports: dict[str, int]) -> dict[str, str]:
+    """Serve's fast ingress for this head (``serve._ingress``), unless the settings turn it off."""
+    from dlplatform.serve._ingress import fast_ingress_env, ingress_dir
+
+    if not settings.fast_ingress:
+        return {}
+    directory = ingress_dir(settings.home)
+    _make_private_dir(directory)
+    return fast_ingress_env(directory, ports["haproxy_stats"], ports["haproxy_metrics"])
+
+
 def _start_head(settings: Settings, progress: Progress | None) -> ClusterRecord:
     temp_dir = _temp_dir(settings)
     _make_private_dir(temp_dir)
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     names = ["gcs", "dashboard", "client", "node_manager", "object_manager", "agent_listen",
-             "agent_grpc", "runtime_env_agent", "metrics_export"]  # fmt: skip
+             "agent_grpc", "runtime_env_agent", "metrics_export", "haproxy_stats",
+             "haproxy_metrics"]  # fmt: skip
     ports = dict(zip(names, _free_ports(len(names)), strict=True))
     low, high = _worker_port_range(set(ports.values()) | {settings.port})
     ports["min_worker"], ports["max_worker"] = low, high
@@ -340,6 +352,9 @@ def _start_head(settings: Settings, progress: Progress | None) -> ClusterRecord:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
     for key, value in HEAD_ENV_DEFAULTS.items():
         env.setdefault(key, value)
+    env.update(_ingress_env(settings, ports))
+    if progress and settings.fast_ingress and "RAY_SERVE_ENABLE_HA_PROXY" not in env:
+        progress("no HAProxy binary found: Serve keeps its default (slower) HTTP proxy")
     token_path: Path | None = None
     if token_auth:
         token_path = _ray_token(settings)

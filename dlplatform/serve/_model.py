@@ -39,6 +39,8 @@ def _type_name(value: Any) -> str:
 def _is_number(value: Any, dtype: str) -> bool:
     if isinstance(value, bool):
         return dtype == "bool"
+    if isinstance(value, int):  # any size: the float32 range is checked on the array
+        return True
     return isinstance(value, _NUMBER) and math.isfinite(value)
 
 
@@ -92,6 +94,17 @@ class ServedModel:
         return inputs
 
     def _numeric_row(self, i: int, row: Any) -> list[Any]:
+        # The common case, checked in one pass: a list of plain numbers of the right length
+        # (bool is not int's type). Finiteness is checked on the encoded array.
+        if (
+            type(row) is list
+            and len(row) == len(self.features)
+            and all(type(v) is float or type(v) is int for v in row)
+        ):
+            return row
+        return self._checked_numeric_row(i, row)
+
+    def _checked_numeric_row(self, i: int, row: Any) -> list[Any]:
         k = len(self.features)
         if isinstance(row, dict):
             missing = [f for f in self.features if f not in row]
@@ -159,7 +172,17 @@ class ServedModel:
             return encode_columns({self.features[0]: texts}, self.signature, self.params)
         check = self._image_row if self.list_column else self._numeric_row
         checked = [check(i, r) for i, r in enumerate(rows)]
-        return np.asarray(checked, dtype=np.float32).reshape((-1, *self.shape))
+        try:
+            with np.errstate(over="ignore"):
+                x: np.ndarray | None = np.asarray(checked, dtype=np.float32)
+        except OverflowError:  # an integer too large for any float
+            x = None
+        if x is None or not np.isfinite(x).all():
+            slow = self._image_row if self.list_column else self._checked_numeric_row
+            for i, r in enumerate(rows):
+                slow(i, r)  # raises for a NaN or Infinity, naming its row and feature
+            raise InvalidInput("a value is beyond the float32 range of the model (±3.4e38)")
+        return x.reshape((-1, *self.shape))
 
     # --- prediction ---------------------------------------------------------------------------
 

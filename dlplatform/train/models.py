@@ -286,8 +286,9 @@ def input_dtype(signature: ModelSignature) -> torch.dtype:
 
 def predict(module: nn.Module, signature: ModelSignature, x: np.ndarray) -> list[Any]:
     """Outputs for encoded inputs: class values (classification) or numbers (regression)."""
-    module.eval()
-    with torch.no_grad():
+    if module.training:  # (a call per request: .eval() walks every submodule)
+        module.eval()
+    with torch.inference_mode():
         out = module(torch.as_tensor(x, dtype=input_dtype(signature)))
     if signature.task == "regression":
         return [float(v) for v in out.reshape(-1).tolist()]

