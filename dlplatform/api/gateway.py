@@ -14,6 +14,7 @@ from ray.serve import Application
 
 from dlplatform.config import Settings
 from dlplatform.context import Backend
+from dlplatform.serve._ingress import bind_replica_grpc_to_node_ip
 
 GATEWAY_APP = "dlp-gateway"
 QUIET_LOGGING: dict[str, Any] = {"enable_access_log": False, "log_level": "WARNING"}
@@ -30,6 +31,7 @@ class Gateway:
     """One replica of the HTTP gateway."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
+        bind_replica_grpc_to_node_ip()  # Serve starts the replica's gRPC server after __init__
         self._settings = Settings(**settings)
 
     def __serve_build_asgi_app__(self) -> Any:

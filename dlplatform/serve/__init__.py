@@ -7,8 +7,9 @@
 ``dlp predict``, ``dlp batch-predict``, ``/api/v1/deployments`` and ``p.serving`` in the SDK.
 
 ``SERVE_HEAD_ENV`` is the environment the Ray head must be started with for Serve's fast
-ingress (see its docstring); ``restore_deployments(backend)`` redeploys what the metadata records
-after a restart.
+ingress (see its docstring; ``dlp up`` uses it, kept on loopback and per home by
+``serve._ingress``); ``restore_deployments(backend)`` redeploys what the metadata records after a
+restart.
 """
 
 from dlplatform.serve.batch import batch_predict

@@ -83,3 +83,34 @@ def fast_ingress_env(directory: Path, stats_port: int, metrics_port: int) -> dic
         "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
     }
+
+
+def bind_replica_grpc_to_node_ip() -> None:
+    """Make this process's Serve replica open its inter-deployment gRPC server on the node's
+    address instead of every interface.
+
+    Ray 2.60 binds that server to ``[::]:0`` in every replica (the gateway's and each model's),
+    while callers reach it at ``<node ip>:<port>``; on a machine with an outward interface any
+    host could then call the replica directly, past the gateway's tokens. Called when a
+    platform deployment module is imported, which Serve does before it starts that server.
+    Leaves Ray alone when its internals look different.
+    """
+    try:
+        from ray.serve._private import replica
+    except ImportError:
+        return
+    original = getattr(replica, "add_port_to_grpc_server", None)
+    if original is None or getattr(original, "_dlp_node_ip", False):
+        return
+
+    def add_port(server: object, address: str) -> int:
+        if address.startswith("[::]:"):
+            import ray.util
+
+            ip = ray.util.get_node_ip_address()
+            host = f"[{ip}]" if ":" in ip else ip
+            address = f"{host}:{address[len('[::]:') :]}"
+        return int(original(server, address))
+
+    add_port._dlp_node_ip = True  # type: ignore[attr-defined]
+    replica.add_port_to_grpc_server = add_port

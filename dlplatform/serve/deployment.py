@@ -44,6 +44,7 @@ from dlplatform.errors import (
     TooLarge,
     Unauthenticated,
 )
+from dlplatform.serve._ingress import bind_replica_grpc_to_node_ip
 from dlplatform.serve._metrics import RequestMetrics
 from dlplatform.serve._model import ServedModel, load_served_model
 from dlplatform.serve._predlog import PredictionLog, RawJSON, raw_inputs
@@ -182,6 +183,7 @@ class ReplicaBase:
     """What a dedicated and a shared model replica have in common: auth, logging, metrics."""
 
     def _setup_common(self, settings: dict[str, Any], spec: DeploymentSpec) -> None:
+        bind_replica_grpc_to_node_ip()  # Serve starts the replica's gRPC server after __init__
         self._backend = _backend(settings)
         self._store = self._backend.store
         self._spec = spec

@@ -36,6 +36,8 @@ core of parsing, so they are off: the platform exports its own request metrics
 replica. The draining period is shortened from 30 s so a rollout or undeploy frees its replicas
 quickly. These variables only work in the environment of the process that starts Ray (the head);
 set ``http_options`` hosts to loopback explicitly (HAProxy mode binds all interfaces otherwise).
+``dlp up`` starts its head with them, plus per-home HAProxy paths, ports and loopback binds
+(``serve._ingress.fast_ingress_env``); ``DLP_FAST_INGRESS=false`` turns them off.
 """
 
 APP_PREFIX = "model-"

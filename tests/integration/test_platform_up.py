@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -45,6 +46,52 @@ def _session_members(session_id: int) -> list[int]:
             if int(fields[3]) == session_id:
                 members.append(int(entry.name))
     return members
+
+
+def _tcp_listeners() -> dict[int, tuple[str, int]]:
+    """Socket inode → (address, port) of every listening TCP socket on the machine."""
+    out: dict[int, tuple[str, int]] = {}
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A":  # LISTEN
+                continue
+            hex_addr, hex_port = fields[1].split(":")
+            raw = bytes.fromhex(hex_addr)
+            if width == 8:
+                addr = socket.inet_ntop(socket.AF_INET, raw[::-1])
+            else:  # four little-endian 32-bit words
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+                addr = socket.inet_ntop(socket.AF_INET6, words)
+            out[int(fields[9])] = (addr, int(hex_port, 16))
+    return out
+
+
+def _listening(pids: list[int]) -> dict[int, list[tuple[str, int]]]:
+    """pid → the TCP addresses it listens on."""
+    listeners = _tcp_listeners()
+    found: dict[int, list[tuple[str, int]]] = {}
+    for pid in pids:
+        try:
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue
+        inodes = [int(link[8:-1]) for link in links if link.startswith("socket:[")]
+        found[pid] = [listeners[i] for i in inodes if i in listeners]
+    return found
+
+
+def _loopback(addr: str) -> bool:
+    ip = ipaddress.ip_address(addr)
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 @pytest.fixture
@@ -90,6 +137,19 @@ def test_up_status_users_down(home: Path) -> None:
     me = httpx.get(f"{api}/whoami", headers={"Authorization": f"Bearer {token}"}, timeout=30)
     assert me.status_code == 200 and me.json()["name"] == "admin"
     assert httpx.get(f"{api}/whoami", timeout=30).status_code == 401
+
+    # Serve's HAProxy ingress answers on the API port, from this home's private directory,
+    # and nothing the head started listens beyond loopback (HAProxy's stats and Prometheus
+    # listeners and the replicas' gRPC servers default to every interface in Ray 2.60).
+    members = _session_members(cluster["session_id"])
+    listening = _listening(members)
+    haproxy = [pid for pid in members if "haproxy" in _cmdline(pid).split(" ")[0]]
+    assert haproxy, "no HAProxy in the head's session"
+    assert all("/tmp/dlp-hap-" in _cmdline(pid) for pid in haproxy)
+    assert ("127.0.0.1", port) in [a for pid in haproxy for a in listening[pid]]
+    exposed = {(pid, _cmdline(pid)[:60], addr) for pid, addrs in listening.items()
+               for addr, _ in addrs if not _loopback(addr)}  # fmt: skip
+    assert not exposed, exposed
 
     status = _dlp("status", "--home", str(home), "--json")
     assert status.returncode == 0, status.stderr[-3000:]
