@@ -91,9 +91,9 @@ def bind_replica_grpc_to_node_ip() -> None:
 
     Ray 2.60 binds that server to ``[::]:0`` in every replica (the gateway's and each model's),
     while callers reach it at ``<node ip>:<port>``; on a machine with an outward interface any
-    host could then call the replica directly, past the gateway's tokens. Called when a
-    platform deployment module is imported, which Serve does before it starts that server.
-    Leaves Ray alone when its internals look different.
+    host could then call the replica directly, past the gateway's tokens. Called from the
+    platform's replica constructors: Serve starts that server after ``__init__``. Leaves Ray
+    alone when its internals look different.
     """
     try:
         from ray.serve._private import replica

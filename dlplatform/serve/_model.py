@@ -41,7 +41,7 @@ def _is_number(value: Any, dtype: str) -> bool:
         return dtype == "bool"
     if isinstance(value, int):  # any size: the float32 range is checked on the array
         return True
-    return isinstance(value, _NUMBER) and math.isfinite(value)
+    return isinstance(value, float) and math.isfinite(value)
 
 
 @dataclass

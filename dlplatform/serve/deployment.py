@@ -248,13 +248,9 @@ class ReplicaBase:
                     media_type=_JSON,
                     headers={"allow": "POST"},
                 )
-            self._in_flight += 1
-            try:
-                await self._authorize(request, f"deployment:{deployment}", spec.allow_anonymous)
-                inputs, raw = await read_inputs(request, self._max_bytes)
-                outputs = await self._infer_one(served, served.encode(inputs))
-            finally:
-                self._in_flight -= 1
+            await self._authorize(request, f"deployment:{deployment}", spec.allow_anonymous)
+            inputs, raw = await read_inputs(request, self._max_bytes)
+            outputs = await self._infer_one(served, served.encode(inputs))
         except DLPlatformError as exc:
             metrics.error(served.model, served.version, exc.code)
             return error_response(exc, request_id)
@@ -284,11 +280,7 @@ class ReplicaBase:
         self._start_publisher()
         metrics = self._metrics_for(deployment)
         try:
-            self._in_flight += 1
-            try:
-                outputs = await self._infer_one(served, served.encode(inputs))
-            finally:
-                self._in_flight -= 1
+            outputs = await self._infer_one(served, served.encode(inputs))
         except DLPlatformError as exc:
             metrics.error(served.model, served.version, exc.code)
             return ("err", exc.code, exc.message)
@@ -313,10 +305,14 @@ class ReplicaBase:
         One turn of the event loop first: requests that arrived together each run up to here
         (their handlers never wait for I/O once the body is in), and then see each other.
         """
-        await asyncio.sleep(0)
-        if self._in_flight <= 1:
-            return infer_grouped([(served, x)])[0]
-        return await self._infer((served, x))
+        self._in_flight += 1
+        try:
+            await asyncio.sleep(0)
+            if self._in_flight <= 1:
+                return infer_grouped([(served, x)])[0]
+            return await self._infer((served, x))
+        finally:
+            self._in_flight -= 1
 
     async def _infer(self, item: tuple[ServedModel, np.ndarray]) -> list[Any]:
         raise NotImplementedError

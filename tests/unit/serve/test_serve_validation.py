@@ -234,3 +234,33 @@ def test_latency_histogram_records_a_sample_under_load() -> None:
     assert [v for v, t in latency.calls if t["version"] == "2"] == [7.0]
     m.publish()  # nothing new: nothing recorded again
     assert len(latency.calls) == LATENCY_SAMPLES_PER_PUBLISH + 1
+
+
+def test_a_lone_request_runs_inline_and_concurrent_ones_are_batched() -> None:
+    import asyncio
+
+    from dlplatform.serve.deployment import ReplicaBase
+
+    class Replica(ReplicaBase):
+        def __init__(self) -> None:
+            self._in_flight = 0
+            self.batched: list[int] = []
+
+        async def _infer(self, item: tuple[ServedModel, np.ndarray]) -> list[object]:
+            self.batched.append(len(item[1]))
+            await asyncio.sleep(0)  # like @serve.batch: the caller waits for its batch
+            return infer_grouped([item])[0]
+
+    served = _served()
+    x = served.encode([[1, 2, 3, 1]])
+
+    async def scenario() -> tuple[list[object], list[list[object]], Replica]:
+        replica = Replica()
+        alone = await replica._infer_one(served, x)
+        assert replica.batched == [] and replica._in_flight == 0
+        together = await asyncio.gather(*(replica._infer_one(served, x) for _ in range(3)))
+        return alone, together, replica
+
+    alone, together, replica = asyncio.run(scenario())
+    assert replica.batched == [1, 1, 1] and replica._in_flight == 0
+    assert together == [alone] * 3
