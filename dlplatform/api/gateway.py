@@ -14,7 +14,7 @@ from ray.serve import Application
 
 from dlplatform.config import Settings
 from dlplatform.context import Backend
-from dlplatform.serve._ingress import bind_replica_grpc_to_node_ip
+from dlplatform.serve._ingress import prepare_replica_process
 
 GATEWAY_APP = "dlp-gateway"
 QUIET_LOGGING: dict[str, Any] = {"enable_access_log": False, "log_level": "WARNING"}
@@ -31,7 +31,7 @@ class Gateway:
     """One replica of the HTTP gateway."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        bind_replica_grpc_to_node_ip()  # Serve starts the replica's gRPC server after __init__
+        prepare_replica_process()  # before Serve starts the replica's gRPC server
         self._settings = Settings(**settings)
 
     def __serve_build_asgi_app__(self) -> Any:

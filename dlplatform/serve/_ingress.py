@@ -7,7 +7,8 @@ socket) and fixed ports (stats 8404, Prometheus 9101) that it binds on every int
 head gets its own private directory and free ports, and Serve starts HAProxy through a small
 wrapper that rewrites the config's ``bind *:PORT`` / ``bind :PORT`` lines to loopback before it
 runs the real binary; Serve regenerates the config and starts a new HAProxy on every reload, and
-every start goes through the wrapper.
+every start goes through the wrapper. The wrapper also trims per-request work from the config
+(``_WRAPPER`` says what and why).
 """
 
 from __future__ import annotations
@@ -22,9 +23,15 @@ from dlplatform.serve.spec import SERVE_HEAD_ENV
 
 WRAPPER_NAME = "haproxy-loopback"
 _WRAPPER = """#!/bin/sh
-# Written by dlplatform. Ray Serve starts HAProxy as `haproxy -db -f CONFIG ...`; its config
-# binds the stats and Prometheus listeners on every interface. Move every wildcard bind of the
-# config to loopback, then run the real binary with the same arguments.
+# Written by dlplatform. Ray Serve starts HAProxy as `haproxy -db -f CONFIG ...`. Before the
+# real binary runs with the same arguments, the config is edited in place:
+# - every wildcard bind (stats and Prometheus listeners) moves to loopback;
+# - no access log: Serve sends one syslog datagram per request to 127.0.0.1:514, where nothing
+#   listens (the platform logs predictions itself);
+# - no splice: for small JSON bodies the kernel pipes cost more syscalls than they save;
+# - model backends tell the replica not to watch for client disconnects
+#   (x-request-disconnect-disabled), so Serve awaits the handler directly instead of racing it
+#   against a receive task; a prediction is short and bounded by the row limit.
 cfg=""
 prev=""
 for arg in "$@"; do
@@ -32,7 +39,13 @@ for arg in "$@"; do
   prev="$arg"
 done
 if [ -n "$cfg" ]; then
-  sed -i -E 's/^([[:space:]]*bind[[:space:]]+)(\\*|0\\.0\\.0\\.0)?:/\\1127.0.0.1:/' "$cfg" || exit 1
+  sed -i -E \\
+    -e 's/^([[:space:]]*bind[[:space:]]+)(\\*|0\\.0\\.0\\.0)?:/\\1127.0.0.1:/' \\
+    -e 's/^([[:space:]]*)log global$/\\1no log/' \\
+    -e '/^[[:space:]]*option (httplog|splice-request|splice-response)$/d' \\
+    -e '/^[[:space:]]*http-request set-header x-request-disconnect-disabled /d' \\
+    -e '/^backend http-(model-|dlp-shared-models$)/a\\    http-request set-header x-request-disconnect-disabled ?1' \\
+    "$cfg" || exit 1
 fi
 exec {binary} "$@"
 """
@@ -58,6 +71,14 @@ def ingress_dir(home: Path) -> Path:
     return Path("/tmp") / f"dlp-hap-{os.getuid()}-{digest}"
 
 
+def write_wrapper(directory: Path, binary: str) -> Path:
+    """The script Serve runs instead of HAProxy: it edits the config, then runs ``binary``."""
+    wrapper = directory / WRAPPER_NAME
+    wrapper.write_text(_WRAPPER.format(binary=shlex.quote(binary)))
+    wrapper.chmod(0o700)
+    return wrapper
+
+
 def fast_ingress_env(directory: Path, stats_port: int, metrics_port: int) -> dict[str, str]:
     """Environment for the process that starts the head: ``SERVE_HEAD_ENV`` with this head's
     own HAProxy paths and ports and the loopback wrapper. Empty when no HAProxy binary exists
@@ -69,9 +90,7 @@ def fast_ingress_env(directory: Path, stats_port: int, metrics_port: int) -> dic
     binary = haproxy_binary()
     if binary is None:
         return {}
-    wrapper = directory / WRAPPER_NAME
-    wrapper.write_text(_WRAPPER.format(binary=shlex.quote(binary)))
-    wrapper.chmod(0o700)
+    wrapper = write_wrapper(directory, binary)
     return {
         **SERVE_HEAD_ENV,
         "RAY_SERVE_HAPROXY_BINARY_PATH": str(wrapper),
@@ -114,3 +133,13 @@ def bind_replica_grpc_to_node_ip() -> None:
 
     add_port._dlp_node_ip = True  # type: ignore[attr-defined]
     replica.add_port_to_grpc_server = add_port
+
+
+def prepare_replica_process() -> None:
+    """What every platform replica (gateway, dedicated, shared) does first in its constructor:
+    its inter-deployment gRPC server on the node's address, and Serve's per-request latency
+    histograms sampled (``_metrics.cap_serve_latency_samples``)."""
+    from dlplatform.serve._metrics import cap_serve_latency_samples
+
+    bind_replica_grpc_to_node_ip()
+    cap_serve_latency_samples()

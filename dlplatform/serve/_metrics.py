@@ -119,3 +119,52 @@ class RequestMetrics:
             "p99_ms": pct(0.99),
             **{f"requests_v{v}": float(n) for (_, v), n in sorted(self.requests.items())},
         }
+
+
+def cap_serve_latency_samples(per_second: int = LATENCY_SAMPLES_PER_PUBLISH) -> None:
+    """Give Serve's own per-request latency histograms of this replica process the same sample
+    cap as the platform's: at most ``per_second`` observations a second per series.
+
+    Ray 2.60's metrics agent turns every histogram observation of every process back into one
+    OpenTelemetry ``record`` call (``record_histogram_aggregated_batch`` loops over each bucket's
+    count). A replica records two per request (processing and ingress latency), so at 3,000
+    requests a second the node's agent spent a third of a core on them, on a machine whose other
+    core the replica needs. Serve's request counters stay exact; only its latency histograms are
+    sampled (uniformly, so their quantiles stay unbiased; their ``_count`` undercounts).
+    Leaves Ray alone when its internals look different.
+    """
+    try:
+        from ray.serve._private.replica import ReplicaMetricsManager
+    except ImportError:
+        return
+    original = getattr(ReplicaMetricsManager, "_report_cached_metrics", None)
+    if original is None or getattr(original, "_dlp_capped", False):
+        return
+
+    def report(self: Any) -> None:
+        interval_s = float(getattr(self, "_cached_metrics_interval_s", 0) or 0)
+        limit = max(1, round(per_second * interval_s))
+        for pending in _latency_buffers(self):
+            if len(pending) > limit:
+                kept = random.sample(list(pending), limit)
+                pending.clear()
+                pending.extend(kept)
+        original(self)
+
+    report._dlp_capped = True  # type: ignore[attr-defined]
+    ReplicaMetricsManager._report_cached_metrics = report
+
+
+def _latency_buffers(manager: Any) -> list[Any]:
+    """The manager's pending latency samples: ``{route: deque}`` and, per protocol,
+    ``{tags: list}``."""
+    found: list[Any] = []
+    per_route = getattr(manager, "_cached_latencies", None)
+    if isinstance(per_route, dict):
+        found.extend(per_route.values())
+    per_protocol = getattr(manager, "_cached_ingress_processing_latencies", None)
+    if isinstance(per_protocol, dict):
+        for per_tags in per_protocol.values():
+            if isinstance(per_tags, dict):
+                found.extend(per_tags.values())
+    return [buf for buf in found if isinstance(buf, (list, deque))]

@@ -144,11 +144,29 @@ def raw_inputs(body: bytes, payload: dict[str, Any]) -> RawJSON | None:
         return None
 
 
+class RequestInputs:
+    """A request's ``inputs`` as the log keeps them: the body and its parsed payload. Their JSON
+    text is made when the log is flushed, on its thread (``raw_inputs``, else encoded again),
+    not on the request path."""
+
+    __slots__ = ("body", "payload")
+
+    def __init__(self, body: bytes, payload: dict[str, Any]) -> None:
+        self.body = body
+        self.payload = payload
+
+    def json(self) -> str:
+        raw = raw_inputs(self.body, self.payload)
+        return str(raw) if raw is not None else _dump(self.payload["inputs"])
+
+
 def _dump(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, RawJSON):
         return str(value)
+    if isinstance(value, RequestInputs):
+        return value.json()
     return json.dumps(value, separators=(",", ":"), default=str)
 
 

@@ -18,7 +18,6 @@ import json
 import random
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from starlette.responses import Response
 
 from dlplatform.errors import DLPlatformError, NotFound, error_for_code
 from dlplatform.serve._model import ServedModel, load_served_model
-from dlplatform.serve.deployment import ReplicaBase, error_response, infer_grouped, served_dtype
+from dlplatform.serve.deployment import ReplicaBase, error_response, new_request_id, served_dtype
 from dlplatform.serve.spec import QUIET_LOGGING, ROUTE_PREFIX, DeploymentSpec
 
 RECORD_TTL_S = 2.0
@@ -73,6 +72,7 @@ class _LocalCache:
     graceful_shutdown_timeout_s=10,
     logging_config=QUIET_LOGGING,
 )
+@serve.ingress()
 class SharedModelServer(ReplicaBase):
     """One replica of the multiplexed app: any shared deployment, loaded on demand (LRU)."""
 
@@ -83,8 +83,6 @@ class SharedModelServer(ReplicaBase):
         self._records: dict[str, tuple[float, Any]] = {}
         self._cache = _LocalCache(self._backend)
         self.loads = 0
-        self._infer.set_max_batch_size(spec.max_batch_size)
-        self._infer.set_batch_wait_timeout_s(spec.batch_wait_timeout_s)
 
     # --- which model: deployment records, cached ------------------------------------------------
 
@@ -145,10 +143,6 @@ class SharedModelServer(ReplicaBase):
 
     # --- requests ---------------------------------------------------------------------------
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
-    async def _infer(self, items: list[tuple[ServedModel, np.ndarray]]) -> list[list[Any]]:
-        return infer_grouped(items)
-
     @staticmethod
     def _name_of(request: Request) -> str:
         path = request.scope.get("path", "")
@@ -159,9 +153,9 @@ class SharedModelServer(ReplicaBase):
             path = path[len(ROUTE_PREFIX) :]
         return path.strip("/")
 
-    async def __call__(self, request: Request) -> Response:
+    async def _handle(self, request: Request) -> Response:
         start = time.perf_counter()
-        request_id = uuid.uuid4().hex
+        request_id = new_request_id()
         self._start_publisher()
         name = self._name_of(request)
         try:

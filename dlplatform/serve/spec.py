@@ -5,8 +5,8 @@ it is stored as the deployment record's ``config_json`` so a restart redeploys t
 The defaults are the fastest configuration measured on a 2-core machine (``benchmarks/
 serve_bench.py``, RAY_NOTES §9): one replica (a second has no free core: the HTTP proxy takes the
 other), ``max_ongoing_requests=64`` (Serve's default of 5 queues requests at the proxy),
-``@serve.batch`` with a zero wait (batches still form under load, and a quiet request never
-waits).
+dynamic batching with a zero wait (``serve._batching``: batches still form under load, and a
+quiet request never waits).
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ class DeploymentSpec(BaseModel, frozen=True, extra="forbid"):
         if self.max_ongoing_requests < self.max_batch_size:
             raise ValueError(
                 f"max_ongoing_requests ({self.max_ongoing_requests}) must be at least "
-                f"max_batch_size ({self.max_batch_size}): Serve caps batches at it"
+                f"max_batch_size ({self.max_batch_size}): a batch of one-row requests never "
+                "holds more requests than are in flight"
             )
         return self
 

@@ -239,17 +239,18 @@ def test_latency_histogram_records_a_sample_under_load() -> None:
 def test_a_lone_request_runs_inline_and_concurrent_ones_are_batched() -> None:
     import asyncio
 
+    from dlplatform.serve._batching import MicroBatcher
     from dlplatform.serve.deployment import ReplicaBase
 
     class Replica(ReplicaBase):
         def __init__(self) -> None:
             self._in_flight = 0
             self.batched: list[int] = []
+            self._batcher = MicroBatcher(self._run, max_batch_size=32, wait_timeout_s=0.0)
 
-        async def _infer(self, item: tuple[ServedModel, np.ndarray]) -> list[object]:
-            self.batched.append(len(item[1]))
-            await asyncio.sleep(0)  # like @serve.batch: the caller waits for its batch
-            return infer_grouped([item])[0]
+        def _run(self, items: list[tuple[ServedModel, np.ndarray]]) -> list[list[object]]:
+            self.batched.append(len(items))
+            return infer_grouped(items)
 
     served = _served()
     x = served.encode([[1, 2, 3, 1]])
@@ -262,5 +263,5 @@ def test_a_lone_request_runs_inline_and_concurrent_ones_are_batched() -> None:
         return alone, together, replica
 
     alone, together, replica = asyncio.run(scenario())
-    assert replica.batched == [1, 1, 1] and replica._in_flight == 0
+    assert replica.batched == [3] and replica._in_flight == 0  # one forward pass for all three
     assert together == [alone] * 3
