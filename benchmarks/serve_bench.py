@@ -1,7 +1,7 @@
 """Online inference, side by side: in-process call, plain FastAPI, MLflow ``models serve``, and the
 platform's default deployment on Ray Serve, all driven by ``wrk`` on loopback.
 
-    python benchmarks/serve_bench.py [--duration 10] [--skip-mlflow]
+    python benchmarks/serve_bench.py [--duration 10] [--rounds 3] [--skip-mlflow]
 
 One row per JSON request (a built-in MLP over 64 features, 10 classes), bearer token on. At
 concurrency 1 (p50/p99 latency) and 32 (throughput, p50/p99). The plain FastAPI server does the
@@ -10,7 +10,9 @@ signature, forward pass, JSON reply with a request id) with as many uvicorn work
 deployment has replicas; MLflow serves the same weights (``--env-manager local``, same worker
 count). The platform is started as ``dlp up`` starts it (its own Ray head with Serve's HAProxy
 ingress on loopback), and the model deployed with ``DeploymentSpec()`` defaults and prediction
-logging on.
+logging on. The platform and the FastAPI server run side by side and are measured in
+alternating rounds (each figure is the median over the rounds): on a shared 2-core VM the speed
+drifts by ±20% within a minute, and back-to-back blocks would measure the drift.
 
 Needs ``wrk`` (Debian: ``apt-get install wrk``). Prints a Markdown table and writes
 ``benchmarks/results/serve_bench.json``.
@@ -19,17 +21,20 @@ Needs ``wrk`` (Debian: ``apt-get install wrk``). Prints a Markdown table and wri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -193,13 +198,45 @@ def wrk(
 def measure(name: str, url: str, body: str, token: str | None, seconds: float) -> dict[str, Any]:
     c1 = wrk(url, 1, seconds, body, token)
     c32 = wrk(url, 32, seconds, body, token)
+    _report(name, {"c1": c1, "c32": c32})
+    return {"c1": c1, "c32": c32}
+
+
+def _report(name: str, m: dict[str, Any]) -> None:
+    c1, c32 = m["c1"], m["c32"]
+    bad = int(c1["non_2xx"] + c32["non_2xx"])
     print(
-        f"  {name}: c1 p50 {c1['p50_ms']:.2f} ms p99 {c1['p99_ms']:.2f} ms | c32 "
+        f"  {name}: c1 p50 {c1['p50_ms']:.3f} ms p99 {c1['p99_ms']:.2f} ms | c32 "
         f"{c32['rps']:.0f} req/s p50 {c32['p50_ms']:.2f} ms p99 {c32['p99_ms']:.2f} ms"
-        f"{' | non-2xx: ' + str(int(c1['non_2xx'] + c32['non_2xx'])) if c1['non_2xx'] + c32['non_2xx'] else ''}",
+        f"{' | non-2xx: ' + str(bad) if bad else ''}",
         file=sys.stderr,
     )
-    return {"c1": c1, "c32": c32}
+
+
+def interleaved(
+    targets: dict[str, tuple[str, str | None]], body: str, rounds: int, seconds: float
+) -> dict[str, dict[str, Any]]:
+    """Each target measured ``rounds`` times, alternating with the others at each concurrency,
+    so a drift of the machine's speed (±20% within a minute on a shared VM) falls on all of
+    them alike. Each figure is the median over the rounds; error counts are summed."""
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {
+        name: {"c1": [], "c32": []} for name in targets
+    }
+    for r in range(rounds):
+        for level, concurrency in (("c1", 1), ("c32", 32)):
+            for name, (url, token) in targets.items():
+                runs[name][level].append(wrk(url, concurrency, seconds, body, token))
+        for name in targets:
+            _report(f"{name}, round {r + 1}", {k: v[-1] for k, v in runs[name].items()})
+    out: dict[str, dict[str, Any]] = {}
+    for name, levels in runs.items():
+        out[name] = {}
+        for level, samples in levels.items():
+            merged = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
+            merged["non_2xx"] = sum(s["non_2xx"] for s in samples)
+            out[name][level] = merged
+        _report(f"{name}, median of {rounds}", out[name])
+    return out
 
 
 # --- servers ---------------------------------------------------------------------------------
@@ -213,7 +250,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def fastapi_server(model_dir: Path, workers: int, seconds: float, body: str) -> dict[str, Any]:
+@contextlib.contextmanager
+def fastapi_server(model_dir: Path, workers: int) -> Iterator[tuple[str, str]]:
+    """A running plain FastAPI + uvicorn server of the model: yields (url, token)."""
     port = _free_port()
     env = {
         **os.environ,
@@ -243,9 +282,7 @@ def fastapi_server(model_dir: Path, workers: int, seconds: float, body: str) -> 
     )
     try:
         _wait_http(f"http://127.0.0.1:{port}/docs")
-        return measure(
-            f"FastAPI ({workers} worker)", f"http://127.0.0.1:{port}/predict", body, TOKEN, seconds
-        )
+        yield f"http://127.0.0.1:{port}/predict", TOKEN
     finally:
         _stop(proc)
 
@@ -309,7 +346,8 @@ def mlflow_server(module: Any, tmp: Path, workers: int, seconds: float) -> dict[
         _stop(proc)
 
 
-def platform_deployment(tmp: Path, model_dir: Path, seconds: float, body: str) -> dict[str, Any]:
+@contextlib.contextmanager
+def platform_deployment(tmp: Path, model_dir: Path) -> Iterator[tuple[str, str]]:
     """A platform started as ``dlp up`` starts it (its own Ray head, the fast ingress, the
     gateway); the model registered and deployed with ``DeploymentSpec()`` defaults."""
     for key in [k for k in os.environ if k.startswith(("RAY_", "DLP_"))]:
@@ -348,14 +386,11 @@ def platform_deployment(tmp: Path, model_dir: Path, seconds: float, body: str) -
         )
         spec = DeploymentSpec()
         serving.deploy(backend, SYSTEM, "bench-mlp", spec)
-        url = f"http://127.0.0.1:{port}/models/bench-mlp"
-        result = measure(f"platform ({spec.max_replicas} replica)", url, body, token, seconds)
+        yield f"http://127.0.0.1:{port}/models/bench-mlp", token
         from dlplatform.serve.service import call_app
 
         log = call_app("model-bench-mlp", "flush_log")
-        result["logged_predictions"] = log
         print(f"  platform prediction log: {log}", file=sys.stderr)
-        return result
     finally:
         runtime.down(settings)
 
@@ -363,6 +398,9 @@ def platform_deployment(tmp: Path, model_dir: Path, seconds: float, body: str) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10, help="seconds per measured run")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds of platform and FastAPI"
+    )
     parser.add_argument("--skip-mlflow", action="store_true")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -378,14 +416,23 @@ def main() -> None:
         print("measuring (wrk -t1, loopback) ...", file=sys.stderr)
         floor = in_process(module, signature, min(args.duration, 5))
         print(f"  in-process: p50 {floor['p50_ms']:.3f} ms", file=sys.stderr)
-        fast = fastapi_server(model_dir, workers, args.duration, body)
         mlf = None
         if not args.skip_mlflow:
             try:
                 mlf = mlflow_server(module, tmp, workers, args.duration)
             except Exception as exc:  # report the rest; MLflow is a baseline, not the subject
                 print(f"  MLflow baseline failed: {exc}", file=sys.stderr)
-        plat = platform_deployment(tmp, model_dir, args.duration, body)
+        with (
+            fastapi_server(model_dir, workers) as fastapi,
+            platform_deployment(tmp, model_dir) as platform,
+        ):
+            got = interleaved(
+                {f"FastAPI ({workers} worker)": fastapi, "platform": platform},
+                body,
+                args.rounds,
+                args.duration,
+            )
+        fast, plat = got[f"FastAPI ({workers} worker)"], got["platform"]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
