@@ -1,6 +1,6 @@
 """Run every component benchmark, then write one table of every figure beside its baseline.
 
-    python benchmarks/run_all.py [--only metadata,dataset,...] [--skip serve]
+    python benchmarks/run_all.py [--only metadata,dataset,...] [--skip serve] [--no-run]
 
 Each ``*_bench.py`` script writes ``results/<script>.json`` (see ``_results.py``); this script runs
 them one after another (never in parallel: they would measure each other) and collects
@@ -26,10 +26,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(SCRIPTS))
     parser.add_argument("--skip", default="")
+    parser.add_argument(
+        "--no-run",
+        action="store_true",
+        help="run nothing: rebuild all.md/all.json from what each script last wrote",
+    )
     args = parser.parse_args()
     chosen = [s for s in args.only.split(",") if s and s not in args.skip.split(",")]
     status: dict[str, str] = {}
-    for name in chosen:
+    for name in [] if args.no_run else chosen:
         script = HERE / f"{name}_bench.py"
         started = time.monotonic()
         print(f"== {script.name}", flush=True)

@@ -1,7 +1,7 @@
 """Online inference, side by side: in-process call, plain FastAPI, MLflow ``models serve``, and the
 platform's default deployment on Ray Serve, all driven by ``wrk`` on loopback.
 
-    python benchmarks/serve_bench.py [--duration 10] [--rounds 3] [--skip-mlflow]
+    python benchmarks/serve_bench.py [--duration 6] [--rounds 5] [--skip-mlflow]
 
 One row per JSON request (a built-in MLP over 64 features, 10 classes), bearer token on. At
 concurrency 1 (p50/p99 latency) and 32 (throughput, p50/p99). The plain FastAPI server does the
@@ -11,7 +11,7 @@ deployment has replicas; MLflow serves the same weights (``--env-manager local``
 count). The platform is started as ``dlp up`` starts it (its own Ray head with Serve's HAProxy
 ingress on loopback), and the model deployed with ``DeploymentSpec()`` defaults and prediction
 logging on. The platform and the FastAPI server run side by side and are measured in
-alternating rounds (each figure is the median over the rounds): on a shared 2-core VM the speed
+alternating rounds, MLflow too (each figure is the median over the rounds): on a shared 2-core VM the speed
 drifts by ±20% within a minute, and back-to-back blocks would measure the drift.
 
 Needs ``wrk`` (Debian: ``apt-get install wrk``). Prints a Markdown table and writes
@@ -287,14 +287,17 @@ def fastapi_server(model_dir: Path, workers: int) -> Iterator[tuple[str, str]]:
         _stop(proc)
 
 
-def mlflow_server(module: Any, tmp: Path, workers: int, seconds: float) -> dict[str, Any] | None:
+@contextlib.contextmanager
+def mlflow_server(module: Any, tmp: Path, workers: int) -> Iterator[tuple[str, None] | None]:
+    """MLflow's ``models serve`` of the same weights: yields (url, None), or None without MLflow."""
     try:
         import mlflow.pytorch
         import numpy as np
         from mlflow.models import infer_signature
     except ImportError:
         print("  mlflow is not installed: skipped", file=sys.stderr)
-        return None
+        yield None
+        return
     path = tmp / "mlflow-model"
     x = np.zeros((1, FEATURES), dtype=np.float32)
     import torch
@@ -334,14 +337,7 @@ def mlflow_server(module: Any, tmp: Path, workers: int, seconds: float) -> dict[
     )
     try:
         _wait_http(f"http://127.0.0.1:{port}/ping", timeout_s=180)
-        body = json.dumps({"inputs": [_row_values()]})
-        return measure(
-            f"MLflow ({workers} worker)",
-            f"http://127.0.0.1:{port}/invocations",
-            body,
-            None,
-            seconds,
-        )
+        yield f"http://127.0.0.1:{port}/invocations", None
     finally:
         _stop(proc)
 
@@ -397,10 +393,8 @@ def platform_deployment(tmp: Path, model_dir: Path) -> Iterator[tuple[str, str]]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10, help="seconds per measured run")
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="alternating rounds of platform and FastAPI"
-    )
+    parser.add_argument("--duration", type=float, default=6, help="seconds per measured run")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of the servers")
     parser.add_argument("--skip-mlflow", action="store_true")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -416,23 +410,21 @@ def main() -> None:
         print("measuring (wrk -t1, loopback) ...", file=sys.stderr)
         floor = in_process(module, signature, min(args.duration, 5))
         print(f"  in-process: p50 {floor['p50_ms']:.3f} ms", file=sys.stderr)
-        mlf = None
-        if not args.skip_mlflow:
-            try:
-                mlf = mlflow_server(module, tmp, workers, args.duration)
-            except Exception as exc:  # report the rest; MLflow is a baseline, not the subject
-                print(f"  MLflow baseline failed: {exc}", file=sys.stderr)
-        with (
-            fastapi_server(model_dir, workers) as fastapi,
-            platform_deployment(tmp, model_dir) as platform,
-        ):
-            got = interleaved(
-                {f"FastAPI ({workers} worker)": fastapi, "platform": platform},
-                body,
-                args.rounds,
-                args.duration,
-            )
-        fast, plat = got[f"FastAPI ({workers} worker)"], got["platform"]
+        with contextlib.ExitStack() as servers:
+            targets: dict[str, tuple[str, str | None]] = {
+                "FastAPI": servers.enter_context(fastapi_server(model_dir, workers)),
+            }
+            if not args.skip_mlflow:
+                try:
+                    mlflow = servers.enter_context(mlflow_server(module, tmp, workers))
+                except Exception as exc:  # a baseline, not the subject: report the rest
+                    print(f"  MLflow baseline failed: {exc}", file=sys.stderr)
+                    mlflow = None
+                if mlflow is not None:
+                    targets["MLflow"] = mlflow
+            targets["platform"] = servers.enter_context(platform_deployment(tmp, model_dir))
+            got = interleaved(targets, body, args.rounds, args.duration)
+        fast, plat, mlf = got["FastAPI"], got["platform"], got.get("MLflow")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -11,6 +11,10 @@ Series (exported by every Ray node's metrics agent; Prometheus scrapes
   random sample of them: its ``_count`` then undercounts (``dlp_serve_requests_total`` is the
   exact count), its quantiles stay unbiased.
 
+Serve's own per-request latency histograms of the platform's replicas
+(``serve_deployment_processing_latency_ms`` and the ingress one) get the same cap
+(``cap_serve_latency_samples``); Serve's request counters stay exact.
+
 The request path only appends to in-memory lists; the replica's background loop hands them to
 Ray's metrics once a second, so a request does not pay for metric recording. Each observation
 costs Ray about 10 µs on the replica's event loop; thousands at once stalled every request
