@@ -96,3 +96,67 @@ def test_buffer_flushes_in_batches_samples_and_survives_an_outage(store: Metadat
 
     asyncio.run(sampled())
     assert json.loads(store.get_prediction("s7").inputs_json) == {"x": 7}
+
+
+def test_rows_kept_through_an_outage_hold_json_text_not_request_bodies(
+    store: MetadataStore,
+) -> None:
+    from dlplatform.serve._predlog import RawJSON, RequestInputs
+
+    actor = _ActorProtocol(store)
+    body = b'{"inputs": [[1, 2.50]]}'
+
+    async def scenario() -> None:
+        log = PredictionLog(actor, "dep", flush_interval_s=10)
+        actor.down = True
+        log.record("k1", "m", 1, RequestInputs(body, json.loads(body)), ["a"], 1.0)
+        await log.flush()
+        kept = log._buffer[0]
+        assert kept[4] == "[[1, 2.50]]" and isinstance(kept[4], RawJSON)
+        assert kept[5] == '["a"]' and isinstance(kept[5], RawJSON)
+        actor.down = False
+        await log.close()
+
+    asyncio.run(scenario())
+    logged = store.get_prediction("k1")
+    assert (logged.inputs_json, logged.outputs_json) == ("[[1, 2.50]]", '["a"]')
+
+
+def test_a_flush_turns_rows_into_json_a_slice_at_a_time(
+    store: MetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlplatform.serve import _predlog
+
+    actor = _ActorProtocol(store)
+    rows = 3 * _predlog.FLUSH_SLICE_ROWS + 1
+    turns = 0
+    slices: list[tuple[int, int]] = []  # (rows in the slice, loop turns before it)
+    encode = _predlog._columns
+
+    def recording(part: list[Any]) -> tuple[list[Any], ...]:
+        slices.append((len(part), turns))
+        return encode(part)
+
+    monkeypatch.setattr(_predlog, "_columns", recording)
+
+    async def scenario() -> None:
+        log = PredictionLog(actor, "dep", flush_interval_s=10)
+        for i in range(rows):
+            log.record(f"z{i}", "m", 1, [[i]], [i], 1.0)
+
+        async def ticker() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        tick = asyncio.ensure_future(ticker())
+        assert await log.flush() == rows
+        tick.cancel()
+
+    asyncio.run(scenario())
+    size = _predlog.FLUSH_SLICE_ROWS
+    assert [n for n, _ in slices] == [size, size, size, 1]
+    seen = [t for _, t in slices]
+    assert seen == sorted(set(seen))  # other coroutines ran between every two slices
+    assert json.loads(store.get_prediction(f"z{rows - 1}").inputs_json) == [[rows - 1]]
