@@ -195,13 +195,6 @@ def wrk(
     }
 
 
-def measure(name: str, url: str, body: str, token: str | None, seconds: float) -> dict[str, Any]:
-    c1 = wrk(url, 1, seconds, body, token)
-    c32 = wrk(url, 32, seconds, body, token)
-    _report(name, {"c1": c1, "c32": c32})
-    return {"c1": c1, "c32": c32}
-
-
 def _report(name: str, m: dict[str, Any]) -> None:
     c1, c32 = m["c1"], m["c32"]
     bad = int(c1["non_2xx"] + c32["non_2xx"])

@@ -18,7 +18,10 @@ import os
 import shlex
 import shutil
 from pathlib import Path
+from typing import Any
 
+from dlplatform.serve._metrics import cap_serve_latency_samples
+from dlplatform.serve._raypatch import patch_once
 from dlplatform.serve.spec import SERVE_HEAD_ENV
 
 WRAPPER_NAME = "haproxy-loopback"
@@ -118,28 +121,25 @@ def bind_replica_grpc_to_node_ip() -> None:
         from ray.serve._private import replica
     except ImportError:
         return
-    original = getattr(replica, "add_port_to_grpc_server", None)
-    if original is None or getattr(original, "_dlp_node_ip", False):
-        return
 
-    def add_port(server: object, address: str) -> int:
-        if address.startswith("[::]:"):
-            import ray.util
+    def wrap(original: Any) -> Any:
+        def add_port(server: object, address: str) -> int:
+            if address.startswith("[::]:"):
+                import ray.util
 
-            ip = ray.util.get_node_ip_address()
-            host = f"[{ip}]" if ":" in ip else ip
-            address = f"{host}:{address[len('[::]:') :]}"
-        return int(original(server, address))
+                ip = ray.util.get_node_ip_address()
+                host = f"[{ip}]" if ":" in ip else ip
+                address = f"{host}:{address[len('[::]:') :]}"
+            return int(original(server, address))
 
-    add_port._dlp_node_ip = True  # type: ignore[attr-defined]
-    replica.add_port_to_grpc_server = add_port
+        return add_port
+
+    patch_once(replica, "add_port_to_grpc_server", wrap)
 
 
 def prepare_replica_process() -> None:
     """What every platform replica (gateway, dedicated, shared) does first in its constructor:
     its inter-deployment gRPC server on the node's address, and Serve's per-request latency
     histograms sampled (``_metrics.cap_serve_latency_samples``)."""
-    from dlplatform.serve._metrics import cap_serve_latency_samples
-
     bind_replica_grpc_to_node_ip()
     cap_serve_latency_samples()

@@ -28,6 +28,8 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
+from dlplatform.serve._raypatch import patch_once
+
 LATENCY_BOUNDARIES_MS = [0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000]
 LATENCY_SAMPLES_PER_PUBLISH = 200
 
@@ -141,22 +143,21 @@ def cap_serve_latency_samples(per_second: int = LATENCY_SAMPLES_PER_PUBLISH) -> 
         from ray.serve._private.replica import ReplicaMetricsManager
     except ImportError:
         return
-    original = getattr(ReplicaMetricsManager, "_report_cached_metrics", None)
-    if original is None or getattr(original, "_dlp_capped", False):
-        return
 
-    def report(self: Any) -> None:
-        interval_s = float(getattr(self, "_cached_metrics_interval_s", 0) or 0)
-        limit = max(1, round(per_second * interval_s))
-        for pending in _latency_buffers(self):
-            if len(pending) > limit:
-                kept = random.sample(list(pending), limit)
-                pending.clear()
-                pending.extend(kept)
-        original(self)
+    def wrap(original: Any) -> Any:
+        def report(self: Any) -> None:
+            interval_s = float(getattr(self, "_cached_metrics_interval_s", 0) or 0)
+            limit = max(1, round(per_second * interval_s))
+            for pending in _latency_buffers(self):
+                if len(pending) > limit:
+                    kept = random.sample(list(pending), limit)
+                    pending.clear()
+                    pending.extend(kept)
+            original(self)
 
-    report._dlp_capped = True  # type: ignore[attr-defined]
-    ReplicaMetricsManager._report_cached_metrics = report
+        return report
+
+    patch_once(ReplicaMetricsManager, "_report_cached_metrics", wrap)
 
 
 def _latency_buffers(manager: Any) -> list[Any]:

@@ -144,8 +144,8 @@ def raw_inputs(body: bytes, payload: dict[str, Any]) -> RawJSON | None:
 
 class RequestInputs:
     """A request's ``inputs`` as the log keeps them: the body and its parsed payload. Their JSON
-    text is made when the log is flushed, on its thread (``raw_inputs``, else encoded again),
-    not on the request path."""
+    text is made when the log is flushed (``raw_inputs``, else encoded again), not on the
+    request path."""
 
     __slots__ = ("body", "payload")
 
