@@ -17,6 +17,9 @@ or a Kubernetes API server:
   ``ServeDeploySchema`` with every import path resolved, and the RayJob entrypoint module found.
 - Core objects (Deployment, Service, PersistentVolumeClaim, ...) go through ``kubernetes-validate``
   in strict mode.
+- A lab pod (labelled ``app.kubernetes.io/component: lab``) is a plain HTTP client of the gateway:
+  ``DLP_URL`` and the user's ``DLP_TOKEN`` from a Secret, and no Ray token, Ray address,
+  object-store credential or Secret but its own (``lab_problems``).
 
 Every validator raises ``InvalidInput`` whose message names the file/object and the problem.
 """
@@ -52,6 +55,13 @@ GPU_GROUP = "gpu"
 GPU_NODE_LABEL = "nvidia.com/gpu.product"
 CPU_ONLY_ANNOTATION = "dlplatform.io/cpu-only"
 """Set to "true" by ``render --gpu-workers 0``: the cluster has no GPU group on purpose."""
+LAB_USER_TEMPLATE = "default"
+"""The lab user the template names; ``render --lab-user NAME`` replaces it."""
+LAB_TOKEN_SECRET_PREFIX = "dlp-lab-token-"
+"""The lab reads ``DLP_TOKEN`` from the Secret ``dlp-lab-token-<user>``, key ``token``."""
+LAB_TOKEN_KEY = "token"
+LAB_LOGIN_SECRET = "dlplatform-lab"
+"""The lab's other Secret: key ``jupyter_token``, the JupyterLab login."""
 KUBERAY_VERSION = "v1.7.0"
 KUBERNETES_VERSION = "1.30"
 RENDERED_FILES = (
@@ -76,6 +86,30 @@ _SUBMISSION_MODES = {"K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"}
 _UPGRADE_TYPES = {"NewCluster", "NewClusterWithIncrementalUpgrade", "None"}
 _SHARED_SCHEMES = ("s3://", "gs://")
 _ENV_ASSIGN = re.compile(r"(?:^|[\s;])([A-Z_][A-Z0-9_]*)=(\S+)")
+_DNS_1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+# What a lab pod must not hold: it is a plain HTTP client of the gateway (DLP_URL + DLP_TOKEN).
+_LAB_FORBIDDEN_ENV = {
+    "RAY_ADDRESS": "a Ray address",
+    "DLP_RAY_ADDRESS": "a Ray address",
+    "DLP_ARTIFACT_ROOT": "the artifact root",
+    "GOOGLE_APPLICATION_CREDENTIALS": "object-store credentials",
+}
+_LAB_FORBIDDEN_ENV_PREFIXES = {
+    "RAY_AUTH_": "Ray token auth",
+    "AWS_": "object-store credentials",
+    "AZURE_": "object-store credentials",
+    "DLP_S3_": "object-store settings",
+}
+_RAY_ADDRESS_TEXT = re.compile(r"ray://|:(?:6379|8265|10001)\b")  # Ray Client, GCS, dashboard
+_CLOUD_IDENTITY_ANNOTATIONS = (
+    "eks.amazonaws.com/role-arn",
+    "iam.gke.io/gcp-service-account",
+    "azure.workload.identity/client-id",
+)
+_LOOPBACK_HOSTS = ("127.", "localhost", "[::1]", "0.0.0.0")
+_POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 
 
 # --- locating the templates ---------------------------------------------------------------------
@@ -542,8 +576,9 @@ def validate_kustomization(obj: dict[str, Any], folder: Path) -> None:
 
 def platform_manifest_problems(docs: list[dict[str, Any]]) -> list[str]:
     """What the platform needs from a RayCluster spec: autoscaling, a GPU group with
-    ``nvidia.com/gpu`` limits, the home on a PVC at the head, object storage for artifacts."""
-    problems: list[str] = []
+    ``nvidia.com/gpu`` limits, the home on a PVC at the head, object storage for artifacts;
+    and from a lab pod: the gateway only (see ``lab_problems``)."""
+    problems = lab_problems(docs)
     for obj in docs:
         kind = obj.get("kind")
         spec = obj.get("spec") or {}
@@ -589,6 +624,144 @@ def platform_manifest_problems(docs: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
+def _lab_pod(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The pod spec of ``obj`` when it is (or templates) a pod labelled as the lab."""
+    kind = obj.get("kind")
+    template: Any = obj
+    if kind == "CronJob":
+        template = (((obj.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {}).get(
+            "template"
+        )
+    elif kind in _POD_TEMPLATE_KINDS:
+        template = (obj.get("spec") or {}).get("template")
+    elif kind != "Pod":
+        return None
+    if not isinstance(template, dict):
+        return None
+    labels: dict[str, Any] = {}
+    for meta in (obj.get("metadata"), template.get("metadata")):
+        if isinstance(meta, dict) and isinstance(meta.get("labels"), dict):
+            labels.update(meta["labels"])
+    spec = template.get("spec")
+    if labels.get("app.kubernetes.io/component") != "lab" or not isinstance(spec, dict):
+        return None
+    return spec
+
+
+def _is_lab_secret(name: Any) -> bool:
+    return name == LAB_LOGIN_SECRET or (
+        isinstance(name, str) and name.startswith(LAB_TOKEN_SECRET_PREFIX)
+    )
+
+
+def _lab_container_credentials(c: dict[str, Any]) -> list[str]:
+    """The cluster credentials and Ray addresses one lab container holds."""
+    found: list[str] = []
+    where = f"in {c.get('name')!r}"
+    for e in c.get("env") or []:
+        var, value = str(e.get("name", "")), e.get("value")
+        what = _LAB_FORBIDDEN_ENV.get(var) or next(
+            (w for pre, w in _LAB_FORBIDDEN_ENV_PREFIXES.items() if var.startswith(pre)), None
+        )
+        if what:
+            found.append(f"env {var} {where} ({what})")
+        elif isinstance(value, str) and _RAY_ADDRESS_TEXT.search(value):
+            found.append(f"env {var} {where} is a Ray address ({value})")
+        secret = ((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name")
+        if secret is not None and not _is_lab_secret(secret):
+            found.append(f"Secret {secret!r} as env {var} {where}")
+    for source in c.get("envFrom") or []:
+        secret = (source.get("secretRef") or {}).get("name")
+        if secret is not None and not _is_lab_secret(secret):
+            found.append(f"Secret {secret!r} as envFrom {where}")
+    argv = [a for a in [*(c.get("command") or []), *(c.get("args") or [])] if isinstance(a, str)]
+    if any(_RAY_ADDRESS_TEXT.search(a) for a in argv):
+        found.append(f"a Ray address in the command {where}")
+    return found
+
+
+def _lab_pod_credentials(pod: dict[str, Any], docs: list[dict[str, Any]]) -> list[str]:
+    """The cluster credentials and Ray addresses a lab pod holds (empty: none)."""
+    containers = [*(pod.get("containers") or []), *(pod.get("initContainers") or [])]
+    found = [f for c in containers if isinstance(c, dict) for f in _lab_container_credentials(c)]
+    for volume in pod.get("volumes") or []:
+        secrets = [(volume.get("secret") or {}).get("secretName")]
+        secrets += [
+            (s.get("secret") or {}).get("name")
+            for s in (volume.get("projected") or {}).get("sources") or []
+        ]
+        found += [
+            f"Secret {s!r} as volume {volume.get('name')!r}"
+            for s in secrets
+            if s is not None and not _is_lab_secret(s)
+        ]
+    if pod.get("automountServiceAccountToken") is not False:
+        found.append("the Kubernetes API token (set automountServiceAccountToken: false)")
+    account = pod.get("serviceAccountName") or "default"
+    for doc in docs:
+        meta = doc.get("metadata") or {}
+        if doc.get("kind") == "ServiceAccount" and meta.get("name") == account:
+            found += [
+                f"ServiceAccount {account!r} with {key} (a cloud identity)"
+                for key in _CLOUD_IDENTITY_ANNOTATIONS
+                if key in (meta.get("annotations") or {})
+            ]
+    return found
+
+
+def _lab_gateway_problems(pod: dict[str, Any]) -> list[str]:
+    """What keeps a lab pod from reaching the gateway as its user: DLP_URL and DLP_TOKEN."""
+    env: dict[str, dict[str, Any]] = {}
+    for c in pod.get("containers") or []:
+        for e in c.get("env") or []:
+            env.setdefault(str(e.get("name", "")), e)
+    problems: list[str] = []
+    if "DLP_GATEWAY_URL" in env:
+        problems.append("DLP_GATEWAY_URL is not read any more; set DLP_URL")
+    url = (env.get("DLP_URL") or {}).get("value")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        problems.append("DLP_URL must be the gateway's in-cluster Service URL (http://...:8000)")
+    elif url.split("://", 1)[1].startswith(_LOOPBACK_HOSTS):
+        problems.append(f"DLP_URL {url} is the lab pod's own loopback, not the gateway's Service")
+    token = env.get("DLP_TOKEN")
+    if token is None:
+        problems.append(
+            f"DLP_TOKEN is missing (a secretKeyRef to {LAB_TOKEN_SECRET_PREFIX}<user>, key "
+            f"{LAB_TOKEN_KEY})"
+        )
+    elif "valueFrom" not in token:
+        problems.append(
+            "DLP_TOKEN must come from a Secret (valueFrom.secretKeyRef), not a literal value"
+        )
+    return problems
+
+
+def lab_problems(docs: list[dict[str, Any]]) -> list[str]:
+    """What is wrong with the lab pods in ``docs``: cluster credentials held, no way to the gateway.
+
+    A lab pod (labelled ``app.kubernetes.io/component: lab``) is a plain HTTP client of the
+    gateway: it needs ``DLP_URL`` and the user's ``DLP_TOKEN`` from a Secret, and must hold no Ray
+    token, Ray address, object-store credential, artifact root, Kubernetes API token, nor any
+    Secret but its own (``dlp-lab-token-<user>``, ``dlplatform-lab``). Whoever runs a notebook
+    would otherwise act on the cluster whatever role their platform token has.
+    """
+    problems: list[str] = []
+    for obj in docs:
+        pod = _lab_pod(obj)
+        if pod is None:
+            continue
+        name = _object_name(obj)
+        found = _lab_pod_credentials(pod, docs)
+        if found:
+            problems.append(
+                f"{name}: a lab pod must hold no cluster credentials or Ray addresses (it talks "
+                "only to the gateway, with DLP_URL and the user's DLP_TOKEN); found: "
+                + ", ".join(found)
+            )
+        problems += [f"{name}: {p}" for p in _lab_gateway_problems(pod)]
+    return problems
+
+
 # --- files and folders --------------------------------------------------------------------------
 
 
@@ -628,6 +801,21 @@ def cluster_files(folder: Path) -> Iterator[Path]:
 
 
 # --- rendering ----------------------------------------------------------------------------------
+
+
+def lab_token_secret(lab_user: str) -> str:
+    """The name of the Secret the lab reads ``DLP_TOKEN`` from (key ``token``).
+
+    Raises:
+        InvalidInput: ``lab_user`` cannot be part of a Secret name.
+    """
+    name = f"{LAB_TOKEN_SECRET_PREFIX}{lab_user}"
+    if not lab_user or len(name) > 253 or not _DNS_1123_SUBDOMAIN.match(name):
+        raise InvalidInput(
+            f"--lab-user {lab_user!r} cannot name the Secret {name!r} (lowercase letters, digits, "
+            "'-' and '.'; a platform user name with '_' needs another --lab-user)"
+        )
+    return name
 
 
 def _check_render_args(
@@ -698,6 +886,7 @@ def render(
     gpu_type: str = TEMPLATE_GPU_TYPE,
     *,
     gpu_image: str | None = None,
+    lab_user: str = LAB_USER_TEMPLATE,
     source: Path | None = None,
 ) -> dict[str, str]:
     """The KubeRay manifests for one deployment, as ``{file name: YAML text}``, validated.
@@ -709,6 +898,8 @@ def render(
         gpu_workers: the most GPU worker pods (0 drops the GPU group).
         gpu_type: the GPU model, matched against the node label ``nvidia.com/gpu.product``.
         gpu_image: the GPU workers' image; default ``image`` with ``-gpu`` added to its tag.
+        lab_user: the platform user of the lab: it reads ``DLP_TOKEN`` from the Secret
+            ``dlp-lab-token-<lab_user>`` (key ``token``), which the operator creates.
         source: the templates folder; default the repository's ``clusters/kuberay``.
 
     Raises:
@@ -716,6 +907,8 @@ def render(
         NotFound: the templates are not there.
     """
     _check_render_args(image, namespace, cpu_workers, gpu_workers, gpu_type)
+    template_secret = lab_token_secret(LAB_USER_TEMPLATE)
+    secret = lab_token_secret(lab_user)
     if gpu_image is None:
         if "@" in image:
             raise InvalidInput("--image has a digest; name the GPU image with --gpu-image")
@@ -742,6 +935,10 @@ def render(
                     container["image"] = image
                 elif container.get("image") == TEMPLATE_GPU_IMAGE:
                     container["image"] = gpu_image
+                for e in container.get("env") or []:
+                    ref = (e.get("valueFrom") or {}).get("secretKeyRef") or {}
+                    if ref.get("name") == template_secret:
+                        ref["name"] = secret
             spec = doc.get("spec") or {}
             for cluster in (
                 spec if doc.get("kind") == "RayCluster" else None,
@@ -756,7 +953,8 @@ def render(
             rendered.append(doc)
         header = (
             f"# Rendered by `dlp k8s render --image {image} --namespace {namespace} "
-            f"--cpu-workers {cpu_workers} --gpu-workers {gpu_workers} --gpu-type {gpu_type}`\n"
+            f"--cpu-workers {cpu_workers} --gpu-workers {gpu_workers} --gpu-type {gpu_type} "
+            f"--lab-user {lab_user}`\n"
         )
         out[file_name] = header + yaml.safe_dump_all(rendered, sort_keys=False, width=100)
     _validate_rendered(out)

@@ -372,6 +372,62 @@ make(
     ("      port: 8888\n", '      port: "8888"\n'),
 )
 make(
+    LAB,
+    "lab-ray-token.yaml",
+    "env RAY_AUTH_TOKEN in 'lab' (Ray token auth)",
+    "the lab gets the Ray cluster token: every notebook could do anything on the cluster",
+    (
+        "            - name: JUPYTER_TOKEN\n",
+        "            - name: RAY_AUTH_TOKEN\n              valueFrom:\n                secretKeyRef:\n"
+        "                  name: dlplatform-ray-token\n                  key: auth_token\n"
+        "            - name: JUPYTER_TOKEN\n",
+    ),
+)
+make(
+    LAB,
+    "lab-ray-address.yaml",
+    "env RAY_ADDRESS in 'lab' (a Ray address)",
+    "the lab gets the Ray Client address",
+    (
+        "            - name: DLP_TOKEN\n",
+        "            - name: RAY_ADDRESS\n"
+        "              value: ray://dlplatform-head-svc.dlplatform.svc.cluster.local:10001\n"
+        "            - name: DLP_TOKEN\n",
+    ),
+)
+make(
+    LAB,
+    "lab-object-store.yaml",
+    "Secret 'dlplatform-object-store' as envFrom in 'lab'",
+    "the lab gets the object-store credentials",
+    (
+        "          resources:\n",
+        "          envFrom:\n            - secretRef:\n                name: dlplatform-object-store\n"
+        "                optional: true\n          resources:\n",
+    ),
+)
+make(
+    LAB,
+    "lab-token-literal.yaml",
+    "DLP_TOKEN must come from a Secret",
+    "a platform token written into the manifest",
+    (
+        "            - name: DLP_TOKEN\n              valueFrom:\n                secretKeyRef:\n"
+        "                  name: dlp-lab-token-default\n                  key: token\n",
+        "            - name: DLP_TOKEN\n              value: dlp_0123456789abcdef\n",
+    ),
+)
+make(
+    LAB,
+    "lab-gateway-loopback.yaml",
+    "is the lab pod's own loopback",
+    "DLP_URL points at the lab pod itself",
+    (
+        "              value: http://dlplatform-head-svc.dlplatform.svc.cluster.local:8000\n",
+        "              value: http://127.0.0.1:8000\n",
+    ),
+)
+make(
     PVC,
     "pvc-access-modes-string.yaml",
     "is not of type 'array'",

@@ -29,18 +29,33 @@ def render(
     gpu_image: str | None = typer.Option(
         None, "--gpu-image", help="GPU workers' image (default: IMAGE with -gpu on its tag)."
     ),
+    lab_user: str | None = typer.Option(
+        None,
+        "--lab-user",
+        help="Platform user of the lab: it reads DLP_TOKEN from Secret dlp-lab-token-NAME "
+        "(default: dlp-lab-token-default).",
+    ),
     source: Path | None = typer.Option(
         None, "--source", help="Templates folder (default: the repository's clusters/kuberay)."
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite files that exist in --out."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Fill in image, namespace, worker counts and GPU type; validate; write the files to --out."""
+    """Fill in image, namespace, worker counts, GPU type and lab user; validate; write to --out."""
     from dlplatform import clusters
 
+    lab_user = lab_user or clusters.LAB_USER_TEMPLATE
     files = clusters.render(
-        image, namespace, cpu_workers, gpu_workers, gpu_type, gpu_image=gpu_image, source=source
+        image,
+        namespace,
+        cpu_workers,
+        gpu_workers,
+        gpu_type,
+        gpu_image=gpu_image,
+        lab_user=lab_user,
+        source=source,
     )
+    secret = clusters.lab_token_secret(lab_user)
     out = out.expanduser()
     if out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a directory")
@@ -55,13 +70,18 @@ def render(
         tmp.replace(out / name)
         written.append(str(out / name))
     if as_json:
-        emit(
-            {"directory": str(out), "files": written, "namespace": namespace, "image": image}, True
-        )
+        report = {"directory": str(out), "files": written, "namespace": namespace, "image": image}
+        emit({**report, "lab_token_secret": secret}, True)
         return
     for path in written:
         print(path)
     print(f"apply with: kubectl apply -k {out}")
+    print(
+        f"the lab reads DLP_TOKEN from Secret {secret} (key {clusters.LAB_TOKEN_KEY}); once the "
+        f"gateway runs: kubectl -n {namespace} create secret generic {secret} "
+        f"--from-literal={clusters.LAB_TOKEN_KEY}=<token of `dlp users create {lab_user} "
+        "--role data-scientist`>"
+    )
 
 
 @app.command("validate")

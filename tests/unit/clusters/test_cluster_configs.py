@@ -138,6 +138,155 @@ def test_lab_is_a_deployment_and_a_service_that_select_the_same_pods() -> None:
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
 
+def _lab() -> dict:
+    return _doc("lab.yaml", "Deployment")
+
+
+def _lab_env(lab: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in lab["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_lab_gets_the_gateway_url_and_the_users_token_secret_only() -> None:
+    lab = _lab()
+    env = _lab_env(lab)
+    assert set(env) == {"DLP_URL", "DLP_TOKEN", "JUPYTER_TOKEN"}
+    # DLP_URL is the Service KubeRay makes for the RayCluster's head, on Serve's port
+    rc = _doc("raycluster.yaml")
+    ports = rc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["ports"]
+    serve_port = next(p["containerPort"] for p in ports if p["name"] == "serve")
+    service = f"{rc['metadata']['name']}-head-svc.{clusters.TEMPLATE_NAMESPACE}.svc.cluster.local"
+    assert env["DLP_URL"]["value"] == f"http://{service}:{serve_port}"
+    assert env["DLP_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"dlp-lab-token-{clusters.LAB_USER_TEMPLATE}",
+        "key": "token",
+    }
+    pod = lab["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert "envFrom" not in pod["containers"][0]
+    text = (CLUSTERS / "kuberay" / "lab.yaml").read_text().split("apiVersion:", 1)[1]
+    for needle in ("ray://", "RAY_", "AWS_", "DLP_S3_", "ray-token", "object-store", ":10001"):
+        assert needle not in text, needle
+    assert clusters.lab_problems([lab]) == []
+
+
+def _env(name: str, value: str | None = None, secret: str | None = None) -> dict:
+    if secret is not None:
+        return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": "k"}}}
+    return {"name": name, "value": value}
+
+
+def _add_env(*entries: dict):
+    return lambda pod: pod["containers"][0]["env"].extend(entries)
+
+
+def _set_env(name: str, entry: dict | None):
+    def mutate(pod: dict) -> None:
+        env = [e for e in pod["containers"][0]["env"] if e["name"] != name]
+        pod["containers"][0]["env"] = env + ([entry] if entry else [])
+
+    return mutate
+
+
+def _irsa(pod: dict) -> None:
+    pod["serviceAccountName"] = "ray"
+
+
+CREDENTIALS = "a lab pod must hold no cluster credentials or Ray addresses"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (_add_env(_env("RAY_AUTH_TOKEN", secret="dlplatform-ray-token")), "env RAY_AUTH_TOKEN"),
+        (_add_env(_env("RAY_AUTH_TOKEN", secret="dlplatform-ray-token")),
+         "Secret 'dlplatform-ray-token' as env RAY_AUTH_TOKEN"),
+        (_add_env(_env("RAY_AUTH_MODE", "token")), "env RAY_AUTH_MODE"),
+        (_add_env(_env("RAY_ADDRESS", "ray://dlplatform-head-svc:10001")), "env RAY_ADDRESS"),
+        (_add_env(_env("DLP_RAY_ADDRESS", "auto")), "env DLP_RAY_ADDRESS"),
+        (_add_env(_env("CLUSTER", "ray://dlplatform-head-svc:10001")), "is a Ray address"),
+        (_add_env(_env("JOBS", "http://dlplatform-head-svc:8265")), "is a Ray address"),
+        (_add_env(_env("DLP_ARTIFACT_ROOT", "s3://dlplatform-artifacts/prod")),
+         "env DLP_ARTIFACT_ROOT"),
+        (_add_env(_env("AWS_SECRET_ACCESS_KEY", "x")), "env AWS_SECRET_ACCESS_KEY"),
+        (_add_env(_env("DLP_S3_ENDPOINT_URL", "http://minio:9000")), "env DLP_S3_ENDPOINT_URL"),
+        (_add_env(_env("BUCKET_KEY", secret="dlplatform-object-store")),
+         "Secret 'dlplatform-object-store' as env BUCKET_KEY"),
+        (lambda pod: pod["containers"][0].__setitem__(
+            "envFrom", [{"secretRef": {"name": "dlplatform-object-store", "optional": True}}]),
+         "Secret 'dlplatform-object-store' as envFrom"),
+        (lambda pod: pod["volumes"].append(
+            {"name": "ray-token", "secret": {"secretName": "dlplatform-ray-token"}}),
+         "Secret 'dlplatform-ray-token' as volume 'ray-token'"),
+        (lambda pod: pod["volumes"].append({"name": "p", "projected": {"sources": [
+            {"secret": {"name": "dlplatform-object-store"}}]}}),
+         "Secret 'dlplatform-object-store' as volume 'p'"),
+        (lambda pod: pod["containers"][0]["command"].append(
+            "--ServerApp.env=ray://head:10001"), "a Ray address in the command"),
+        (lambda pod: pod.__setitem__("initContainers", [{"name": "init", "image": "busybox",
+            "env": [_env("RAY_AUTH_TOKEN", secret="dlplatform-ray-token")]}]),
+         "env RAY_AUTH_TOKEN in 'init'"),
+        (lambda pod: pod.pop("automountServiceAccountToken"), "the Kubernetes API token"),
+        (_irsa, "ServiceAccount 'ray' with eks.amazonaws.com/role-arn"),
+    ],
+)  # fmt: skip
+def test_lab_holding_cluster_credentials_fails(mutate, message: str) -> None:
+    lab = _lab()
+    mutate(lab["spec"]["template"]["spec"])
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "ray", "annotations": {"eks.amazonaws.com/role-arn": "arn:..."}},
+    }
+    [problem] = clusters.platform_manifest_problems([lab, account])
+    assert problem.startswith(f"Deployment/dlplatform-lab: {CREDENTIALS}")
+    assert message in problem
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (_set_env("DLP_URL", None), "DLP_URL must be the gateway's in-cluster Service URL"),
+        (_set_env("DLP_URL", _env("DLP_URL", "dlplatform-head-svc:8000")), "DLP_URL must be"),
+        (_set_env("DLP_URL", _env("DLP_URL", "http://127.0.0.1:8000")), "own loopback"),
+        (_set_env("DLP_URL", _env("DLP_URL", "http://localhost:8000")), "own loopback"),
+        (_set_env("DLP_TOKEN", None), "DLP_TOKEN is missing"),
+        (_set_env("DLP_TOKEN", _env("DLP_TOKEN", "dlp_secret")), "not a literal value"),
+        (_add_env(_env("DLP_GATEWAY_URL", "http://x:8000")), "DLP_GATEWAY_URL is not read"),
+    ],
+)
+def test_lab_that_cannot_reach_the_gateway_as_its_user_fails(mutate, message: str) -> None:
+    lab = _lab()
+    mutate(lab["spec"]["template"]["spec"])
+    [problem] = clusters.lab_problems([lab])
+    assert problem.startswith("Deployment/dlplatform-lab: ") and message in problem
+
+
+def test_lab_rule_finds_lab_pods_of_any_workload_and_leaves_ray_pods_alone(
+    tmp_path: Path,
+) -> None:
+    pod = _lab()["spec"]["template"]
+    pod["spec"]["containers"][0]["env"].append(_env("RAY_ADDRESS", "ray://head:10001"))
+    bare = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "lab", **pod["metadata"]},
+            "spec": pod["spec"]}  # fmt: skip
+    cron = {"kind": "CronJob", "metadata": {"name": "nightly"},
+            "spec": {"jobTemplate": {"spec": {"template": pod}}}}  # fmt: skip
+    assert [p.split(":")[0] for p in clusters.lab_problems([bare, cron])] == [
+        "Pod/lab", "CronJob/nightly"
+    ]  # fmt: skip
+    # without the lab label the same pod is not the lab's (the Ray pods hold the token by design)
+    pod["metadata"]["labels"]["app.kubernetes.io/component"] = "ray-head"
+    assert clusters.lab_problems([bare]) == []
+    assert clusters.lab_problems([_doc("raycluster.yaml"), _doc("rayservice.yaml")]) == []
+    # `dlp k8s validate` refuses a lab file that gives the lab a Ray address
+    path = tmp_path / "lab.yaml"
+    text = (CLUSTERS / "kuberay" / "lab.yaml").read_text()
+    path.write_text(text.replace("name: DLP_URL\n", "name: RAY_ADDRESS\n", 1))
+    with pytest.raises(
+        InvalidInput, match=re.escape(f"lab.yaml: Deployment/dlplatform-lab: {CREDENTIALS}")
+    ):
+        clusters.validate_file(path)
+
+
 def test_manifests_use_the_placeholder_image_with_the_ray_version_tag() -> None:
     images = set()
     for path in KUBERAY:

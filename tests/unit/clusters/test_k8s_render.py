@@ -64,6 +64,41 @@ def test_rendered_files_validate_as_files(rendered: dict[str, str], tmp_path: Pa
         clusters.validate_file(tmp_path / name)
 
 
+def test_rendered_lab_talks_to_the_gateway_as_the_lab_user_only() -> None:
+    files = clusters.render(IMAGE, "ml-prod", lab_user="alice")
+    [lab, _service] = _docs(files, "lab.yaml")
+    pod = lab["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["DLP_URL"]["value"] == "http://dlplatform-head-svc.ml-prod.svc.cluster.local:8000"
+    assert env["DLP_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "dlp-lab-token-alice",
+        "key": "token",
+    }
+    assert set(env) == {"DLP_URL", "DLP_TOKEN", "JUPYTER_TOKEN"}
+    assert pod["automountServiceAccountToken"] is False and "envFrom" not in pod["containers"][0]
+    assert "--lab-user alice" in files["lab.yaml"].splitlines()[0]
+    assert "dlp-lab-token-alice" not in "".join(v for k, v in files.items() if k != "lab.yaml")
+    assert clusters.lab_problems([lab]) == []
+
+
+@pytest.mark.parametrize("lab_user", ["", "Alice", "a_b", "a/b", "x" * 240])
+def test_render_rejects_a_lab_user_that_cannot_name_a_secret(lab_user: str) -> None:
+    with pytest.raises(InvalidInput, match="--lab-user"):
+        clusters.render(IMAGE, "ml", lab_user=lab_user)
+
+
+def test_render_refuses_a_lab_template_with_cluster_credentials(tmp_path: Path) -> None:
+    source = tmp_path / "kuberay"
+    source.mkdir()
+    for name in clusters.RENDERED_FILES:
+        text = (REPO / "clusters" / "kuberay" / name).read_text()
+        if name == "lab.yaml":
+            text = text.replace("name: DLP_URL\n", "name: DLP_RAY_ADDRESS\n")
+        (source / name).write_text(text)
+    with pytest.raises(InvalidInput, match=r"rendered lab\.yaml: .*env DLP_RAY_ADDRESS"):
+        clusters.render(IMAGE, "ml", source=source)
+
+
 def test_zero_gpu_workers_drops_the_gpu_group_and_counts_cap_replicas(tmp_path: Path) -> None:
     files = clusters.render(IMAGE, "cpu-only", cpu_workers=0, gpu_workers=0)
     [rc] = _docs(files, "raycluster.yaml")
@@ -130,6 +165,7 @@ def test_cli_render_writes_files_and_refuses_to_overwrite(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert sorted(Path(f).name for f in report["files"]) == sorted(clusters.RENDERED_FILES)
+    assert report["lab_token_secret"] == "dlp-lab-token-default"
     rc = yaml.safe_load((out / "raycluster.yaml").read_text().split("\n", 1)[1])
     assert rc["metadata"]["namespace"] == "team-a"
     assert _groups(rc["spec"])["gpu"]["template"]["spec"]["nodeSelector"] == {
@@ -172,6 +208,15 @@ def test_cli_validate_reports_broken_files() -> None:
         ],
     )
     assert bad.exit_code == 1 and "1 of 1 files are invalid" in bad.stderr
+    lab = runner.invoke(
+        app,
+        ["k8s", "validate", str(REPO / "clusters" / "broken" / "kuberay" / "lab-ray-token.yaml"),
+         "--json"],
+    )  # fmt: skip
+    assert lab.exit_code == 1
+    [row] = json.loads(lab.stdout)
+    assert "a lab pod must hold no cluster credentials" in row["problem"]
+    assert "env RAY_AUTH_TOKEN" in row["problem"]
 
 
 # --- the container image ---------------------------------------------------------------------
