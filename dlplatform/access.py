@@ -32,17 +32,23 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import shutil
+import tempfile
+import zipfile
+from datetime import datetime, timedelta
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from dlplatform.errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated
-from dlplatform.metadata import AuditEntry, MetadataStore, Role, TokenInfo, User, check_name
-from dlplatform.metadata.records import Name, utcnow
+from dlplatform.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
+from dlplatform.metadata import AuditEntry, Role, TokenInfo, User, check_name
+from dlplatform.metadata.records import Name, Run, utcnow
 
 if TYPE_CHECKING:
     from dlplatform.context import Backend
+    from dlplatform.metadata import MetadataStore  # loads DuckDB; Principal's users need none
 
 
 class Permission(str, Enum):
@@ -114,12 +120,78 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _new_secret() -> tuple[str, str]:
+    token_id = secrets.token_hex(6)
+    return token_id, f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+
+
 def issue_token(store: MetadataStore, user: str) -> tuple[str, TokenInfo]:
     """Create a token for ``user``; the secret is returned once and stored only as a hash."""
-    token_id = secrets.token_hex(6)
-    secret = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+    token_id, secret = _new_secret()
     info = store.add_token(token_id, user, hash_token(secret), secret[:12])
     return secret, info
+
+
+def issue_run_token(
+    store: MetadataStore, user: str, run_id: str, ttl_s: float
+) -> tuple[str, TokenInfo]:
+    """Create the token that the code of run ``run_id`` acts with (its job's ``DLP_TOKEN``).
+
+    It is ``user``'s, the run's owner, with that user's role: never an admin's or the platform's.
+    ``authenticate`` refuses it once the run is final or ``ttl_s`` seconds from now, whichever
+    comes first. The secret is returned once; the issue is audited.
+
+    Raises:
+        NotFound: the run or the user does not exist.
+        InvalidInput: ``user`` does not own the run, or ``ttl_s`` is not positive.
+        Conflict: the run has already ended.
+    """
+    if not ttl_s > 0:
+        raise InvalidInput(f"a run token's ttl_s must be positive, got {ttl_s}")
+    run = store.get_run(run_id)
+    if run.owner != user:
+        raise InvalidInput(f"run {run_id} belongs to {run.owner}, not {user}: no token for it")
+    if run.status.is_final:
+        raise Conflict(f"run {run_id} already ended ({run.status.value}); no token for it")
+    token_id, secret = _new_secret()
+    expires_at = utcnow() + timedelta(seconds=ttl_s)
+    info = store.add_token(
+        token_id, user, hash_token(secret), secret[:12], run_id=run_id, expires_at=expires_at
+    )
+    detail = f"token={info.id} run={run_id} expires_at={expires_at.isoformat(timespec='seconds')}"
+    audit(store, SYSTEM, "tokens.create", f"user:{user}", detail)
+    return secret, info
+
+
+def revoke_run_tokens(
+    store: MetadataStore, run_id: str, reason: str, *, by: Principal = SYSTEM
+) -> list[TokenInfo]:
+    """Revoke the tokens issued for ``run_id`` (its job ended or was cancelled); each revocation
+    is audited as ``by``'s with ``reason``. Harmless when there are none or they are revoked."""
+    revoked = store.revoke_run_tokens(run_id)
+    for info in revoked:
+        detail = f"user={info.user} run={run_id}: {reason}"
+        audit(store, by, "tokens.revoke", f"token:{info.id}", detail)
+    return revoked
+
+
+def token_refusal(info: TokenInfo, run: Run | None, now: datetime) -> str | None:
+    """Why the unrevoked token ``info`` may not be used at ``now``, or None when it may.
+
+    ``run`` is the run a run token was issued for (None: none, or it no longer exists). The one
+    rule for expiring and run tokens, applied by ``authenticate`` and the model endpoints.
+    """
+    if info.expires_at is not None and now >= info.expires_at:
+        return "token expired"
+    if info.run_id is None:
+        return None
+    if run is None or run.id != info.run_id:
+        return f"token expired: its run {info.run_id} does not exist"
+    if run.status.is_final:
+        return f"token expired: its run ended ({run.status.value})"
+    if run.owner != info.user:  # cannot be issued so; refuse rather than trust a bad row
+        return f"token of {info.user} does not belong to run {run.id}"
+    return None
 
 
 def authenticate(store: MetadataStore, token: str | None) -> Principal:
@@ -127,19 +199,34 @@ def authenticate(store: MetadataStore, token: str | None) -> Principal:
     (with the token's id when it has our shape, never the secret).
 
     Raises:
-        Unauthenticated: no token, an unknown or revoked token, or a disabled user.
+        Unauthenticated: no token, an unknown, revoked or expired token, a run token whose run
+            has ended, or a disabled user.
     """
     if not token:
         raise Unauthenticated("missing bearer token")
     try:
-        user, _ = store.user_for_token_hash(hash_token(token))
+        user, info = store.user_for_token_hash(hash_token(token))
     except NotFound:
         _audit_bad_token(store, token, "invalid or revoked token")
         raise Unauthenticated("invalid or revoked token") from None
+    if info.run_id is not None or info.expires_at is not None:
+        refusal = token_refusal(info, _run_or_none(store, info.run_id), utcnow())
+        if refusal is not None:
+            _audit_bad_token(store, token, refusal)
+            raise Unauthenticated(refusal)
     if user.disabled:
         _audit_bad_token(store, token, "user is disabled")
         raise Unauthenticated("user is disabled")
     return Principal.of(user)
+
+
+def _run_or_none(store: MetadataStore, run_id: str | None) -> Run | None:
+    if run_id is None:
+        return None
+    try:
+        return store.get_run(run_id)
+    except NotFound:
+        return None
 
 
 _TOKEN_SHAPE = re.compile(r"^dlp_([0-9a-f]{12})_")
@@ -265,7 +352,8 @@ def list_users(backend: Backend, principal: Principal) -> list[User]:
 
 
 def list_tokens(backend: Backend, principal: Principal, user: str) -> list[TokenInfo]:
-    """The tokens of ``user`` without their secrets (the user itself, or an admin)."""
+    """The tokens of ``user`` without their secrets (the user itself, or an admin), the run
+    tokens of the user's jobs included, each with its ``run_id`` and ``expires_at``."""
     store = backend.store
     user = _user_name(user)
     _self_or_admin(store, principal, user)
@@ -343,3 +431,41 @@ def export_metadata(backend: Backend, principal: Principal, directory: str) -> l
     written = [str(p) for p in store.export_parquet(directory)]
     audit(store, principal, "metadata.export", "metadata", f"{len(written)} tables to {directory}")
     return written
+
+
+METADATA_ARCHIVE = "dlplatform-metadata.zip"
+"""File name of the archive ``export_metadata_archive`` builds (and the gateway's download)."""
+
+
+def export_metadata_archive(backend: Backend, principal: Principal) -> Path:
+    """Every metadata table as ``<table>.parquet`` in one ZIP archive (admin only; audited).
+
+    The archive is built on this process's disk (the gateway's node, which need not be the
+    metadata actor's): the tables come through the store one at a time. It lies alone in a fresh
+    temporary directory that the caller deletes (``path.parent``) when done; on error nothing is
+    left behind. Member names are the table names only. Token hashes are never exported.
+    """
+    # Deferred: pyarrow and the store module (DuckDB) stay out of light imports of ``access``.
+    import pyarrow.parquet as pq
+
+    from dlplatform.metadata.store import EXPORTED_TABLES
+
+    store = backend.store
+    authorize(store, principal, Permission.AUDIT_VIEW, "metadata")
+    workdir = Path(tempfile.mkdtemp(prefix="dlp-metadata-export-"))
+    try:
+        archive = workdir / METADATA_ARCHIVE
+        # Parquet is compressed already: store the members instead of deflating them again.
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+            for table in EXPORTED_TABLES:
+                part = workdir / f"{table}.parquet"
+                pq.write_table(store.export_table(table), part)
+                zf.write(part, arcname=part.name)
+                part.unlink()
+        size = archive.stat().st_size
+        detail = f"{len(EXPORTED_TABLES)} tables as a zip archive of {size} bytes"
+        audit(store, principal, "metadata.export", "metadata", detail)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    return archive

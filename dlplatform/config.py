@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from dlplatform.errors import InvalidInput
 
 _MIB = 1024 * 1024
+_LOOPBACK_OR_ANY = frozenset({"0.0.0.0", "127.0.0.1", "localhost", "::", "::1", "[::1]", ""})
 
 
 class Settings(BaseSettings):
@@ -47,6 +48,12 @@ class Settings(BaseSettings):
         default=None, description="Set: the SDK and CLI talk to this gateway URL."
     )
     token: str | None = Field(default=None, description="Bearer token of the caller (SDK/CLI).")
+    run_token_ttl_s: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="Lifetime of the token a training or tuning job gets for its run; the token "
+        "stops working earlier, as soon as the run ends.",
+    )
     max_request_bytes: int = Field(
         default=1 * _MIB, ge=1024, description="Largest JSON request body the gateway accepts."
     )
@@ -84,6 +91,21 @@ class Settings(BaseSettings):
     def artifact_root_uri(self) -> str:
         """The artifact root, defaulting to ``<home>/artifacts``."""
         return self.artifact_root or str(self.home / "artifacts")
+
+    @property
+    def internal_gateway_url(self) -> str:
+        """The gateway's base URL as code on the cluster reaches it (a job's ``DLP_URL``).
+
+        ``gateway_url`` when set; else loopback when the gateway binds a wildcard or loopback
+        address (jobs' drivers run on the head, beside it); else ``http://<host>:<port>``.
+        """
+        if self.gateway_url:
+            return self.gateway_url.rstrip("/")
+        if self.host in _LOOPBACK_OR_ANY:
+            return f"http://127.0.0.1:{self.port}"
+        bare_ipv6 = ":" in self.host and not self.host.startswith("[")
+        host = f"[{self.host}]" if bare_ipv6 else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def metadata_path(self) -> Path:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dlplatform.config import Settings
-from dlplatform.metadata import MetadataStore
 
 if TYPE_CHECKING:
+    from dlplatform.metadata import MetadataStore
     from dlplatform.metadata.artifacts import ArtifactStore
 
 
@@ -30,6 +30,8 @@ class Backend:
         reach too. An in-process ``MetadataStore`` holds its DuckDB file's lock, so no actor
         could open it even while some Ray cluster is up."""
         import ray
+
+        from dlplatform.metadata import MetadataStore
 
         return ray.is_initialized() and not isinstance(self.store, MetadataStore)
 

@@ -1,4 +1,4 @@
-"""Reading a commit: Arrow, pandas, a streaming Ray Dataset, deterministic splits, samples.
+"""Reading a commit: Arrow, pandas, an Arrow IPC stream, a streaming Ray Dataset, splits, samples.
 
 A commit is an ordered list of Parquet parts. Readers open exactly those parts (by sha256, through
 ``ArtifactStore.path_for``), verify each part's hash, and cast to the commit's schema (a commit
@@ -7,13 +7,14 @@ whose schema was widened may hold older, narrower parts).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.ipc as paipc
 
 from dlplatform.data._io import read_part
 from dlplatform.data._schema import conform, schema_from_json
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from dlplatform.context import Backend
 
 READ_THREADS = 4
+STREAM_BATCH_BYTES = 4 * 1024 * 1024  # about this much Arrow data per chunk of an IPC stream
 SPLIT_NAMES = {2: ("train", "test"), 3: ("train", "validation", "test")}
 
 
@@ -97,11 +99,24 @@ def _read_task_fn(fs: pafs.FileSystem, path: str, sha: str, schema: pa.Schema) -
 
 def commit_datasource(backend: Backend, commit: Commit, columns: list[str] | None = None) -> Any:
     """A ``ray.data.Datasource`` with one read task per part of ``commit`` (used by ``to_ray``)."""
-    from ray.data import Datasource, ReadTask
+    fs, paths = part_paths(backend, commit)
+    return parts_datasource(fs, paths, commit, columns)
+
+
+def parts_datasource(
+    fs: pafs.FileSystem, paths: Sequence[str], commit: Commit, columns: list[str] | None = None
+) -> Any:
+    """A ``ray.data.Datasource`` over ``commit``'s parts at ``paths`` on ``fs``, in order: one
+    read task per part, each verifying the part's sha256 and casting to the commit's schema.
+
+    Shared by the reads from the artifact store (``to_ray``) and from a read grant.
+    """
+    from ray.data import Datasource, ReadTask  # here: importing this module must not load Ray
     from ray.data.block import BlockMetadata
 
+    if len(paths) != len(commit.parts):
+        raise InvalidInput(f"{len(paths)} paths for the {len(commit.parts)} parts of the commit")
     schema = _columns(arrow_schema(commit), columns)
-    fs, paths = part_paths(backend, commit)
     parts = list(zip(paths, commit.parts, strict=True))
     label = f"Commit({commit.dataset}@{commit.id})"
 
@@ -148,16 +163,102 @@ def to_ray(
     prefetch and sampling. ``runtime_env`` and ``num_cpus`` go to the read tasks (e.g. a
     runtime_env carrying object-store credentials the workers lack).
     """
-    import ray.data
+    fs, paths = part_paths(backend, commit)
+    return parts_to_ray(fs, paths, commit, columns, runtime_env=runtime_env, num_cpus=num_cpus)
+
+
+def parts_to_ray(
+    fs: pafs.FileSystem,
+    paths: Sequence[str],
+    commit: Commit,
+    columns: list[str] | None = None,
+    *,
+    runtime_env: dict[str, Any] | None = None,
+    num_cpus: float | None = None,
+) -> ray.data.Dataset:
+    """``to_ray`` over ``commit``'s parts at ``paths`` on ``fs`` (see ``parts_datasource``)."""
+    import ray.data  # here: importing this module must not load Ray
 
     if not commit.parts:
         return ray.data.from_arrow(_columns(arrow_schema(commit), columns).empty_table())
     return ray.data.read_datasource(
-        commit_datasource(backend, commit, columns),
+        parts_datasource(fs, paths, commit, columns),
         override_num_blocks=len(commit.parts),
         runtime_env=runtime_env,
         num_cpus=num_cpus,
     )
+
+
+# --- an Arrow IPC stream of a commit, part by part ------------------------------------------------
+
+_CUT = b"\xff\xff\xff\xff\x08\x00\x00\x00"
+"""Sent last when a stream fails: the header of an 8-byte message that never comes. Arrow
+readers take a stream that simply stops (no end-of-stream marker) as complete, so a reader that
+misses the cut connection would see the rows so far as the whole commit; this makes it fail."""
+
+
+class _Pending:
+    """A write-only file for ``pyarrow.ipc.new_stream`` that hands out what was written so far."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._chunks.append(chunk)
+        return len(chunk)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        out = b"".join(self._chunks)
+        self._chunks.clear()
+        return out
+
+
+def arrow_stream(
+    backend: Backend, commit: Commit, columns: list[str] | None = None
+) -> Iterator[bytes]:
+    """The commit's rows as the bytes of an Arrow IPC stream, produced one part at a time.
+
+    Each part is read and its sha256 verified (``read_part``) before any of its batches is
+    written, so at most one part is in memory. The end-of-stream marker follows only once every
+    part was sent; a part that fails raises out of the iterator after the bytes of a truncated
+    message, so no reader can take a partial stream for a whole one.
+
+    Raises:
+        InvalidInput: an unknown column (raised here, before the first byte).
+    """
+    schema = _columns(arrow_schema(commit), columns)
+    fs, paths = part_paths(backend, commit)
+    shas = [p.sha256 for p in commit.parts]
+    return _ipc_chunks(fs, list(zip(paths, shas, strict=True)), schema)
+
+
+def _ipc_chunks(
+    fs: pafs.FileSystem, parts: list[tuple[str, str]], schema: pa.Schema
+) -> Iterator[bytes]:
+    pending = _Pending()
+    # Not ``with``: closing the writer writes the end-of-stream marker, which must not follow a
+    # failed part.
+    writer = paipc.new_stream(pending, schema)
+    try:
+        yield pending.take()
+        for path, sha in parts:
+            table = _read_conformed(fs, path, sha, schema, True)
+            rows = max(1, STREAM_BATCH_BYTES * table.num_rows // max(table.nbytes, 1))
+            for batch in table.to_batches(max_chunksize=rows):
+                writer.write_batch(batch)
+                yield pending.take()
+            del table
+    except Exception:
+        yield _CUT
+        raise
+    writer.close()
+    yield pending.take()
 
 
 def _uniform(seed: int, n: int, start: int = 0) -> np.ndarray:

@@ -12,6 +12,11 @@ metadata transaction; a crash in between leaves unreferenced objects that ``gc``
 Concurrent pushes: ``add_commit`` is atomic and checks the expected head. When the head moved,
 APPEND rebases on the new head (if the schemas still match) and retries; OVERWRITE with an
 explicit ``parent`` that is no longer the head fails with ``Conflict``.
+
+Idempotent pushes: a push with an ``idempotency_key`` records (author, dataset, key) → commit in
+the transaction that adds the commit. A push whose key is recorded already writes nothing and
+returns that commit; two concurrent pushes with one key both write parts, but only the first
+commits and the second returns the first's commit (its parts are left to ``gc``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pydantic import BaseModel
 from dlplatform.access import Permission, Principal, audit, authorize
 from dlplatform.data import _io
 from dlplatform.data._schema import conform, reconcile, schema_from_json, schema_to_json
+from dlplatform.data.spec import check_idempotency_key
 from dlplatform.errors import AlreadyExists, Conflict, InvalidInput, NotFound, SchemaMismatch
 from dlplatform.metadata import Commit, CommitMode, CommitPart, Dataset, DatasetType, LineageEdge
 from dlplatform.metadata.artifacts import ArtifactRef
@@ -240,6 +246,39 @@ def check_writable(backend: Backend, principal: Principal, name: str) -> Dataset
     return _dataset(backend, principal, name, Permission.DATASET_WRITE)
 
 
+def find_pushed_commit(
+    backend: Backend, principal: Principal, name: str, idempotency_key: str | None
+) -> Commit | None:
+    """The commit an earlier push by the caller with ``idempotency_key`` made, else None.
+
+    Checks ``dataset.write`` first, like ``check_writable``: the gateway calls it before it reads
+    an upload, so a retried upload is answered without being read. A found commit is audited as
+    a replayed ``dataset.write``.
+
+    Raises:
+        InvalidInput: a malformed key.
+        NotFound, PermissionDenied: as ``push`` would.
+    """
+    key = check_idempotency_key(idempotency_key) if idempotency_key is not None else None
+    ds = _dataset(backend, principal, name, Permission.DATASET_WRITE)
+    return _replayed(backend, principal, ds.name, key) if key is not None else None
+
+
+def _replayed(backend: Backend, principal: Principal, name: str, key: str) -> Commit | None:
+    try:
+        commit = backend.store.get_commit_by_push_key(principal.name, name, key)
+    except NotFound:
+        return None
+    audit(
+        backend.store,
+        principal,
+        "dataset.write",
+        _target(name),
+        f"commit={commit.id} replayed idempotency_key={key}",
+    )
+    return commit
+
+
 def delete_dataset(backend: Backend, principal: Principal, name: str) -> Dataset:
     """Soft delete: hidden from listings; its commits stay for lineage until ``gc``."""
     ds = _dataset(backend, principal, name, Permission.DATASET_WRITE)
@@ -314,6 +353,7 @@ def push(
     format: str | None = None,
     progress: Progress | None = None,
     compute_stats: bool | None = None,
+    idempotency_key: str | None = None,
     _lineage: Sequence[tuple[str, str]] = (),
     _notes: Sequence[str] = (),
 ) -> Commit:
@@ -328,16 +368,22 @@ def push(
         compute_stats: Compute and store the new commit's column statistics now. ``None``
             (default): now when the commit holds at most ``STATS_INLINE_MAX_BYTES`` of Parquet,
             else on the first ``describe`` (stored then), so large pushes run at write speed.
+        idempotency_key: 1-128 characters of ``A-Z a-z 0-9 _ . : -`` naming this push. When
+            the caller already pushed to ``name`` with this key, nothing is read or written
+            and the commit that push made is returned (see the module docstring).
 
     Raises:
-        InvalidInput: unreadable, empty or unsupported data; a bad mode or parent.
+        InvalidInput: unreadable, empty or unsupported data; a bad mode, parent or key.
         SchemaMismatch: the data's columns or types do not fit the dataset.
         Conflict: OVERWRITE on a stale explicit parent, or the head kept moving.
         PermissionDenied: the caller lacks ``dataset.write``.
     """
     store = backend.store
     mode = _mode(mode)
+    key = check_idempotency_key(idempotency_key) if idempotency_key is not None else None
     ds = _dataset(backend, principal, name, Permission.DATASET_WRITE)
+    if key is not None and (done := _replayed(backend, principal, ds.name, key)) is not None:
+        return done
     if parent is not None:
         base = _commit_of(backend, ds, parent)
         if mode is CommitMode.OVERWRITE and base.id != ds.head:
@@ -403,8 +449,14 @@ def push(
                 expected_head=ds.head,
                 edges=_edges(commit, _lineage),
                 dataset_arrow_schema=commit.arrow_schema,
+                idempotency_key=key,
             )
             break
+        except AlreadyExists:
+            # A concurrent push with the same key committed first: answer with its commit.
+            if key is None or (done := _replayed(backend, principal, ds.name, key)) is None:
+                raise
+            return done
         except Conflict:
             if overwrite and parent is not None:
                 raise

@@ -116,7 +116,7 @@ def _views() -> dict[type, Callable[[Any], str]]:
     except ImportError:  # the data package is optional for the views
         pass
     try:
-        from dlplatform.workflows.service import WorkflowRunDetail
+        from dlplatform.workflows.spec import WorkflowRunDetail
 
         views[WorkflowRunDetail] = lambda d: (
             workflow(d.run)
@@ -167,3 +167,6 @@ def install() -> bool:
 
     ip.set_custom_exc((DLPlatformError,), short_error)
     return True
+
+
+install_notebook_views = install

@@ -1,8 +1,9 @@
 """``dlp lab``: JupyterLab inside the platform's environment, as the user whose token started it.
 
 Bound to 127.0.0.1 by default with Jupyter's token auth on; the working directory is
-``<home>/lab``; the kernel environment carries ``DLP_HOME`` and ``DLP_TOKEN`` so that
-``dlplatform.connect()`` in a notebook joins the running platform as that user.
+``<home>/lab``; the kernel environment carries ``DLP_URL`` and ``DLP_TOKEN`` (and ``DLP_HOME``)
+so that ``dlplatform.connect()`` in a notebook reaches the gateway as that user. Kernels get no
+Ray address or Ray credentials: notebooks are clients of the gateway like any other.
 """
 
 from __future__ import annotations
@@ -51,21 +52,27 @@ def pick_port(host: str, port: int, tries: int = 20) -> int:
     raise InvalidInput(f"ports {port}-{port + tries - 1} on {host} are all busy; pass --port")
 
 
-def lab_env(settings: Settings, token: str) -> dict[str, str]:
-    """The environment of the lab and its kernels."""
+def lab_env(settings: Settings, token: str, url: str | None = None) -> dict[str, str]:
+    """The environment of the lab and its kernels: where the gateway is and whose token to use
+    (without ``url``, ``connect()`` finds the platform running under ``DLP_HOME``)."""
     env = dict(os.environ)
     env["DLP_HOME"] = str(settings.home)
     env["DLP_TOKEN"] = token
-    env["DLP_NAMESPACE"] = settings.namespace
-    if settings.ray_address:
-        env["DLP_RAY_ADDRESS"] = settings.ray_address
+    if url:
+        env["DLP_URL"] = url
     return env
 
 
 def start_lab(
-    settings: Settings, token: str, *, host: str = "127.0.0.1", port: int = 8888
+    settings: Settings,
+    token: str,
+    *,
+    url: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8888,
 ) -> tuple[subprocess.Popen[bytes], LabInfo]:
-    """Start JupyterLab in the background; the caller waits on or stops the process.
+    """Start JupyterLab in the background, its kernels connecting to the gateway at ``url`` with
+    ``token``; the caller waits on or stops the process.
 
     Raises:
         BackendUnavailable: JupyterLab is not installed (``pip install -e ".[lab]"``).
@@ -89,7 +96,7 @@ def start_lab(
         cmd.append("--allow-root")  # containers and CI run as root; Jupyter refuses otherwise
     log = open(settings.home / "lab.log", "ab")  # noqa: SIM115 - handed to the child process
     proc = subprocess.Popen(
-        cmd, cwd=workdir, env=lab_env(settings, token), stdout=log, stderr=subprocess.STDOUT,
+        cmd, cwd=workdir, env=lab_env(settings, token, url), stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
     url = f"http://{host}:{chosen}/lab?token={jupyter_token}"

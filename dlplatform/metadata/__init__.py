@@ -1,5 +1,12 @@
-"""Box E: the metadata store (DuckDB) and the artifact store (pyarrow.fs)."""
+"""Box E: the metadata store (DuckDB) and the artifact store (pyarrow.fs).
 
+The records are imported here directly (pydantic only); ``MetadataStore`` is loaded on first use
+(see ``dlplatform._lazy``), so HTTP clients that use the records do not load DuckDB or pyarrow.
+"""
+
+from typing import TYPE_CHECKING
+
+from dlplatform._lazy import lazy_exports
 from dlplatform.metadata.records import (
     NAME_PATTERN,
     Alert,
@@ -29,7 +36,11 @@ from dlplatform.metadata.records import (
     WorkflowTrigger,
     check_name,
 )
-from dlplatform.metadata.store import MetadataStore
+
+if TYPE_CHECKING:
+    from dlplatform.metadata.store import MetadataStore
+
+__getattr__, __dir__ = lazy_exports(__name__, {"MetadataStore": "dlplatform.metadata.store"})
 
 __all__ = [
     "NAME_PATTERN",

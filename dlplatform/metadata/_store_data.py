@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dlplatform.errors import Conflict, InvalidInput, NotFound
+from dlplatform.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from dlplatform.metadata._db import Database, insert
 from dlplatform.metadata.records import (
     Commit,
@@ -84,6 +84,7 @@ class DatasetTables:
                 [name],
             )
             cur.execute("DELETE FROM commits WHERE dataset = ?", [name])
+            cur.execute("DELETE FROM push_keys WHERE dataset = ?", [name])
             cur.execute("DELETE FROM datasets WHERE name = ?", [name])
         return shas
 
@@ -94,10 +95,17 @@ class DatasetTables:
         expected_head: str | None,
         edges: list[LineageEdge] | None = None,
         dataset_arrow_schema: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Commit:
         """Make ``commit`` (with its parts and lineage edges) the dataset's new head, atomically.
 
+        Args:
+            idempotency_key: Recorded for (``commit.author``, ``commit.dataset``) in the same
+                transaction, so the commit and its key become visible together or not at all.
+
         Raises:
+            AlreadyExists: ``idempotency_key`` was recorded already (its commit stands; look it
+                up with ``get_commit_by_push_key``). Nothing was written.
             Conflict: the dataset's head is no longer ``expected_head``.
             NotFound: the dataset does not exist.
         """
@@ -107,6 +115,17 @@ class DatasetTables:
             ).fetchone()
             if row is None or row[1] is not None:
                 raise NotFound(f"dataset {commit.dataset!r} does not exist")
+            if idempotency_key is not None:
+                # Checked before the head, so that a duplicate does not rebase and retry.
+                done = cur.execute(
+                    "SELECT commit_id FROM push_keys WHERE user_name = ? AND dataset = ? AND key = ?",
+                    [commit.author, commit.dataset, idempotency_key],
+                ).fetchone()
+                if done is not None:
+                    raise AlreadyExists(
+                        f"push key {idempotency_key!r} of {commit.author!r} on dataset "
+                        f"{commit.dataset!r} already made commit {done[0]}"
+                    )
             if row[0] != expected_head:
                 raise Conflict(
                     f"dataset {commit.dataset!r} head moved: expected {expected_head}, it is {row[0]}"
@@ -128,7 +147,32 @@ class DatasetTables:
                     "UPDATE datasets SET head = ? WHERE name = ?", [commit.id, commit.dataset]
                 )
             self._add_edges_in(cur, edges or [])
+            if idempotency_key is not None:
+                # A concurrent duplicate that got past the check above fails here (or at COMMIT
+                # on the primary key) and rolls the whole commit back.
+                key_row = {
+                    "user_name": commit.author,
+                    "dataset": commit.dataset,
+                    "key": idempotency_key,
+                    "commit_id": commit.id,
+                    "created_at": utcnow(),
+                }
+                insert(cur, "push_keys", key_row, f"push key {idempotency_key!r}")
         return commit
+
+    def get_commit_by_push_key(self, user: str, dataset: str, key: str) -> Commit:
+        """The commit a push by ``user`` to ``dataset`` with idempotency ``key`` made.
+
+        Raises:
+            NotFound: no push recorded that key.
+        """
+        row = self._db.one(
+            "SELECT commit_id FROM push_keys WHERE user_name = ? AND dataset = ? AND key = ?",
+            [user, dataset, key],
+        )
+        if row is None:
+            raise NotFound(f"no push by {user!r} to dataset {dataset!r} with key {key!r}")
+        return self.get_commit(row[0])
 
     def get_commit(self, commit_id: str) -> Commit:
         rows = self._db.dicts("SELECT * FROM commits WHERE id = ?", [commit_id])

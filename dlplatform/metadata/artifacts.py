@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Literal
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, quote, urlencode, urlparse
 
 import pyarrow.fs as pafs
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from dlplatform.config import Settings
 from dlplatform.errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
 
-__all__ = ["ArtifactRef", "ArtifactStore", "GcReport"]
+__all__ = ["ArtifactRef", "ArtifactStore", "GcReport", "filesystem_for"]
 
 CHUNK_BYTES = 1024 * 1024
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
@@ -125,6 +125,60 @@ def _parse_manifest(sha: str, data: bytes) -> dict[str, _ManifestEntry]:
     return entries
 
 
+def filesystem_for(uri: str, *, s3_endpoint_url: str | None = None) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem holding ``uri`` and the path of ``uri`` on it.
+
+    Args:
+        uri: A plain path, ``file://``, ``s3://``, ``gs://`` or any URI
+            ``pyarrow.fs.FileSystem.from_uri`` accepts (with its query options).
+        s3_endpoint_url: Endpoint of an S3-compatible store (``http://host:port``) for
+            ``s3://`` URIs; it takes the place of any endpoint in the URI's query.
+
+    Raises:
+        InvalidInput: a malformed endpoint, or a URI pyarrow cannot open.
+    """
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3" and s3_endpoint_url:
+        endpoint = urlparse(s3_endpoint_url)
+        if endpoint.scheme not in {"http", "https"} or not endpoint.netloc:
+            raise InvalidInput(f"s3 endpoint {s3_endpoint_url!r} is not an http(s) URL")
+        fs = pafs.S3FileSystem(
+            endpoint_override=endpoint.netloc,
+            scheme=endpoint.scheme,
+            allow_bucket_creation=True,
+        )
+        return fs, f"{parsed.netloc}{parsed.path}"
+    if parsed.scheme == "s3" and "allow_bucket_creation" not in parsed.query:
+        # pyarrow's S3 URI options: let create_dir create a missing bucket.
+        sep = "&" if parsed.query else "?"
+        uri = f"{uri}{sep}allow_bucket_creation=true"
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    except (ValueError, OSError) as exc:
+        raise InvalidInput(f"cannot open {uri!r}: {exc}") from exc
+    return fs, str(path)
+
+
+def _uri_form(root_uri: str, root: str, s3_endpoint_url: str | None) -> tuple[str, str]:
+    """(base, query) of the objects' URIs: ``<base>/objects/<aa>/<sha><query>``.
+
+    Local roots become percent-encoded ``file://`` URIs. For ``s3://`` an endpoint travels as
+    pyarrow's ``endpoint_override``/``scheme`` options, so the URI alone opens the object.
+    """
+    if "://" not in root_uri or root_uri.startswith("file://"):
+        return f"file://{quote(root)}", ""
+    parsed = urlparse(root_uri)
+    if parsed.scheme == "s3" and s3_endpoint_url:
+        endpoint = urlparse(s3_endpoint_url)
+        options = {"endpoint_override": endpoint.netloc, "scheme": endpoint.scheme}
+        return f"s3://{root}", f"?{urlencode(options)}"
+    options = [(k, v) for k, v in parse_qsl(parsed.query) if k != "allow_bucket_creation"]
+    base = f"{parsed.scheme}://{parsed.netloc}{parsed.path}".rstrip("/")
+    return base, f"?{urlencode(options)}" if options else ""
+
+
 class _VerifyingReader(io.RawIOBase):
     """Reads an object and checks its sha256 (and size) once the end is reached."""
 
@@ -195,35 +249,11 @@ class ArtifactStore:
 
     def __init__(self, root_uri: str, *, s3_endpoint_url: str | None = None) -> None:
         self._root_uri = root_uri
-        self._fs, root = self._resolve(root_uri, s3_endpoint_url)
+        self._fs, root = filesystem_for(root_uri, s3_endpoint_url=s3_endpoint_url)
         self._root = root.rstrip("/") if root != "/" else ""
+        self._base_uri, self._uri_query = _uri_form(root_uri, self._root, s3_endpoint_url)
         self._fs.create_dir(f"{self._root}/objects", recursive=True)
         self._fs.create_dir(f"{self._root}/staging", recursive=True)
-
-    @staticmethod
-    def _resolve(root_uri: str, s3_endpoint_url: str | None) -> tuple[pafs.FileSystem, str]:
-        if "://" not in root_uri:
-            return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(root_uri))
-        parsed = urlparse(root_uri)
-        if parsed.scheme == "s3" and s3_endpoint_url:
-            endpoint = urlparse(s3_endpoint_url)
-            if endpoint.scheme not in {"http", "https"} or not endpoint.netloc:
-                raise InvalidInput(f"s3 endpoint {s3_endpoint_url!r} is not an http(s) URL")
-            fs = pafs.S3FileSystem(
-                endpoint_override=endpoint.netloc,
-                scheme=endpoint.scheme,
-                allow_bucket_creation=True,
-            )
-            return fs, f"{parsed.netloc}{parsed.path}"
-        if parsed.scheme == "s3" and "allow_bucket_creation" not in parsed.query:
-            # pyarrow's S3 URI options: let create_dir create a missing bucket.
-            sep = "&" if parsed.query else "?"
-            root_uri = f"{root_uri}{sep}allow_bucket_creation=true"
-        try:
-            fs, path = pafs.FileSystem.from_uri(root_uri)
-        except (ValueError, OSError) as exc:
-            raise InvalidInput(f"cannot open artifact root {root_uri!r}: {exc}") from exc
-        return fs, str(path)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ArtifactStore:
@@ -234,6 +264,21 @@ class ArtifactStore:
     def root_uri(self) -> str:
         """The root URI this store was opened with."""
         return self._root_uri
+
+    @property
+    def base_uri(self) -> str:
+        """The root as a URI that ``uri_for`` extends (``file://`` for a local root)."""
+        return self._base_uri
+
+    def uri_for(self, sha: str) -> str:
+        """The URI of object ``sha`` that ``pyarrow.fs.FileSystem.from_uri`` (and so
+        ``pyarrow.parquet.read_table`` or Ray Data) opens; an S3 endpoint is in its query.
+
+        Raises:
+            InvalidInput: ``sha`` is not 64 lowercase hex characters.
+        """
+        _check_sha(sha)
+        return f"{self._base_uri}/objects/{sha[:2]}/{sha}{self._uri_query}"
 
     @property
     def filesystem(self) -> pafs.FileSystem:

@@ -96,7 +96,11 @@ class User(Record):
 
 
 class TokenInfo(Record):
-    """A token as listed: never the secret, only an id and a short prefix."""
+    """A token as listed: never the secret, only an id and a short prefix.
+
+    A run token (``run_id`` set) is the one the platform gives the code of that run: it acts as
+    the run's owner and stops working when the run ends or at ``expires_at``.
+    """
 
     id: str
     user: str
@@ -104,6 +108,8 @@ class TokenInfo(Record):
     created_at: datetime
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    run_id: str | None = None
+    expires_at: datetime | None = None
 
 
 class AuditEntry(Record):

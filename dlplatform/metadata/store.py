@@ -10,6 +10,7 @@ unit tests run this same class in-process.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,11 +35,14 @@ from dlplatform.metadata.records import (
 )
 
 MAX_LINEAGE_DEPTH = 64
+_TOKEN_COLUMNS = (
+    "id, user_name AS user, prefix, created_at, revoked_at, last_used_at, run_id, expires_at"
+)
 _WALK_CHUNK = 1024  # most ids bound in one IN (...) lookup
 
 EXPORTED_TABLES = (
-    "users", "tokens", "audit_log", "datasets", "commits", "commit_parts", "runs", "params",
-    "metrics", "artifacts", "models", "model_versions", "model_aliases", "alias_events",
+    "users", "tokens", "audit_log", "datasets", "commits", "commit_parts", "push_keys", "runs",
+    "params", "metrics", "artifacts", "models", "model_versions", "model_aliases", "alias_events",
     "deployments", "predictions", "feedback", "alerts", "workflow_runs", "workflow_steps", "workflow_triggers",
     "lineage_edges",
 )  # fmt: skip
@@ -83,24 +87,41 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
     def list_users(self) -> list[User]:
         return [User(**r) for r in self._db.dicts("SELECT * FROM users ORDER BY name")]
 
-    def add_token(self, token_id: str, user: str, token_hash: str, prefix: str) -> TokenInfo:
-        """Store a token by its hash only; the secret itself never reaches the store."""
+    def add_token(
+        self,
+        token_id: str,
+        user: str,
+        token_hash: str,
+        prefix: str,
+        *,
+        run_id: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> TokenInfo:
+        """Store a token by its hash only; the secret itself never reaches the store.
+
+        ``run_id`` makes it a run token (the run must exist); ``expires_at`` bounds its life.
+        """
         self.get_user(user)
-        info = TokenInfo(id=token_id, user=user, prefix=prefix, created_at=utcnow())
+        if run_id is not None:
+            self.get_run(run_id)
+        info = TokenInfo(
+            id=token_id, user=user, prefix=prefix, created_at=utcnow(), run_id=run_id,
+            expires_at=expires_at,
+        )  # fmt: skip
         with self._db.tx() as cur:
             cur.execute(
-                "INSERT INTO tokens (id, user_name, token_hash, prefix, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [token_id, user, token_hash, prefix, info.created_at],
+                "INSERT INTO tokens (id, user_name, token_hash, prefix, created_at, run_id, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [token_id, user, token_hash, prefix, info.created_at, run_id, expires_at],
             )
         return info
 
     def user_for_token_hash(self, token_hash: str) -> tuple[User, TokenInfo]:
-        """The user owning a live token. Raises NotFound for unknown or revoked tokens."""
+        """The user owning a token that is not revoked. Raises NotFound for unknown or revoked
+        tokens; whether an expiring or run token is still usable is ``access.authenticate``'s
+        decision (it reads ``expires_at`` and ``run_id`` from the ``TokenInfo``)."""
         rows = self._db.dicts(
-            "SELECT id, user_name AS user, prefix, created_at, revoked_at, last_used_at "
-            "FROM tokens WHERE token_hash = ?",
-            [token_hash],
+            f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?", [token_hash]
         )
         if not rows or rows[0]["revoked_at"] is not None:
             raise NotFound("token is unknown or revoked")
@@ -110,13 +131,21 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
     def touch_token(self, token_id: str) -> None:
         self._db.run("UPDATE tokens SET last_used_at = ? WHERE id = ?", [utcnow(), token_id])
 
-    def list_tokens(self, user: str | None = None) -> list[TokenInfo]:
-        sql = (
-            "SELECT id, user_name AS user, prefix, created_at, revoked_at, last_used_at FROM tokens"
-        )
+    def list_tokens(self, user: str | None = None, *, run_id: str | None = None) -> list[TokenInfo]:
+        """Tokens, oldest first: all, a user's, or those issued for a run."""
+        where: list[str] = []
+        params: list[str] = []
+        if user:
+            where.append("user_name = ?")
+            params.append(user)
+        if run_id:
+            where.append("run_id = ?")
+            params.append(run_id)
         rows = self._db.dicts(
-            sql + (" WHERE user_name = ?" if user else "") + " ORDER BY created_at",
-            [user] if user else [],
+            f"SELECT {_TOKEN_COLUMNS} FROM tokens"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY created_at, id",
+            params,
         )
         return [TokenInfo(**r) for r in rows]
 
@@ -127,6 +156,22 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
         if rows[0]["revoked_at"] is None:
             self._db.run("UPDATE tokens SET revoked_at = ? WHERE id = ?", [utcnow(), token_id])
         return next(t for t in self.list_tokens() if t.id == token_id)
+
+    def revoke_run_tokens(self, run_id: str) -> list[TokenInfo]:
+        """Revoke the live tokens issued for ``run_id``; returns those this call revoked."""
+        with self._db.tx() as cur:
+            ids = [
+                row[0]
+                for row in cur.execute(
+                    "SELECT id FROM tokens WHERE run_id = ? AND revoked_at IS NULL", [run_id]
+                ).fetchall()
+            ]
+            if ids:
+                cur.execute(
+                    "UPDATE tokens SET revoked_at = ? WHERE run_id = ? AND revoked_at IS NULL",
+                    [utcnow(), run_id],
+                )
+        return [t for t in self.list_tokens(run_id=run_id) if t.id in ids]
 
     # --- audit log --------------------------------------------------------------------------
 
@@ -278,6 +323,19 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
 
     # --- export -----------------------------------------------------------------------------
 
+    def export_table(self, table: str) -> pa.Table:
+        """One table of ``EXPORTED_TABLES`` as Arrow, for exports built on another machine than
+        the metadata actor's (the gateway's). ``tokens`` comes without its hashes.
+
+        Raises:
+            InvalidInput: ``table`` is not one of ``EXPORTED_TABLES``.
+        """
+        if table not in EXPORTED_TABLES:
+            raise InvalidInput(f"{str(table)[:60]!r} is not an exported metadata table")
+        columns = "* EXCLUDE (token_hash)" if table == "tokens" else "*"
+        with self._db.lock:
+            return self._db.raw().sql(f"SELECT {columns} FROM {table}").to_arrow_table()
+
     def export_parquet(self, directory: str | Path) -> list[Path]:
         """Write every table to ``<directory>/<table>.parquet``; returns the files written.
 
@@ -287,9 +345,7 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for table in EXPORTED_TABLES:
-            columns = "* EXCLUDE (token_hash)" if table == "tokens" else "*"
-            with self._db.lock:
-                data = self._db.raw().sql(f"SELECT {columns} FROM {table}").to_arrow_table()
+            data = self.export_table(table)
             path = out / f"{table}.parquet"
             tmp = out / f".{table}.parquet.tmp"
             pq.write_table(data, tmp)

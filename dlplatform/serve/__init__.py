@@ -12,30 +12,60 @@ ingress (see its docstring; ``dlp up`` uses it, kept on loopback and per home by
 restart.
 """
 
-from dlplatform.serve.batch import batch_predict
-from dlplatform.serve.service import (
-    deploy,
-    feedback,
-    get_deployment,
-    list_deployments,
-    predict,
-    restore_deployments,
-    set_traffic,
-    undeploy,
-)
-from dlplatform.serve.spec import (
-    SERVE_HEAD_ENV,
-    BatchPredictResult,
-    DeploymentInfo,
-    DeploymentSpec,
-    DeployRequest,
-    FeedbackRequest,
-    PredictionResult,
-    TrafficSpec,
-)
+from typing import TYPE_CHECKING
+
+from dlplatform._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from dlplatform.serve.batch import batch_predict
+    from dlplatform.serve.service import (
+        deploy,
+        feedback,
+        get_deployment,
+        list_deployments,
+        predict,
+        restore_deployments,
+        set_traffic,
+        undeploy,
+    )
+    from dlplatform.serve.spec import (
+        SERVE_HEAD_ENV,
+        BatchPredictRequest,
+        BatchPredictResult,
+        DeploymentInfo,
+        DeploymentSpec,
+        DeployRequest,
+        FeedbackRequest,
+        PredictionResult,
+        TrafficSpec,
+    )
+
+# Loaded on first use (see dlplatform._lazy): importing a spec must not load Ray or torch.
+_EXPORTS = {
+    "BatchPredictRequest": "dlplatform.serve.spec",
+    "BatchPredictResult": "dlplatform.serve.spec",
+    "DeployRequest": "dlplatform.serve.spec",
+    "DeploymentInfo": "dlplatform.serve.spec",
+    "DeploymentSpec": "dlplatform.serve.spec",
+    "FeedbackRequest": "dlplatform.serve.spec",
+    "PredictionResult": "dlplatform.serve.spec",
+    "SERVE_HEAD_ENV": "dlplatform.serve.spec",
+    "TrafficSpec": "dlplatform.serve.spec",
+    "batch_predict": "dlplatform.serve.batch",
+    "deploy": "dlplatform.serve.service",
+    "feedback": "dlplatform.serve.service",
+    "get_deployment": "dlplatform.serve.service",
+    "list_deployments": "dlplatform.serve.service",
+    "predict": "dlplatform.serve.service",
+    "restore_deployments": "dlplatform.serve.service",
+    "set_traffic": "dlplatform.serve.service",
+    "undeploy": "dlplatform.serve.service",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "SERVE_HEAD_ENV",
+    "BatchPredictRequest",
     "BatchPredictResult",
     "DeployRequest",
     "DeploymentInfo",

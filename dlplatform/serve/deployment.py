@@ -137,9 +137,12 @@ class TokenCache:
                 raise error_for_code(reply[1], reply[2])  # not cached: the actor may be back
             entry = (expires, None, Unauthenticated("invalid or revoked token"))
         else:
-            user, _info = reply[1]
+            user, info = reply[1]
             principal = Principal.of(user)
-            if user.disabled:
+            refusal = await self._refusal(info)
+            if refusal is not None:
+                entry = (expires, None, Unauthenticated(refusal))
+            elif user.disabled:
                 entry = (expires, None, Unauthenticated("user is disabled"))
             elif not principal.can(Permission.PREDICT):
                 reason = f"role {principal.role.value} lacks permission predict"
@@ -157,6 +160,24 @@ class TokenCache:
             self._cache.clear()
         self._cache[header] = entry
         return entry
+
+    async def _refusal(self, info: Any) -> str | None:
+        """Why an expiring or run token may not be used (``access.token_refusal``'s rule)."""
+        from dlplatform.access import token_refusal
+        from dlplatform.metadata.records import utcnow
+
+        if info.run_id is None and info.expires_at is None:
+            return None
+        run = None
+        if info.run_id is not None:
+            reply = await self._store.call_async("get_run", info.run_id)
+            if reply[0] == "ok":
+                run = reply[1]
+            elif reply[1] != "not_found":
+                from dlplatform.errors import error_for_code
+
+                raise error_for_code(reply[1], reply[2])  # not cached: the actor may be back
+        return token_refusal(info, run, utcnow())
 
 
 async def read_inputs(request: Request, max_bytes: int) -> tuple[Any, RequestInputs]:

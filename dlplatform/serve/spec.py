@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from dlplatform.metadata.records import Deployment, check_name
+from dlplatform.metadata.records import Deployment, Name, check_name
 
 SERVE_HEAD_ENV: dict[str, str] = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
@@ -202,13 +202,53 @@ class DeploymentInfo(BaseModel, frozen=True, extra="forbid"):
         )
 
 
+InputRow = list[float] | list[str] | dict[str, Any] | str
+"""One row of ``inputs``: the feature values in signature order, an object keyed by feature name,
+a flat list of pixels (image models), or a string (text models, also as a one-element list)."""
+
+
+class PredictionRequest(
+    BaseModel,
+    frozen=True,
+    extra="forbid",
+    json_schema_extra={"examples": [{"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}]},
+):
+    """The body of ``POST /models/<name>``; each row is checked against the version's signature."""
+
+    inputs: list[InputRow] = Field(
+        min_length=1,
+        description="The rows to predict, at most the deployment's `max_rows` (413 past it).",
+    )
+
+
 class PredictionResult(BaseModel, frozen=True, extra="forbid"):
     """What ``POST /models/<name>`` answers."""
 
-    outputs: list[Any]
+    outputs: list[Any] = Field(
+        description="One output per input row: a class value (classification) or a number."
+    )
     model: str
-    version: int
+    version: int = Field(description="The version that answered (traffic splits pick one).")
+    request_id: str = Field(description="Names this prediction for `POST /api/v1/feedback`.")
+
+
+class PredictionError(BaseModel, frozen=True, extra="forbid"):
+    """An error answer of ``POST /models/<name>``: the gateway's error body plus the request id."""
+
+    error: str = Field(description="The stable error code, e.g. `invalid_input`.")
+    message: str
     request_id: str
+
+
+class BatchPredictRequest(BaseModel, frozen=True, extra="forbid"):
+    """``POST /api/v1/batch-predictions``: predict every row of a dataset version with a model."""
+
+    model: str = Field(description="NAME, NAME@VERSION or NAME@ALIAS (latest version by default).")
+    dataset: str = Field(description="DATASET or DATASET@COMMIT (the head commit by default).")
+    output: Name = Field(
+        description="Dataset to commit the rows plus a `prediction` column to (created if missing)."
+    )
+    workers: int = Field(default=1, ge=1, le=64, description="Inference actors (one model each).")
 
 
 class BatchPredictResult(BaseModel, frozen=True, extra="forbid"):

@@ -7,29 +7,69 @@ dlplatform.train.entrypoint --spec-json ...``). A successful run registers a mod
 ``load_model`` gives it back as a torch module after verifying its hash.
 """
 
-from dlplatform.train.registry import (
-    alias_history,
-    get_version,
-    list_models,
-    list_versions,
-    load_model,
-    promote,
-    resolve_version,
-)
-from dlplatform.train.service import (
-    cancel_job,
-    count_jobs,
-    epoch_table,
-    get_job,
-    get_logs,
-    get_metrics,
-    list_jobs,
-    read_logs,
-    submit,
-    wait_job,
-)
-from dlplatform.train.spec import BUILTIN_MODELS, ModelSignature, TrainingJob, TrainingJobSpec
-from dlplatform.train.tune import TrialSummary, TuningJob, TuningJobSpec, parse_distribution
+from typing import TYPE_CHECKING
+
+from dlplatform._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from dlplatform.train.registry import (
+        alias_history,
+        get_version,
+        list_models,
+        list_versions,
+        load_model,
+        promote,
+        resolve_version,
+    )
+    from dlplatform.train.service import (
+        cancel_job,
+        count_jobs,
+        get_job,
+        get_logs,
+        get_metrics,
+        list_jobs,
+        read_logs,
+        submit,
+        wait_job,
+    )
+    from dlplatform.train.spec import (
+        BUILTIN_MODELS,
+        ModelSignature,
+        TrainingJob,
+        TrainingJobSpec,
+        epoch_table,
+    )
+    from dlplatform.train.tune import TrialSummary, TuningJob, TuningJobSpec, parse_distribution
+
+# Loaded on first use (see dlplatform._lazy): importing a spec must not load Ray or torch.
+_EXPORTS = {
+    "BUILTIN_MODELS": "dlplatform.train.spec",
+    "ModelSignature": "dlplatform.train.spec",
+    "TrainingJob": "dlplatform.train.spec",
+    "TrainingJobSpec": "dlplatform.train.spec",
+    "TrialSummary": "dlplatform.train.tune",
+    "TuningJob": "dlplatform.train.tune",
+    "TuningJobSpec": "dlplatform.train.tune",
+    "alias_history": "dlplatform.train.registry",
+    "cancel_job": "dlplatform.train.service",
+    "count_jobs": "dlplatform.train.service",
+    "epoch_table": "dlplatform.train.spec",
+    "get_job": "dlplatform.train.service",
+    "get_logs": "dlplatform.train.service",
+    "get_metrics": "dlplatform.train.service",
+    "get_version": "dlplatform.train.registry",
+    "list_jobs": "dlplatform.train.service",
+    "list_models": "dlplatform.train.registry",
+    "list_versions": "dlplatform.train.registry",
+    "load_model": "dlplatform.train.registry",
+    "parse_distribution": "dlplatform.train.tune",
+    "promote": "dlplatform.train.registry",
+    "read_logs": "dlplatform.train.service",
+    "resolve_version": "dlplatform.train.registry",
+    "submit": "dlplatform.train.service",
+    "wait_job": "dlplatform.train.service",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "BUILTIN_MODELS",

@@ -1,8 +1,9 @@
 """The Ray Job driver of a tuning run: ``python -m dlplatform.train._tune_entry --run-id RUN``.
 
 Started by the training scheduler for runs of kind ``tune`` (already recorded and QUEUED or
-RUNNING). Settings come from the ``DLP_*`` env vars of the job's runtime_env. Exit status: 0
-when the search SUCCEEDED (best model registered), 1 otherwise.
+RUNNING). Settings come from the ``DLP_*`` env vars of the job's runtime_env; its ``DLP_TOKEN``
+is a run token of the tuning run's owner (for the trials' code), revoked when the search ends.
+Exit status: 0 when the search SUCCEEDED (best model registered), 1 otherwise.
 """
 
 from __future__ import annotations

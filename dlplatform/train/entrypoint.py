@@ -9,7 +9,9 @@ or directly with ``ray job submit`` and a spec, in which case the run is recorde
         --spec-json '{"dataset": "digits", "label": "target", "model": "mlp", "workers": 2}'
 
 Settings come from the ``DLP_*`` env vars of the job's runtime_env. The run's owner is the user
-of ``DLP_TOKEN`` when set, otherwise ``system`` (whoever can submit Ray jobs is trusted).
+of ``DLP_TOKEN`` when set, otherwise ``system`` (whoever can submit Ray jobs is trusted). A job the
+scheduler starts (``--run-id``) has its run recorded already, with its owner; its ``DLP_TOKEN`` is
+that owner's run token, for the job's code, and is revoked when the run ends.
 Exit status: 0 when the run SUCCEEDED, 1 otherwise.
 """
 
@@ -27,7 +29,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from dlplatform.access import SYSTEM, Principal, authenticate
+from dlplatform.access import SYSTEM, Principal, authenticate, revoke_run_tokens
 from dlplatform.config import Settings, load_settings
 from dlplatform.context import Backend
 from dlplatform.errors import DLPlatformError, NotFound
@@ -82,10 +84,13 @@ def _owner(backend: Backend, name: str) -> Principal:
 
 
 def _finish(backend: Backend, run_id: str, status: RunStatus, **changes: Any) -> Run:
+    """End the run with ``status`` (unless it was cancelled meanwhile: the user's decision stays)
+    and revoke its run token: the job's code can no longer act as the owner."""
     current = backend.store.get_run(run_id)
-    if current.status.is_final:  # cancelled meanwhile: keep the user's decision
-        return current
-    return backend.store.update_run(run_id, status=status, ended_at=utcnow(), **changes)
+    if not current.status.is_final:
+        current = backend.store.update_run(run_id, status=status, ended_at=utcnow(), **changes)
+    revoke_run_tokens(backend.store, run_id, f"its run ended ({current.status.value})")
+    return current
 
 
 def execute(backend: Backend, run_id: str, *, torch_threads: int = 1) -> Run:

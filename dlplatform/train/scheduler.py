@@ -13,7 +13,9 @@ the actor keeps no state that a restart could lose. Every ``POLL_S`` (and on ``w
 
 Each admitted run becomes a Ray Job ``python -m dlplatform.train.entrypoint --run-id <id>`` with
 the ``DLP_*`` settings in its ``runtime_env``, submission id ``dlp-<run id>`` (kept as the run's
-``name``), so ``ray job logs``/``stop`` work on it too.
+``name``), so ``ray job logs``/``stop`` work on it too. The job's code reaches the platform as the
+run's owner: ``DLP_URL`` is the gateway and ``DLP_TOKEN`` a run token of the owner, refused once
+the run ends (never the platform's or an admin's token; see ``job_runtime_env``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
+from dlplatform.access import SYSTEM, issue_run_token, revoke_run_tokens
 from dlplatform.config import Settings
 from dlplatform.errors import (
     BackendUnavailable,
@@ -110,7 +113,8 @@ def job_client() -> Any:
 
 
 def job_env(settings: Settings) -> dict[str, str]:
-    """The env vars a job driver needs to rebuild the same ``Settings``."""
+    """The env vars a job driver needs to rebuild the same ``Settings``. Never a token: the
+    settings' own (an admin's, or the caller's) must not reach code that runs in a job."""
     env = dict(JOB_ENV)
     env["DLP_HOME"] = str(settings.home)
     env["DLP_NAMESPACE"] = settings.namespace
@@ -125,6 +129,37 @@ def job_env(settings: Settings) -> dict[str, str]:
     if settings.s3_endpoint_url:
         env["DLP_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
     return env
+
+
+def job_runtime_env(
+    settings: Settings, spec: TrainingJobSpec, run_token: str | None
+) -> dict[str, Any]:
+    """The ``runtime_env`` a run's Ray job is submitted with: the spec's own, plus the platform's
+    env vars and the run's credentials, ``DLP_URL`` (the gateway as the cluster reaches it) and
+    ``DLP_TOKEN`` (the run token, "" when the run has none).
+
+    Built anew for each submission and never stored: the spec's ``runtime_env`` is shown to
+    anyone who may view the job. ``DLP_TOKEN`` is always set, so a token in the environment of
+    the cluster's own processes never reaches a job.
+    """
+    runtime_env: dict[str, Any] = dict(spec.runtime_env or {})
+    runtime_env["env_vars"] = {
+        **(runtime_env.get("env_vars") or {}),
+        **job_env(settings),
+        "DLP_URL": settings.internal_gateway_url,
+        "DLP_TOKEN": run_token or "",
+    }
+    return runtime_env
+
+
+def issue_job_token(store: Any, settings: Settings, run: Run) -> str | None:
+    """A token for the code of ``run``'s job, acting as the run's owner (see
+    ``access.issue_run_token``); None for a run the platform itself owns (``system``), whose job
+    reaches the platform through Ray only, as before."""
+    if run.owner == SYSTEM.name:
+        return None
+    secret, _ = issue_run_token(store, run.owner, run.id, settings.run_token_ttl_s)
+    return secret
 
 
 def cluster_capacity() -> dict[str, float]:
@@ -165,7 +200,8 @@ class _Scheduler:
         from dlplatform.metadata.actor import connect_store
 
         self._settings = Settings(**settings_values)
-        self._store = connect_store(self._settings)
+        # Any: the actor's client forwards every MetadataStore method (see StoreClient)
+        self._store: Any = connect_store(self._settings)
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._reasons: dict[str, str] = {}
@@ -276,16 +312,16 @@ class _Scheduler:
     def _launch(self, run: Run, spec: TrainingJobSpec, has_gpus: bool) -> None:
         sid = submission_id(run.id)
         self._store.update_run(run.id, status=RunStatus.RUNNING, started_at=utcnow(), name=sid)
-        runtime_env: dict[str, Any] = dict(spec.runtime_env or {})
-        runtime_env["env_vars"] = {**(runtime_env.get("env_vars") or {}), **job_env(self._settings)}
         try:
+            run_token = issue_job_token(self._store, self._settings, run)
             self._jobs().submit_job(
                 entrypoint=f"python -m {_ENTRYPOINTS[run.kind]} --run-id {run.id}",
                 submission_id=sid,
-                runtime_env=runtime_env,
+                runtime_env=job_runtime_env(self._settings, spec, run_token),
                 metadata={"dlp_run_id": run.id, "dlp_owner": run.owner},
             )
         except Exception as exc:
+            revoke_run_tokens(self._store, run.id, "its Ray job could not be started")
             # Often transient (the Jobs agent is still starting): back to the queue, a few times.
             first = self._submit_failures.setdefault(run.id, time.monotonic())
             why = f"could not start the Ray job: {type(exc).__name__}: {exc}"[:2000]
@@ -336,6 +372,7 @@ class _Scheduler:
         if current.status is RunStatus.RUNNING:
             self._store.update_run(run_id, status=RunStatus.FAILED, ended_at=utcnow(), error=reason)
             close_children(self._store, run_id, RunStatus.FAILED, f"its job failed: {reason}")
+        revoke_run_tokens(self._store, run_id, "its Ray job ended")
 
     def _cancel(self, run_id: str, by: str) -> Run:
         run = self._store.get_run(run_id)

@@ -22,7 +22,7 @@ from dlplatform.errors import InvalidInput
 from dlplatform.metadata import AliasEvent, MetricPoint, Model, ModelVersion, Run
 from dlplatform.metadata.records import build
 from dlplatform.train import registry, service
-from dlplatform.train.spec import ModelSignature, TrainingJob, TrainingJobSpec
+from dlplatform.train.spec import ModelSignature, TrainingJob, TrainingJobSpec, epoch_table
 
 
 class JobHandle:
@@ -52,7 +52,7 @@ class JobHandle:
 
     def metrics(self) -> list[dict[str, float]]:
         """One row per epoch: loss, val_loss, val_accuracy, throughput, restarts, ..."""
-        return service.epoch_table(service.get_metrics(self._backend, self._principal, self.id))
+        return epoch_table(service.get_metrics(self._backend, self._principal, self.id))
 
     def metric_points(self, key: str | None = None) -> list[MetricPoint]:
         return service.get_metrics(self._backend, self._principal, self.id, key)

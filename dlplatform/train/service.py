@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dlplatform.access import Permission, Principal, audit, authorize
+from dlplatform.access import Permission, Principal, audit, authorize, revoke_run_tokens
 from dlplatform.context import Backend
 from dlplatform.errors import BackendUnavailable, Conflict, InvalidInput, NotFound, PermissionDenied
 from dlplatform.metadata import Commit, MetricPoint, Run, RunStatus
@@ -222,7 +222,7 @@ def cancel_job(backend: Backend, principal: Principal, run_id: str) -> TrainingJ
 
 def cancel_run(backend: Backend, principal: Principal, run: Run, kind: str) -> Run:
     """Cancel ``run`` (a training or tuning job) for its owner or an admin; audited as
-    ``<kind>.cancel``. Its unfinished trials end with it.
+    ``<kind>.cancel``. Its unfinished trials end with it, and its run token is revoked.
 
     Raises:
         PermissionDenied: not the owner (and not an admin).
@@ -245,6 +245,7 @@ def cancel_run(backend: Backend, principal: Principal, run: Run, kind: str) -> R
     else:
         raise BackendUnavailable("cancelling a running job needs the cluster")
     audit(backend.store, principal, action, target)
+    revoke_run_tokens(backend.store, run.id, "its job was cancelled", by=principal)
     return updated  # type: ignore[no-any-return]
 
 
@@ -274,14 +275,6 @@ def get_metrics(
     authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
     _get_train_run(backend, run_id)
     return backend.store.get_metrics(run_id, key)
-
-
-def epoch_table(points: list[MetricPoint]) -> list[dict[str, float]]:
-    """Metric points as one row per epoch (the last value of each key at that step)."""
-    rows: dict[int, dict[str, float]] = {}
-    for p in sorted(points, key=lambda p: (p.step, p.timestamp)):
-        rows.setdefault(p.step, {"epoch": float(p.step)})[p.key] = p.value
-    return [rows[k] for k in sorted(rows)]
 
 
 def wait_job(

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from dlplatform.metadata.records import Run, check_id, check_name
+from dlplatform.metadata.records import MetricPoint, Run, check_id, check_name
 
 BUILTIN_MODELS = ("mlp", "cnn", "text")
 """Names of the built-in models (see ``dlplatform.train.models``)."""
@@ -212,3 +212,20 @@ class ModelSignature(BaseModel, frozen=True, extra="forbid"):
     classes: tuple[ParamValue, ...] = Field(
         default=(), description="Class value of each output index (classification)."
     )
+
+
+class JobLogs(BaseModel, frozen=True, extra="forbid"):
+    """A slice of a job's log: ``GET /training/jobs/{id}/logs?offset=N``."""
+
+    text: str
+    offset: int = Field(ge=0)
+    next_offset: int = Field(ge=0)
+    final: bool = Field(description="The job is finished: no more output will come.")
+
+
+def epoch_table(points: list[MetricPoint]) -> list[dict[str, float]]:
+    """Metric points as one row per epoch (the last value of each key at that step)."""
+    rows: dict[int, dict[str, float]] = {}
+    for p in sorted(points, key=lambda p: (p.step, p.timestamp)):
+        rows.setdefault(p.step, {"epoch": float(p.step)})[p.key] = p.value
+    return [rows[k] for k in sorted(rows)]

@@ -30,16 +30,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from dlplatform.access import Permission, Principal, audit, authorize
-from dlplatform.context import Backend
 from dlplatform.errors import DLPlatformError, InvalidInput, NotFound
 from dlplatform.metadata import LineageEdge, Run, RunStatus
 from dlplatform.metadata.records import invalid_input, utcnow
 from dlplatform.train.spec import ParamValue, TrainingJobSpec
+
+if TYPE_CHECKING:  # Settings' loader is heavy; the SDK imports this module for its specs
+    from dlplatform.context import Backend
 
 ACCEPTED_FORMS = (
     "uniform(LOW,HIGH), loguniform(LOW,HIGH) with 0<LOW, randint(LOW,HIGH) (HIGH excluded), "

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from dlplatform.errors import InvalidInput
 from dlplatform.metadata import WorkflowRun, WorkflowTrigger
 from dlplatform.workflows import service
-from dlplatform.workflows.service import WorkflowRunDetail
+from dlplatform.workflows.spec import WorkflowRunDetail
 
 if TYPE_CHECKING:
     from dlplatform.access import Principal

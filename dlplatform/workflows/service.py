@@ -14,15 +14,14 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, JsonValue, field_validator
-
 from dlplatform.access import Permission, Principal, audit, authorize
 from dlplatform.errors import Conflict, InvalidInput
-from dlplatform.metadata import RunStatus, WorkflowRun, WorkflowStep, WorkflowTrigger
-from dlplatform.metadata.records import Identifier, Name, check_id, utcnow
+from dlplatform.metadata import RunStatus, WorkflowRun, WorkflowTrigger
+from dlplatform.metadata.records import check_id, utcnow
 from dlplatform.workflows import manager
 from dlplatform.workflows._persist import load_output
 from dlplatform.workflows.dag import check_params, check_path, load_factory
+from dlplatform.workflows.spec import TriggerRequest, WorkflowRunDetail
 from dlplatform.workflows.triggers import CronExpr
 
 if TYPE_CHECKING:
@@ -30,50 +29,6 @@ if TYPE_CHECKING:
     from dlplatform.context import Backend
 
 MAX_RUNS_PAGE = 500
-
-
-class WorkflowRunRequest(BaseModel, frozen=True, extra="forbid"):
-    """Start a workflow run."""
-
-    workflow: str = Field(description="Import path MODULE:FACTORY of the workflow factory.")
-    params: dict[str, JsonValue] = Field(
-        default={}, description="Keyword arguments of the factory."
-    )
-    run_id: Identifier | None = Field(default=None, description="Run id; generated when absent.")
-
-    @field_validator("workflow")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        try:
-            return check_path(value)
-        except InvalidInput as exc:
-            raise ValueError(exc.message) from None
-
-
-class TriggerRequest(BaseModel, frozen=True, extra="forbid"):
-    """Register a trigger: ``cron`` (a 5-field expression) or ``dataset`` (on each new commit)."""
-
-    workflow: str = Field(description="Import path MODULE:FACTORY of the workflow factory.")
-    cron: str | None = Field(default=None, description="5-field cron expression, in UTC.")
-    dataset: Name | None = Field(default=None, description="Dataset whose new commits start runs.")
-    params: dict[str, JsonValue] = Field(
-        default={}, description="Keyword arguments of the factory."
-    )
-
-    @field_validator("workflow")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        try:
-            return check_path(value)
-        except InvalidInput as exc:
-            raise ValueError(exc.message) from None
-
-
-class WorkflowRunDetail(BaseModel, frozen=True, extra="forbid"):
-    """A run and the state of each of its steps."""
-
-    run: WorkflowRun
-    steps: list[WorkflowStep]
 
 
 def _run_target(run_id: str) -> str:
@@ -222,6 +177,35 @@ def load_step_output(backend: Backend, principal: Principal, run_id: str, step_i
     value = load_output(backend.artifacts, step.output_ref)
     audit(store, principal, "workflow.read_output", _run_target(run_id), step_id)
     return value
+
+
+def read_step_output(
+    backend: Backend, principal: Principal, run_id: str, step_id: str
+) -> tuple[dict[str, Any], bytes]:
+    """The stored bytes of a finished step's output and its ``output_ref`` (format, sha256,
+    type), for clients across HTTP, which decode them themselves (``parquet``, ``json``,
+    ``record``). The bytes are verified against the recorded sha256 before they leave.
+
+    Raises:
+        NotFound: no such run or step.
+        Conflict: the step has not succeeded, or its output is a pickle (loading one runs code:
+            it is read only on the cluster, with ``load_step_output``).
+    """
+    run_id = _checked_id(run_id)
+    store = backend.store
+    authorize(store, principal, Permission.WORKFLOW_VIEW, _run_target(run_id))
+    step = store.get_workflow_step(run_id, step_id)
+    if step.status is not RunStatus.SUCCEEDED or not step.output_ref:
+        raise Conflict(f"step {step_id} of {run_id} has no output (status {step.status.value})")
+    ref = json.loads(step.output_ref) if isinstance(step.output_ref, str) else step.output_ref
+    if ref.get("format") == "pickle":
+        raise Conflict(
+            f"step {step_id} of {run_id} returned a pickled {ref.get('type', 'object')}; pickles "
+            "are not sent over HTTP (loading one runs code): read it on the cluster"
+        )
+    data = backend.artifacts.get_bytes(str(ref["sha256"]))  # verified against the sha256
+    audit(store, principal, "workflow.read_output", _run_target(run_id), step_id)
+    return ref, data
 
 
 # --- triggers ---------------------------------------------------------------------------------

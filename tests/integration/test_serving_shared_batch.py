@@ -18,8 +18,9 @@ from fixtures_serve import (  # noqa: F401
 from dlplatform import data
 from dlplatform import serve as serving
 from dlplatform.access import SYSTEM
+from dlplatform.context import Backend
 from dlplatform.errors import InvalidInput, NotFound
-from dlplatform.serve import DeploymentSpec
+from dlplatform.serve import BatchPredictResult, DeploymentSpec
 
 pytestmark = pytest.mark.integration
 
@@ -114,3 +115,47 @@ def test_batch_predict_commits_predictions_with_lineage(serving_env: ServingEnv)
     data.push(env.backend, SYSTEM, narrow, pa.table({"f0": [1.0], "f1": [2.0]}))
     with pytest.raises(InvalidInput, match="lacks the model's feature column"):
         serving.batch_predict(env.backend, SYSTEM, model, narrow, out)
+
+
+def test_batch_predict_through_the_gateway(
+    gateway_url: str, gateway_backend: Backend, gateway_admin_token: str
+) -> None:
+    """``POST /api/v1/batch-predictions`` runs ``batch_predict`` in the gateway's Serve replica
+    (as the token's user) and answers 201 once the output commit exists."""
+    import httpx
+
+    backend = gateway_backend
+    model = _name("gbm")
+    register_mlp(backend, model)
+    source = _name("grows")
+    data.create_dataset(backend, SYSTEM, source)
+    n = 40
+    table = pa.table(
+        {f: pa.array([float(i % 5) * (j + 1) for i in range(n)]) for j, f in enumerate(FEATURES)}
+        | {"id": pa.array(range(n))}
+    )
+    commit = data.push(backend, SYSTEM, source, table)
+    url = f"{gateway_url}/api/v1/batch-predictions"
+    auth = {"Authorization": f"Bearer {gateway_admin_token}"}
+    out = _name("gpreds")
+    body = {"model": f"{model}@1", "dataset": source, "output": out, "workers": 1}
+    reply = httpx.post(url, json=body, headers=auth, timeout=300)
+    assert reply.status_code == 201, reply.text
+    result = BatchPredictResult.model_validate(reply.json())
+    assert (result.model, result.version, result.input_dataset, result.input_commit) == (
+        model, 1, source, commit.id,
+    )  # fmt: skip
+    assert (result.output_dataset, result.rows) == (out, n)
+    written = data.to_arrow(backend, data.resolve(backend, SYSTEM, f"{out}@{result.output_commit}"))
+    assert written.num_rows == n and set(written.column("prediction").to_pylist()) <= {
+        "a",
+        "b",
+        "c",
+    }
+    up = {e.entity for e in backend.store.upstream(f"commit:{result.output_commit}", 1)}
+    assert {f"commit:{commit.id}", f"model_version:{model}@1"} <= up
+    writes = backend.store.list_audit(actor="admin", action="dataset.write")
+    assert any(e.target == f"dataset:{out}" for e in writes)
+
+    same = httpx.post(url, json=body | {"output": source}, headers=auth, timeout=60)
+    assert same.status_code == 422 and "must differ" in same.json()["message"], same.text

@@ -235,6 +235,45 @@ def test_queue_train_register_promote(world: World) -> None:
     assert "the Ray job driver ended (STOPPED" in (job.run.error or ""), job.run.error
 
 
+WHOAMI_CODE = """
+import os
+
+from dlplatform.access import authenticate
+from dlplatform.config import load_settings
+from dlplatform.metadata.actor import connect_store
+
+
+def train_fn(config):
+    me = authenticate(connect_store(load_settings(), create=False), os.environ["DLP_TOKEN"])
+    raise ValueError(f"whoami {me.name} {me.role.value} at {os.environ['DLP_URL']}")
+"""
+
+
+def test_the_job_acts_as_its_owner_with_a_run_token(world: World, tmp_path: Path) -> None:
+    """The job's code gets DLP_URL and a run token of the run's owner (alice, data-scientist),
+    never the platform's powers; once the run ended the token is revoked and refused (401).
+    Cheap: one 1-worker job whose user code stops at once, saying whom its token acts as."""
+    w = world
+    (tmp_path / "dlp_user_whoami.py").write_text(WHOAMI_CODE)
+    job_id = _submit(w, model="dlp_user_whoami:train_fn", runtime_env={"working_dir": str(tmp_path)},
+                     model_name="whoami-model", workers=1, epochs=1, max_failures=0)  # fmt: skip
+    job = _wait(w, job_id)
+    assert job.status == "FAILED"
+    assert "ValueError: whoami alice data-scientist at http://127.0.0.1:8000" in (
+        job.run.error or ""
+    ), job.run.error
+    (info,) = w.backend.store.list_tokens(run_id=job_id)
+    assert info.user == "alice" and info.revoked_at is not None
+    env = job_client().get_job_info(f"dlp-{job_id}").runtime_env["env_vars"]
+    assert env["DLP_URL"] == "http://127.0.0.1:8000" and env["DLP_TOKEN"].startswith(info.prefix)
+    assert env["DLP_TOKEN"] not in w.backend.store.get_run(job_id).model_dump_json()
+    with TestClient(create_app(w.backend), base_url="http://127.0.0.1") as client:
+        reply = client.get(
+            "/api/v1/whoami", headers={"Authorization": f"Bearer {env['DLP_TOKEN']}"}
+        )
+    assert reply.status_code == 401 and reply.json()["error"] == "unauthenticated", reply.text
+
+
 def test_ray_job_submit_path_records_the_run_and_reproduces(world: World) -> None:
     """`ray job submit -- python -m dlplatform.train.entrypoint --spec-json ...` (here through the
     same Jobs REST API the CLI uses): the run is recorded, and the same spec on the same dataset

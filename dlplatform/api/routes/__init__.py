@@ -7,9 +7,13 @@ ROUTERS: list[str] = [
     "dlplatform.api.routes.lineage",
     "dlplatform.api.routes.alerts",
     "dlplatform.api.routes.datasets",
+    "dlplatform.api.routes.dataset_stats",
     "dlplatform.api.routes.deployments",
     "dlplatform.api.routes.training",
     "dlplatform.api.routes.tuning",
     "dlplatform.api.routes.models",
     "dlplatform.api.routes.workflows",
+    "dlplatform.api.routes.workflow_outputs",
+    "dlplatform.api.routes.batch",
+    "dlplatform.api.routes.metadata",
 ]

@@ -11,12 +11,20 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from dlplatform import data
 from dlplatform.api.deps import Ctx
+from dlplatform.data.spec import (
+    ARROW_STREAM_MEDIA_TYPE,
+    COMMIT_HEADER,
+    ROW_COUNT_HEADER,
+    VERSION_HASH_HEADER,
+    ReadGrant,
+)
 from dlplatform.errors import InvalidInput, TooLarge
 from dlplatform.metadata import Commit, CommitMode, Dataset, DatasetType
 from dlplatform.metadata.records import Name
@@ -141,14 +149,21 @@ async def push(
     parent: str | None = None,
     format: str | None = None,
     filename: Annotated[str | None, Query(max_length=255)] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Commit:
     """Push the raw request body (Parquet, CSV, JSON lines or Arrow IPC) as a new commit.
 
     The format comes from ``format``, the Content-Type, the ``filename``'s extension or the
     content. The body is streamed to a staging file and counted against ``max_upload_bytes``.
+    A retry with the ``Idempotency-Key`` of an earlier push of the caller to this dataset is
+    answered 201 with that push's commit, without the body being read.
     """
     backend, principal = ctx.backend, ctx.principal
-    await run_in_threadpool(data.check_writable, backend, principal, name)
+    done = await run_in_threadpool(
+        data.find_pushed_commit, backend, principal, name, idempotency_key
+    )
+    if done is not None:
+        return done
     fmt = _format_of(request, format, filename)
     staged = await _stage_body(
         request, backend.settings.home / "uploads", backend.settings.max_upload_bytes, fmt
@@ -164,6 +179,7 @@ async def push(
             message=message,
             parent=parent,
             format=fmt or None,
+            idempotency_key=idempotency_key,
         )
     finally:
         with contextlib.suppress(OSError):
@@ -205,11 +221,46 @@ def sample(
     seed: int = 0,
 ) -> SampleRows:
     """``n`` rows drawn from the commit (deterministic by ``seed``); the read is audited."""
-    ref = name if commit == "head" else f"{name}@{commit}"
+    ref = _ref(name, commit)
     table = data.read_sample(ctx.backend, ctx.principal, ref, n, seed=seed)
     commit_id = data.parse_ref(ref)[1] or data.get_dataset(ctx.backend, ctx.principal, name).head
     rows = [{k: _jsonable(v) for k, v in r.items()} for r in table.to_pylist()]
     return SampleRows(commit=commit_id or "", columns=table.column_names, rows=rows)
+
+
+@router.get(
+    "/datasets/{name}/commits/{commit}/arrow",
+    response_class=StreamingResponse,
+    responses={200: {"content": {ARROW_STREAM_MEDIA_TYPE: {}}}},
+)
+def open_arrow_stream(
+    name: str,
+    commit: str,
+    ctx: Ctx,
+    columns: Annotated[list[str] | None, Query(max_length=10_000)] = None,
+) -> StreamingResponse:
+    """The commit's rows (all, or ``columns``) as an Arrow IPC stream, sent part by part.
+
+    Headers name the commit, its row count and version hash. A part found damaged on the way
+    cuts the response off (no end-of-stream marker); the read is audited.
+    """
+    found, chunks = data.open_arrow_stream(ctx.backend, ctx.principal, _ref(name, commit), columns)
+    headers = {
+        COMMIT_HEADER: found.id,
+        ROW_COUNT_HEADER: str(found.row_count),
+        VERSION_HASH_HEADER: found.version_hash,
+    }
+    return StreamingResponse(chunks, media_type=ARROW_STREAM_MEDIA_TYPE, headers=headers)
+
+
+@router.get("/datasets/{name}/commits/{commit}/parts")
+def grant_read(name: str, commit: str, ctx: Ctx) -> ReadGrant:
+    """The URIs of the commit's Parquet parts, for readers on the cluster; the read is audited."""
+    return data.grant_read(ctx.backend, ctx.principal, _ref(name, commit))
+
+
+def _ref(name: str, commit: str) -> str:
+    return name if commit == "head" else f"{name}@{commit}"
 
 
 def _jsonable(value: Any) -> Any:

@@ -314,6 +314,37 @@ def test_add_commit_failing_midway_leaves_nothing(st: MetadataStore) -> None:
     assert st.get_dataset("iris").head == "c-2"
 
 
+def test_push_key_is_recorded_with_its_commit_or_not_at_all(st: MetadataStore) -> None:
+    st.create_dataset(dataset())
+    st.create_dataset(dataset("mnist"))
+    # a commit refused for a stale head records no key either
+    with pytest.raises(Conflict):
+        st.add_commit(commit("c-0"), expected_head="c-9", idempotency_key="k-1")
+    with pytest.raises(NotFound, match="k-1"):
+        st.get_commit_by_push_key("alice", "iris", "k-1")
+    st.add_commit(commit("c-1"), expected_head=None, idempotency_key="k-1")
+    assert st.get_commit_by_push_key("alice", "iris", "k-1") == st.get_commit("c-1")
+    before = counts(st)
+    # the same key again: refused before the head check, and nothing of the commit lands
+    with pytest.raises(AlreadyExists, match="c-1"):
+        st.add_commit(commit("c-2", parent="c-1"), expected_head="c-1", idempotency_key="k-1")
+    with pytest.raises(AlreadyExists, match="c-1"):
+        st.add_commit(commit("c-2", parent="c-1"), expected_head=None, idempotency_key="k-1")
+    assert counts(st) == before
+    assert st.get_dataset("iris").head == "c-1"
+    # the key is per (author, dataset): another dataset or author may use it
+    st.add_commit(commit("c-3", "mnist"), expected_head=None, idempotency_key="k-1")
+    other = commit("c-4", parent="c-1").model_copy(update={"author": "bob"})
+    st.add_commit(other, expected_head="c-1", idempotency_key="k-1")
+    assert st.get_commit_by_push_key("bob", "iris", "k-1").id == "c-4"
+    assert st.get_commit_by_push_key("alice", "mnist", "k-1").id == "c-3"
+    # a purged dataset takes its keys along
+    st.delete_dataset("mnist")
+    st.purge_dataset("mnist")
+    with pytest.raises(NotFound):
+        st.get_commit_by_push_key("alice", "mnist", "k-1")
+
+
 # --- runs, params, metrics ----------------------------------------------------------------------
 
 

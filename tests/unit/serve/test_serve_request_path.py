@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 from collections import deque
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from starlette.requests import Request
 
 from dlplatform.errors import InvalidInput, TooLarge, Unauthenticated
+from dlplatform.metadata.records import Run, RunStatus, TokenInfo, utcnow
 from dlplatform.serve._batching import MicroBatcher
 from dlplatform.serve._predlog import RequestInputs, _dump
 from dlplatform.serve.deployment import TokenCache, json_response, read_body, read_inputs
@@ -224,7 +226,12 @@ class TokenStore:
         assert method == "user_for_token_hash"
         self.asked.append(args[0])
         user = self.users.get(args[0])
-        return ("ok", (user, {})) if user else ("err", "not_found", "no such token")
+        if not user:
+            return ("err", "not_found", "no such token")
+        info = TokenInfo(
+            id="0123456789ab", user=user.name, prefix="dlp_01234567", created_at=utcnow()
+        )
+        return ("ok", (user, info))
 
 
 def test_token_cache_asks_the_store_by_hash_once_per_ttl() -> None:
@@ -254,6 +261,38 @@ def test_token_cache_asks_the_store_by_hash_once_per_ttl() -> None:
 
     asyncio.run(scenario())
     assert token not in "".join(store.asked)
+
+
+class RunTokenStore:
+    """A run token of ann for run-1, whose status the test sets."""
+
+    def __init__(self, user: Any) -> None:
+        self.user = user
+        self.status = RunStatus.RUNNING
+
+    async def call_async(self, method: str, *args: Any) -> tuple[Any, ...]:
+        now = utcnow()
+        if method == "get_run":
+            return ("ok", Run(id=args[0], owner="ann", status=self.status, created_at=now))
+        assert method == "user_for_token_hash"
+        info = TokenInfo(id="0123456789ab", user="ann", prefix="dlp_01234567", created_at=now,
+                         run_id="run-1", expires_at=now + timedelta(days=1))  # fmt: skip
+        return ("ok", (self.user, info))
+
+
+def test_token_cache_refuses_a_run_token_once_its_run_ended() -> None:
+    from dlplatform.access import Role
+    from dlplatform.metadata.records import User
+
+    store = RunTokenStore(User(name="ann", role=Role.APP, created_at=utcnow()))
+
+    async def scenario() -> None:
+        assert await TokenCache(store).principal("Bearer a", "deployment:m") == "ann"
+        store.status = RunStatus.SUCCEEDED
+        with pytest.raises(Unauthenticated, match=r"its run ended \(SUCCEEDED\)"):
+            await TokenCache(store).principal("Bearer a", "deployment:m")
+
+    asyncio.run(scenario())
 
 
 # --- Serve's latency histograms ----------------------------------------------------------------
