@@ -6,6 +6,9 @@ use it in-process with ``TestClient``.
 Every error leaves as ``{"error": code, "message": ...}``: platform errors with their own status,
 validation errors as 422 naming the field, a foreign Host header as 400, a body over the limit as
 413 (before it is read), anything unexpected as 500 with a request id that is also in the log.
+
+The OpenAPI document (``openapi.py``: bearer auth, error responses, the inference endpoint) is at
+``/api/v1/openapi.json`` and the docs page (``docs.py``, assets in the package) at ``/api/v1/docs``.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from dlplatform.api.docs import mount_docs
 from dlplatform.api.middleware import (
     BodyLimit,
     BodyLimitMiddleware,
     CatchAllMiddleware,
     HostCheckMiddleware,
 )
+from dlplatform.api.openapi import ERROR_RESPONSES, install_openapi
 from dlplatform.api.routes import ROUTERS
 from dlplatform.api.ui import mount_ui
 from dlplatform.context import Backend
@@ -62,7 +67,7 @@ def create_app(backend: Backend) -> FastAPI:
         description="HTTP API of dlplatform. Send `Authorization: Bearer <token>` on every call "
         "except /healthz.",
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # mount_docs serves the page with assets from the package, not a CDN
         redoc_url=None,
     )
     app.state.backend = backend
@@ -117,7 +122,9 @@ def create_app(backend: Backend) -> FastAPI:
 
     for module_name in ROUTERS:
         module = importlib.import_module(module_name)
-        app.include_router(module.router, prefix=API_PREFIX)
+        app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
+    install_openapi(app)
+    mount_docs(app, f"{API_PREFIX}/docs")
 
     # Added innermost first: HostCheck runs first, then the body limit, then the routes.
     app.add_middleware(CatchAllMiddleware)

@@ -2,6 +2,11 @@
 
 A route declares ``ctx: Ctx`` and passes ``ctx.backend`` and ``ctx.principal`` to one service
 function. Credentials come only from the ``Authorization: Bearer`` header (no cookies).
+
+``BEARER`` reads that header. Because ``get_context`` depends on it, FastAPI declares the
+``bearerAuth`` security scheme in the OpenAPI document and marks every route taking ``Ctx`` as
+needing it (the docs page's "Authorize" button then sends the header). It never answers by
+itself (``auto_error=False``): ``authenticate`` decides, so a refusal is the platform's 401.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from dlplatform.access import Principal, authenticate
 from dlplatform.context import Backend
@@ -26,12 +32,26 @@ def get_backend(request: Request) -> Backend:
     return backend
 
 
-def get_context(request: Request) -> RequestContext:
+BEARER_SCHEME = "bearerAuth"
+BEARER = HTTPBearer(
+    scheme_name=BEARER_SCHEME,
+    description="A platform token (`dlp_...`), sent as `Authorization: Bearer <token>`.",
+    auto_error=False,
+)
+
+
+def get_context(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+) -> RequestContext:
+    """The caller of this request.
+
+    Raises:
+        Unauthenticated: no ``Authorization: Bearer`` header, or an unusable token.
+    """
     backend = get_backend(request)
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    principal = authenticate(backend.store, token.strip() if scheme.lower() == "bearer" else None)
-    return RequestContext(backend=backend, principal=principal)
+    token = credentials.credentials.strip() if credentials is not None else None
+    return RequestContext(backend=backend, principal=authenticate(backend.store, token))
 
 
 Ctx = Annotated[RequestContext, Depends(get_context)]

@@ -139,7 +139,25 @@ async def _stage_body(request: Request, directory: Path, limit: int, fmt: str | 
     return path
 
 
-@router.post("/datasets/{name}/commits", status_code=201)
+@router.post(
+    "/datasets/{name}/commits",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                m: {"schema": {"type": "string", "format": "binary"}}
+                for m in (
+                    "application/octet-stream",
+                    "text/csv",
+                    "application/vnd.apache.parquet",
+                    "application/x-ndjson",
+                    "application/vnd.apache.arrow.stream",
+                )
+            },
+        }
+    },
+)
 async def push(
     name: str,
     request: Request,
