@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_browser import *  # noqa: F403
+from fixtures_client import *  # noqa: F403
 from fixtures_gateway import *  # noqa: F403
 from fixtures_ray import *  # noqa: F403
 from fixtures_s3 import *  # noqa: F403

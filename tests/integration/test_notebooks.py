@@ -22,15 +22,16 @@ pytestmark = pytest.mark.integration
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
-def _kernel_env(settings: Settings, token: str) -> dict[str, str]:
+def _kernel_env(settings: Settings, url: str, token: str) -> dict[str, str]:
+    """A kernel of the lab on the head node: the gateway's URL and a user's token; Ray's
+    address so that ``to_ray()`` can read parts directly."""
     import ray
 
     env = dict(os.environ)
     env.update(
-        DLP_HOME=str(settings.home),
-        DLP_NAMESPACE=settings.namespace,
-        DLP_RAY_ADDRESS=ray.get_runtime_context().gcs_address,
+        DLP_URL=url,
         DLP_TOKEN=token,
+        RAY_ADDRESS=ray.get_runtime_context().gcs_address,
         MPLBACKEND="Agg",
     )
     return env
@@ -54,7 +55,9 @@ def test_notebook_runs_top_to_bottom(
     name: str, gateway_url: str, gateway_backend: Backend, gateway_admin_token: str, tmp_path: Path
 ) -> None:
     book = nbformat.read(NOTEBOOKS / name, as_version=4)
-    done = _run(book, tmp_path, _kernel_env(gateway_backend.settings, gateway_admin_token))
+    done = _run(
+        book, tmp_path, _kernel_env(gateway_backend.settings, gateway_url, gateway_admin_token)
+    )
     errors = [
         o for c in done.cells for o in c.get("outputs", []) if o.get("output_type") == "error"
     ]
@@ -69,10 +72,12 @@ def test_revoked_token_gives_a_short_error(
     gateway_backend.store.revoke_token(info.id)
     book = nbformat.v4.new_notebook()
     book.cells = [
-        nbformat.v4.new_code_cell("import dlplatform as dlp\np = dlp.connect(start=False)")
+        nbformat.v4.new_code_cell("import dlplatform as dlp\np = dlp.connect()\np.whoami()")
     ]
     # The cell still ends in error (the kernel reports it); what the user sees is one line.
-    done = _run(book, tmp_path, _kernel_env(gateway_backend.settings, token), allow_errors=True)
+    done = _run(
+        book, tmp_path, _kernel_env(gateway_backend.settings, gateway_url, token), allow_errors=True
+    )
     text = "".join(o.get("text", "") for o in done.cells[0].outputs)
     assert "Unauthenticated (unauthenticated): invalid or revoked token" in text
     assert "Traceback" not in text and "File " not in text

@@ -1,0 +1,126 @@
+"""``connect()`` and the ``Platform`` it returns: one user's HTTP connection to the gateway.
+
+Each namespace (``p.datasets``, ``p.training``, ...) is a thin typed client of one part of
+``/api/v1``; answers come back as the platform's records and errors as its typed exceptions.
+Nothing here imports Ray or torch (``to_ray()`` alone loads Ray, on the cluster).
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import cached_property
+
+from dlplatform.access import Principal
+from dlplatform.client import profiles
+from dlplatform.client._http import HttpClient
+from dlplatform.client.admin import AlertsClient, AuditClient, LineageClient, UsersClient
+from dlplatform.client.datasets import DatasetsClient
+from dlplatform.client.serving import ServingClient
+from dlplatform.client.training import ModelsClient, TrainingClient, TuningClient
+from dlplatform.client.workflows import WorkflowsClient
+from dlplatform.errors import Unauthenticated
+
+
+class Platform:
+    """A connection to dlplatform as one user (``with dlp.connect() as p: ...`` closes it)."""
+
+    def __init__(self, http: HttpClient, target: profiles.Target | None = None) -> None:
+        self.http = http
+        self.target = target
+
+    @property
+    def url(self) -> str:
+        return self.http.url
+
+    def whoami(self) -> Principal:
+        """Who the token belongs to (name, role, groups)."""
+        return self.http.get("whoami", Principal)
+
+    def health(self) -> dict[str, str]:
+        """``/healthz`` (no token needed): the gateway and its metadata store answer."""
+        return self.http.get("healthz", dict[str, str])
+
+    @cached_property
+    def datasets(self) -> DatasetsClient:
+        return DatasetsClient(self.http)
+
+    @cached_property
+    def training(self) -> TrainingClient:
+        return TrainingClient(self.http)
+
+    @cached_property
+    def tuning(self) -> TuningClient:
+        return TuningClient(self.http)
+
+    @cached_property
+    def models(self) -> ModelsClient:
+        return ModelsClient(self.http)
+
+    @cached_property
+    def serving(self) -> ServingClient:
+        return ServingClient(self.http)
+
+    @cached_property
+    def workflows(self) -> WorkflowsClient:
+        return WorkflowsClient(self.http)
+
+    @cached_property
+    def lineage(self) -> LineageClient:
+        return LineageClient(self.http)
+
+    @cached_property
+    def users(self) -> UsersClient:
+        return UsersClient(self.http)
+
+    @cached_property
+    def audit(self) -> AuditClient:
+        return AuditClient(self.http)
+
+    @cached_property
+    def alerts(self) -> AlertsClient:
+        return AlertsClient(self.http)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Platform:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Platform {self.url}>"
+
+
+def connect(
+    url: str | None = None,
+    token: str | None = None,
+    profile: str | None = None,
+    *,
+    timeout_s: float = 30.0,
+    retries: int = 3,
+) -> Platform:
+    """Connect to the platform's gateway over HTTP.
+
+    The URL comes from ``url``, else ``DLP_URL``, else the profile (``profile``, ``DLP_PROFILE``
+    or the active one, see ``dlp login``), else the platform running under the local home; the
+    token from ``token``, ``DLP_TOKEN``, the profile, or the local admin token file. Nothing is
+    contacted until the first call.
+
+    Raises:
+        Unauthenticated: no platform or no token was found.
+        InvalidInput: a malformed URL or an unknown profile.
+    """
+    target = profiles.resolve(url, token, profile)
+    if not target.token:
+        raise Unauthenticated(
+            f"no token for {target.url}: set DLP_TOKEN, pass token=, or run `dlp login "
+            f"{target.url}`"
+        )
+    if "IPython" in sys.modules:  # HTML views and short platform errors in notebooks
+        from dlplatform.lab._html import install
+
+        install()
+    http = HttpClient(target.url, target.token, timeout_s=timeout_s, retries=retries)
+    return Platform(http, target)

@@ -1,0 +1,107 @@
+"""``p.serving`` over HTTP: deploy, inspect, split traffic, predict, feedback, batch inference.
+
+```python
+p.serving.deploy("digits-mlp", max_replicas=2)          # POST /models/digits-mlp
+p.serving.predict("digits-mlp", [[0.0] * 64])
+p.serving.traffic("digits-mlp", {3: 90, 4: 10})
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import ValidationError
+
+from dlplatform.client._http import HttpClient
+from dlplatform.errors import InvalidInput
+from dlplatform.metadata import Deployment, Feedback
+from dlplatform.serve.spec import (
+    BatchPredictResult,
+    DeploymentInfo,
+    DeploymentSpec,
+    PredictionResult,
+)
+
+
+def _seg(value: object) -> str:
+    return quote(str(value), safe="")
+
+
+def deployment_spec(**values: Any) -> DeploymentSpec:
+    """A ``DeploymentSpec`` from options (``None`` = the default); ``min_replicas`` alone also
+    raises ``max_replicas`` to it. Raises InvalidInput naming a bad option."""
+    clean = {k: v for k, v in values.items() if v is not None}
+    if "min_replicas" in clean and "max_replicas" not in clean:
+        clean["max_replicas"] = max(clean["min_replicas"], 1)
+    try:
+        return DeploymentSpec(**clean)
+    except ValidationError as exc:  # one line naming each problem (the CLI prints it as is)
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(part) for part in err["loc"])
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {message}" if where else message)
+        raise InvalidInput(f"deployment options: {'; '.join(problems)}") from None
+
+
+class ServingClient:
+    """Deploy, inspect and call model deployments as one user."""
+
+    def __init__(self, http: HttpClient) -> None:
+        self._http = http
+
+    def deploy(
+        self,
+        name_or_ref: Any,
+        *,
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+        max_batch_size: int | None = None,
+        shared: bool = False,
+        **options: Any,
+    ) -> DeploymentInfo:
+        """Serve ``NAME[@VERSION|@ALIAS]`` (or a ``ModelVersion``); other ``DeploymentSpec``
+        fields (``allow_anonymous``, ``max_rows``, ``log_sample_rate``, ...) go in ``options``."""
+        ref = name_or_ref
+        if not isinstance(ref, str):
+            ref = f"{name_or_ref.model}@{name_or_ref.version}"
+        spec = deployment_spec(min_replicas=min_replicas, max_replicas=max_replicas,
+                               max_batch_size=max_batch_size, shared=shared,
+                               **options)  # fmt: skip
+        body = {"model": ref, "config": spec.model_dump(mode="json")}
+        return self._http.call("POST", "deployments", DeploymentInfo, json_body=body,
+                               timeout_s=300.0)  # fmt: skip
+
+    def undeploy(self, name: str) -> Deployment:
+        return self._http.delete(f"deployments/{_seg(name)}", Deployment)
+
+    def list(self) -> list[DeploymentInfo]:
+        return self._http.get("deployments", list[DeploymentInfo])
+
+    def get(self, name: str) -> DeploymentInfo:
+        return self._http.get(f"deployments/{_seg(name)}", DeploymentInfo)
+
+    def traffic(self, name: str, split: dict[Any, int]) -> DeploymentInfo:
+        """Split requests between versions, e.g. ``{3: 90, 4: 10}``."""
+        body = {"traffic": {str(k): int(v) for k, v in split.items()}}
+        return self._http.call("POST", f"deployments/{_seg(name)}/traffic", DeploymentInfo,
+                               json_body=body, timeout_s=300.0)  # fmt: skip
+
+    def predict(self, name: str, inputs: Any) -> PredictionResult:
+        """``POST /models/<name>`` on the model application (same host as the gateway)."""
+        return self._http.call(
+            "POST", f"/models/{_seg(name)}", PredictionResult, json_body={"inputs": inputs}
+        )
+
+    def feedback(self, request_id: str, label: Any) -> Feedback:
+        return self._http.post("feedback", Feedback, {"request_id": request_id, "label": label})
+
+    def batch_predict(
+        self, model: str, dataset: str, output: str, *, workers: int = 1
+    ) -> BatchPredictResult:
+        """Score a dataset version into a new commit of ``output`` (blocks until it exists)."""
+        body = {"model": model, "dataset": dataset, "output": output, "workers": workers}
+        return self._http.call("POST", "batch-predictions", BatchPredictResult, json_body=body,
+                               timeout_s=3600.0)  # fmt: skip

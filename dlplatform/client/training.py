@@ -1,0 +1,221 @@
+"""``p.training``, ``p.tuning`` and ``p.models`` over HTTP.
+
+```python
+job = p.training.submit(dataset="digits", model="mlp", label="target", workers=2)
+run = job.wait()                       # the finished Run record
+job.metrics()                          # one dict per epoch
+p.models.promote("digits-mlp", 1, "production")
+```
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from dlplatform.client._http import HttpClient
+from dlplatform.errors import InvalidInput
+from dlplatform.metadata import AliasEvent, MetricPoint, Model, ModelVersion, Run, RunStatus
+from dlplatform.metadata.records import build
+from dlplatform.train.spec import JobLogs, TrainingJob, TrainingJobSpec, epoch_table
+from dlplatform.train.tune import TrialSummary, TuningJob, TuningJobSpec, build_spec
+
+_FINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+def _seg(value: object) -> str:
+    return quote(str(value), safe="")
+
+
+def poll_until(
+    fetch: Callable[[], Any], is_final: Callable[[Any], bool], timeout_s: float | None,
+    on_update: Callable[[Any], None] | None = None, what: str = "job",
+) -> Any:  # fmt: skip
+    """Call ``fetch`` until ``is_final`` (backing off from 0.2 s to 2 s between calls).
+
+    Raises:
+        TimeoutError: not final within ``timeout_s``.
+    """
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    pause = 0.2
+    while True:
+        value = fetch()
+        if on_update is not None:
+            on_update(value)
+        if is_final(value):
+            return value
+        if deadline is not None and time.monotonic() + pause > deadline:
+            raise TimeoutError(f"{what} did not finish within {timeout_s} s")
+        time.sleep(pause)
+        pause = min(pause * 1.5, 2.0)
+
+
+class JobHandle:
+    """A submitted training job."""
+
+    def __init__(self, http: HttpClient, job_id: str) -> None:
+        self._http = http
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.id}>"
+
+    def _path(self, tail: str = "") -> str:
+        return f"training/jobs/{_seg(self.id)}{'/' + tail if tail else ''}"
+
+    def status(self) -> TrainingJob:
+        return self._http.get(self._path(), TrainingJob)
+
+    def wait(
+        self,
+        timeout_s: float | None = None,
+        *,
+        on_update: Callable[[TrainingJob, list[MetricPoint]], None] | None = None,
+    ) -> Run:
+        """Block until the job is final and return its run (status, error, result)."""
+
+        def update(job: TrainingJob) -> None:
+            if on_update is not None:
+                on_update(job, self.metric_points())
+
+        job: TrainingJob = poll_until(
+            self.status, lambda j: j.run.status in _FINAL, timeout_s, update, f"job {self.id}"
+        )
+        return job.run
+
+    def metrics(self) -> list[dict[str, float]]:
+        """One row per epoch: loss, val_loss, val_accuracy, throughput, restarts, ..."""
+        return epoch_table(self.metric_points())
+
+    def metric_points(self, key: str | None = None) -> list[MetricPoint]:
+        return self._http.get(self._path("metrics"), list[MetricPoint], key=key)
+
+    def logs(self, offset: int = 0) -> str:
+        return self.read_logs(offset).text
+
+    def read_logs(self, offset: int = 0) -> JobLogs:
+        """The log from ``offset`` on, with where to continue and whether more will come."""
+        return self._http.get(self._path("logs"), JobLogs, offset=offset)
+
+    def cancel(self) -> TrainingJob:
+        return self._http.post(self._path("cancel"), TrainingJob)
+
+    @property
+    def model_version(self) -> str | None:
+        """``name@N`` once the job SUCCEEDED and registered a version."""
+        return self.status().model_version
+
+
+class TrainingClient:
+    """``p.training``: submit and follow training jobs."""
+
+    def __init__(self, http: HttpClient) -> None:
+        self._http = http
+
+    def submit(self, spec: TrainingJobSpec | None = None, /, **fields: Any) -> JobHandle:
+        """Queue a job from a spec or from its fields (``dataset=``, ``model=``, ``label=``, ...)."""
+        if spec is None:
+            spec = build(TrainingJobSpec, **fields)
+        elif fields:
+            raise InvalidInput("pass either a TrainingJobSpec or its fields, not both")
+        job = self._http.post("training/jobs", TrainingJob, spec)
+        return JobHandle(self._http, job.id)
+
+    def get(self, job_id: str) -> JobHandle:
+        handle = JobHandle(self._http, job_id)
+        handle.status()
+        return handle
+
+    def list(
+        self, *, status: list[str] | None = None, limit: int = 100, offset: int = 0
+    ) -> list[TrainingJob]:
+        return self._http.get(
+            "training/jobs", list[TrainingJob], status=status, limit=limit, offset=offset
+        )
+
+
+class TuningHandle:
+    """A submitted tuning job."""
+
+    def __init__(self, http: HttpClient, job_id: str) -> None:
+        self._http = http
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"<TuningHandle {self.id}>"
+
+    def status(self) -> TuningJob:
+        return self._http.get(f"tuning/jobs/{_seg(self.id)}", TuningJob)
+
+    def trials(self) -> list[TrialSummary]:
+        """The trial table, best first by the search metric."""
+        return self.status().trials
+
+    def wait(
+        self,
+        timeout_s: float | None = None,
+        *,
+        on_update: Callable[[TuningJob], None] | None = None,
+    ) -> TuningJob:
+        return poll_until(  # type: ignore[no-any-return]
+            self.status, lambda j: j.run.status in _FINAL, timeout_s, on_update, f"tuning {self.id}"
+        )
+
+    def cancel(self) -> TuningJob:
+        return self._http.post(f"tuning/jobs/{_seg(self.id)}/cancel", TuningJob)
+
+
+class TuningClient:
+    """``p.tuning``: submit and follow hyperparameter searches."""
+
+    def __init__(self, http: HttpClient) -> None:
+        self._http = http
+
+    def submit(self, spec: TuningJobSpec | None = None, /, **fields: Any) -> TuningHandle:
+        """Queue a search from a spec or its fields (``training=``, ``space=``, ``samples=``...)."""
+        if spec is None:
+            spec = build_spec(**fields)
+        elif fields:
+            raise InvalidInput("pass either a TuningJobSpec or its fields, not both")
+        job = self._http.post("tuning/jobs", TuningJob, spec)
+        return TuningHandle(self._http, job.id)
+
+    def get(self, job_id: str) -> TuningHandle:
+        handle = TuningHandle(self._http, job_id)
+        handle.status()
+        return handle
+
+    def list(self, *, status: list[str] | None = None, limit: int = 100) -> list[TuningJob]:
+        return self._http.get("tuning/jobs", list[TuningJob], status=status, limit=limit)
+
+
+class ModelsClient:
+    """``p.models``: the model registry."""
+
+    def __init__(self, http: HttpClient) -> None:
+        self._http = http
+
+    def list(self) -> list[Model]:
+        return self._http.get("models", list[Model])
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        return self._http.get(f"models/{_seg(name)}/versions", list[ModelVersion])
+
+    def get(self, name: str, version_or_alias: str | int | None = None) -> ModelVersion:
+        """A version by number or alias; ``"name@3"`` works too; latest when omitted."""
+        if version_or_alias is None and "@" in name:
+            name, _, version_or_alias = name.partition("@")
+        which = "latest" if version_or_alias is None else version_or_alias
+        return self._http.get(f"models/{_seg(name)}/versions/{_seg(which)}", ModelVersion)
+
+    def promote(self, name: str, version: int | str, alias: str) -> AliasEvent:
+        if isinstance(version, str) and not version.isdigit():
+            version = self.get(name, version).version
+        return self._http.post(
+            f"models/{_seg(name)}/aliases/{_seg(alias)}", AliasEvent, {"version": int(version)}
+        )
+
+    def history(self, name: str) -> list[AliasEvent]:
+        return self._http.get(f"models/{_seg(name)}/aliases", list[AliasEvent])

@@ -1,0 +1,142 @@
+"""``p.workflows`` over HTTP: start, inspect, cancel and resume runs; schedules and triggers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import BaseModel
+
+from dlplatform.client._http import HttpClient
+from dlplatform.client.training import poll_until
+from dlplatform.errors import IntegrityError, InvalidInput
+from dlplatform.metadata import RunStatus, WorkflowRun, WorkflowTrigger
+from dlplatform.workflows.spec import WorkflowRunDetail
+
+Factory = str | Callable[..., Any]
+_FINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+def _seg(value: object) -> str:
+    return quote(str(value), safe="")
+
+
+def factory_path(factory: Factory) -> str:
+    """``module:factory`` of a factory given as a path or as the function itself."""
+    if isinstance(factory, str):
+        return factory
+    module = getattr(factory, "__module__", None)
+    name = getattr(factory, "__qualname__", "")
+    if not module or module == "__main__" or "." in name or "<" in name:
+        raise InvalidInput(
+            f"workflow factory {name or factory!r} is not importable by path; define it at module "
+            "level in an importable module and pass 'module:factory'"
+        )
+    return f"{module}:{name}"
+
+
+class WorkflowsClient:
+    """Start, inspect, cancel and resume workflow runs; register schedules and commit triggers.
+
+    >>> run = p.workflows.run("dlplatform.workflows.pipelines:train_and_deploy", {...})
+    >>> p.workflows.wait(run.id).run.status
+    """
+
+    def __init__(self, http: HttpClient) -> None:
+        self._http = http
+
+    def run(
+        self, factory: Factory, params: dict[str, Any] | None = None, run_id: str | None = None
+    ) -> WorkflowRun:
+        """Start a run; it is driven by the platform's manager and outlives this client."""
+        body = {"workflow": factory_path(factory), "params": params or {}, "run_id": run_id}
+        return self._http.post("workflows/runs", WorkflowRun, body)
+
+    def get(self, run_id: str) -> WorkflowRun:
+        return self.status(run_id).run
+
+    def status(self, run_id: str) -> WorkflowRunDetail:
+        """The run and its step table (status, attempts, timing, error of each step)."""
+        return self._http.get(f"workflows/runs/{_seg(run_id)}", WorkflowRunDetail)
+
+    def list(self, limit: int = 50, offset: int = 0) -> list[WorkflowRun]:
+        return self._http.get("workflows/runs", list[WorkflowRun], limit=limit, offset=offset)
+
+    def wait(
+        self,
+        run_id: str,
+        timeout_s: float | None = None,
+        *,
+        on_update: Callable[[WorkflowRunDetail], None] | None = None,
+    ) -> WorkflowRunDetail:
+        """Block until the run ends (or ``timeout_s`` passes: TimeoutError)."""
+        return poll_until(  # type: ignore[no-any-return]
+            lambda: self.status(run_id), lambda d: d.run.status in _FINAL, timeout_s,
+            on_update, f"workflow run {run_id}",
+        )  # fmt: skip
+
+    def resume(self, run_id: str) -> WorkflowRun:
+        return self._http.post(f"workflows/runs/{_seg(run_id)}/resume", WorkflowRun)
+
+    def cancel(self, run_id: str) -> WorkflowRun:
+        return self._http.post(f"workflows/runs/{_seg(run_id)}/cancel", WorkflowRun)
+
+    def schedule(
+        self, factory: Factory, cron: str, params: dict[str, Any] | None = None
+    ) -> WorkflowTrigger:
+        body = {"workflow": factory_path(factory), "cron": cron, "params": params or {}}
+        return self._http.post("workflows/triggers", WorkflowTrigger, body)
+
+    def on_commit(
+        self, dataset: str, factory: Factory, params: dict[str, Any] | None = None
+    ) -> WorkflowTrigger:
+        body = {"workflow": factory_path(factory), "dataset": dataset, "params": params or {}}
+        return self._http.post("workflows/triggers", WorkflowTrigger, body)
+
+    def triggers(self) -> list[WorkflowTrigger]:
+        return self._http.get("workflows/triggers", list[WorkflowTrigger])
+
+    def delete_trigger(self, trigger_id: str) -> None:
+        self._http.delete(f"workflows/triggers/{_seg(trigger_id)}")
+
+    def load_output(self, run_id: str, step_id: str) -> Any:
+        """The output of a finished step: a pyarrow Table, a JSON value or a platform record.
+
+        Its bytes are checked against the sha256 the step recorded. A pickled output (any other
+        Python object) is not sent over HTTP: loading a pickle runs code.
+
+        Raises:
+            IntegrityError: the bytes do not match the recorded hash.
+            Conflict: the step has no output, or it is a pickle.
+        """
+        path = f"workflows/runs/{_seg(run_id)}/steps/{_seg(step_id)}/output"
+        with self._http.stream("GET", path) as response:
+            data = response.read()
+            fmt = response.headers.get("X-DLP-Output-Format", "")
+            kind = response.headers.get("X-DLP-Output-Type", "")
+            digest = response.headers.get("X-DLP-Sha256", "")
+        return decode_output(fmt, kind, digest, data, f"{run_id}/{step_id}")
+
+
+def decode_output(fmt: str, kind: str, digest: str, data: bytes, what: str) -> Any:
+    """A step output from its stored bytes (see ``dlplatform.workflows._persist``)."""
+    import hashlib
+    import json
+
+    from dlplatform.metadata import records
+
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise IntegrityError(f"output of {what} does not match its recorded sha256")
+    if fmt == "parquet":
+        import io
+
+        import pyarrow.parquet as pq
+
+        return pq.read_table(io.BytesIO(data))
+    if fmt == "json":
+        return json.loads(data)
+    record = getattr(records, kind, None) if fmt == "record" else None
+    if isinstance(record, type) and issubclass(record, BaseModel):
+        return record.model_validate_json(data)
+    raise IntegrityError(f"output of {what} has an unknown format {fmt!r} ({kind!r})")

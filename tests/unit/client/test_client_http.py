@@ -1,0 +1,201 @@
+"""The SDK's HTTP client against the in-process gateway (real DuckDB store, real FastAPI app).
+
+The transport is Starlette's in-process one, so every call goes through the real routes, auth,
+error mapping and JSON (de)serialization; only the socket is skipped.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dlplatform.api.app import create_app
+from dlplatform.client import HttpClient, Platform
+from dlplatform.context import Backend
+from dlplatform.errors import (
+    AlreadyExists,
+    BackendUnavailable,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+
+with warnings.catch_warnings():  # starlette prefers httpx2; the client is on httpx
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+BASE = "http://127.0.0.1:8000"
+
+
+@pytest.fixture
+def transport(backend: Backend) -> Iterator[httpx.BaseTransport]:
+    with TestClient(create_app(backend), base_url=BASE) as tc:
+        yield tc._transport
+
+
+def _platform(transport: httpx.BaseTransport, token: str | None) -> Platform:
+    return Platform(HttpClient(BASE, token, transport=transport, retries=0))
+
+
+def test_datasets_round_trip_over_http(
+    transport: httpx.BaseTransport, admin_token: str, tmp_path: Path
+) -> None:
+    p = _platform(transport, admin_token)
+    assert p.whoami().name == "admin"
+    ds = p.datasets.create("sales", description="daily sales")
+    csv = tmp_path / "day1.csv"
+    csv.write_text("x,y\n1,2\n3,4\n")
+    c1 = ds.push(csv, message="csv")
+    assert c1.row_count == 2 and ds.dataset.head == c1.id
+    table = pa.table({"x": [5, 6, 7], "y": [8, 9, 10]})
+    c2 = ds.push(table, message="arrow")
+    part = tmp_path / "day3.parquet"
+    pq.write_table(pa.table({"x": [11], "y": [12]}), part)
+    c3 = ds.push(part)
+    assert [c.id for c in ds.commits()] == [c3.id, c2.id, c1.id]
+    assert [d.name for d in p.datasets.list()] == ["sales"]
+    got = p.datasets.resolve(f"sales@{c2.id}").to_arrow()
+    assert sorted(got.column("x").to_pylist()) == [1, 3, 5, 6, 7]
+    head = ds.get().to_pandas()
+    assert sorted(head["y"].tolist()) == [2, 4, 8, 9, 10, 12]
+    assert ds.get().to_arrow(columns=["y"]).column_names == ["y"]
+    assert ds.get(c1.id).sample(1).num_rows == 1
+    back = ds.rollback(c1.id)
+    assert ds.get(back.id).to_arrow().num_rows == 2
+
+
+def test_push_retried_with_the_same_key_makes_one_commit(
+    transport: httpx.BaseTransport, admin_token: str
+) -> None:
+    p = _platform(transport, admin_token)
+    ds = p.datasets.create("once")
+    table = pa.table({"a": [1, 2]})
+    first = ds.push(table, idempotency_key="push-1")
+    again = ds.push(table, idempotency_key="push-1")
+    assert again.id == first.id
+    assert len(ds.commits()) == 1
+
+
+def test_errors_come_back_typed(transport: httpx.BaseTransport, admin_token: str) -> None:
+    p = _platform(transport, admin_token)
+    with pytest.raises(NotFound, match="nope"):
+        p.datasets.get("nope")
+    p.datasets.create("dup")
+    with pytest.raises(AlreadyExists):
+        p.datasets.create("dup")
+    with pytest.raises(InvalidInput):
+        p.datasets.create("Bad Name")
+    viewer = p.users.create("vic", "viewer")
+    with pytest.raises(PermissionDenied):
+        _platform(transport, viewer.token).datasets.create("mine")
+    with pytest.raises(Unauthenticated):
+        _platform(transport, "dlp_000000000000_wrong").datasets.list()
+    p.users.revoke_token(viewer.info.id)
+    with pytest.raises(Unauthenticated):
+        _platform(transport, viewer.token).datasets.list()
+
+
+def test_unreachable_url_is_one_clear_error() -> None:
+    http = HttpClient("http://127.0.0.1:9", "t", retries=1, backoff_s=0.01)
+    with pytest.raises(
+        BackendUnavailable, match=r"cannot reach the platform at http://127.0.0.1:9"
+    ):
+        Platform(http).datasets.list()
+
+
+def test_idempotent_calls_are_retried_and_posts_are_not() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        if len(calls) < 3:
+            return httpx.Response(503, text="restarting")
+        return httpx.Response(200, json=[])
+
+    http = HttpClient(BASE, "t", transport=httpx.MockTransport(handler), backoff_s=0.001)
+    assert Platform(http).datasets.list() == []
+    assert calls == ["GET", "GET", "GET"]
+    calls.clear()
+    with pytest.raises(BackendUnavailable, match="503"):
+        Platform(http).users.create("x", "viewer")
+    assert calls == ["POST"]
+
+
+def test_cut_off_download_raises(admin_token: str, backend: Backend) -> None:
+    """A stream that ends early is an error, never a short table."""
+    from dlplatform.errors import IntegrityError
+
+    with TestClient(create_app(backend), base_url=BASE) as tc:
+        real = tc._transport
+        p = _platform(real, admin_token)
+        ds = p.datasets.create("cut")
+        ds.push(pa.table({"v": list(range(50_000))}))
+        version = ds.get()
+
+        def truncated(request: httpx.Request) -> httpx.Response:
+            answer = real.handle_request(request)
+            if not request.url.path.endswith("/arrow"):
+                return answer
+            whole = answer.read()
+            return httpx.Response(200, headers=answer.headers, content=whole[: len(whole) // 2])
+
+        cut = Platform(HttpClient(BASE, admin_token, transport=httpx.MockTransport(truncated)))
+        assert version.to_arrow().num_rows == 50_000
+        with pytest.raises(IntegrityError, match="cut off"):
+            cut.datasets.resolve(f"cut@{version.id}").to_arrow()
+
+
+def test_download_of_record_batches_larger_than_a_read_chunk(
+    transport: httpx.BaseTransport, admin_token: str
+) -> None:
+    """A record batch bigger than one network chunk (1 MiB) is read whole: pyarrow asks for a
+    message body in one ``read`` and takes a short answer for a cut-off stream."""
+    p = _platform(transport, admin_token)
+    ds = p.datasets.create("wide")
+    table = pa.table({"v": pa.array(range(600_000), pa.int64()), "w": [0.5] * 600_000})
+    ds.push(table)
+    got = ds.get().to_arrow()
+    assert got.num_rows == 600_000 and got.sort_by("v").equals(table)
+    assert sum(b.num_rows for b in ds.get().iter_batches()) == 600_000
+
+
+def test_profiles_resolution_order(tmp_path: Path) -> None:
+    import json
+
+    from dlplatform.client import profiles
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "cluster.json").write_text(json.dumps({"api_host": "127.0.0.1", "api_port": 8123}))
+    (home / "admin.token").write_text("dlp_admin_secret_token_value\n")
+    env = {"DLP_HOME": str(home), "DLP_CONFIG_DIR": str(tmp_path / "cfg")}
+    local = profiles.resolve(env=env)
+    assert (local.url, local.token) == ("http://127.0.0.1:8123", "dlp_admin_secret_token_value")
+    assert local.token_source.startswith("admin token file")
+    # A job of the platform's own gets DLP_TOKEN="" and must not fall back to the admin file.
+    job = profiles.resolve(env={**env, "DLP_TOKEN": ""})
+    assert job.token is None and job.token_source == "DLP_TOKEN"
+    path = profiles.save_profile("work", profiles.Profile(url="https://dlp.example", token="tk"),
+                                 env=env)  # fmt: skip
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    active = profiles.resolve(env=env)
+    assert (active.url, active.token, active.profile) == ("https://dlp.example", "tk", "work")
+    assert profiles.resolve(env={**env, "DLP_URL": "http://h:1/api/v1/"}).url == "http://h:1"
+    # A token saved for another URL is not sent to the one given in DLP_URL.
+    assert profiles.resolve(env={**env, "DLP_URL": "http://h:1"}).token is None
+    with pytest.raises(InvalidInput, match="no profile 'x'"):
+        profiles.resolve(profile="x", env=env)
+    with pytest.raises(InvalidInput, match="invalid platform URL"):
+        profiles.resolve(url="ftp://nope", env=env)
+    profiles.remove_profile("work", env=env)
+    with pytest.raises(Unauthenticated, match="no platform"):
+        profiles.resolve(
+            env={"DLP_HOME": str(tmp_path / "empty"), **{"DLP_CONFIG_DIR": env["DLP_CONFIG_DIR"]}}
+        )
