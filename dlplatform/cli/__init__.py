@@ -11,7 +11,7 @@ app = typer.Typer(
     name="dlp",
     help="dlplatform: datasets, training, serving and workflows on one Ray cluster.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -32,6 +32,7 @@ TOP_LEVEL: list[str] = [
     "dlplatform.cli.lab",
     "dlplatform.cli.system",
     "dlplatform.cli.predict",
+    "dlplatform.cli.auth",
 ]
 
 
@@ -43,6 +44,21 @@ def _register() -> None:
 
 
 _register()
+
+
+@app.callback()
+def _root(
+    profile: str | None = typer.Option(
+        None, "--profile", envvar="DLP_PROFILE", help="Use this `dlp login` profile."
+    ),
+    url: str | None = typer.Option(
+        None, "--url", help="Gateway URL (default $DLP_URL, the profile, or the local platform)."
+    ),
+) -> None:
+    """dlplatform: datasets, training, serving and workflows on one Ray cluster."""
+    from dlplatform.cli import _common
+
+    _common.TARGET.update(profile=profile, url=url)
 
 
 def main() -> None:

@@ -1,6 +1,9 @@
 """What every CLI command shares: connecting, output (--json), and errors → exit codes.
 
 Exit codes: 0 success, 1 a failed operation (one line on stderr), 2 usage errors (typer's own).
+Commands that talk to the platform go through the SDK's HTTP client (``platform()``); this module
+and every command module import nothing heavy at the top, so ``dlp --help`` and API commands load
+neither Ray nor torch.
 """
 
 from __future__ import annotations
@@ -11,17 +14,22 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from dlplatform.config import Settings, load_settings
 from dlplatform.errors import DLPlatformError, InvalidInput
 
+if TYPE_CHECKING:
+    from dlplatform.client import Platform
+    from dlplatform.config import Settings
+
 F = TypeVar("F", bound=Callable[..., Any])
+# Set once per process by the root command's options (``dlp --profile NAME --url URL ...``).
+TARGET: dict[str, str | None] = {"profile": None, "url": None}
 console = Console(stderr=True)
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
 HomeOpt = typer.Option(None, "--home", help="Platform home (default $DLP_HOME or ~/.dlplatform).")
@@ -45,22 +53,39 @@ def handle_errors(fn: F) -> F:
             fail(exc.message)
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a bug or a foreign error: one line, never a traceback
+            fail(f"{type(exc).__name__}: {exc}")
 
     return wrapper  # type: ignore[return-value]
 
 
-def platform(home: str | None = None, *, start: bool = False) -> Any:
-    """Connect to the running platform under ``home`` (see ``dlplatform.connect``).
+def platform(home: str | None = None) -> Platform:
+    """The SDK's HTTP client for this command (see ``dlplatform.connect``): ``--url`` or
+    ``DLP_URL``, ``--profile``/``DLP_PROFILE``, else the platform running under ``home``."""
+    import os
 
-    The caller's token is ``DLP_TOKEN``, else the admin token file under the home.
-    """
-    from dlplatform.sdk import connect
+    from dlplatform.client import HttpClient, Platform
+    from dlplatform.client.profiles import resolve
+    from dlplatform.errors import Unauthenticated
 
-    return connect(home=home, start=start)
+    env = dict(os.environ)
+    if home is not None:
+        env["DLP_HOME"] = home
+    target = resolve(TARGET["url"], None, TARGET["profile"], env)
+    if not target.token:
+        raise Unauthenticated(
+            f"no token for {target.url}: set DLP_TOKEN or run `dlp login {target.url}`"
+        )
+    return Platform(HttpClient(target.url, target.token), target)
 
 
 def settings_for(home: str | None = None, **overrides: Any) -> Settings:
-    """The settings of a command: env and config file, then ``--home`` and other options."""
+    """The settings of a command that starts processes (``up``, ``down``, ``lab``, ``demo``):
+    env and config file, then ``--home`` and other options."""
+    from dlplatform.config import load_settings
+
     return load_settings(home=home, **overrides)
 
 

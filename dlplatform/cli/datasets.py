@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dlplatform.cli import _common
 from dlplatform.cli._common import HomeOpt, JsonOpt, console, emit, fail, handle_errors
@@ -22,14 +21,27 @@ COMMIT_COLUMNS = ["id", "parent", "mode", "created_at", "author", "row_count", "
 
 
 @contextmanager
-def _progress(label: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar on stderr (when it is a terminal), fed by the service's
-    ``progress(done, total)`` callback."""
+def _progress(
+    label: str, enabled: bool, *, unit: str = "bytes"
+) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr (when it is a terminal), fed by the client's
+    ``progress(done, total)`` callback; ``unit`` is ``bytes`` (uploads) or ``rows``."""
     if not enabled or not console.is_terminal:
         yield None
         return
+    # rich.progress costs ~30 ms to import: only where a bar is drawn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    count = DownloadColumn() if unit == "bytes" else MofNCompleteColumn()
     with Progress(
-        TextColumn(label), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=console
+        TextColumn(label), BarColumn(), count, TimeRemainingColumn(), console=console
     ) as bar:
         task = bar.add_task(label, total=None)
 
@@ -129,15 +141,13 @@ def show(
     as_json: bool = JsonOpt,
 ) -> None:
     """A dataset, one of its commits (the head by default) and the commit's column statistics."""
-    from dlplatform import data
-
+    name, _, commit_id = ref.partition("@")
     p = _common.platform(home)
-    name, commit_id = data.parse_ref(ref)
-    ds = data.get_dataset(p.backend, p.principal, name)
-    commit = (
-        data.get_commit(p.backend, p.principal, name, commit_id) if (commit_id or ds.head) else None
-    )
-    stats = data.describe(p.backend, p.principal, ref) if commit is not None else None
+    handle = p.datasets.get(name)
+    ds = handle.dataset
+    version = handle.get(commit_id) if (commit_id or ds.head) else None
+    commit = version.commit if version is not None else None
+    stats = version.describe() if version is not None else None
     if as_json:
         emit({"dataset": ds, "commit": commit, "stats": stats}, True)
         return
@@ -216,12 +226,13 @@ def export(
     home: str | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Copy a version's Parquet parts (hash-verified) to DIR (needs dataset.export)."""
-    from dlplatform import data
-
+    """Download a version (row count checked) to DIR as one Parquet file."""
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        fail(f"{directory} exists and is not an empty directory")
     p = _common.platform(home)
-    with _progress(f"export {ref}", not as_json) as progress:
-        files = data.export(p.backend, p.principal, ref, directory, progress=progress)
+    version = p.datasets.resolve(ref)
+    with _progress(f"export {ref}", not as_json, unit="rows") as progress:
+        files = version.export(directory, progress=progress)
     if as_json:
         emit([str(f) for f in files], True)
     else:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from dlplatform.cli._common import HomeOpt, JsonOpt, emit, fail, handle_errors, platform
+from dlplatform.cli import _common
+from dlplatform.cli._common import HomeOpt, JsonOpt, console, emit, fail, handle_errors
 
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 
@@ -43,11 +45,9 @@ def predict(
     as_json: bool = JsonOpt,
 ) -> None:
     """Predict with a deployed model (same validation and logging as POST /models/NAME)."""
-    from dlplatform.serve import predict as predict_rows
-
     inputs = _read_input(input)
-    p = platform(home)
-    emit(predict_rows(p.backend, p.principal, name, inputs), as_json)
+    p = _common.platform(home)
+    emit(p.serving.predict(name, inputs), as_json)
 
 
 def batch_predict(
@@ -58,29 +58,18 @@ def batch_predict(
     home: str | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Predict every row of a dataset version; commit rows + a prediction column to --output."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn
+    """Predict every row of a dataset version; commit rows + a prediction column to --output.
 
-    from dlplatform.cli._common import console
-    from dlplatform.serve import batch_predict as run
-
-    p = platform(home)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(f"predicting {dataset} with {model}", total=None)
-
-        def on_progress(done: int, total: int) -> None:
-            bar.update(task, description="writing predictions", completed=done, total=total or None)
-
-        result = run(
-            p.backend, p.principal, model, dataset, output, workers=workers, progress=on_progress
-        )
+    The gateway runs the job on the cluster and answers once the output commit exists; a
+    spinner on stderr shows the wait."""
+    p = _common.platform(home)
+    waiting: contextlib.AbstractContextManager[object] = (
+        console.status(f"predicting {dataset} with {model}")
+        if console.is_terminal and not as_json
+        else contextlib.nullcontext()
+    )
+    with waiting:
+        result = p.serving.batch_predict(model, dataset, output, workers=workers)
     if as_json:
         emit(result, True)
         return

@@ -1,12 +1,21 @@
-"""Top-level commands: ``dlp up``, ``down``, ``status``, ``audit``, ``lineage`` and ``metadata export``."""
+"""Top-level commands: ``dlp up``, ``down``, ``status``, ``audit``, ``lineage`` and ``metadata export``.
+
+``up``, ``down`` and ``status`` start and inspect local processes (Ray, the platform's actors);
+the others are clients of the gateway.
+"""
 
 from __future__ import annotations
 
+import re
+import shutil
+import tempfile
+import zipfile
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import typer
 
+from dlplatform.cli import _common
 from dlplatform.cli._common import (
     HomeOpt,
     JsonOpt,
@@ -14,9 +23,14 @@ from dlplatform.cli._common import (
     emit,
     fail,
     handle_errors,
-    platform,
     settings_for,
 )
+from dlplatform.errors import IntegrityError, InvalidInput
+from dlplatform.metadata.records import check_entity
+
+# Members of the metadata archive: ``<table>.parquet``, nothing else (no folders, no dots).
+_MEMBER = re.compile(r"[a-z][a-z0-9_]{0,62}\.parquet")
+_COPY_CHUNK = 1 << 20
 
 metadata_app = typer.Typer(no_args_is_help=True, help="The metadata store: export its tables.")
 
@@ -37,7 +51,7 @@ def up(
     as_json: bool = JsonOpt,
 ) -> None:
     """Start a local Ray head (or join a cluster) and deploy the platform. Harmless when up."""
-    from dlplatform import runtime
+    from dlplatform import runtime  # Ray: only for the commands that start processes
 
     settings = settings_for(home, ray_address=address, port=port)
     info = runtime.up(settings, progress=None if as_json else _progress)
@@ -94,14 +108,11 @@ def audit(
     as_json: bool = JsonOpt,
 ) -> None:
     """Read the audit log, newest first (admin)."""
-    from dlplatform.access import read_audit
-
     if outcome is not None and outcome not in ("ok", "denied", "error"):
         fail(f"--outcome must be ok, denied or error, not {outcome!r}", 2)
-    p = platform(home)
-    entries = read_audit(
-        p.backend, p.principal, actor=actor, action=action, outcome=outcome,  # type: ignore[arg-type]
-        limit=limit, offset=offset,
+    p = _common.platform(home)
+    entries = p.audit.list(
+        actor=actor, action=action, outcome=outcome, limit=limit, offset=offset,  # type: ignore[arg-type]
     )  # fmt: skip
     emit(entries, as_json, columns=["at", "actor", "action", "target", "outcome", "detail"],
          title="audit entries")  # fmt: skip
@@ -117,13 +128,15 @@ def lineage(
     as_json: bool = JsonOpt,
 ) -> None:
     """Walk the lineage graph from an entity."""
-    from dlplatform.lineage import query_lineage
-
     if up_ and down_:
         fail("give --up or --down, not both", 2)
     direction: Literal["up", "down"] = "down" if down_ else "up"
-    p = platform(home)
-    nodes = query_lineage(p.backend, p.principal, entity, direction=direction, depth=depth)
+    try:
+        check_entity(entity)  # the gateway checks it too; this names every kind, offline
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    p = _common.platform(home)
+    nodes = p.lineage.query(entity, direction, depth)
     emit(nodes, as_json, columns=["depth", "entity", "relation", "via"], title="lineage nodes")
 
 
@@ -134,12 +147,53 @@ def export(
     home: str | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Export every metadata table to Parquet (admin; token hashes are left out)."""
-    from dlplatform.access import export_metadata
-
-    p = platform(home)
-    written = export_metadata(p.backend, p.principal, str(directory.expanduser().resolve()))
+    """Download every metadata table as DIR/<table>.parquet (admin; token hashes are left out)."""
+    out = directory.expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        fail(f"{directory} exists and is not a directory")
+    p = _common.platform(home)
+    # The ZIP is spooled to a temporary file: zipfile needs to seek to its directory at the end.
+    with tempfile.TemporaryFile() as archive:
+        with p.http.stream("GET", "metadata/export", timeout_s=600.0) as response:
+            for chunk in response.iter_bytes(_COPY_CHUNK):
+                archive.write(chunk)
+        archive.seek(0)
+        written = _extract_tables(archive, out)
     emit({"directory": str(directory), "files": written}, as_json)
+
+
+def _extract_tables(archive: IO[bytes], out: Path) -> list[str]:
+    """Write the archive's ``<table>.parquet`` members into ``out``; refuse the whole archive,
+    writing nothing, if any member is anything else (a path, a link, a folder, a duplicate)."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile as exc:
+        raise IntegrityError(f"the metadata export is not a ZIP archive ({exc})") from None
+    with zf:
+        members = zf.infolist()
+        names = [m.filename for m in members]
+        for m in members:
+            is_link = (m.external_attr >> 28) == 0xA  # S_IFLNK in the Unix mode bits
+            if not _MEMBER.fullmatch(m.filename) or m.is_dir() or is_link:
+                raise IntegrityError(
+                    f"refusing the metadata export: unexpected member {m.filename[:100]!r}"
+                )
+        if len(set(names)) != len(names):
+            raise IntegrityError("refusing the metadata export: a member appears twice")
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for m in members:
+            target = out / m.filename
+            tmp = out / f".{m.filename}.tmp"
+            try:
+                with zf.open(m) as src, tmp.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, _COPY_CHUNK)  # zipfile checks each CRC
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            tmp.replace(target)
+            written.append(str(target))
+    return written
 
 
 def register(app: typer.Typer) -> None:

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from dlplatform.access import (
-    UserSpec,
-    create_token,
-    create_user,
-    list_tokens,
-    list_users,
-    revoke_token,
-)
-from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors, parse_model, platform
+from dlplatform.cli import _common
+from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors, parse_model
 from dlplatform.metadata import Role
 
 app = typer.Typer(no_args_is_help=True, help="Users, roles and tokens.")
@@ -30,9 +23,11 @@ def create(
     as_json: bool = JsonOpt,
 ) -> None:
     """Create a user; prints its token once (it cannot be shown again)."""
-    spec = parse_model(UserSpec, name=name, role=role, groups=tuple(group))
-    p = platform(home)
-    created = create_user(p.backend, p.principal, spec)
+    from dlplatform.access import UserSpec  # light, but command modules import only typer at top
+
+    spec = parse_model(UserSpec, name=name, role=role, groups=tuple(group))  # before connecting
+    p = _common.platform(home)
+    created = p.users.create(spec.name, spec.role, spec.groups)
     if as_json:
         emit(created, True)
         return
@@ -47,8 +42,8 @@ def create(
 @handle_errors
 def list_(home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     """List users (admin)."""
-    p = platform(home)
-    emit(list_users(p.backend, p.principal), as_json,
+    p = _common.platform(home)
+    emit(p.users.list(), as_json,
          columns=["name", "role", "groups", "created_at", "disabled"], title="users")  # fmt: skip
 
 
@@ -59,10 +54,11 @@ def tokens(
     home: str | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """List a user's tokens (ids and prefixes, never the secrets)."""
-    p = platform(home)
-    emit(list_tokens(p.backend, p.principal, name), as_json,
-         columns=["id", "prefix", "created_at", "revoked_at"], title="tokens")  # fmt: skip
+    """List a user's tokens (ids and prefixes, never the secrets), run tokens with their run."""
+    p = _common.platform(home)
+    emit(p.users.tokens(name), as_json,
+         columns=["id", "prefix", "created_at", "revoked_at", "run_id", "expires_at"],
+         title="tokens")  # fmt: skip
 
 
 @app.command("token")
@@ -73,8 +69,8 @@ def token(
     as_json: bool = JsonOpt,
 ) -> None:
     """Issue another token for a user; prints it once."""
-    p = platform(home)
-    issued = create_token(p.backend, p.principal, name)
+    p = _common.platform(home)
+    issued = p.users.create_token(name)
     if as_json:
         emit(issued, True)
         return
@@ -90,6 +86,6 @@ def revoke(
     as_json: bool = JsonOpt,
 ) -> None:
     """Revoke a token; it stops working at once."""
-    p = platform(home)
-    info = revoke_token(p.backend, p.principal, token_id)
+    p = _common.platform(home)
+    info = p.users.revoke_token(token_id)
     emit(info, as_json)

@@ -15,10 +15,13 @@ from dlplatform.cli import app
 def run(tmp_path: Path):  # type: ignore[no-untyped-def]
     runner = CliRunner()
     home = str(tmp_path / "home")
+    # no platform from the environment or a `dlp login` profile of whoever runs the tests
+    env = {"DLP_TOKEN": "", "DLP_URL": "", "DLP_PROFILE": "", "RAY_ADDRESS": "",
+           "DLP_CONFIG_DIR": str(tmp_path / "config")}  # fmt: skip
 
     def invoke(*args: str, home_opt: bool = True):  # type: ignore[no-untyped-def]
         argv = [*args, "--home", home] if home_opt else list(args)
-        return runner.invoke(app, argv, env={"DLP_TOKEN": "", "RAY_ADDRESS": ""})
+        return runner.invoke(app, argv, env=env)
 
     invoke.home = home  # type: ignore[attr-defined]
     return invoke

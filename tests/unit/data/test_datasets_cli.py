@@ -1,8 +1,10 @@
-"""``dlp datasets`` in-process: a Platform over the test backend stands in for a running one."""
+"""``dlp datasets`` over HTTP: the CLI's client talks to the in-process gateway (real routes,
+real DuckDB store) as the admin, or as the owner of another token."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,27 +12,26 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from dlplatform.access import Principal
-from dlplatform.cli import _common
+from dlplatform import access
+from dlplatform.access import UserSpec
 from dlplatform.cli import app as dlp
 from dlplatform.context import Backend
 from dlplatform.metadata import Role
-from dlplatform.sdk import Platform
 
 
 @pytest.fixture
-def run(backend: Backend, admin: Principal, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    who = {"principal": admin}
-    monkeypatch.setattr(
-        _common, "platform", lambda home=None, **_: Platform(backend, who["principal"])
-    )
+def run(cli_as: Callable[[str], None], admin_token: str):  # type: ignore[no-untyped-def]
     runner = CliRunner()
 
-    def invoke(*args: str, as_user: Principal | None = None):  # type: ignore[no-untyped-def]
-        who["principal"] = as_user or admin
+    def invoke(*args: str, token: str | None = None):  # type: ignore[no-untyped-def]
+        cli_as(token or admin_token)
         return runner.invoke(dlp, ["datasets", *args])
 
     return invoke
+
+
+def _token(backend: Backend, name: str, role: Role) -> str:
+    return access.create_user(backend, access.SYSTEM, UserSpec(name=name, role=role)).token
 
 
 def test_cli_flow(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -72,7 +73,7 @@ def test_cli_flow(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert json.loads(r.stdout)["purged_datasets"] == ["sales"]
 
 
-def test_cli_errors_are_one_line(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_errors_are_one_line(run, backend: Backend, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     run("create", "logs")
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n3\n")
@@ -82,6 +83,10 @@ def test_cli_errors_are_one_line(run, tmp_path: Path) -> None:  # type: ignore[n
     assert r.exit_code == 1 and "does not exist" in r.stderr
     r = run("push", "logs", str(tmp_path / "missing.csv"))
     assert r.exit_code == 1 and "not a file" in r.stderr
-    researcher = Principal(name="rae", role=Role.RESEARCHER)
-    r = run("export", "logs", str(tmp_path / "o"), as_user=researcher)
-    assert r.exit_code == 1 and "dataset.export" in r.stderr
+    # The export is a download (``dataset.read``); a viewer may look at the dataset, not read it.
+    good = tmp_path / "good.csv"
+    good.write_text("a,b\n1,2\n")
+    assert run("push", "logs", str(good)).exit_code == 0
+    viewer = _token(backend, "vera", Role.VIEWER)
+    r = run("export", "logs", str(tmp_path / "o"), token=viewer)
+    assert r.exit_code == 1 and "dataset.read" in r.stderr
