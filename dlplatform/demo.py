@@ -6,6 +6,8 @@ per-epoch progress → the registered model version → the ``train_and_deploy``
 a Ray Serve deployment → real HTTP predictions scored on held-out rows → the lineage of one
 prediction back to the dataset commit → what to open next.
 
+Once the platform is up the demo is a client like any other: everything after ``up`` goes
+through the SDK's HTTP client (``dlplatform.client.connect``) with the admin token ``up`` wrote.
 Running it again reuses the dataset (same data, same version hash) and replaces the model
 version and deployment cleanly.
 """
@@ -14,13 +16,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel
 
 from dlplatform.config import Settings
+from dlplatform.errors import DLPlatformError, NotFound
+
+if TYPE_CHECKING:
+    from dlplatform.client import JobHandle, Platform
+    from dlplatform.workflows.spec import WorkflowRunDetail
 
 DATASET = "digits"
 MODEL = "digits-mlp"
@@ -64,9 +71,7 @@ def digits_tables(seed: int = 0) -> tuple[pa.Table, pa.Table]:
     return table(order[:cut]), table(order[cut:])
 
 
-def _ensure_dataset(p: Any, train: pa.Table, say: Say) -> list[str]:
-    from dlplatform.errors import NotFound
-
+def _ensure_dataset(p: Platform, train: pa.Table, say: Say) -> list[str]:
     try:
         handle = p.datasets.get(DATASET)
         commits = handle.commits()
@@ -89,15 +94,12 @@ def _ensure_dataset(p: Any, train: pa.Table, say: Say) -> list[str]:
     return [first.id, second.id]
 
 
-def _train_gate_deploy(p: Any, commit: str, say: Say) -> tuple[str, str, str, bool]:
+def _train_gate_deploy(p: Platform, commit: str, say: Say) -> tuple[str, str, str, bool]:
     """Run ``train_and_deploy`` on the commit: a 2-worker training job (per-epoch progress shown
     from its metrics), the gate on held-out accuracy, promotion to production and deployment.
 
     Returns (workflow run id, training job id, model version, gate passed).
     """
-    from dlplatform.errors import DLPlatformError
-    from dlplatform.train import epoch_table
-
     run = p.workflows.run(
         "dlplatform.workflows.pipelines:train_and_deploy",
         {
@@ -109,24 +111,23 @@ def _train_gate_deploy(p: Any, commit: str, say: Say) -> tuple[str, str, str, bo
     )  # fmt: skip
     say(f"workflow {run.id}: train_and_deploy (train -> evaluate -> gate -> promote + deploy)")
     ref = f"{DATASET}@{commit}"
-    job_id = ""
+    job: list[JobHandle] = []  # the workflow's training job, once it shows up
     seen_epochs: set[int] = set()
     seen_steps: dict[str, str] = {}
-    deadline = time.monotonic() + 1200
-    while True:
-        detail = p.workflows.status(run.id)
+
+    def show(detail: WorkflowRunDetail) -> None:
         for st in detail.steps:
             if seen_steps.get(st.step_id) != st.status.value:
                 seen_steps[st.step_id] = st.status.value
                 say(f"  step {st.name}: {st.status.value}" + (f" ({st.error})" if st.error else ""))
-        if not job_id:
-            for job in p.training.list(limit=10):
-                if job.spec.dataset == ref and job.run.created_at >= run.created_at:
-                    job_id = job.id
-                    say(f"  training job {job_id}: {job.spec.workers} workers")
+        if not job:
+            for candidate in p.training.list(limit=10):
+                if candidate.spec.dataset == ref and candidate.run.created_at >= run.created_at:
+                    job.append(p.training.get(candidate.id))
+                    say(f"  training job {candidate.id}: {candidate.spec.workers} workers")
                     break
-        if job_id:
-            for row in epoch_table(p.training.get(job_id).metric_points()):
+        if job:
+            for row in job[0].metrics():
                 epoch = int(row.get("epoch", -1))
                 if epoch >= 0 and epoch not in seen_epochs:
                     seen_epochs.add(epoch)
@@ -135,43 +136,38 @@ def _train_gate_deploy(p: Any, commit: str, say: Say) -> tuple[str, str, str, bo
                         f"    epoch {epoch}: "
                         + ", ".join(f"{k} {row[k]:.4f}" for k in keys if k in row)
                     )
-        if detail.run.status.is_final:
-            break
-        if time.monotonic() > deadline:
-            raise DLPlatformError(f"workflow {run.id} did not finish in time")
-        time.sleep(1.0)
+
+    detail = p.workflows.wait(run.id, timeout_s=1200, on_update=show)
     if detail.run.status.value != "SUCCEEDED":
         raise DLPlatformError(f"workflow {run.id} {detail.run.status.value}: {detail.run.error}")
-    version = p.training.get(job_id).model_version if job_id else None
+    version = job[0].model_version if job else None
     if version is None:
         raise DLPlatformError(f"workflow {run.id} succeeded but registered no model version")
     say(f"registered {version}; gate passed; promoted to production; serving /models/{MODEL}")
-    return run.id, job_id, version, True
+    return run.id, job[0].id, version, True
 
 
-def _predict(api_url: str, token: str, held_out: pa.Table, say: Say) -> tuple[int, float, str]:
-    import httpx
-
+def _predict(p: Platform, held_out: pa.Table, say: Say) -> tuple[int, float, str]:
     features = [c for c in held_out.column_names if c != "target"]
     x = np.stack([held_out[c].to_numpy() for c in features], axis=1)
     y = held_out["target"].to_numpy()
-    url = api_url.replace("/api/v1", "") + f"/models/{MODEL}"
     correct, request_id = 0, ""
-    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
-        for start in range(0, len(y), 32):
-            rows = x[start : start + 32].tolist()
-            for attempt in range(30):
-                resp = client.post(url, json={"inputs": rows})
-                if resp.status_code == 200 or attempt == 29:
-                    break
+    for start in range(0, len(y), 32):
+        rows = x[start : start + 32].tolist()
+        for attempt in range(30):
+            try:
+                answer = p.serving.predict(MODEL, rows)
+                break
+            except DLPlatformError:
+                if attempt == 29:
+                    raise
                 time.sleep(1)  # the new replica may still be starting
-            resp.raise_for_status()
-            body = resp.json()
-            request_id = body["request_id"]
-            predicted = np.asarray([_label(o) for o in body["outputs"]])
-            correct += int((predicted == y[start : start + 32]).sum())
+        request_id = answer.request_id
+        predicted = np.asarray([_label(o) for o in answer.outputs])
+        correct += int((predicted == y[start : start + 32]).sum())
     accuracy = correct / len(y)
-    say(f"HTTP predictions on {len(y)} held-out rows via POST {url}: accuracy {accuracy:.3f}")
+    say(f"HTTP predictions on {len(y)} held-out rows via POST {p.url}/models/{MODEL}: "
+        f"accuracy {accuracy:.3f}")  # fmt: skip
     return len(y), accuracy, request_id
 
 
@@ -188,19 +184,19 @@ def _label(output: Any) -> int:
 def run_demo(settings: Settings, say: Say, *, stop: bool = False) -> DemoResult:
     """Run the whole demo against the platform under ``settings.home`` (started if needed)."""
     from dlplatform import runtime
-    from dlplatform.sdk import connect
+    from dlplatform.client import connect
 
     started = time.monotonic()
     say(f"starting the platform under {settings.home} ...")
     info = runtime.up(settings, progress=lambda msg: say(f"  {msg}"))
-    p = connect(home=str(settings.home), start=False)
     token = settings.admin_token_path.read_text().strip()
     try:
-        train, held_out = digits_tables()
-        commits = _ensure_dataset(p, train, say)
-        workflow_run, job_id, version, passed = _train_gate_deploy(p, commits[-1], say)
-        count, accuracy, request_id = _predict(info.api_url, token, held_out, say)
-        lineage = _lineage(p, request_id, say)
+        with connect(url=info.api_url, token=token) as p:
+            train, held_out = digits_tables()
+            commits = _ensure_dataset(p, train, say)
+            workflow_run, job_id, version, passed = _train_gate_deploy(p, commits[-1], say)
+            count, accuracy, request_id = _predict(p, held_out, say)
+            lineage = _lineage(p, request_id, say)
         say("")
         say("next:")
         say(f"  API        {info.api_url}   (token: {info.token_file})")
@@ -221,10 +217,14 @@ def run_demo(settings: Settings, say: Say, *, stop: bool = False) -> DemoResult:
             runtime.down(settings)
 
 
-def _lineage(p: Any, request_id: str, say: Say) -> list[str]:
+def _lineage(p: Platform, request_id: str, say: Say) -> list[str]:
     nodes: list[Any] = []
-    for _ in range(30):  # the prediction log is flushed in batches, off the request path
-        nodes = p.lineage.upstream(f"prediction:{request_id}")
+    for attempt in range(30):  # the prediction log is flushed in batches, off the request path
+        try:
+            nodes = p.lineage.upstream(f"prediction:{request_id}")
+        except NotFound:  # not logged yet: the gateway knows no such prediction
+            if attempt == 29:
+                raise
         if nodes:
             break
         time.sleep(1.0)

@@ -17,13 +17,13 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from pydantic import BaseModel, ValidationError
 from rich.console import Console
-from rich.table import Table
 
 from dlplatform.errors import DLPlatformError, InvalidInput
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from dlplatform.client import Platform
     from dlplatform.config import Settings
 
@@ -89,21 +89,25 @@ def settings_for(home: str | None = None, **overrides: Any) -> Settings:
     return load_settings(home=home, **overrides)
 
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 
 
 def parse_model(spec_type: type[M], /, **values: Any) -> M:
     """Build a spec from command-line values; a bad value is an ``InvalidInput`` naming it."""
     try:
         return spec_type(**values)
-    except ValidationError as exc:
+    except ValueError as exc:
+        from pydantic import ValidationError  # loaded already: spec_type is a pydantic model
+
+        if not isinstance(exc, ValidationError):
+            raise
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or spec_type.__name__
         raise InvalidInput(f"{where}: {err['msg']}") from None
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, BaseModel):
+    if hasattr(value, "model_dump"):  # a pydantic record (pydantic loads only when used)
         return value.model_dump(mode="json")
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
@@ -128,6 +132,8 @@ def emit(value: Any, as_json: bool, *, columns: list[str] | None = None, title: 
             out.print(f"no {title or 'items'}")
             return
         cols = columns or list(data[0].keys())
+        from rich.table import Table
+
         table = Table(title=title or None)
         for c in cols:
             table.add_column(c)

@@ -6,6 +6,7 @@ import time
 
 import typer
 
+from dlplatform.cli import _common
 from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors, settings_for
 
 
@@ -19,17 +20,12 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """Start JupyterLab (the `lab` extra); notebooks connect as the token's user."""
-        from dlplatform.access import authenticate
         from dlplatform.lab import start_lab
-        from dlplatform.runtime import attach
 
-        settings = settings_for(home)
-        token = settings.token
-        if token is None and settings.admin_token_path.is_file():
-            token = settings.admin_token_path.read_text().strip()
-        backend = attach(settings, start=False)
-        principal = authenticate(backend.store, token)  # fail here, not in the first notebook
-        proc, info = start_lab(settings, token or "", host=ip, port=port)
+        p = _common.platform(home)  # the gateway and token the notebooks will use
+        principal = p.whoami()  # fail here, not in the first notebook
+        token = p.target.token if p.target is not None else None
+        proc, info = start_lab(settings_for(home), token or "", url=p.url, host=ip, port=port)
         if info.port != port:
             print(f"port {port} is busy; using {info.port}")
         emit(info, as_json)

@@ -1,4 +1,7 @@
-"""``dlp models``: the model registry (versions, aliases, promotion)."""
+"""``dlp models``: the model registry (versions, aliases, promotion).
+
+A client of the gateway (``p.models``): nothing here imports Ray, torch or a service module.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,14 @@ import json
 
 import typer
 
-from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors, platform
+from dlplatform.cli import _common
+from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors
+from dlplatform.metadata import ModelVersion
 
 app = typer.Typer(no_args_is_help=True, help="Registered models, versions and aliases.")
 
 
-def _version_row(mv: object) -> dict[str, object]:
-    from dlplatform.metadata import ModelVersion
-
-    assert isinstance(mv, ModelVersion)
+def _version_row(mv: ModelVersion) -> dict[str, object]:
     metrics = json.loads(mv.metrics_json)
     return {
         "model": mv.model,
@@ -32,10 +34,7 @@ def _version_row(mv: object) -> dict[str, object]:
 @handle_errors
 def list_(home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     """Registered models."""
-    from dlplatform.train import list_models
-
-    p = platform(home)
-    emit(list_models(p.backend, p.principal), as_json, columns=["name", "owner", "created_at"],
+    emit(_common.platform(home).models.list(), as_json, columns=["name", "owner", "created_at"],
          title="models")  # fmt: skip
 
 
@@ -47,16 +46,14 @@ def show(
     as_json: bool = JsonOpt,
 ) -> None:
     """A model's versions, or one version in full."""
-    from dlplatform.train import get_version, list_versions
-
-    p = platform(home)
+    p = _common.platform(home)
     name, _, version = ref.partition("@")
     if not version:
-        versions = list_versions(p.backend, p.principal, name)
+        versions = p.models.versions(name)
         emit(versions if as_json else [_version_row(v) for v in versions], as_json,
              title="versions")  # fmt: skip
         return
-    emit(get_version(p.backend, p.principal, name, version), as_json)
+    emit(p.models.get(name, version), as_json)
 
 
 @app.command("promote")
@@ -69,10 +66,7 @@ def promote(
     as_json: bool = JsonOpt,
 ) -> None:
     """Point ALIAS at VERSION; the previous target is kept in the alias history."""
-    from dlplatform.train import promote as promote_version
-
-    p = platform(home)
-    event = promote_version(p.backend, p.principal, name, version, alias)
+    event = _common.platform(home).models.promote(name, version, alias)
     if as_json:
         emit(event, True)
         return
@@ -85,7 +79,4 @@ def promote(
 def history(name: str = typer.Argument(...), home: str | None = HomeOpt,
             as_json: bool = JsonOpt) -> None:  # fmt: skip
     """Every alias move of a model."""
-    from dlplatform.train import alias_history
-
-    p = platform(home)
-    emit(alias_history(p.backend, p.principal, name), as_json, title="alias moves")
+    emit(_common.platform(home).models.history(name), as_json, title="alias moves")

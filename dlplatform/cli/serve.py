@@ -1,18 +1,21 @@
-"""``dlp serve``: deploy model versions on Ray Serve, list, undeploy, split traffic."""
+"""``dlp serve``: deploy model versions on Ray Serve, list, undeploy, split traffic.
+
+A client of the gateway (``p.serving``): nothing here imports Ray, torch or a service module.
+"""
 
 from __future__ import annotations
 
 import typer
 
-from dlplatform.cli._common import HomeOpt, JsonOpt, emit, fail, handle_errors, platform
+from dlplatform.cli import _common
+from dlplatform.cli._common import HomeOpt, JsonOpt, emit, fail, handle_errors
+from dlplatform.errors import InvalidInput
+from dlplatform.serve.spec import DeploymentInfo, check_traffic
 
 app = typer.Typer(no_args_is_help=True, help="Model deployments on Ray Serve (POST /models/NAME).")
 
 
-def _row(info: object) -> dict[str, object]:
-    from dlplatform.serve import DeploymentInfo
-
-    assert isinstance(info, DeploymentInfo)
+def _row(info: DeploymentInfo) -> dict[str, object]:
     m = info.metrics
     return {
         "name": info.name,
@@ -49,10 +52,8 @@ def deploy(
     as_json: bool = JsonOpt,
 ) -> None:
     """Serve a model version at POST /models/NAME (a deployed model rolls over without downtime)."""
-    from pydantic import ValidationError
-
-    from dlplatform.serve import DeploymentSpec
-    from dlplatform.serve import deploy as deploy_model
+    # The HTTP client (httpx) loads only for commands that talk to the platform.
+    from dlplatform.client.serving import deployment_spec
 
     options = {
         "min_replicas": min_replicas,
@@ -63,16 +64,8 @@ def deploy(
         "shared": shared,
         "allow_anonymous": allow_anonymous,
     }
-    options = {k: v for k, v in options.items() if v is not None}
-    if "min_replicas" in options and "max_replicas" not in options:
-        options["max_replicas"] = max(options["min_replicas"], 1)
-    try:
-        spec = DeploymentSpec(**options)
-    except ValidationError as exc:
-        fail("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()))
-        return
-    p = platform(home)
-    info = deploy_model(p.backend, p.principal, ref, spec)
+    deployment_spec(**options)  # a bad option fails here, before connecting
+    info = _common.platform(home).serving.deploy(ref, **options)
     if as_json:
         emit(info, True)
         return
@@ -83,10 +76,7 @@ def deploy(
 @handle_errors
 def list_(home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     """Deployments with status, replicas, batching and request metrics."""
-    from dlplatform.serve import list_deployments
-
-    p = platform(home)
-    infos = list_deployments(p.backend, p.principal)
+    infos = _common.platform(home).serving.list()
     emit(infos if as_json else [_row(i) for i in infos], as_json, title="deployments")
 
 
@@ -96,10 +86,7 @@ def undeploy(
     name: str = typer.Argument(...), home: str | None = HomeOpt, as_json: bool = JsonOpt
 ) -> None:
     """Stop serving NAME."""
-    from dlplatform.serve import undeploy as undeploy_model
-
-    p = platform(home)
-    record = undeploy_model(p.backend, p.principal, name)
+    record = _common.platform(home).serving.undeploy(name)
     if as_json:
         emit(record, True)
         return
@@ -115,16 +102,17 @@ def traffic(
     as_json: bool = JsonOpt,
 ) -> None:
     """Split requests between versions (canary, A/B); every response names its version."""
-    from dlplatform.serve import set_traffic
-
     weights: dict[str, int] = {}
     for item in split:
         version, sep, weight = item.partition("=")
         if not sep or not version.strip().isdigit() or not weight.strip().isdigit():
             fail(f"bad split {item!r}: use VERSION=WEIGHT, e.g. 3=90")
         weights[version.strip()] = int(weight)
-    p = platform(home)
-    info = set_traffic(p.backend, p.principal, name, weights)
+    try:
+        check_traffic(weights)  # the gateway's check, here so a bad split fails before connecting
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    info = _common.platform(home).serving.traffic(name, weights)
     if as_json:
         emit(info, True)
         return

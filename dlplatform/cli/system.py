@@ -26,7 +26,6 @@ from dlplatform.cli._common import (
     settings_for,
 )
 from dlplatform.errors import IntegrityError, InvalidInput
-from dlplatform.metadata.records import check_entity
 
 # Members of the metadata archive: ``<table>.parquet``, nothing else (no folders, no dots).
 _MEMBER = re.compile(r"[a-z][a-z0-9_]{0,62}\.parquet")
@@ -132,6 +131,8 @@ def lineage(
         fail("give --up or --down, not both", 2)
     direction: Literal["up", "down"] = "down" if down_ else "up"
     try:
+        from dlplatform.metadata.records import check_entity
+
         check_entity(entity)  # the gateway checks it too; this names every kind, offline
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None

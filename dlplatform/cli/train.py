@@ -1,15 +1,25 @@
-"""``dlp train``: submit training jobs, watch the queue, follow logs and per-epoch metrics."""
+"""``dlp train``: submit training jobs, watch the queue, follow logs and per-epoch metrics.
+
+A client of the gateway (``p.training``): nothing here imports Ray, torch or a service module.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors, parse_model, platform
+from dlplatform.cli import _common
+from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors, parse_model
 from dlplatform.errors import InvalidInput
+from dlplatform.train.spec import TrainingJob, TrainingJobSpec, epoch_table
+
+if TYPE_CHECKING:
+    from dlplatform.client import Platform
 
 app = typer.Typer(no_args_is_help=True, help="Training jobs on the cluster (Ray Train).")
 
@@ -35,7 +45,7 @@ def parse_param(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def _row(job: Any) -> dict[str, Any]:
+def _row(job: TrainingJob) -> dict[str, Any]:
     run = job.run
     return {
         "id": run.id,
@@ -52,20 +62,18 @@ def _row(job: Any) -> dict[str, Any]:
     }
 
 
-def _wait(p: Any, job_id: str, epochs: int) -> Any:
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from dlplatform.train import epoch_table, wait_job
-
-    state = {"shown": 0, "status": ""}
+def _wait(p: Platform, job_id: str, epochs: int) -> TrainingJob:
+    """Follow a job until it is final: a line per status change and per new epoch row, and a
+    progress bar of epochs on stderr. Returns the final job."""
+    state: dict[str, Any] = {"shown": 0, "status": "", "job": None}
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} epochs"),
         TimeElapsedColumn(), transient=True, console=Console(stderr=True),
     ) as bar:  # fmt: skip
         task = bar.add_task(f"{job_id} QUEUED", total=epochs)
 
-        def update(job: Any, points: list[Any]) -> None:
+        def update(job: TrainingJob, points: list[Any]) -> None:
+            state["job"] = job
             rows = epoch_table(points)
             if job.status != state["status"]:
                 state["status"] = job.status
@@ -75,11 +83,13 @@ def _wait(p: Any, job_id: str, epochs: int) -> Any:
                 bar.console.print(f"{job_id}: {job.status}{extra}", style="dim")
             for row in rows[state["shown"] :]:
                 bar.console.print(_epoch_line(row))
-            state["shown"] = len(rows)
+            state["shown"] = max(state["shown"], len(rows))
             done = len({int(r["epoch"]) for r in rows})
             bar.update(task, completed=min(done, epochs), description=f"{job_id} {job.status}")
 
-        return wait_job(p.backend, p.principal, job_id, on_update=update)
+        p.training.get(job_id).wait(on_update=update)
+    final: TrainingJob = state["job"]  # the last update saw the final state
+    return final
 
 
 def _epoch_line(row: dict[str, float]) -> str:
@@ -121,9 +131,6 @@ def submit(
     as_json: bool = JsonOpt,
 ) -> None:
     """Queue a training job on a dataset version."""
-    from dlplatform.train import TrainingJobSpec
-    from dlplatform.train import submit as submit_job
-
     spec = parse_model(
         TrainingJobSpec, dataset=dataset, label=label, model=model,
         features=tuple(feature) or None, params=dict(parse_param(x) for x in param),
@@ -131,8 +138,8 @@ def submit(
         validation_fraction=validation_fraction, max_failures=max_failures, priority=priority,
         model_name=model_name, tags=tuple(tag),
     )  # fmt: skip
-    p = platform(home)
-    job = submit_job(p.backend, p.principal, spec)
+    p = _common.platform(home)
+    job = p.training.submit(spec).status()
     if not wait:
         emit(job if as_json else _row(job), as_json)
         return
@@ -153,12 +160,8 @@ def list_(
     as_json: bool = JsonOpt,
 ) -> None:
     """Training jobs, newest first, with queue positions."""
-    from dlplatform.train import list_jobs
-
-    p = platform(home)
-    jobs = list_jobs(
-        p.backend, p.principal, status=[s.upper() for s in status] or None, limit=limit
-    )
+    p = _common.platform(home)
+    jobs = p.training.list(status=[s.upper() for s in status] or None, limit=limit)
     emit(jobs if as_json else [_row(j) for j in jobs], as_json, columns=_JOB_COLUMNS, title="jobs")
 
 
@@ -170,10 +173,7 @@ def status(
     as_json: bool = JsonOpt,
 ) -> None:
     """One job: state, queue position and reason, error, registered model version."""
-    from dlplatform.train import get_job
-
-    p = platform(home)
-    job = get_job(p.backend, p.principal, job_id)
+    job = _common.platform(home).training.get(job_id).status()
     emit(job if as_json else _row(job), as_json)
 
 
@@ -183,10 +183,7 @@ def cancel(
     job_id: str = typer.Argument(...), home: str | None = HomeOpt, as_json: bool = JsonOpt
 ) -> None:
     """Cancel a queued or running job (your own, or any as admin)."""
-    from dlplatform.train import cancel_job
-
-    p = platform(home)
-    job = cancel_job(p.backend, p.principal, job_id)
+    job = _common.platform(home).training.get(job_id).cancel()
     emit(job if as_json else _row(job), as_json)
 
 
@@ -196,10 +193,7 @@ def metrics(
     job_id: str = typer.Argument(...), home: str | None = HomeOpt, as_json: bool = JsonOpt
 ) -> None:
     """Per-epoch metrics (one row per epoch)."""
-    from dlplatform.train import epoch_table, get_metrics
-
-    p = platform(home)
-    rows = epoch_table(get_metrics(p.backend, p.principal, job_id))
+    rows = _common.platform(home).training.get(job_id).metrics()
     columns = ["epoch", *sorted({k for r in rows for k in r} - {"epoch"})]
     emit([{k: (f"{v:.5g}" if not as_json else v) for k, v in r.items()} for r in rows],
          as_json, columns=columns, title="metrics")  # fmt: skip
@@ -213,16 +207,14 @@ def logs(
     home: str | None = HomeOpt,
 ) -> None:
     """The job driver's output (Ray Job logs)."""
-    from dlplatform.train import read_logs
-
-    p = platform(home)
+    handle = _common.platform(home).training.get(job_id)
     offset = 0
     while True:
-        text, final = read_logs(p.backend, p.principal, job_id)
-        if len(text) > offset:
-            sys.stdout.write(text[offset:])
+        chunk = handle.read_logs(offset)
+        if chunk.text:
+            sys.stdout.write(chunk.text)
             sys.stdout.flush()
-            offset = len(text)
-        if not follow or final:
+        offset = chunk.next_offset
+        if not follow or chunk.final:
             return
         time.sleep(1.0)

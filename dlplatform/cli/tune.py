@@ -1,13 +1,25 @@
-"""``dlp tune``: hyperparameter search on Ray Tune (submit, status with the trial table, list)."""
+"""``dlp tune``: hyperparameter search on Ray Tune (submit, status with the trial table, list).
+
+A client of the gateway (``p.tuning``): nothing here imports Ray, torch or a service module.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors, platform
+from dlplatform.cli import _common
+from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors, parse_model
+from dlplatform.cli.train import parse_param
+from dlplatform.train.spec import TrainingJobSpec
+from dlplatform.train.tune import TuningJob, TuningJobSpec, parse_space_arg
+
+if TYPE_CHECKING:
+    from dlplatform.client import Platform
 
 app = typer.Typer(no_args_is_help=True, help="Hyperparameter search (Ray Tune, ASHA by default).")
 
@@ -16,7 +28,7 @@ _JOB_COLUMNS = ["id", "status", "dataset", "model", "trials", "stopped", "best_t
 _TRIAL_COLUMNS = ["trial", "status", "params", "metric", "epochs", "error"]
 
 
-def _job_row(job: Any) -> dict[str, Any]:
+def _job_row(job: TuningJob) -> dict[str, Any]:
     run = job.run
     return {
         "id": run.id,
@@ -35,7 +47,7 @@ def _job_row(job: Any) -> dict[str, Any]:
     }
 
 
-def _trial_rows(job: Any) -> list[dict[str, Any]]:
+def _trial_rows(job: TuningJob) -> list[dict[str, Any]]:
     return [
         {
             "trial": t.id.rsplit(".", 1)[-1],
@@ -52,22 +64,7 @@ def _trial_rows(job: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _build(cls: Any, values: dict[str, Any]) -> Any:
-    """Like ``parse_model`` (one InvalidInput naming the bad value); it cannot take a field
-    named ``model``."""
-    from pydantic import ValidationError
-
-    from dlplatform.errors import InvalidInput
-
-    try:
-        return cls(**values)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or cls.__name__
-        raise InvalidInput(f"{where}: {err['msg']}") from None
-
-
-def _show(job: Any, as_json: bool) -> None:
+def _show(job: TuningJob, as_json: bool) -> None:
     if as_json:
         emit(job, True)
         return
@@ -109,25 +106,20 @@ def submit(
     as_json: bool = JsonOpt,
 ) -> None:
     """Queue a hyperparameter search; the best trial's model is registered."""
-    from dlplatform.cli.train import parse_param
-    from dlplatform.train import TrainingJobSpec
-    from dlplatform.train.tune import TuningJobSpec, parse_space_arg
-    from dlplatform.train.tune import submit as submit_job
-
     entries = dict(parse_space_arg(x) for x in space)
-    training = _build(TrainingJobSpec, dict(
-        dataset=dataset, label=label, model=model,
+    training = parse_model(
+        TrainingJobSpec, dataset=dataset, label=label, model=model,
         features=tuple(feature) or None, params=dict(parse_param(x) for x in param),
         workers=workers, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
         validation_fraction=validation_fraction, priority=priority, model_name=model_name,
-    ))  # fmt: skip
-    spec = _build(TuningJobSpec, dict(
-        training=training, space=entries, samples=samples,
+    )  # fmt: skip
+    spec = parse_model(
+        TuningJobSpec, training=training, space=entries, samples=samples,
         concurrency=concurrency, scheduler=scheduler, metric=metric, mode=mode,
         grace_period=grace_period,
-    ))  # fmt: skip
-    p = platform(home)
-    job = submit_job(p.backend, p.principal, spec)
+    )  # fmt: skip
+    p = _common.platform(home)
+    job = p.tuning.submit(spec).status()
     if not wait:
         emit(job if as_json else _job_row(job), as_json)
         return
@@ -139,12 +131,9 @@ def submit(
         raise typer.Exit(1)
 
 
-def _follow(p: Any, job_id: str, total: int) -> Any:
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from dlplatform.train.tune import wait_job
-
+def _follow(p: Platform, job_id: str, total: int) -> TuningJob:
+    """Follow a search until it is final: a line per trial state change and a progress bar of
+    finished trials on stderr."""
     seen: dict[str, str] = {}
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} trials"),
@@ -152,7 +141,7 @@ def _follow(p: Any, job_id: str, total: int) -> Any:
     ) as bar:  # fmt: skip
         task = bar.add_task(f"{job_id} QUEUED", total=total)
 
-        def update(job: Any) -> None:
+        def update(job: TuningJob) -> None:
             for t in job.trials:
                 if seen.get(t.id) != t.status:
                     seen[t.id] = t.status
@@ -161,7 +150,8 @@ def _follow(p: Any, job_id: str, total: int) -> Any:
                        for t in job.trials)  # fmt: skip
             bar.update(task, completed=min(done, total), description=f"{job_id} {job.status}")
 
-        return wait_job(p.backend, p.principal, job_id, on_update=update)
+        final: TuningJob = p.tuning.get(job_id).wait(on_update=update)
+        return final
 
 
 @app.command("status")
@@ -172,10 +162,7 @@ def status(
     as_json: bool = JsonOpt,
 ) -> None:
     """One search: state, best trial, registered version, and the trial table by the metric."""
-    from dlplatform.train.tune import get_job
-
-    p = platform(home)
-    _show(get_job(p.backend, p.principal, job_id), as_json)
+    _show(_common.platform(home).tuning.get(job_id).status(), as_json)
 
 
 @app.command("list")
@@ -187,11 +174,9 @@ def list_(
     as_json: bool = JsonOpt,
 ) -> None:
     """Tuning jobs, newest first."""
-    from dlplatform.train.tune import list_jobs
-
-    p = platform(home)
-    jobs = list_jobs(p.backend, p.principal, status=[s.upper() for s in status] or None,
-                     limit=limit)  # fmt: skip
+    jobs = _common.platform(home).tuning.list(
+        status=[s.upper() for s in status] or None, limit=limit
+    )
     emit(jobs if as_json else [_job_row(j) for j in jobs], as_json, columns=_JOB_COLUMNS,
          title="tuning jobs")  # fmt: skip
 
@@ -202,8 +187,5 @@ def cancel(
     job_id: str = typer.Argument(...), home: str | None = HomeOpt, as_json: bool = JsonOpt
 ) -> None:
     """Cancel a queued or running search (all its trials stop)."""
-    from dlplatform.train.tune import cancel_job
-
-    p = platform(home)
-    job = cancel_job(p.backend, p.principal, job_id)
+    job = _common.platform(home).tuning.get(job_id).cancel()
     emit(job if as_json else _job_row(job), as_json)

@@ -1,17 +1,24 @@
-"""``dlp workflows``: run, list, inspect, resume and cancel workflow runs; schedules and triggers."""
+"""``dlp workflows``: run, list, inspect, resume and cancel workflow runs; schedules and triggers.
+
+A client of the gateway (``p.workflows``): nothing here imports Ray or a service module.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dlplatform.cli._common import HomeOpt, JsonOpt, console, emit, fail, handle_errors, platform
+from dlplatform.cli import _common
+from dlplatform.cli._common import HomeOpt, JsonOpt, console, emit, fail, handle_errors
 from dlplatform.errors import InvalidInput
 from dlplatform.metadata import RunStatus
-from dlplatform.workflows import WorkflowRunDetail
+from dlplatform.workflows.spec import WorkflowRunDetail
+
+if TYPE_CHECKING:
+    from dlplatform.client import Platform
 
 app = typer.Typer(no_args_is_help=True, help="Durable workflows: runs, schedules, commit triggers.")
 
@@ -44,7 +51,7 @@ def _step_rows(detail: WorkflowRunDetail) -> list[dict[str, Any]]:
     return rows
 
 
-def _follow(p: Any, run_id: str) -> WorkflowRunDetail:
+def _follow(p: Platform, run_id: str) -> WorkflowRunDetail:
     """Wait for a run, showing finished steps as a progress bar on stderr."""
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -62,9 +69,8 @@ def _follow(p: Any, run_id: str) -> WorkflowRunDetail:
             label = f"running: {', '.join(running[:3])}" if running else detail.run.status.value
             progress.update(task, total=len(detail.steps), completed=done, running=label)
 
-        from dlplatform.workflows import wait_for_run
-
-        return wait_for_run(p.backend, p.principal, run_id, on_progress=show)
+        final: WorkflowRunDetail = p.workflows.wait(run_id, on_update=show)
+        return final
 
 
 def _finish(detail: WorkflowRunDetail, as_json: bool) -> None:
@@ -87,7 +93,7 @@ def run(
 ) -> None:
     """Start a workflow run (it runs on the platform; --wait follows it)."""
     params = parse_params(param)
-    p = platform(home)
+    p = _common.platform(home)
     started = p.workflows.run(workflow, params, run_id)
     if not wait:
         emit(started, as_json, columns=RUN_COLUMNS)
@@ -103,7 +109,7 @@ def list_(
     as_json: bool = JsonOpt,
 ) -> None:
     """List workflow runs, newest first."""
-    p = platform(home)
+    p = _common.platform(home)
     emit(p.workflows.list(limit=limit), as_json, columns=RUN_COLUMNS, title="workflow runs")
 
 
@@ -115,7 +121,7 @@ def status(
     as_json: bool = JsonOpt,
 ) -> None:
     """A run and its step table (status, attempts, timing, last error line)."""
-    p = platform(home)
+    p = _common.platform(home)
     detail = p.workflows.status(run_id)
     if as_json:
         emit(detail, True)
@@ -133,7 +139,7 @@ def resume(
     as_json: bool = JsonOpt,
 ) -> None:
     """Re-run the steps of a run that did not succeed."""
-    p = platform(home)
+    p = _common.platform(home)
     resumed = p.workflows.resume(run_id)
     if not wait:
         emit(resumed, as_json, columns=RUN_COLUMNS)
@@ -149,7 +155,7 @@ def cancel(
     as_json: bool = JsonOpt,
 ) -> None:
     """Cancel a run (its running tasks are killed)."""
-    p = platform(home)
+    p = _common.platform(home)
     emit(p.workflows.cancel(run_id), as_json, columns=RUN_COLUMNS)
 
 
@@ -166,7 +172,7 @@ def schedule(
 ) -> None:
     """Run a workflow on a schedule."""
     params = parse_params(param)
-    p = platform(home)
+    p = _common.platform(home)
     emit(p.workflows.schedule(workflow, cron, params), as_json)
 
 
@@ -181,7 +187,7 @@ def on_commit(
 ) -> None:
     """Start a workflow (with params dataset=NAME commit=ID) on each new commit of a dataset."""
     params = parse_params(param)
-    p = platform(home)
+    p = _common.platform(home)
     emit(p.workflows.on_commit(dataset, workflow, params), as_json)
 
 
@@ -189,7 +195,7 @@ def on_commit(
 @handle_errors
 def triggers(home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     """List schedules and commit triggers."""
-    p = platform(home)
+    p = _common.platform(home)
     emit(p.workflows.triggers(), as_json,
          columns=["id", "kind", "workflow", "cron", "dataset", "owner", "last_fired_at", "last_commit"],
          title="workflow triggers")  # fmt: skip
@@ -202,6 +208,6 @@ def delete_trigger(
     home: str | None = HomeOpt,
 ) -> None:
     """Remove a schedule or commit trigger."""
-    p = platform(home)
+    p = _common.platform(home)
     p.workflows.delete_trigger(trigger_id)
     print(f"deleted {trigger_id}")

@@ -114,7 +114,7 @@ class _IpcReader(io.RawIOBase):
     """
 
     def __init__(self, response: httpx.Response) -> None:
-        self._chunks = response.iter_bytes(CHUNK_BYTES)
+        self._chunks = response.iter_bytes()  # as they arrive: read() gathers, no re-chunking
         self._buffer = memoryview(b"")
 
     def readable(self) -> bool:

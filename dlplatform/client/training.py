@@ -17,12 +17,10 @@ from urllib.parse import quote
 
 from dlplatform.client._http import HttpClient
 from dlplatform.errors import InvalidInput
-from dlplatform.metadata import AliasEvent, MetricPoint, Model, ModelVersion, Run, RunStatus
+from dlplatform.metadata import AliasEvent, MetricPoint, Model, ModelVersion, Run
 from dlplatform.metadata.records import build
 from dlplatform.train.spec import JobLogs, TrainingJob, TrainingJobSpec, epoch_table
 from dlplatform.train.tune import TrialSummary, TuningJob, TuningJobSpec, build_spec
-
-_FINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
 def _seg(value: object) -> str:
@@ -81,7 +79,7 @@ class JobHandle:
                 on_update(job, self.metric_points())
 
         job: TrainingJob = poll_until(
-            self.status, lambda j: j.run.status in _FINAL, timeout_s, update, f"job {self.id}"
+            self.status, lambda j: j.run.status.is_final, timeout_s, update, f"job {self.id}"
         )
         return job.run
 
@@ -160,7 +158,7 @@ class TuningHandle:
         on_update: Callable[[TuningJob], None] | None = None,
     ) -> TuningJob:
         return poll_until(  # type: ignore[no-any-return]
-            self.status, lambda j: j.run.status in _FINAL, timeout_s, on_update, f"tuning {self.id}"
+            self.status, lambda j: j.run.status.is_final, timeout_s, on_update, f"tuning {self.id}"
         )
 
     def cancel(self) -> TuningJob:

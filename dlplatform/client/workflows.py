@@ -11,11 +11,10 @@ from pydantic import BaseModel
 from dlplatform.client._http import HttpClient
 from dlplatform.client.training import poll_until
 from dlplatform.errors import IntegrityError, InvalidInput
-from dlplatform.metadata import RunStatus, WorkflowRun, WorkflowTrigger
+from dlplatform.metadata import WorkflowRun, WorkflowTrigger
 from dlplatform.workflows.spec import WorkflowRunDetail
 
 Factory = str | Callable[..., Any]
-_FINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
 def _seg(value: object) -> str:
@@ -72,7 +71,7 @@ class WorkflowsClient:
     ) -> WorkflowRunDetail:
         """Block until the run ends (or ``timeout_s`` passes: TimeoutError)."""
         return poll_until(  # type: ignore[no-any-return]
-            lambda: self.status(run_id), lambda d: d.run.status in _FINAL, timeout_s,
+            lambda: self.status(run_id), lambda d: d.run.status.is_final, timeout_s,
             on_update, f"workflow run {run_id}",
         )  # fmt: skip
 

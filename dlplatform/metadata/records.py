@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from enum import Enum
 from typing import Annotated, Any, Literal, NewType, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from dlplatform.errors import InvalidInput
+from dlplatform.metadata.enums import CommitMode, DatasetType, Role, RunStatus
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 _NAME = re.compile(NAME_PATTERN)
@@ -78,15 +78,6 @@ class Record(BaseModel, frozen=True, extra="forbid"):
 # --- users, tokens, audit -------------------------------------------------------------------
 
 
-class Role(str, Enum):
-    ADMIN = "admin"
-    DATA_ENGINEER = "data-engineer"
-    DATA_SCIENTIST = "data-scientist"
-    RESEARCHER = "researcher"
-    APP = "app"
-    VIEWER = "viewer"
-
-
 class User(Record):
     name: Name
     role: Role
@@ -125,12 +116,6 @@ class AuditEntry(Record):
 # --- datasets -------------------------------------------------------------------------------
 
 
-class DatasetType(str, Enum):
-    TABULAR = "tabular"
-    IMAGE = "image"
-    TEXT = "text"
-
-
 class Dataset(Record):
     name: Name
     description: str = ""
@@ -142,11 +127,6 @@ class Dataset(Record):
     created_by: str
     deleted_at: datetime | None = None
     head: str | None = None  # id of the head commit
-
-
-class CommitMode(str, Enum):
-    APPEND = "append"
-    OVERWRITE = "overwrite"
 
 
 class CommitPart(Record):
@@ -173,24 +153,6 @@ class Commit(Record):
 
 
 # --- runs, params, metrics ------------------------------------------------------------------
-
-
-class RunStatus(str, Enum):
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    STOPPED = "STOPPED"  # stopped early by an HPO scheduler
-
-    @property
-    def is_final(self) -> bool:
-        return self in {
-            RunStatus.SUCCEEDED,
-            RunStatus.FAILED,
-            RunStatus.CANCELLED,
-            RunStatus.STOPPED,
-        }
 
 
 class Run(Record):
