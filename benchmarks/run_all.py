@@ -19,7 +19,7 @@ from pathlib import Path
 from _results import RESULTS, machine
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["metadata", "dataset", "train", "serve", "workflow"]
+SCRIPTS = ["metadata", "dataset", "train", "serve", "workflow", "client"]
 
 
 def main() -> int:
