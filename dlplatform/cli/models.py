@@ -6,12 +6,15 @@ A client of the gateway (``p.models``): nothing here imports Ray, torch or a ser
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 
 from dlplatform.cli import _common
 from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors
-from dlplatform.metadata import ModelVersion
+
+if TYPE_CHECKING:
+    from dlplatform.metadata import ModelVersion
 
 app = typer.Typer(no_args_is_help=True, help="Registered models, versions and aliases.")
 

@@ -5,12 +5,16 @@ A client of the gateway (``p.serving``): nothing here imports Ray, torch or a se
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from dlplatform.cli import _common
 from dlplatform.cli._common import HomeOpt, JsonOpt, emit, fail, handle_errors
 from dlplatform.errors import InvalidInput
-from dlplatform.serve.spec import DeploymentInfo, check_traffic
+
+if TYPE_CHECKING:
+    from dlplatform.serve.spec import DeploymentInfo
 
 app = typer.Typer(no_args_is_help=True, help="Model deployments on Ray Serve (POST /models/NAME).")
 
@@ -108,6 +112,8 @@ def traffic(
         if not sep or not version.strip().isdigit() or not weight.strip().isdigit():
             fail(f"bad split {item!r}: use VERSION=WEIGHT, e.g. 3=90")
         weights[version.strip()] = int(weight)
+    from dlplatform.serve.spec import check_traffic
+
     try:
         check_traffic(weights)  # the gateway's check, here so a bad split fails before connecting
     except ValueError as exc:

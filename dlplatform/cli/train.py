@@ -10,16 +10,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dlplatform.cli import _common
 from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors, parse_model
 from dlplatform.errors import InvalidInput
-from dlplatform.train.spec import TrainingJob, TrainingJobSpec, epoch_table
 
 if TYPE_CHECKING:
     from dlplatform.client import Platform
+    from dlplatform.train.spec import TrainingJob
 
 app = typer.Typer(no_args_is_help=True, help="Training jobs on the cluster (Ray Train).")
 
@@ -65,6 +63,11 @@ def _row(job: TrainingJob) -> dict[str, Any]:
 def _wait(p: Platform, job_id: str, epochs: int) -> TrainingJob:
     """Follow a job until it is final: a line per status change and per new epoch row, and a
     progress bar of epochs on stderr. Returns the final job."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dlplatform.train.spec import epoch_table
+
     state: dict[str, Any] = {"shown": 0, "status": "", "job": None}
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} epochs"),
@@ -131,6 +134,8 @@ def submit(
     as_json: bool = JsonOpt,
 ) -> None:
     """Queue a training job on a dataset version."""
+    from dlplatform.train.spec import TrainingJobSpec
+
     spec = parse_model(
         TrainingJobSpec, dataset=dataset, label=label, model=model,
         features=tuple(feature) or None, params=dict(parse_param(x) for x in param),

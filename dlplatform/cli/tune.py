@@ -9,17 +9,14 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dlplatform.cli import _common
 from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors, parse_model
 from dlplatform.cli.train import parse_param
-from dlplatform.train.spec import TrainingJobSpec
-from dlplatform.train.tune import TuningJob, TuningJobSpec, parse_space_arg
 
 if TYPE_CHECKING:
     from dlplatform.client import Platform
+    from dlplatform.train.tune import TuningJob
 
 app = typer.Typer(no_args_is_help=True, help="Hyperparameter search (Ray Tune, ASHA by default).")
 
@@ -106,6 +103,9 @@ def submit(
     as_json: bool = JsonOpt,
 ) -> None:
     """Queue a hyperparameter search; the best trial's model is registered."""
+    from dlplatform.train.spec import TrainingJobSpec
+    from dlplatform.train.tune import TuningJobSpec, parse_space_arg
+
     entries = dict(parse_space_arg(x) for x in space)
     training = parse_model(
         TrainingJobSpec, dataset=dataset, label=label, model=model,
@@ -134,6 +134,9 @@ def submit(
 def _follow(p: Platform, job_id: str, total: int) -> TuningJob:
     """Follow a search until it is final: a line per trial state change and a progress bar of
     finished trials on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     seen: dict[str, str] = {}
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} trials"),

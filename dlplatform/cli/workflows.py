@@ -9,16 +9,15 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dlplatform.cli import _common
 from dlplatform.cli._common import HomeOpt, JsonOpt, console, emit, fail, handle_errors
 from dlplatform.errors import InvalidInput
 from dlplatform.metadata import RunStatus
-from dlplatform.workflows.spec import WorkflowRunDetail
 
 if TYPE_CHECKING:
     from dlplatform.client import Platform
+    from dlplatform.workflows.spec import WorkflowRunDetail
 
 app = typer.Typer(no_args_is_help=True, help="Durable workflows: runs, schedules, commit triggers.")
 
@@ -53,6 +52,14 @@ def _step_rows(detail: WorkflowRunDetail) -> list[dict[str, Any]]:
 
 def _follow(p: Platform, run_id: str) -> WorkflowRunDetail:
     """Wait for a run, showing finished steps as a progress bar on stderr."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
