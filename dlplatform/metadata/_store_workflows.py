@@ -37,9 +37,17 @@ class WorkflowTables:
             raise NotFound(f"workflow run {run_id!r} does not exist")
         return WorkflowRun(**rows[0])
 
-    def list_workflow_runs(self, *, limit: int = 100, offset: int = 0) -> list[WorkflowRun]:
+    def list_workflow_runs(
+        self, *, limit: int = 100, offset: int = 0, statuses: Sequence[RunStatus] = ()
+    ) -> list[WorkflowRun]:
+        """Newest first; only those in ``statuses`` when given."""
+        where, params = "", []
+        if statuses:
+            where = f"WHERE status IN ({', '.join('?' for _ in statuses)}) "
+            params = [RunStatus(s).value for s in statuses]
         rows = self._db.dicts(
-            "SELECT * FROM workflow_runs ORDER BY created_at DESC LIMIT ? OFFSET ?", [limit, offset]
+            f"SELECT * FROM workflow_runs {where}ORDER BY created_at DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
         )
         return [WorkflowRun(**r) for r in rows]
 

@@ -6,9 +6,10 @@ that submits a step as a Ray task once its upstream steps finished, watches time
 thread each; the actor is threaded). A background thread ticks the trigger scheduler.
 
 State lives in the metadata store (runs, steps, triggers) and the artifact store (outputs), never
-only here: after a crash of this actor a new one is started and ``resume(run_id)`` rebuilds the
-DAG from the registered ``module:factory`` and its parameters, and re-runs only the steps that did
-not succeed.
+only here. A manager that starts (Ray restarting it after a crash or a node loss, or ``dlp up`` on
+an existing home) continues every run the previous one left QUEUED or RUNNING by itself: it
+rebuilds each DAG from the registered ``module:factory`` and its parameters and re-runs only the
+steps that did not succeed (``resume(run_id)`` does the same on request).
 
 Replies are ``("ok", value)`` or ``("err", code, message)`` so that callers get the typed error
 (``call`` below raises it).
@@ -88,16 +89,22 @@ class _Driver:
 class WorkflowManager:
     """Body of the manager actor (``ray.remote`` below); see the module docstring."""
 
-    def __init__(self, settings: Settings, poll_s: float = TRIGGER_POLL_S) -> None:
+    def __init__(
+        self, settings: Settings, poll_s: float = TRIGGER_POLL_S, *, recover: bool = True
+    ) -> None:
         self._settings = settings
         self._store = connect_store(settings)
         self._runs: dict[str, _Driver] = {}
         self._lock = threading.Lock()
+        self._resume_lock = threading.Lock()  # one resume at a time: never two drivers a run
+        self._started_at = utcnow()  # runs created before this are a previous manager's
         self._scheduler = TriggerScheduler(self._store, self._start_for_trigger)  # type: ignore[arg-type]
         self._stop = threading.Event()
         self._poll_s = poll_s
         if poll_s > 0:
             threading.Thread(target=self._trigger_loop, name="dlp-triggers", daemon=True).start()
+        if recover:
+            threading.Thread(target=self._recover, name="dlp-wf-recover", daemon=True).start()
 
     # --- replies --------------------------------------------------------------------------
 
@@ -190,7 +197,37 @@ class WorkflowManager:
             )
         return self._launch(_Driver(run=run, dag=dag, succeeded={}))
 
+    def _recover(self) -> None:
+        """Continue the runs a previous manager left unfinished (see the module docstring)."""
+        try:
+            orphans = self._store.list_workflow_runs(
+                limit=100_000, statuses=[RunStatus.QUEUED, RunStatus.RUNNING]
+            )
+        except Exception:
+            log.exception("could not list the workflow runs to recover")
+            return
+        for run in reversed(orphans):  # oldest first
+            if run.created_at >= self._started_at:
+                continue  # started by this manager: it drives it already
+            try:
+                self._resume(run.id)
+                log.warning("continued workflow run %s after a manager restart", run.id)
+            except Conflict:
+                pass  # resumed already (by a client, or it is running here)
+            except DLPlatformError as exc:  # e.g. its factory no longer imports: say so
+                log.error("workflow run %s could not be continued: %s", run.id, exc.message)
+                self._store.update_workflow_run(
+                    run.id, status=RunStatus.FAILED, ended_at=utcnow(),
+                    error=f"could not be continued after a manager restart: {exc.message}",
+                )  # fmt: skip
+            except Exception:
+                log.exception("workflow run %s could not be continued", run.id)
+
     def _resume(self, run_id: str) -> WorkflowRun:
+        with self._resume_lock:
+            return self._resume_locked(run_id)
+
+    def _resume_locked(self, run_id: str) -> WorkflowRun:
         run = self._store.get_workflow_run(run_id)  # NotFound
         with self._lock:
             driver = self._runs.get(run_id)
@@ -390,7 +427,7 @@ class WorkflowManager:
                 log.exception("workflow trigger tick failed")
 
 
-# Restarted by Ray after a crash (triggers keep firing); runs it drove need `resume`.
+# Restarted by Ray after a crash: triggers keep firing and the runs it drove continue.
 ManagerActor = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=-1)(WorkflowManager)
 
 
