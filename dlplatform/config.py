@@ -48,6 +48,13 @@ class Settings(BaseSettings):
         default=None, description="Set: the SDK and CLI talk to this gateway URL."
     )
     token: str | None = Field(default=None, description="Bearer token of the caller (SDK/CLI).")
+    auth_cache_ttl_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="How long the gateway remembers an accepted token (0: never); a token "
+        "revoked through another gateway replica is refused at most this much later.",
+    )
     run_token_ttl_s: float = Field(
         default=7 * 24 * 3600.0,
         gt=0,

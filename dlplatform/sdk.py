@@ -1,8 +1,10 @@
-"""The notebook/SDK entry point: ``connect()`` and the ``Platform`` it returns.
+"""The in-process facade over the service functions: ``Platform(backend, principal)``.
 
-``Platform`` holds a ``Backend`` (stores + settings) and the caller's ``Principal``; each component
-adds a namespace (``p.datasets``, ``p.training``, ``p.models``, ...) whose methods call that
-component's service functions, the same ones the HTTP gateway calls.
+Not the SDK. People and their code reach the platform with ``dlplatform.connect()``, the HTTP
+client of the gateway (``dlplatform.client``). This facade is for code that already holds the
+platform's powers and a ``Backend`` (the metadata actor's client): the platform's own drivers and
+the integration tests. Each component adds a namespace (``p.datasets``, ``p.training``, ...)
+whose methods call that component's service functions, the same ones the gateway calls.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import importlib
 from functools import cached_property
 from typing import Any, Literal
 
-from dlplatform.access import Principal, authenticate
-from dlplatform.config import Settings, load_settings
+from dlplatform.access import Principal
+from dlplatform.config import Settings
 from dlplatform.context import Backend
 from dlplatform.metadata import LineageNode
 
@@ -77,36 +79,3 @@ class Platform:
 
     def __repr__(self) -> str:
         return f"<Platform user={self.principal.name} home={self.settings.home}>"
-
-
-def connect(
-    *,
-    home: str | None = None,
-    token: str | None = None,
-    address: str | None = None,
-    start: bool = True,
-) -> Platform:
-    """Join the running platform (or start a local one) as the owner of ``token``.
-
-    The token defaults to ``DLP_TOKEN``, then the admin token file under the home.
-
-    Raises:
-        BackendUnavailable: no platform runs under the home and ``start`` is False.
-        Unauthenticated: the token is missing, unknown or revoked.
-    """
-    from dlplatform import runtime
-    from dlplatform.lab import install_notebook_views
-
-    install_notebook_views()  # HTML views + short platform errors, only inside IPython
-    settings = load_settings(home=home, ray_address=address, token=token)
-    backend = runtime.attach(settings, start=start)
-    secret = settings.token
-    if secret is None and settings.admin_token_path.is_file():
-        secret = settings.admin_token_path.read_text().strip()
-    if not secret:
-        from dlplatform.errors import Unauthenticated
-
-        raise Unauthenticated(
-            f"no token: set DLP_TOKEN, or run `dlp up` to create {settings.admin_token_path}"
-        )
-    return Platform(backend, authenticate(backend.store, secret))

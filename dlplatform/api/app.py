@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from dlplatform.access import AuthCache
 from dlplatform.api.docs import mount_docs
 from dlplatform.api.middleware import (
     BodyLimit,
@@ -71,6 +72,7 @@ def create_app(backend: Backend) -> FastAPI:
         redoc_url=None,
     )
     app.state.backend = backend
+    app.state.auth_cache = AuthCache(settings.auth_cache_ttl_s)
 
     @app.exception_handler(DLPlatformError)
     async def _on_platform_error(_: Request, exc: DLPlatformError) -> JSONResponse:

@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from dlplatform.access import Principal, authenticate
+from dlplatform.access import AuthCache, Principal
 from dlplatform.context import Backend
 
 
@@ -51,7 +51,8 @@ def get_context(
     """
     backend = get_backend(request)
     token = credentials.credentials.strip() if credentials is not None else None
-    return RequestContext(backend=backend, principal=authenticate(backend.store, token))
+    cache: AuthCache = request.app.state.auth_cache
+    return RequestContext(backend=backend, principal=cache.authenticate(backend.store, token))
 
 
 Ctx = Annotated[RequestContext, Depends(get_context)]

@@ -11,15 +11,21 @@ p.models.promote("digits-mlp", 1, "production")
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from dlplatform.client._http import HttpClient
-from dlplatform.errors import InvalidInput
+from dlplatform.errors import IntegrityError, InvalidInput
 from dlplatform.metadata import AliasEvent, MetricPoint, Model, ModelVersion, Run
 from dlplatform.metadata.records import build
-from dlplatform.train.spec import JobLogs, TrainingJob, TrainingJobSpec, epoch_table
+from dlplatform.train.spec import (
+    JobLogs,
+    MetricsLogged,
+    TrainingJob,
+    TrainingJobSpec,
+    epoch_table,
+)
 from dlplatform.train.tune import TrialSummary, TuningJob, TuningJobSpec, build_spec
 
 
@@ -126,6 +132,22 @@ class TrainingClient:
         handle.status()
         return handle
 
+    def log_metrics(
+        self,
+        run_id: str,
+        metrics: Mapping[str, float] | Sequence[tuple[str, float, int]],
+        step: int = 0,
+    ) -> int:
+        """Append metric points to a run you own in one call: ``{"loss": 0.3}`` at ``step``,
+        or ``[(key, value, step), ...]``. Returns how many were stored."""
+        rows = [(k, float(v), step) for k, v in metrics.items()] if isinstance(
+            metrics, Mapping
+        ) else [(str(k), float(v), int(s)) for k, v, s in metrics]  # fmt: skip
+        body = {"keys": [r[0] for r in rows], "values": [r[1] for r in rows],
+                "steps": [r[2] for r in rows]}  # fmt: skip
+        answer: MetricsLogged = self._http.post(f"runs/{_seg(run_id)}/metrics", MetricsLogged, body)
+        return answer.count
+
     def list(
         self, *, status: list[str] | None = None, limit: int = 100, offset: int = 0
     ) -> list[TrainingJob]:
@@ -217,3 +239,44 @@ class ModelsClient:
 
     def history(self, name: str) -> list[AliasEvent]:
         return self._http.get(f"models/{_seg(name)}/aliases", list[AliasEvent])
+
+    def load(
+        self, name: str, version_or_alias: str | int | None = None, *, allow_code: bool = False
+    ) -> tuple[Any, Any]:
+        """The version's torch module (eval mode, CPU) and its ``ModelSignature``.
+
+        Downloads the weights-only artifact and checks it end to end: the manifest against the
+        version's ``artifact_sha256``, each file against the manifest; weights are read with
+        ``torch.load(weights_only=True)``. A model built by user code is rebuilt only with
+        ``allow_code=True`` (that imports its ``model_factory`` here). Loads torch.
+
+        Raises:
+            IntegrityError: a downloaded object does not match its hash.
+            InvalidInput: a user-code model without ``allow_code``.
+        """
+        import hashlib
+        import io
+        import json
+
+        import torch  # the caller asked for a torch module
+
+        from dlplatform.train.registry import CONFIG_FILE, WEIGHTS_FILE, model_from_files
+
+        mv = self.get(name, version_or_alias)
+        base = f"models/{_seg(mv.model)}/versions/{mv.version}/objects"
+
+        def fetch(sha: str) -> bytes:
+            with self._http.stream("GET", f"{base}/{sha}") as response:
+                data = response.read()
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise IntegrityError(f"model {mv.model}@{mv.version}: object {sha[:16]} is corrupt")
+            return data
+
+        manifest = json.loads(fetch(mv.artifact_sha256))
+        try:
+            config = json.loads(fetch(manifest[CONFIG_FILE]["sha256"]))
+            weights = fetch(manifest[WEIGHTS_FILE]["sha256"])
+        except KeyError as exc:
+            raise IntegrityError(f"model {mv.model}@{mv.version} lacks {exc}") from None
+        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+        return model_from_files(config, state, f"{mv.model}@{mv.version}", allow_code=allow_code)

@@ -8,7 +8,7 @@ whose schema was widened may hold older, narrower parts).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -245,20 +245,31 @@ def _ipc_chunks(
     # Not ``with``: closing the writer writes the end-of-stream marker, which must not follow a
     # failed part.
     writer = paipc.new_stream(pending, schema)
-    try:
+    # The next part is read and verified on a second thread while this one's batches are sent.
+    with ThreadPoolExecutor(1, thread_name_prefix="dlp-ipc-read") as pool:
+
+        def read(i: int) -> Future[pa.Table] | None:
+            if i >= len(parts):
+                return None
+            return pool.submit(_read_conformed, fs, parts[i][0], parts[i][1], schema, True)
+
+        upcoming = read(0)
+        try:
+            yield pending.take()
+            for i in range(len(parts)):
+                assert upcoming is not None
+                table = upcoming.result()
+                upcoming = read(i + 1)
+                rows = max(1, STREAM_BATCH_BYTES * table.num_rows // max(table.nbytes, 1))
+                for batch in table.to_batches(max_chunksize=rows):
+                    writer.write_batch(batch)
+                    yield pending.take()
+                del table
+        except Exception:
+            yield _CUT
+            raise
+        writer.close()
         yield pending.take()
-        for path, sha in parts:
-            table = _read_conformed(fs, path, sha, schema, True)
-            rows = max(1, STREAM_BATCH_BYTES * table.num_rows // max(table.nbytes, 1))
-            for batch in table.to_batches(max_chunksize=rows):
-                writer.write_batch(batch)
-                yield pending.take()
-            del table
-    except Exception:
-        yield _CUT
-        raise
-    writer.close()
-    yield pending.take()
 
 
 def _uniform(seed: int, n: int, start: int = 0) -> np.ndarray:

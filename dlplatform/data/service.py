@@ -206,6 +206,17 @@ def list_commits(
     return backend.store.list_commits(ds.name, limit=limit, offset=offset)
 
 
+def list_commits_page(
+    backend: Backend, principal: Principal, name: str, *, limit: int = 1000, offset: int = 0
+) -> tuple[list[Commit], int]:
+    """``list_commits`` and ``count_commits`` at once: one permission check, one store call."""
+    if limit < 1 or offset < 0:
+        raise InvalidInput(f"limit must be positive and offset not negative, got {limit}, {offset}")
+    ds = _dataset(backend, principal, name, Permission.DATASET_VIEW)
+    page, total = backend.store.list_commits_page(ds.name, limit=limit, offset=offset)
+    return list(page), int(total)
+
+
 def count_commits(backend: Backend, principal: Principal, name: str) -> int:
     """How many commits the dataset has (what ``list_commits`` pages through)."""
     ds = _dataset(backend, principal, name, Permission.DATASET_VIEW)
@@ -558,6 +569,8 @@ def read_sample(
     backend: Backend, principal: Principal, ref: str, n: int = 10, *, seed: int = 0
 ) -> pa.Table:
     """``n`` rows of a commit drawn uniformly by ``seed`` (``dataset.read``, audited)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise InvalidInput(f"seed must be an integer from 0 to 2**63-1, got {str(seed)[:30]}")
     from dlplatform.data._read import sample
 
     if not 1 <= n <= MAX_SAMPLE_ROWS:

@@ -69,8 +69,8 @@ def try_model(p: Any, model: str, version_or_alias: Any = None, sample: Any = No
 
 
 def _dataset_ref(p: Any, mv: Any) -> str:
-    commit = p.backend.store.get_commit(mv.dataset_commit)
-    return f"{commit.dataset}@{commit.id}"
+    """``name@commit`` the version was trained on (from its training job's spec)."""
+    return str(p.training.get(mv.run_id).status().spec.dataset)
 
 
 def inspect_workflow_run(p: Any, run_id: str) -> dict[str, Any]:

@@ -193,6 +193,12 @@ class DatasetTables:
         )
         return [Commit(**r) for r in rows]
 
+    def list_commits_page(
+        self, dataset: str, *, limit: int = 1000, offset: int = 0
+    ) -> tuple[list[Commit], int]:
+        """One page of ``list_commits`` and the total, in one call (one actor round trip)."""
+        return self.list_commits(dataset, limit=limit, offset=offset), self.count_commits(dataset)
+
     def count_commits(self, dataset: str) -> int:
         """How many commits ``list_commits`` pages through."""
         self.get_dataset(dataset, include_deleted=True)

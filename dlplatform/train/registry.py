@@ -196,20 +196,63 @@ def load_model(
     try:
         dest = backend.artifacts.get_dir(version.artifact_sha256, tmp / "model")
         config = json.loads((dest / CONFIG_FILE).read_text())
-        if config.get("format") != FORMAT:
-            raise IntegrityError(f"model {model}@{version.version} has an unknown format")
         state = torch.load(dest / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return model_from_files(config, state, f"{model}@{version.version}")
+
+
+def model_from_files(
+    config: dict[str, Any], state: dict[str, Any], label: str, *, allow_code: bool = True
+) -> tuple[torch.nn.Module, ModelSignature]:
+    """The network described by a model's ``model.json`` with its weights (eval mode).
+
+    Args:
+        allow_code: whether a user-code ``model_factory`` may be imported to build it (a client
+            loading someone else's model over HTTP passes False unless told to trust it).
+
+    Raises:
+        IntegrityError: an unknown format.
+        InvalidInput: a user-code model without a ``model_factory``, or one not allowed here.
+    """
+    if config.get("format") != FORMAT:
+        raise IntegrityError(f"model {label} has an unknown format")
     signature = ModelSignature.model_validate(config["signature"])
     builder = config.get("builder")
     if builder is None:
         raise InvalidInput(
-            f"model {model}@{version.version} came from user code without a model_factory; "
-            "it cannot be rebuilt"
+            f"model {label} came from user code without a model_factory; it cannot be rebuilt"
+        )
+    if builder != BUILTIN_BUILDER and not allow_code:
+        raise InvalidInput(
+            f"model {label} is built by user code ({builder}); loading it runs that code here: "
+            "pass allow_code=True if you trust it"
         )
     build = models.build_model if builder == BUILTIN_BUILDER else _import_builder(builder)
     module: torch.nn.Module = build(config["model_config"])
     module.load_state_dict(state)
     module.eval()
     return module, signature
+
+
+def read_model_object(
+    backend: Backend, principal: Principal, model: str, version_or_alias: str | int, sha256: str
+) -> bytes:
+    """One stored object of a model version's artifact (its manifest, or a file it lists), its
+    bytes verified against ``sha256``; the download is audited. The client checks the manifest
+    against the version's ``artifact_sha256`` and each file against the manifest.
+
+    Raises:
+        NotFound: no such version, or ``sha256`` is not part of its artifact.
+        PermissionDenied: the caller lacks ``model.view``.
+    """
+    target = f"model:{model}"
+    authorize(backend.store, principal, Permission.MODEL_VIEW, target)
+    version = resolve_version(backend, model, version_or_alias)
+    manifest = json.loads(backend.artifacts.get_bytes(version.artifact_sha256))
+    allowed = {version.artifact_sha256} | {str(e["sha256"]) for e in manifest.values()}
+    if sha256 not in allowed:
+        raise NotFound(f"{sha256[:16]} is not part of model {model}@{version.version}")
+    data = backend.artifacts.get_bytes(sha256)
+    audit(backend.store, principal, "model.download", f"{target}@{version.version}", sha256[:16])
+    return data

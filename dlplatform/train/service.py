@@ -21,7 +21,7 @@ from dlplatform.errors import BackendUnavailable, Conflict, InvalidInput, NotFou
 from dlplatform.metadata import Commit, MetricPoint, Run, RunStatus
 from dlplatform.metadata.records import utcnow
 from dlplatform.train import models
-from dlplatform.train.spec import TrainingJob, TrainingJobSpec
+from dlplatform.train.spec import MetricBatch, MetricsLogged, TrainingJob, TrainingJobSpec
 
 
 def new_run_id() -> str:
@@ -275,6 +275,30 @@ def get_metrics(
     authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
     _get_train_run(backend, run_id)
     return backend.store.get_metrics(run_id, key)
+
+
+def log_metrics(
+    backend: Backend, principal: Principal, run_id: str, batch: MetricBatch
+) -> MetricsLogged:
+    """Append metric points to a run (its owner, e.g. the job's run token, or an admin).
+
+    Not audited point by point: this is a training loop's hot path, like the platform's own
+    metric logging.
+
+    Raises:
+        NotFound: no such run.
+        PermissionDenied: the caller neither owns the run nor is an admin.
+    """
+    run = backend.store.get_run(run_id)
+    if run.owner != principal.name and not principal.is_admin:
+        reason = f"run {run_id} belongs to {run.owner}"
+        backend.store.append_audit(principal.name, "metrics.log", f"run:{run_id}", "denied", reason)
+        raise PermissionDenied(f"{principal.name} may not log metrics to run {run_id}: {reason}")
+    n = len(batch.keys)
+    count = backend.store.log_metric_batch(
+        [run.id] * n, batch.keys, batch.values, batch.steps or [0] * n, batch.timestamps
+    )
+    return MetricsLogged(run_id=run.id, count=int(count))
 
 
 def wait_job(

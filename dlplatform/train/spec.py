@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from dlplatform.metadata.records import MetricPoint, Run, check_id, check_name
 
+_METRIC_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,127}")
+
 BUILTIN_MODELS = ("mlp", "cnn", "text")
 """Names of the built-in models (see ``dlplatform.train.models``)."""
 
@@ -212,6 +214,37 @@ class ModelSignature(BaseModel, frozen=True, extra="forbid"):
     classes: tuple[ParamValue, ...] = Field(
         default=(), description="Class value of each output index (classification)."
     )
+
+
+MAX_METRIC_POINTS = 100_000
+
+
+class MetricBatch(BaseModel, frozen=True, extra="forbid"):
+    """Metric points of one run as columns (``POST /runs/{id}/metrics``): point ``i`` is
+    ``keys[i]``, ``values[i]`` at ``steps[i]`` (0 when omitted), logged at ``timestamps[i]``
+    (unix seconds; now when omitted)."""
+
+    keys: list[str] = Field(min_length=1, max_length=MAX_METRIC_POINTS)
+    values: list[float] = Field(min_length=1, max_length=MAX_METRIC_POINTS)
+    steps: list[int] | None = Field(default=None, max_length=MAX_METRIC_POINTS)
+    timestamps: list[float] | None = Field(default=None, max_length=MAX_METRIC_POINTS)
+
+    @model_validator(mode="after")
+    def _columns_match(self) -> MetricBatch:
+        n = len(self.keys)
+        for name in ("values", "steps", "timestamps"):
+            column = getattr(self, name)
+            if column is not None and len(column) != n:
+                raise ValueError(f"{name} has {len(column)} entries, keys has {n}")
+        bad = next((k for k in self.keys if not _METRIC_KEY.fullmatch(k)), None)
+        if bad is not None:
+            raise ValueError(f"invalid metric key {bad[:80]!r}: 1-128 of A-Z a-z 0-9 _ . / -")
+        return self
+
+
+class MetricsLogged(BaseModel, frozen=True, extra="forbid"):
+    run_id: str
+    count: int
 
 
 class JobLogs(BaseModel, frozen=True, extra="forbid"):

@@ -213,8 +213,10 @@ def list_commits(
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> list[Commit]:
     """The dataset's commits, newest first, one page; the total is in ``X-Total-Count``."""
-    commits = data.list_commits(ctx.backend, ctx.principal, name, limit=limit, offset=offset)
-    response.headers["X-Total-Count"] = str(data.count_commits(ctx.backend, ctx.principal, name))
+    commits, total = data.list_commits_page(
+        ctx.backend, ctx.principal, name, limit=limit, offset=offset
+    )
+    response.headers["X-Total-Count"] = str(total)
     return commits
 
 
@@ -236,7 +238,7 @@ def sample(
     commit: str,
     ctx: Ctx,
     n: Annotated[int, Query(ge=1, le=10_000)] = 10,
-    seed: int = 0,
+    seed: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> SampleRows:
     """``n`` rows drawn from the commit (deterministic by ``seed``); the read is audited."""
     ref = _ref(name, commit)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
 from dlplatform import train
@@ -41,3 +43,22 @@ def set_alias(name: str, alias: str, body: AliasRequest, ctx: Ctx) -> AliasEvent
 @router.get("/models/{name}/aliases")
 def alias_history(name: str, ctx: Ctx) -> list[AliasEvent]:
     return train.alias_history(ctx.backend, ctx.principal, name)
+
+
+@router.get(
+    "/models/{name}/versions/{version}/objects/{sha256}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {
+        "schema": {"type": "string", "format": "binary"}}},
+        "description": "The object's bytes (header X-DLP-Sha256)."}},
+)  # fmt: skip
+def read_model_object(
+    name: str,
+    version: str,
+    sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
+    ctx: Ctx,
+) -> Response:
+    """One object of a version's weights-only artifact: the manifest (the version's
+    ``artifact_sha256``) or a file it lists. ``p.models.load()`` fetches and verifies them."""
+    data = train.read_model_object(ctx.backend, ctx.principal, name, version, sha256)
+    return Response(data, media_type="application/octet-stream", headers={"X-DLP-Sha256": sha256})

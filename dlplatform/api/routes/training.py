@@ -5,23 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
 
 from dlplatform import train
 from dlplatform.api.deps import Ctx
 from dlplatform.metadata import MetricPoint
-from dlplatform.train import TrainingJob, TrainingJobSpec
+from dlplatform.train.spec import (
+    JobLogs,
+    MetricBatch,
+    MetricsLogged,
+    TrainingJob,
+    TrainingJobSpec,
+)
 
 router = APIRouter(tags=["training"])
-
-
-class JobLogs(BaseModel, frozen=True, extra="forbid"):
-    """A slice of a job's driver output; pass ``next_offset`` back to follow it."""
-
-    text: str
-    offset: int = Field(ge=0)
-    next_offset: int = Field(ge=0)
-    final: bool = Field(description="The job is finished: no more output will come.")
 
 
 @router.post("/training/jobs", status_code=201)
@@ -70,3 +66,9 @@ def get_metrics(
     job_id: str, ctx: Ctx, key: Annotated[str | None, Query(max_length=128)] = None
 ) -> list[MetricPoint]:
     return train.get_metrics(ctx.backend, ctx.principal, job_id, key)
+
+
+@router.post("/runs/{run_id}/metrics", status_code=201)
+def log_metrics(run_id: str, batch: MetricBatch, ctx: Ctx) -> MetricsLogged:
+    """Append metric points (as columns) to a run: its owner (a job's run token) or an admin."""
+    return train.log_metrics(ctx.backend, ctx.principal, run_id, batch)

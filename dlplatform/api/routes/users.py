@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from dlplatform import access
 from dlplatform.access import CreatedUser, IssuedToken, UserSpec
@@ -36,5 +36,7 @@ def create_token(name: str, ctx: Ctx) -> IssuedToken:
 
 
 @router.post("/tokens/{token_id}/revoke")
-def revoke_token(token_id: str, ctx: Ctx) -> TokenInfo:
-    return access.revoke_token(ctx.backend, ctx.principal, token_id)
+def revoke_token(token_id: str, ctx: Ctx, request: Request) -> TokenInfo:
+    info = access.revoke_token(ctx.backend, ctx.principal, token_id)
+    request.app.state.auth_cache.clear()  # effective at once here (other replicas: its TTL)
+    return info

@@ -484,3 +484,18 @@ def test_read_grant_on_s3_carries_the_endpoint(
     assert [x for t in tasks for table in t() for x in table.column("x").to_pylist()] == list(
         range(100)
     )
+
+
+def test_a_negative_sample_seed_is_a_clear_4xx_not_a_500(backend, admin_token) -> None:  # type: ignore[no-untyped-def]
+    """Found by fuzzing: ``sample?seed=-1`` answered 500."""
+    import pyarrow as pa
+
+    from dlplatform import data
+    from dlplatform.access import SYSTEM
+    from dlplatform.errors import InvalidInput
+
+    data.create_dataset(backend, SYSTEM, "seeded")
+    data.push(backend, SYSTEM, "seeded", pa.table({"x": [1, 2, 3]}))
+    with pytest.raises(InvalidInput, match="seed must be"):
+        data.read_sample(backend, SYSTEM, "seeded", 2, seed=-1)
+    assert data.read_sample(backend, SYSTEM, "seeded", 2, seed=0).num_rows == 2
