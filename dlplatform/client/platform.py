@@ -1,7 +1,7 @@
 """``connect()`` and the ``Platform`` it returns: one user's HTTP connection to the gateway.
 
 Each namespace (``p.datasets``, ``p.training``, ...) is a thin typed client of one part of
-``/api/v1``; answers come back as the platform's records and errors as its typed exceptions.
+``/api/v1``, imported on first use (a CLI command loads only its own); answers come back as the platform's records and errors as its typed exceptions.
 Nothing here imports Ray or torch (``to_ray()`` alone loads Ray, on the cluster).
 """
 
@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import sys
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from dlplatform.access import Principal
 from dlplatform.client import profiles
 from dlplatform.client._http import HttpClient
-from dlplatform.client.admin import AlertsClient, AuditClient, LineageClient, UsersClient
-from dlplatform.client.datasets import DatasetsClient
-from dlplatform.client.serving import ServingClient
-from dlplatform.client.training import ModelsClient, TrainingClient, TuningClient
-from dlplatform.client.workflows import WorkflowsClient
 from dlplatform.errors import Unauthenticated
+
+if TYPE_CHECKING:
+    from dlplatform.client.admin import AlertsClient, AuditClient, LineageClient, UsersClient
+    from dlplatform.client.datasets import DatasetsClient
+    from dlplatform.client.serving import ServingClient
+    from dlplatform.client.training import ModelsClient, TrainingClient, TuningClient
+    from dlplatform.client.workflows import WorkflowsClient
 
 
 class Platform:
@@ -42,42 +45,62 @@ class Platform:
 
     @cached_property
     def datasets(self) -> DatasetsClient:
+        from dlplatform.client.datasets import DatasetsClient
+
         return DatasetsClient(self.http)
 
     @cached_property
     def training(self) -> TrainingClient:
+        from dlplatform.client.training import TrainingClient
+
         return TrainingClient(self.http)
 
     @cached_property
     def tuning(self) -> TuningClient:
+        from dlplatform.client.training import TuningClient
+
         return TuningClient(self.http)
 
     @cached_property
     def models(self) -> ModelsClient:
+        from dlplatform.client.training import ModelsClient
+
         return ModelsClient(self.http)
 
     @cached_property
     def serving(self) -> ServingClient:
+        from dlplatform.client.serving import ServingClient
+
         return ServingClient(self.http)
 
     @cached_property
     def workflows(self) -> WorkflowsClient:
+        from dlplatform.client.workflows import WorkflowsClient
+
         return WorkflowsClient(self.http)
 
     @cached_property
     def lineage(self) -> LineageClient:
+        from dlplatform.client.admin import LineageClient
+
         return LineageClient(self.http)
 
     @cached_property
     def users(self) -> UsersClient:
+        from dlplatform.client.admin import UsersClient
+
         return UsersClient(self.http)
 
     @cached_property
     def audit(self) -> AuditClient:
+        from dlplatform.client.admin import AuditClient
+
         return AuditClient(self.http)
 
     @cached_property
     def alerts(self) -> AlertsClient:
+        from dlplatform.client.admin import AlertsClient
+
         return AlertsClient(self.http)
 
     def close(self) -> None:
