@@ -45,7 +45,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from dlplatform.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
 from dlplatform.metadata import AuditEntry, Role, TokenInfo, User, check_name
-from dlplatform.metadata.records import Name, Run, utcnow
+from dlplatform.metadata.records import Name, Run, WorkflowRun, utcnow
 
 if TYPE_CHECKING:
     from dlplatform.context import Backend
@@ -149,7 +149,7 @@ def issue_run_token(
     """
     if not ttl_s > 0:
         raise InvalidInput(f"a run token's ttl_s must be positive, got {ttl_s}")
-    run = store.get_run(run_id)
+    run = store.get_token_run(run_id)
     if run.owner != user:
         raise InvalidInput(f"run {run_id} belongs to {run.owner}, not {user}: no token for it")
     if run.status.is_final:
@@ -176,7 +176,7 @@ def revoke_run_tokens(
     return revoked
 
 
-def token_refusal(info: TokenInfo, run: Run | None, now: datetime) -> str | None:
+def token_refusal(info: TokenInfo, run: Run | WorkflowRun | None, now: datetime) -> str | None:
     """Why the unrevoked token ``info`` may not be used at ``now``, or None when it may.
 
     ``run`` is the run a run token was issued for (None: none, or it no longer exists). The one
@@ -261,11 +261,11 @@ class AuthCache:
         self._entries.clear()
 
 
-def _run_or_none(store: MetadataStore, run_id: str | None) -> Run | None:
+def _run_or_none(store: MetadataStore, run_id: str | None) -> Run | WorkflowRun | None:
     if run_id is None:
         return None
     try:
-        return store.get_run(run_id)
+        return store.get_token_run(run_id)
     except NotFound:
         return None
 

@@ -28,8 +28,10 @@ from dlplatform.metadata.records import (
     AuditEntry,
     LineageEdge,
     LineageNode,
+    Run,
     TokenInfo,
     User,
+    WorkflowRun,
     check_entity,
     utcnow,
 )
@@ -87,6 +89,21 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
     def list_users(self) -> list[User]:
         return [User(**r) for r in self._db.dicts("SELECT * FROM users ORDER BY name")]
 
+    def get_token_run(self, run_id: str) -> Run | WorkflowRun:
+        """The run a run token acts for: a training or tuning run, or a workflow run.
+
+        Raises:
+            NotFound: neither exists.
+        """
+        try:
+            return self.get_run(run_id)
+        except NotFound:
+            pass
+        try:
+            return self.get_workflow_run(run_id)
+        except NotFound:
+            raise NotFound(f"run {run_id!r} does not exist") from None
+
     def add_token(
         self,
         token_id: str,
@@ -103,7 +120,7 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
         """
         self.get_user(user)
         if run_id is not None:
-            self.get_run(run_id)
+            self.get_token_run(run_id)
         info = TokenInfo(
             id=token_id, user=user, prefix=prefix, created_at=utcnow(), run_id=run_id,
             expires_at=expires_at,

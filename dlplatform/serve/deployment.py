@@ -170,7 +170,7 @@ class TokenCache:
             return None
         run = None
         if info.run_id is not None:
-            reply = await self._store.call_async("get_run", info.run_id)
+            reply = await self._store.call_async("get_token_run", info.run_id)
             if reply[0] == "ok":
                 run = reply[1]
             elif reply[1] != "not_found":

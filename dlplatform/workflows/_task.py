@@ -8,10 +8,12 @@ task finished but whose success the manager did not record before dying runs aga
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
+import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +88,10 @@ class StepJob:
     upstream_ids: tuple[str, ...]  # step ids of the values passed positionally to the task
     persisted: Mapping[str, str]  # step id -> output_ref of upstream outputs loaded from storage
     count_attempts: bool  # the step has retries: record each attempt's start from the task
+    # DLP_URL and DLP_TOKEN of the step's code: the gateway and a token of the run's owner that
+    # ends with the run (DLP_TOKEN empty for a run of the platform's own): dlplatform.connect()
+    # in a step acts as the owner, never with the admin token file it could otherwise find.
+    client_env: Mapping[str, str] = field(default_factory=dict)
 
 
 def _start(settings: Settings, run_id: str, step_id: str) -> None:
@@ -95,6 +101,23 @@ def _start(settings: Settings, run_id: str, step_id: str) -> None:
     except BackendUnavailable:  # the metadata actor was replaced: reconnect once
         store, _ = _stores(settings, fresh=True)
         store.start_workflow_step(run_id, step_id)
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` while the step's code runs, then as before. A task worker runs
+    one task at a time and is reused across runs, so a per-task runtime_env (a new worker per
+    token) is not needed."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
 
 
 def _run_step(job: StepJob, *upstream: Any) -> tuple[Any, str]:
@@ -107,7 +130,8 @@ def _run_step(job: StepJob, *upstream: Any) -> tuple[Any, str]:
         values[sid] = load_output(artifacts, ref)
     token = _CURRENT.set(StepContext(job.settings, job.run_id, job.step_id, job.owner))
     try:
-        result = job.step.fn(*fill(job.args, values), **fill(job.kwargs, values))
+        with _environment(job.client_env):
+            result = job.step.fn(*fill(job.args, values), **fill(job.kwargs, values))
     finally:
         _CURRENT.reset(token)
     output_ref = json.dumps(persist_output(artifacts, result))

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import ray
 
+from dlplatform.access import SYSTEM, issue_run_token, revoke_run_tokens
 from dlplatform.config import Settings
 from dlplatform.errors import BackendUnavailable, Conflict, DLPlatformError, error_for_code
 from dlplatform.metadata import LineageEdge, RunStatus, WorkflowRun, WorkflowStep, WorkflowTrigger
@@ -84,6 +85,7 @@ class _Driver:
     succeeded: dict[str, str]  # step id -> output_ref of steps already done (persisted)
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    client_env: dict[str, str] = field(default_factory=dict)  # see StepJob.client_env
 
 
 class WorkflowManager:
@@ -272,6 +274,7 @@ class WorkflowManager:
             driver.thread.join(timeout=wait_s)
             return self._store.get_workflow_run(run_id)
         # Orphaned (its manager died): nothing runs it any more, record the cancel.
+        revoke_run_tokens(self._store, run_id, "workflow run cancelled")  # type: ignore[arg-type]
         for s in self._store.list_workflow_steps(run_id):
             if s.status is RunStatus.RUNNING:
                 self._store.finish_workflow_step(
@@ -286,6 +289,7 @@ class WorkflowManager:
             driver.run.id, status=RunStatus.RUNNING, started_at=driver.run.started_at or utcnow()
         )
         driver.run = run
+        driver.client_env = self._client_env(run)
         thread = threading.Thread(
             target=self._drive, args=(driver,), name=f"wf-{run.id}", daemon=True
         )
@@ -294,6 +298,18 @@ class WorkflowManager:
             self._runs[run.id] = driver
         thread.start()
         return run
+
+    def _client_env(self, run: WorkflowRun) -> dict[str, str]:
+        """``DLP_URL`` and a run token of the owner for the steps' code (``DLP_TOKEN`` empty for a
+        run of the platform's own: its code gets no credentials, rather than the admin's)."""
+        token = ""
+        if run.owner != SYSTEM.name:
+            store: Any = self._store  # the actor's client, with the store's methods
+            try:
+                token, _ = issue_run_token(store, run.owner, run.id, self._settings.run_token_ttl_s)
+            except DLPlatformError as exc:  # e.g. the owner was removed: the steps run unarmed
+                log.warning("workflow run %s: no token for its steps: %s", run.id, exc.message)
+        return {"DLP_URL": self._settings.internal_gateway_url, "DLP_TOKEN": token}
 
     def _drive(self, driver: _Driver) -> None:
         run_id = driver.run.id
@@ -304,6 +320,7 @@ class WorkflowManager:
             status, error = RunStatus.FAILED, f"workflow engine error: {type(exc).__name__}: {exc}"
         try:
             self._store.update_workflow_run(run_id, status=status, ended_at=utcnow(), error=error)
+            revoke_run_tokens(self._store, run_id, f"workflow run {status.value.lower()}")  # type: ignore[arg-type]
         except Exception:
             log.exception("workflow run %s: cannot record its end (%s)", run_id, status.value)
         with self._lock:
@@ -344,6 +361,7 @@ class WorkflowManager:
                 upstream_ids=live,
                 persisted={d: done[d] for d in data if d not in values},
                 count_attempts=opts["max_retries"] > 0,
+                client_env=driver.client_env,
             )
             value_ref, meta_ref = run_step.options(**opts, name=f"{run.id}:{sid}").remote(
                 job, *(values[d] for d in live)

@@ -547,8 +547,15 @@ def test_not_found_pages_and_expired_token(browser: Any, seeded: Seeded) -> None
     _go(browser, "no/such/page")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Not found"
     _shot(browser, "12-not-found")
-    # the token is revoked while the user is signed in: the next call sends them to sign-in
-    seeded.backend.store.revoke_token(seeded.viewer_token_id)
+    # an admin revokes the token (through the gateway, as `dlp users revoke` does: effective at
+    # once) while the user is signed in: the next call sends them to sign-in
+    import httpx
+
+    revoked = httpx.post(
+        f"{seeded.url}/api/v1/tokens/{seeded.viewer_token_id}/revoke",
+        headers={"Authorization": f"Bearer {seeded.admin}"},
+    )
+    assert revoked.status_code == 200, revoked.text
     browser.execute_script("window.location.hash = '#/runs'")
     _ready(browser, "signin")
     assert "Your session ended" in _text(browser)

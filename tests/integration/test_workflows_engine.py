@@ -213,3 +213,33 @@ def _check_routes(client: Any, auth: dict[str, str]) -> None:
         headers=auth,
     )
     assert r.status_code == 422 and "cron" in r.json()["message"]
+
+
+def test_step_code_acts_as_the_runs_owner_with_a_token_that_ends_with_the_run(
+    wf: Platform,
+) -> None:
+    from dlplatform.access import Principal
+    from dlplatform.metadata import Role, User
+    from dlplatform.metadata.records import utcnow
+
+    store = wf.backend.store
+    alice = store.create_user(User(name="alice-wf", role=Role.DATA_SCIENTIST, created_at=utcnow()))
+    as_alice = Platform(wf.backend, Principal.of(alice))
+    run = as_alice.workflows.run(f"{DEMO}:identity")
+    detail = as_alice.workflows.wait(run.id, timeout_s=120)
+    assert detail.run.status is RunStatus.SUCCEEDED, detail
+    (step,) = detail.steps
+    seen = as_alice.workflows.load_output(run.id, step.step_id)
+    assert seen == {
+        "url": wf.backend.settings.internal_gateway_url,
+        "user": "alice-wf",
+        "role": "data-scientist",
+    }
+    (token,) = store.list_tokens(run_id=run.id)
+    assert token.user == "alice-wf" and token.revoked_at is not None
+    # A run of the platform's own gives its steps no credentials at all (not the admin's).
+    system_run = wf.workflows.run(f"{DEMO}:identity")
+    done = wf.workflows.wait(system_run.id, timeout_s=120)
+    assert done.run.status is RunStatus.SUCCEEDED, done
+    assert wf.workflows.load_output(system_run.id, done.steps[0].step_id)["user"] == ""
+    assert store.list_tokens(run_id=system_run.id) == []

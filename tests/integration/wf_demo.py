@@ -149,3 +149,24 @@ def commit_wf(dataset: str, commit: str, tag: str = "") -> StepNode:
 @workflow
 def cron_wf(tag: str = "") -> StepNode:
     return echo.bind(tag=tag)
+
+
+@step(num_cpus=0.25)
+def who_am_i() -> dict[str, str]:
+    """What the step's own code sees: the gateway URL and whose token it holds."""
+    from dlplatform.access import authenticate
+
+    ctx = current()
+    assert ctx is not None
+    token = os.environ.get("DLP_TOKEN", "")
+    principal = authenticate(ctx.backend().store, token) if token else None
+    return {
+        "url": os.environ.get("DLP_URL", ""),
+        "user": principal.name if principal else "",
+        "role": principal.role.value if principal else "",
+    }
+
+
+@workflow
+def identity() -> StepNode:
+    return who_am_i.bind()

@@ -294,3 +294,23 @@ def test_internal_gateway_url(tmp_path: Any) -> None:
     assert url(host="10.1.2.3", port=80) == "http://10.1.2.3:80"
     assert url(host="fd00::5") == "http://[fd00::5]:8000"
     assert url(host="10.1.2.3", gateway_url="https://dlp.example.com/") == "https://dlp.example.com"
+
+
+def test_a_workflow_runs_token_ends_with_the_workflow_run(
+    store: MetadataStore, alice: Principal
+) -> None:
+    """Workflow steps get the same kind of token, bound to their workflow run."""
+    from dlplatform.metadata import WorkflowRun
+
+    run = store.create_workflow_run(
+        WorkflowRun(id="wf-1", workflow="m:f", params_json="{}", owner="alice",
+                    status=RunStatus.RUNNING, created_at=utcnow())  # fmt: skip
+    )
+    secret, info = issue_run_token(store, "alice", run.id, 3600)
+    assert info.run_id == "wf-1"
+    assert authenticate(store, secret).name == "alice"
+    with pytest.raises(InvalidInput, match="belongs to alice"):
+        issue_run_token(store, "admin", run.id, 3600)
+    store.update_workflow_run(run.id, status=RunStatus.FAILED, ended_at=utcnow())
+    with pytest.raises(Unauthenticated, match=r"its run ended \(FAILED\)"):
+        authenticate(store, secret)

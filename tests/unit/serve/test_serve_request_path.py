@@ -272,7 +272,7 @@ class RunTokenStore:
 
     async def call_async(self, method: str, *args: Any) -> tuple[Any, ...]:
         now = utcnow()
-        if method == "get_run":
+        if method == "get_token_run":
             return ("ok", Run(id=args[0], owner="ann", status=self.status, created_at=now))
         assert method == "user_for_token_hash"
         info = TokenInfo(id="0123456789ab", user="ann", prefix="dlp_01234567", created_at=now,
