@@ -57,7 +57,7 @@ def deploy(
 ) -> None:
     """Serve a model version at POST /models/NAME (a deployed model rolls over without downtime)."""
     # The HTTP client (httpx) loads only for commands that talk to the platform.
-    from dlplatform.client.serving import deployment_spec
+    from dlplatform.serve.spec import deployment_spec
 
     options = {
         "min_replicas": min_replicas,

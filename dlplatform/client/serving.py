@@ -12,38 +12,18 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import ValidationError
-
 from dlplatform.client._http import HttpClient
-from dlplatform.errors import InvalidInput
 from dlplatform.metadata import Deployment, Feedback
 from dlplatform.serve.spec import (
     BatchPredictResult,
     DeploymentInfo,
-    DeploymentSpec,
     PredictionResult,
+    deployment_spec,
 )
 
 
 def _seg(value: object) -> str:
     return quote(str(value), safe="")
-
-
-def deployment_spec(**values: Any) -> DeploymentSpec:
-    """A ``DeploymentSpec`` from options (``None`` = the default); ``min_replicas`` alone also
-    raises ``max_replicas`` to it. Raises InvalidInput naming a bad option."""
-    clean = {k: v for k, v in values.items() if v is not None}
-    if "min_replicas" in clean and "max_replicas" not in clean:
-        clean["max_replicas"] = max(clean["min_replicas"], 1)
-    try:
-        return DeploymentSpec(**clean)
-    except ValidationError as exc:  # one line naming each problem (the CLI prints it as is)
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(part) for part in err["loc"])
-            message = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {message}" if where else message)
-        raise InvalidInput(f"deployment options: {'; '.join(problems)}") from None
 
 
 class ServingClient:

@@ -10,29 +10,13 @@ from pydantic import BaseModel
 
 from dlplatform.client._http import HttpClient
 from dlplatform.client.training import poll_until
-from dlplatform.errors import IntegrityError, InvalidInput
+from dlplatform.errors import IntegrityError
 from dlplatform.metadata import WorkflowRun, WorkflowTrigger
-from dlplatform.workflows.spec import WorkflowRunDetail
-
-Factory = str | Callable[..., Any]
+from dlplatform.workflows.spec import Factory, WorkflowRunDetail, factory_path
 
 
 def _seg(value: object) -> str:
     return quote(str(value), safe="")
-
-
-def factory_path(factory: Factory) -> str:
-    """``module:factory`` of a factory given as a path or as the function itself."""
-    if isinstance(factory, str):
-        return factory
-    module = getattr(factory, "__module__", None)
-    name = getattr(factory, "__qualname__", "")
-    if not module or module == "__main__" or "." in name or "<" in name:
-        raise InvalidInput(
-            f"workflow factory {name or factory!r} is not importable by path; define it at module "
-            "level in an importable module and pass 'module:factory'"
-        )
-    return f"{module}:{name}"
 
 
 class WorkflowsClient:

@@ -14,15 +14,14 @@ from typing import Any
 
 from dlplatform.access import Principal
 from dlplatform.context import Backend
-from dlplatform.errors import InvalidInput
 from dlplatform.metadata import Deployment, Feedback
 from dlplatform.serve import batch, service
 from dlplatform.serve.spec import (
     BatchPredictResult,
     DeploymentInfo,
-    DeploymentSpec,
     FeedbackRequest,
     PredictionResult,
+    deployment_spec,
 )
 
 
@@ -48,20 +47,9 @@ class ServingClient:
         ref = name_or_ref
         if not isinstance(ref, str):
             ref = f"{name_or_ref.model}@{name_or_ref.version}"
-        values = {
-            "min_replicas": min_replicas,
-            "max_replicas": max_replicas,
-            "max_batch_size": max_batch_size,
-            "shared": shared,
-            **options,
-        }
-        values = {k: v for k, v in values.items() if v is not None}
-        if "min_replicas" in values and "max_replicas" not in values:
-            values["max_replicas"] = max(values["min_replicas"], 1)
-        try:
-            spec = DeploymentSpec(**values)
-        except ValueError as exc:
-            raise InvalidInput(f"deployment options: {exc}") from None
+        spec = deployment_spec(min_replicas=min_replicas, max_replicas=max_replicas,
+                               max_batch_size=max_batch_size, shared=shared,
+                               **options)  # fmt: skip
         return service.deploy(self._backend, self._principal, ref, spec)
 
     def undeploy(self, name: str) -> Deployment:

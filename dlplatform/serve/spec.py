@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from dlplatform.errors import InvalidInput
 from dlplatform.metadata.records import Deployment, Name, check_name
 
 SERVE_HEAD_ENV: dict[str, str] = {
@@ -280,3 +281,20 @@ def split_model_ref(ref: str) -> tuple[str, str | None]:
 
 
 ServeStatus = Literal["RUNNING", "DEPLOYING", "DEPLOY_FAILED", "UNHEALTHY", "NOT_RUNNING"]
+
+
+def deployment_spec(**values: Any) -> DeploymentSpec:
+    """A ``DeploymentSpec`` from options (``None`` = the default); ``min_replicas`` alone also
+    raises ``max_replicas`` to it. Raises InvalidInput naming a bad option."""
+    clean = {k: v for k, v in values.items() if v is not None}
+    if "min_replicas" in clean and "max_replicas" not in clean:
+        clean["max_replicas"] = max(clean["min_replicas"], 1)
+    try:
+        return DeploymentSpec(**clean)
+    except ValidationError as exc:  # one line naming each problem (the CLI prints it as is)
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(part) for part in err["loc"])
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {message}" if where else message)
+        raise InvalidInput(f"deployment options: {'; '.join(problems)}") from None

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from dlplatform.errors import InvalidInput
 from dlplatform.metadata import WorkflowRun, WorkflowTrigger
 from dlplatform.workflows import service
-from dlplatform.workflows.spec import WorkflowRunDetail
+from dlplatform.workflows.spec import Factory, WorkflowRunDetail, factory_path
 
 if TYPE_CHECKING:
     from dlplatform.access import Principal
     from dlplatform.context import Backend
-
-Factory = str | Callable[..., Any]
-
-
-def _path(factory: Factory) -> str:
-    """``module:factory`` of a factory given as a path or as the function itself."""
-    if isinstance(factory, str):
-        return factory
-    module = getattr(factory, "__module__", None)
-    name = getattr(factory, "__qualname__", "")
-    if not module or module == "__main__" or "." in name or "<" in name:
-        raise InvalidInput(
-            f"workflow factory {name or factory!r} is not importable by path; define it at module "
-            "level in an importable module and pass 'module:factory'"
-        )
-    return f"{module}:{name}"
 
 
 class WorkflowsClient:
@@ -46,7 +28,9 @@ class WorkflowsClient:
         self, factory: Factory, params: dict[str, Any] | None = None, run_id: str | None = None
     ) -> WorkflowRun:
         """Start a run; it is driven by the platform's manager and outlives this client."""
-        return service.run_workflow(self._backend, self._principal, _path(factory), params, run_id)
+        return service.run_workflow(
+            self._backend, self._principal, factory_path(factory), params, run_id
+        )
 
     def get(self, run_id: str) -> WorkflowRun:
         return service.get_workflow_run(self._backend, self._principal, run_id).run
@@ -74,13 +58,15 @@ class WorkflowsClient:
         self, factory: Factory, cron: str, params: dict[str, Any] | None = None
     ) -> WorkflowTrigger:
         return service.schedule_workflow(
-            self._backend, self._principal, _path(factory), cron, params
+            self._backend, self._principal, factory_path(factory), cron, params
         )
 
     def on_commit(
         self, dataset: str, factory: Factory, params: dict[str, Any] | None = None
     ) -> WorkflowTrigger:
-        return service.on_commit(self._backend, self._principal, dataset, _path(factory), params)
+        return service.on_commit(
+            self._backend, self._principal, dataset, factory_path(factory), params
+        )
 
     def triggers(self) -> list[WorkflowTrigger]:
         return service.list_workflow_triggers(self._backend, self._principal)

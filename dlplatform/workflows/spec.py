@@ -5,6 +5,9 @@ Light on purpose (pydantic and the records only): the SDK's HTTP client imports 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from pydantic import BaseModel, Field, JsonValue, field_validator
 
 from dlplatform.errors import InvalidInput
@@ -55,3 +58,20 @@ class WorkflowRunDetail(BaseModel, frozen=True, extra="forbid"):
 
     run: WorkflowRun
     steps: list[WorkflowStep]
+
+
+Factory = str | Callable[..., Any]
+
+
+def factory_path(factory: Factory) -> str:
+    """``module:factory`` of a factory given as a path or as the function itself."""
+    if isinstance(factory, str):
+        return factory
+    module = getattr(factory, "__module__", None)
+    name = getattr(factory, "__qualname__", "")
+    if not module or module == "__main__" or "." in name or "<" in name:
+        raise InvalidInput(
+            f"workflow factory {name or factory!r} is not importable by path; define it at module "
+            "level in an importable module and pass 'module:factory'"
+        )
+    return f"{module}:{name}"

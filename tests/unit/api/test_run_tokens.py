@@ -303,8 +303,14 @@ def test_a_workflow_runs_token_ends_with_the_workflow_run(
     from dlplatform.metadata import WorkflowRun
 
     run = store.create_workflow_run(
-        WorkflowRun(id="wf-1", workflow="m:f", params_json="{}", owner="alice",
-                    status=RunStatus.RUNNING, created_at=utcnow())  # fmt: skip
+        WorkflowRun(
+            id="wf-1",
+            workflow="m:f",
+            params_json="{}",
+            owner="alice",
+            status=RunStatus.RUNNING,
+            created_at=utcnow(),
+        )
     )
     secret, info = issue_run_token(store, "alice", run.id, 3600)
     assert info.run_id == "wf-1"
