@@ -64,21 +64,9 @@ def handle_errors(fn: F) -> F:
 def platform(home: str | None = None) -> Platform:
     """The SDK's HTTP client for this command (see ``dlplatform.connect``): ``--url`` or
     ``DLP_URL``, ``--profile``/``DLP_PROFILE``, else the platform running under ``home``."""
-    import os
+    from dlplatform.client import connect
 
-    from dlplatform.client import HttpClient, Platform
-    from dlplatform.client.profiles import resolve
-    from dlplatform.errors import Unauthenticated
-
-    env = dict(os.environ)
-    if home is not None:
-        env["DLP_HOME"] = home
-    target = resolve(TARGET["url"], None, TARGET["profile"], env)
-    if not target.token:
-        raise Unauthenticated(
-            f"no token for {target.url}: set DLP_TOKEN or run `dlp login {target.url}`"
-        )
-    return Platform(HttpClient(target.url, target.token), target)
+    return connect(TARGET["url"], None, TARGET["profile"], home=home)
 
 
 def settings_for(home: str | None = None, **overrides: Any) -> Settings:

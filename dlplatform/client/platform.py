@@ -7,6 +7,7 @@ Nothing here imports Ray or torch (``to_ray()`` alone loads Ray, on the cluster)
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -121,26 +122,28 @@ def connect(
     token: str | None = None,
     profile: str | None = None,
     *,
+    home: str | None = None,
     timeout_s: float = 30.0,
     retries: int = 3,
 ) -> Platform:
     """Connect to the platform's gateway over HTTP.
 
     The URL comes from ``url``, else ``DLP_URL``, else the profile (``profile``, ``DLP_PROFILE``
-    or the active one, see ``dlp login``), else the platform running under the local home; the
-    token from ``token``, ``DLP_TOKEN``, the profile, or the local admin token file. Nothing is
-    contacted until the first call.
+    or the active one, see ``dlp login``), else the platform running under the local home
+    (``home``, else ``DLP_HOME``); the token from ``token``, ``DLP_TOKEN``, the profile, or the
+    local admin token file. Nothing is contacted until the first call.
 
     Raises:
         Unauthenticated: no platform or no token was found.
         InvalidInput: a malformed URL or an unknown profile.
     """
-    target = profiles.resolve(url, token, profile)
+    env = dict(os.environ)
+    if home is not None:
+        env["DLP_HOME"] = home
+    target = profiles.resolve(url, token, profile, env)
     if not target.token:
-        raise Unauthenticated(
-            f"no token for {target.url}: set DLP_TOKEN, pass token=, or run `dlp login "
-            f"{target.url}`"
-        )
+        raise Unauthenticated(f"no token for {target.url}: set DLP_TOKEN or run `dlp login "
+                              f"{target.url}` (in Python, token= works too)")  # fmt: skip
     if "IPython" in sys.modules:  # HTML views and short platform errors in notebooks
         from dlplatform.lab._html import install
 

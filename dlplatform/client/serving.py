@@ -18,7 +18,7 @@ from dlplatform.serve.spec import (
     BatchPredictResult,
     DeploymentInfo,
     PredictionResult,
-    deployment_spec,
+    deploy_request,
 )
 
 
@@ -44,14 +44,10 @@ class ServingClient:
     ) -> DeploymentInfo:
         """Serve ``NAME[@VERSION|@ALIAS]`` (or a ``ModelVersion``); other ``DeploymentSpec``
         fields (``allow_anonymous``, ``max_rows``, ``log_sample_rate``, ...) go in ``options``."""
-        ref = name_or_ref
-        if not isinstance(ref, str):
-            ref = f"{name_or_ref.model}@{name_or_ref.version}"
-        spec = deployment_spec(min_replicas=min_replicas, max_replicas=max_replicas,
-                               max_batch_size=max_batch_size, shared=shared,
-                               **options)  # fmt: skip
-        body = {"model": ref, "config": spec.model_dump(mode="json")}
-        return self._http.call("POST", "deployments", DeploymentInfo, json_body=body,
+        request = deploy_request(name_or_ref, min_replicas=min_replicas,
+                                 max_replicas=max_replicas, max_batch_size=max_batch_size,
+                                 shared=shared, **options)  # fmt: skip
+        return self._http.call("POST", "deployments", DeploymentInfo, json_body=request,
                                timeout_s=300.0)  # fmt: skip
 
     def undeploy(self, name: str) -> Deployment:

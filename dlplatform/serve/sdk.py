@@ -21,7 +21,7 @@ from dlplatform.serve.spec import (
     DeploymentInfo,
     FeedbackRequest,
     PredictionResult,
-    deployment_spec,
+    deploy_request,
 )
 
 
@@ -44,13 +44,10 @@ class ServingClient:
     ) -> DeploymentInfo:
         """Serve ``NAME[@VERSION|@ALIAS]`` (or a ``ModelVersion``); other ``DeploymentSpec``
         fields (``allow_anonymous``, ``max_rows``, ``log_sample_rate``, ...) go in ``options``."""
-        ref = name_or_ref
-        if not isinstance(ref, str):
-            ref = f"{name_or_ref.model}@{name_or_ref.version}"
-        spec = deployment_spec(min_replicas=min_replicas, max_replicas=max_replicas,
-                               max_batch_size=max_batch_size, shared=shared,
-                               **options)  # fmt: skip
-        return service.deploy(self._backend, self._principal, ref, spec)
+        request = deploy_request(name_or_ref, min_replicas=min_replicas,
+                                 max_replicas=max_replicas, max_batch_size=max_batch_size,
+                                 shared=shared, **options)  # fmt: skip
+        return service.deploy(self._backend, self._principal, request.model, request.config)
 
     def undeploy(self, name: str) -> Deployment:
         return service.undeploy(self._backend, self._principal, name)

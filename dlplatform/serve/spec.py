@@ -298,3 +298,12 @@ def deployment_spec(**values: Any) -> DeploymentSpec:
             message = err["msg"].removeprefix("Value error, ")
             problems.append(f"{where}: {message}" if where else message)
         raise InvalidInput(f"deployment options: {'; '.join(problems)}") from None
+
+
+def deploy_request(name_or_ref: Any, **options: Any) -> DeployRequest:
+    """What ``deploy`` asks for: ``NAME[@VERSION|@ALIAS]`` (or a ``ModelVersion``) and the
+    ``deployment_spec`` of ``options``. Raises InvalidInput naming a bad option."""
+    ref = name_or_ref
+    if not isinstance(ref, str):
+        ref = f"{name_or_ref.model}@{name_or_ref.version}"
+    return DeployRequest(model=ref, config=deployment_spec(**options))
