@@ -14,28 +14,30 @@ or a Kubernetes API server:
   make a property optional, nulls are dropped, unknown fields are rejected) plus the operator's own
   rules (name length, replica bounds, submissionMode, upgradeStrategy, rayClusterSpec xor
   clusterSelector, rayVersion vs image tag), ``serveConfigV2`` through Serve's
-  ``ServeDeploySchema`` with every import path resolved, and the RayJob entrypoint module found.
-- Core objects (Deployment, Service, PersistentVolumeClaim, ...) go through ``kubernetes-validate``
-  in strict mode.
-- A lab pod (labelled ``app.kubernetes.io/component: lab``) is a plain HTTP client of the gateway:
-  ``DLP_URL`` and the user's ``DLP_TOKEN`` from a Secret, and no Ray token, Ray address,
-  object-store credential or Secret but its own (``lab_problems``).
+  ``ServeDeploySchema``, and the modules a manifest names (a Serve ``import_path``, a RayJob's
+  ``python -m`` entrypoint) checked without importing them: a dotted name by regex, a platform
+  module (``dlplatform.*``) located on disk and its attribute found in the parsed source
+  (``platform_module_file``). A manifest is input: validating it never runs code it names.
+- Core objects (Deployment, Service, PersistentVolumeClaim, NetworkPolicy, Ingress, ...) go
+  through ``kubernetes-validate`` in strict mode.
+- Every object goes through the security rules of ``k8s_security``: restricted pods, API tokens
+  only where needed, token files under ``umask 077``, NetworkPolicies that keep Ray's ports to the
+  cluster's own pods, a TLS Ingress for the gateway only, one lab per user that holds only its
+  user's Secret, and teams' RayJobs on clusters of their own that hold nothing of the platform's.
 
 Every validator raises ``InvalidInput`` whose message names the file/object and the problem.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import copy
-import importlib
-import importlib.util
-import inspect
 import json
 import re
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
@@ -43,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from dlplatform import k8s_security
 from dlplatform.errors import InvalidInput, NotFound
 
 # What the templates in clusters/kuberay hold; `render` replaces them.
@@ -56,12 +59,11 @@ GPU_NODE_LABEL = "nvidia.com/gpu.product"
 CPU_ONLY_ANNOTATION = "dlplatform.io/cpu-only"
 """Set to "true" by ``render --gpu-workers 0``: the cluster has no GPU group on purpose."""
 LAB_USER_TEMPLATE = "default"
-"""The lab user the template names; ``render --lab-user NAME`` replaces it."""
-LAB_TOKEN_SECRET_PREFIX = "dlp-lab-token-"
-"""The lab reads ``DLP_TOKEN`` from the Secret ``dlp-lab-token-<user>``, key ``token``."""
-LAB_TOKEN_KEY = "token"
-LAB_LOGIN_SECRET = "dlplatform-lab"
-"""The lab's other Secret: key ``jupyter_token``, the JupyterLab login."""
+"""The lab user the template names; ``render --lab-user NAME`` (repeatable) replaces it."""
+JOB_TEAM_TEMPLATE = "default"
+"""The team of the RayJob template (namespace ``dlp-team-default``); ``render --job-team``."""
+TEMPLATE_GATEWAY_HOST = "dlplatform.example.com"
+TEMPLATE_OPERATOR_NAMESPACE = "ray-system"
 KUBERAY_VERSION = "v1.7.0"
 KUBERNETES_VERSION = "1.30"
 RENDERED_FILES = (
@@ -69,6 +71,7 @@ RENDERED_FILES = (
     "raycluster.yaml",
     "rayservice.yaml",
     "rayjob.yaml",
+    "ingress.yaml",
     "lab.yaml",
     "kustomization.yaml",
 )
@@ -86,30 +89,12 @@ _SUBMISSION_MODES = {"K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"}
 _UPGRADE_TYPES = {"NewCluster", "NewClusterWithIncrementalUpgrade", "None"}
 _SHARED_SCHEMES = ("s3://", "gs://")
 _ENV_ASSIGN = re.compile(r"(?:^|[\s;])([A-Z_][A-Z0-9_]*)=(\S+)")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_PACKAGE_DIR = Path(__file__).resolve().parent  # the dlplatform package: located, not imported
 _DNS_1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
-# What a lab pod must not hold: it is a plain HTTP client of the gateway (DLP_URL + DLP_TOKEN).
-_LAB_FORBIDDEN_ENV = {
-    "RAY_ADDRESS": "a Ray address",
-    "DLP_RAY_ADDRESS": "a Ray address",
-    "DLP_ARTIFACT_ROOT": "the artifact root",
-    "GOOGLE_APPLICATION_CREDENTIALS": "object-store credentials",
-}
-_LAB_FORBIDDEN_ENV_PREFIXES = {
-    "RAY_AUTH_": "Ray token auth",
-    "AWS_": "object-store credentials",
-    "AZURE_": "object-store credentials",
-    "DLP_S3_": "object-store settings",
-}
-_RAY_ADDRESS_TEXT = re.compile(r"ray://|:(?:6379|8265|10001)\b")  # Ray Client, GCS, dashboard
-_CLOUD_IDENTITY_ANNOTATIONS = (
-    "eks.amazonaws.com/role-arn",
-    "iam.gke.io/gcp-service-account",
-    "azure.workload.identity/client-id",
-)
-_LOOPBACK_HOSTS = ("127.", "localhost", "[::1]", "0.0.0.0")
-_POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 
 
 # --- locating the templates ---------------------------------------------------------------------
@@ -178,6 +163,13 @@ def validate_ray_up_config(config: dict[str, Any], *, name: str = "config") -> d
 
     if not isinstance(config, dict):
         raise InvalidInput(f"{name}: a cluster config must be a mapping")
+    provider = config.get("provider")
+    if isinstance(provider, dict) and provider.get("type") == "external":
+        # Ray would import provider.module to use it; validation never imports what a file names
+        raise InvalidInput(
+            f"{name}: provider type 'external' names a module to import "
+            f"({provider.get('module')!r}); it cannot be validated offline"
+        )
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Ray's cli_logger prints progress on stdout
             prepared = prepare_config(copy.deepcopy(config))
@@ -234,6 +226,16 @@ def _ray_up_platform_problems(raw: dict[str, Any], prepared: dict[str, Any]) -> 
             roots.add(root)
     if len(roots) > 1:
         problems.append(f"nodes disagree on the artifact root: {sorted(roots)}")
+    for mount in raw.get("file_mounts") or {}:
+        if "token" not in str(mount):
+            continue
+        owner_only = re.compile(rf"\bchmod\s+(?:0?600|go-rwx)\s+{re.escape(str(mount))}(?:\s|$)")
+        for key in ("head_setup_commands", "worker_setup_commands"):
+            if not any(owner_only.search(str(c)) for c in prepared.get(key) or []):
+                problems.append(
+                    f"{key} must make the token file owner-only (`chmod 600 {mount}`): rsync "
+                    "copies it with its local mode, and other users on a node could read it"
+                )
     if prepared.get("provider", {}).get("type") == "local":
         for key in ("min_workers", "max_workers"):
             if key not in raw:
@@ -370,22 +372,84 @@ def _cluster_spec_problems(spec: dict[str, Any], where: str) -> list[str]:
     return problems
 
 
-def _resolve_import_path(import_path: str) -> Any:
-    module_name, sep, attr = import_path.partition(":")
+def platform_module_file(module: str) -> Path | None:
+    """The source file of ``module`` when it is one of the platform's own (``dlplatform.*``),
+    found on disk without importing anything; None when it is not there.
+
+    Validation never imports a module a manifest names: importing runs the module's code (and
+    its packages' ``__init__``), and a manifest is input, not code to run.
+
+    Raises:
+        ValueError: ``module`` is not a dotted Python name or not under ``dlplatform``.
+    """
+    if not _MODULE_PATH.fullmatch(module):
+        raise ValueError(f"{module!r} is not a Python module path (dotted identifiers)")
+    parts = module.split(".")
+    if parts[0] != _PACKAGE_DIR.name:
+        raise ValueError(f"{module!r} is not a module of the platform ({_PACKAGE_DIR.name}.*)")
+    folder = _PACKAGE_DIR
+    for part in parts[1:-1]:
+        folder = folder / part
+        if not (folder / "__init__.py").is_file():
+            return None
+    if len(parts) == 1:
+        return folder / "__init__.py"
+    for candidate in (folder / f"{parts[-1]}.py", folder / parts[-1] / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _top_level_binding(source: Path, name: str) -> ast.AST | None:
+    """The statement that binds ``name`` at the top of ``source`` (parsed, never run)."""
+    tree = ast.parse(source.read_text(), filename=str(source))
+    found: ast.AST | None = None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names = [node.name]
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [t.id for t in targets if isinstance(t, ast.Name)]
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [(a.asname or a.name).split(".")[0] for a in node.names]
+        else:
+            continue
+        if name in names:
+            found = node  # the last binding wins, as at run time
+    return found
+
+
+def _import_path_problem(import_path: str) -> str | None:
+    """Why ``module:attribute`` does not name a Serve application or builder of the platform."""
+    module, sep, attr = import_path.partition(":")
     if not sep:
-        module_name, _, attr = import_path.rpartition(".")
-    if not module_name or not attr:
-        raise ValueError(f"{import_path!r} is not 'module:attribute'")
-    module = importlib.import_module(module_name)
-    obj: Any = module
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
+        module, _, attr = import_path.rpartition(".")
+    if not module or not _IDENTIFIER.fullmatch(attr):
+        return f"{import_path!r} is not 'module:attribute'"
+    try:
+        source = platform_module_file(module)
+    except ValueError as exc:
+        return (
+            f"{exc}; the validator never imports code, so a Serve config may name only the "
+            "platform's own applications (models are deployed through the gateway)"
+        )
+    if source is None:
+        return f"module {module} does not exist"
+    node = _top_level_binding(source, attr)
+    if node is None:
+        return f"{module} defines no {attr}"
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        args = node.args
+        positional = [*args.posonlyargs, *args.args]
+        if len(positional) != 1 or args.kwonlyargs or args.vararg:
+            return f"{import_path} is a function but not a builder of one argument"
+    elif isinstance(node, ast.ClassDef):
+        return f"{import_path} is a class, not a Serve application or builder function"
+    return None
 
 
 def _serve_config_problems(text: Any, where: str) -> list[str]:
     from pydantic import ValidationError
-    from ray.serve import Application
     from ray.serve.schema import ServeDeploySchema
 
     if not isinstance(text, str):
@@ -400,24 +464,11 @@ def _serve_config_problems(text: Any, where: str) -> list[str]:
         return [f"{where}: serveConfigV2 is not a valid Serve config: {loc}: {first['msg']}"]
     problems: list[str] = []
     for app in config.applications:
-        try:
-            target = _resolve_import_path(app.import_path)
-        except (ImportError, AttributeError, ValueError) as exc:
+        problem = _import_path_problem(app.import_path)
+        if problem:
             problems.append(
                 f"{where}: application {app.name!r}: import_path {app.import_path!r} does not "
-                f"resolve: {type(exc).__name__}: {exc}"
-            )
-            continue
-        if isinstance(target, Application):
-            if app.args:
-                problems.append(
-                    f"{where}: application {app.name!r} has args but {app.import_path} is a built "
-                    "application, not a builder function"
-                )
-        elif not inspect.isfunction(target) or len(inspect.signature(target).parameters) != 1:
-            problems.append(
-                f"{where}: application {app.name!r}: {app.import_path} is neither a Serve "
-                "application nor a builder function of one argument"
+                f"resolve: {problem}"
             )
     return problems
 
@@ -431,16 +482,16 @@ def _entrypoint_problems(entrypoint: Any, where: str) -> list[str]:
         return [f"{where}: entrypoint is not a valid command line: {exc}"]
     if len(argv) >= 3 and argv[0].startswith("python") and argv[1] == "-m":
         module = argv[2]
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
+        if not _MODULE_PATH.fullmatch(module):
+            return [f"{where}: entrypoint module {module!r} is not a Python module path"]
+        if module.split(".")[0] != _PACKAGE_DIR.name:
+            return []  # the job's own code, from its image or working_dir: not checked offline
+        if platform_module_file(module) is None:
             return [f"{where}: entrypoint module {module} does not exist"]
         if module == "dlplatform.train.entrypoint" and "--spec-json" in argv:
             from pydantic import ValidationError
 
-            from dlplatform.train import TrainingJobSpec
+            from dlplatform.train.spec import TrainingJobSpec
 
             i = argv.index("--spec-json")
             try:
@@ -572,13 +623,18 @@ def validate_kustomization(obj: dict[str, Any], folder: Path) -> None:
                 f"kustomization: image {image.get('name')!r} does not name the manifests' image "
                 f"{TEMPLATE_IMAGE.split(':')[0]!r}"
             )
+    docs = [d for r in obj.get("resources") or [] for d in load_documents(folder / r)]
+    problems = k8s_security.deployment_problems(docs)
+    if problems:
+        raise InvalidInput("kustomization: " + "; ".join(problems))
 
 
 def platform_manifest_problems(docs: list[dict[str, Any]]) -> list[str]:
     """What the platform needs from a RayCluster spec: autoscaling, a GPU group with
     ``nvidia.com/gpu`` limits, the home on a PVC at the head, object storage for artifacts;
-    and from a lab pod: the gateway only (see ``lab_problems``)."""
-    problems = lab_problems(docs)
+    and the security rules of ``k8s_security`` on every object (pods, NetworkPolicies, the
+    Ingress, labs, teams' RayJobs)."""
+    problems = k8s_security.security_problems(docs)
     for obj in docs:
         kind = obj.get("kind")
         spec = obj.get("spec") or {}
@@ -624,144 +680,6 @@ def platform_manifest_problems(docs: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def _lab_pod(obj: dict[str, Any]) -> dict[str, Any] | None:
-    """The pod spec of ``obj`` when it is (or templates) a pod labelled as the lab."""
-    kind = obj.get("kind")
-    template: Any = obj
-    if kind == "CronJob":
-        template = (((obj.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {}).get(
-            "template"
-        )
-    elif kind in _POD_TEMPLATE_KINDS:
-        template = (obj.get("spec") or {}).get("template")
-    elif kind != "Pod":
-        return None
-    if not isinstance(template, dict):
-        return None
-    labels: dict[str, Any] = {}
-    for meta in (obj.get("metadata"), template.get("metadata")):
-        if isinstance(meta, dict) and isinstance(meta.get("labels"), dict):
-            labels.update(meta["labels"])
-    spec = template.get("spec")
-    if labels.get("app.kubernetes.io/component") != "lab" or not isinstance(spec, dict):
-        return None
-    return spec
-
-
-def _is_lab_secret(name: Any) -> bool:
-    return name == LAB_LOGIN_SECRET or (
-        isinstance(name, str) and name.startswith(LAB_TOKEN_SECRET_PREFIX)
-    )
-
-
-def _lab_container_credentials(c: dict[str, Any]) -> list[str]:
-    """The cluster credentials and Ray addresses one lab container holds."""
-    found: list[str] = []
-    where = f"in {c.get('name')!r}"
-    for e in c.get("env") or []:
-        var, value = str(e.get("name", "")), e.get("value")
-        what = _LAB_FORBIDDEN_ENV.get(var) or next(
-            (w for pre, w in _LAB_FORBIDDEN_ENV_PREFIXES.items() if var.startswith(pre)), None
-        )
-        if what:
-            found.append(f"env {var} {where} ({what})")
-        elif isinstance(value, str) and _RAY_ADDRESS_TEXT.search(value):
-            found.append(f"env {var} {where} is a Ray address ({value})")
-        secret = ((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name")
-        if secret is not None and not _is_lab_secret(secret):
-            found.append(f"Secret {secret!r} as env {var} {where}")
-    for source in c.get("envFrom") or []:
-        secret = (source.get("secretRef") or {}).get("name")
-        if secret is not None and not _is_lab_secret(secret):
-            found.append(f"Secret {secret!r} as envFrom {where}")
-    argv = [a for a in [*(c.get("command") or []), *(c.get("args") or [])] if isinstance(a, str)]
-    if any(_RAY_ADDRESS_TEXT.search(a) for a in argv):
-        found.append(f"a Ray address in the command {where}")
-    return found
-
-
-def _lab_pod_credentials(pod: dict[str, Any], docs: list[dict[str, Any]]) -> list[str]:
-    """The cluster credentials and Ray addresses a lab pod holds (empty: none)."""
-    containers = [*(pod.get("containers") or []), *(pod.get("initContainers") or [])]
-    found = [f for c in containers if isinstance(c, dict) for f in _lab_container_credentials(c)]
-    for volume in pod.get("volumes") or []:
-        secrets = [(volume.get("secret") or {}).get("secretName")]
-        secrets += [
-            (s.get("secret") or {}).get("name")
-            for s in (volume.get("projected") or {}).get("sources") or []
-        ]
-        found += [
-            f"Secret {s!r} as volume {volume.get('name')!r}"
-            for s in secrets
-            if s is not None and not _is_lab_secret(s)
-        ]
-    if pod.get("automountServiceAccountToken") is not False:
-        found.append("the Kubernetes API token (set automountServiceAccountToken: false)")
-    account = pod.get("serviceAccountName") or "default"
-    for doc in docs:
-        meta = doc.get("metadata") or {}
-        if doc.get("kind") == "ServiceAccount" and meta.get("name") == account:
-            found += [
-                f"ServiceAccount {account!r} with {key} (a cloud identity)"
-                for key in _CLOUD_IDENTITY_ANNOTATIONS
-                if key in (meta.get("annotations") or {})
-            ]
-    return found
-
-
-def _lab_gateway_problems(pod: dict[str, Any]) -> list[str]:
-    """What keeps a lab pod from reaching the gateway as its user: DLP_URL and DLP_TOKEN."""
-    env: dict[str, dict[str, Any]] = {}
-    for c in pod.get("containers") or []:
-        for e in c.get("env") or []:
-            env.setdefault(str(e.get("name", "")), e)
-    problems: list[str] = []
-    if "DLP_GATEWAY_URL" in env:
-        problems.append("DLP_GATEWAY_URL is not read any more; set DLP_URL")
-    url = (env.get("DLP_URL") or {}).get("value")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        problems.append("DLP_URL must be the gateway's in-cluster Service URL (http://...:8000)")
-    elif url.split("://", 1)[1].startswith(_LOOPBACK_HOSTS):
-        problems.append(f"DLP_URL {url} is the lab pod's own loopback, not the gateway's Service")
-    token = env.get("DLP_TOKEN")
-    if token is None:
-        problems.append(
-            f"DLP_TOKEN is missing (a secretKeyRef to {LAB_TOKEN_SECRET_PREFIX}<user>, key "
-            f"{LAB_TOKEN_KEY})"
-        )
-    elif "valueFrom" not in token:
-        problems.append(
-            "DLP_TOKEN must come from a Secret (valueFrom.secretKeyRef), not a literal value"
-        )
-    return problems
-
-
-def lab_problems(docs: list[dict[str, Any]]) -> list[str]:
-    """What is wrong with the lab pods in ``docs``: cluster credentials held, no way to the gateway.
-
-    A lab pod (labelled ``app.kubernetes.io/component: lab``) is a plain HTTP client of the
-    gateway: it needs ``DLP_URL`` and the user's ``DLP_TOKEN`` from a Secret, and must hold no Ray
-    token, Ray address, object-store credential, artifact root, Kubernetes API token, nor any
-    Secret but its own (``dlp-lab-token-<user>``, ``dlplatform-lab``). Whoever runs a notebook
-    would otherwise act on the cluster whatever role their platform token has.
-    """
-    problems: list[str] = []
-    for obj in docs:
-        pod = _lab_pod(obj)
-        if pod is None:
-            continue
-        name = _object_name(obj)
-        found = _lab_pod_credentials(pod, docs)
-        if found:
-            problems.append(
-                f"{name}: a lab pod must hold no cluster credentials or Ray addresses (it talks "
-                "only to the gateway, with DLP_URL and the user's DLP_TOKEN); found: "
-                + ", ".join(found)
-            )
-        problems += [f"{name}: {p}" for p in _lab_gateway_problems(pod)]
-    return problems
-
-
 # --- files and folders --------------------------------------------------------------------------
 
 
@@ -803,19 +721,38 @@ def cluster_files(folder: Path) -> Iterator[Path]:
 # --- rendering ----------------------------------------------------------------------------------
 
 
-def lab_token_secret(lab_user: str) -> str:
-    """The name of the Secret the lab reads ``DLP_TOKEN`` from (key ``token``).
+def lab_secret(lab_user: str) -> str:
+    """The name of ``lab_user``'s lab: its Secret (keys ``token``, ``jupyter_token``),
+    Deployment, Service, claim and NetworkPolicy are all ``dlp-lab-<lab_user>``.
 
     Raises:
-        InvalidInput: ``lab_user`` cannot be part of a Secret name.
+        InvalidInput: ``lab_user`` cannot be part of those names.
     """
-    name = f"{LAB_TOKEN_SECRET_PREFIX}{lab_user}"
-    if not lab_user or len(name) > 253 or not _DNS_1123_SUBDOMAIN.match(name):
+    name = k8s_security.lab_secret(lab_user)
+    if not lab_user or len(name) > 63 or not _DNS_1035.match(name):
         raise InvalidInput(
-            f"--lab-user {lab_user!r} cannot name the Secret {name!r} (lowercase letters, digits, "
-            "'-' and '.'; a platform user name with '_' needs another --lab-user)"
+            f"--lab-user {lab_user!r} cannot name the lab {name!r} (lowercase letters, digits and "
+            "'-', at most 55 characters; a platform user name with '_' needs another --lab-user)"
         )
     return name
+
+
+def job_token_secret(team: str) -> str:
+    """The Secret a team's RayJob reads ``DLP_TOKEN`` from (key ``token``), in its namespace.
+
+    Raises:
+        InvalidInput: ``team`` cannot name the RayJob ``dlp-job-<team>`` (at most 47 characters).
+    """
+    if (
+        not team
+        or len(f"dlp-job-{team}") > _NAME_LIMITS["RayJob"]
+        or not _DNS_1123_LABEL.match(team)
+    ):
+        raise InvalidInput(
+            f"--job-team {team!r} cannot name the RayJob dlp-job-{team} (lowercase letters, "
+            "digits and '-', at most 39 characters)"
+        )
+    return f"{k8s_security.JOB_TOKEN_PREFIX}{team}"
 
 
 def _check_render_args(
@@ -878,6 +815,46 @@ def _scale_groups(cluster: dict[str, Any], cpu: int, gpu: int, gpu_type: str) ->
     cluster["workerGroupSpecs"] = groups
 
 
+def _replace_values(value: Any, old: str, new: str, *, key: str | None = None) -> Any:
+    """``value`` with every string equal to ``old`` (under ``key``, when given) set to ``new``."""
+    if isinstance(value, list):
+        return [_replace_values(v, old, new, key=key) for v in value]
+    if isinstance(value, dict):
+        return {
+            k: new
+            if v == old and (key is None or k == key)
+            else _replace_values(v, old, new, key=key)
+            for k, v in value.items()
+        }
+    return value
+
+
+def _lab_docs(docs: list[dict[str, Any]], lab_users: Sequence[str]) -> list[dict[str, Any]]:
+    """The lab template's objects once per user, named and labelled for that user."""
+    template = k8s_security.lab_secret(LAB_USER_TEMPLATE)
+    out = []
+    for user in lab_users:
+        for doc in docs:
+            doc = _replace_strings(doc, template, lab_secret(user))
+            out.append(
+                _replace_values(doc, LAB_USER_TEMPLATE, user, key=k8s_security.LAB_USER_LABEL)
+            )
+    return out
+
+
+def _job_doc(doc: dict[str, Any], team: str) -> dict[str, Any]:
+    """The RayJob template's object for ``team``."""
+    t = JOB_TEAM_TEMPLATE
+    for old, new in (
+        (f"{k8s_security.JOB_TOKEN_PREFIX}{t}", job_token_secret(team)),
+        (f"{k8s_security.JOB_STORE_PREFIX}{t}", f"{k8s_security.JOB_STORE_PREFIX}{team}"),
+        (f"dlp-job-{t}", f"dlp-job-{team}"),
+        (f"dlp-team-{t}", f"dlp-team-{team}"),  # the team's bucket in working_dir
+    ):
+        doc = _replace_strings(doc, old, new)
+    return _replace_values(doc, t, team, key=k8s_security.TEAM_LABEL)
+
+
 def render(
     image: str,
     namespace: str,
@@ -886,20 +863,31 @@ def render(
     gpu_type: str = TEMPLATE_GPU_TYPE,
     *,
     gpu_image: str | None = None,
-    lab_user: str = LAB_USER_TEMPLATE,
+    lab_users: Sequence[str] = (LAB_USER_TEMPLATE,),
+    gateway_host: str = TEMPLATE_GATEWAY_HOST,
+    operator_namespace: str = TEMPLATE_OPERATOR_NAMESPACE,
+    job_team: str = JOB_TEAM_TEMPLATE,
+    job_namespace: str | None = None,
     source: Path | None = None,
 ) -> dict[str, str]:
     """The KubeRay manifests for one deployment, as ``{file name: YAML text}``, validated.
 
     Args:
-        image: the platform image (its tag starts with the Ray version, e.g. ``reg/dlplatform:2.60.0``).
-        namespace: the Kubernetes namespace of every object (and of the service DNS names).
+        image: the platform image (its tag starts with the Ray version, e.g.
+            ``reg/dlplatform:2.60.0``).
+        namespace: the Kubernetes namespace of the platform's objects and service DNS names.
         cpu_workers: the most CPU worker pods the autoscaler may start.
         gpu_workers: the most GPU worker pods (0 drops the GPU group).
         gpu_type: the GPU model, matched against the node label ``nvidia.com/gpu.product``.
         gpu_image: the GPU workers' image; default ``image`` with ``-gpu`` added to its tag.
-        lab_user: the platform user of the lab: it reads ``DLP_TOKEN`` from the Secret
-            ``dlp-lab-token-<lab_user>`` (key ``token``), which the operator creates.
+        lab_users: one lab per user: ``dlp-lab-<user>`` (Deployment, Service, claim,
+            NetworkPolicy), reading the Secret ``dlp-lab-<user>`` that the operator creates.
+        gateway_host: the gateway's public host name: the Ingress's host and TLS name, and one
+            of the gateway's allowed hosts.
+        operator_namespace: where the KubeRay operator runs (its pods may reach the dashboard).
+        job_team: the team of ``rayjob.yaml``: RayJob ``dlp-job-<team>``, Secrets
+            ``dlp-job-token-<team>`` and ``dlp-job-store-<team>``.
+        job_namespace: the team's namespace (default ``dlp-team-<team>``), never the platform's.
         source: the templates folder; default the repository's ``clusters/kuberay``.
 
     Raises:
@@ -907,8 +895,29 @@ def render(
         NotFound: the templates are not there.
     """
     _check_render_args(image, namespace, cpu_workers, gpu_workers, gpu_type)
-    template_secret = lab_token_secret(LAB_USER_TEMPLATE)
-    secret = lab_token_secret(lab_user)
+    if not lab_users or len(set(lab_users)) != len(lab_users):
+        raise InvalidInput(f"--lab-user: give each user once, not {list(lab_users)}")
+    for user in lab_users:
+        lab_secret(user)
+    job_token_secret(job_team)
+    job_namespace = job_namespace or f"dlp-team-{job_team}"
+    if not _DNS_1123_LABEL.match(job_namespace) or len(job_namespace) > 63:
+        raise InvalidInput(f"--job-namespace {job_namespace!r} is not a DNS-1123 label")
+    if job_namespace == namespace:
+        raise InvalidInput(
+            f"--job-namespace {job_namespace} is the platform's namespace: a pod there can mount "
+            "the platform's Secrets (its Ray token, object-store keys); give the team its own"
+        )
+    if not _DNS_1123_LABEL.match(operator_namespace) or len(operator_namespace) > 63:
+        raise InvalidInput(f"--operator-namespace {operator_namespace!r} is not a DNS-1123 label")
+    if (
+        len(gateway_host) > 253
+        or "." not in gateway_host
+        or not _DNS_1123_SUBDOMAIN.match(gateway_host)
+    ):
+        raise InvalidInput(
+            f"--gateway-host {gateway_host!r} is not a DNS name (e.g. dlp.example.com)"
+        )
     if gpu_image is None:
         if "@" in image:
             raise InvalidInput("--image has a digest; name the GPU image with --gpu-image")
@@ -916,46 +925,50 @@ def render(
     elif not _tag_matches(gpu_image, _ray_version()):
         raise InvalidInput(f"--gpu-image {gpu_image} must be tagged with the Ray version")
     folder = source or clusters_dir() / "kuberay"
+    header = (
+        f"# Rendered by `dlp k8s render --image {image} --namespace {namespace} "
+        f"--cpu-workers {cpu_workers} --gpu-workers {gpu_workers} --gpu-type {gpu_type} "
+        + "".join(f"--lab-user {u} " for u in lab_users)
+        + f"--gateway-host {gateway_host} --operator-namespace {operator_namespace} "
+        f"--job-team {job_team} --job-namespace {job_namespace}`\n"
+    )
     out: dict[str, str] = {}
     for file_name in RENDERED_FILES:
         path = folder / file_name
         if not path.is_file():
             raise NotFound(f"template {path} is missing")
         docs = load_documents(path)
+        if file_name == "lab.yaml":
+            docs = _lab_docs(docs, lab_users)
+        elif file_name == "rayjob.yaml":
+            docs = [_job_doc(doc, job_team) for doc in docs]
         rendered = []
         for doc in docs:
             doc = _replace_strings(doc, f".{TEMPLATE_NAMESPACE}.svc", f".{namespace}.svc")
+            doc = _replace_strings(doc, TEMPLATE_GATEWAY_HOST, gateway_host)
+            doc = _replace_values(doc, TEMPLATE_OPERATOR_NAMESPACE, operator_namespace)
             if doc.get("kind") == "Kustomization":
                 doc["namespace"] = namespace
                 doc.pop("images", None)  # the image is already in the rendered files
             else:
-                doc.setdefault("metadata", {})["namespace"] = namespace
+                doc.setdefault("metadata", {})["namespace"] = (
+                    job_namespace if file_name == "rayjob.yaml" else namespace
+                )
             for container in _iter_containers(doc):
                 if container.get("image") == TEMPLATE_IMAGE:
                     container["image"] = image
                 elif container.get("image") == TEMPLATE_GPU_IMAGE:
                     container["image"] = gpu_image
-                for e in container.get("env") or []:
-                    ref = (e.get("valueFrom") or {}).get("secretKeyRef") or {}
-                    if ref.get("name") == template_secret:
-                        ref["name"] = secret
             spec = doc.get("spec") or {}
-            for cluster in (
-                spec if doc.get("kind") == "RayCluster" else None,
-                spec.get("rayClusterConfig"),
-                spec.get("rayClusterSpec"),
-            ):
+            # the platform's cluster; a team's RayJob sizes its own cluster per job
+            for cluster in (spec if doc.get("kind") == "RayCluster" else None,
+                            spec.get("rayClusterConfig")):  # fmt: skip
                 if isinstance(cluster, dict):
                     _scale_groups(cluster, cpu_workers, gpu_workers, gpu_type)
                     if gpu_workers == 0:
                         annotations = doc["metadata"].setdefault("annotations", {})
                         annotations[CPU_ONLY_ANNOTATION] = "true"
             rendered.append(doc)
-        header = (
-            f"# Rendered by `dlp k8s render --image {image} --namespace {namespace} "
-            f"--cpu-workers {cpu_workers} --gpu-workers {gpu_workers} --gpu-type {gpu_type} "
-            f"--lab-user {lab_user}`\n"
-        )
         out[file_name] = header + yaml.safe_dump_all(rendered, sort_keys=False, width=100)
     _validate_rendered(out)
     return out

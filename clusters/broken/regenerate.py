@@ -133,6 +133,16 @@ make(
 )
 make(
     G,
+    "gcp-token-file-mode.yaml",
+    "must make the token file owner-only (`chmod 600 ~/.ray/auth_token`)",
+    "the Ray token file keeps the mode rsync copied (often world-readable)",
+    (
+        "\nsetup_commands:\n  - chmod 600 ~/.ray/auth_token  # owner-only on every node, whatever mode rsync copied\n",
+        "\nsetup_commands: []\n",
+    ),
+)
+make(
+    G,
     "gcp-group-min-over-max.yaml",
     "min_workers 5 > max_workers 4",
     "gpu_worker min above max",
@@ -161,6 +171,7 @@ make(
 
 RC, RS, RJ = "kuberay/raycluster.yaml", "kuberay/rayservice.yaml", "kuberay/rayjob.yaml"
 LAB, PVC, K = "kuberay/lab.yaml", "kuberay/pvc.yaml", "kuberay/kustomization.yaml"
+ING = "kuberay/ingress.yaml"
 make(
     RC,
     "raycluster-unknown-field.yaml",
@@ -303,18 +314,18 @@ make(
     RJ,
     "rayjob-two-cluster-sources.yaml",
     "exactly one of rayClusterSpec or clusterSelector",
-    "both a selector and an (empty) cluster spec",
+    "both a selector and a cluster spec",
     (
-        "  clusterSelector:\n",
-        '  rayClusterSpec:\n    headGroupSpec:\n      template:\n        spec:\n          containers:\n            - name: ray-head\n              image: dlplatform:2.60.0\n    rayVersion: "2.60.0"\n  clusterSelector:\n',
+        "  rayClusterSpec:\n",
+        "  clusterSelector:\n    ray.io/cluster: dlplatform\n  rayClusterSpec:\n",
     ),
 )
 make(
     RJ,
     "rayjob-no-cluster.yaml",
     "exactly one of rayClusterSpec or clusterSelector",
-    "no cluster at all",
-    ("  clusterSelector:\n    ray.io/cluster: dlplatform\n", ""),
+    "no cluster at all (rayClusterSpec misspelt)",
+    ("  rayClusterSpec:\n", "  rayClusterSpc:\n"),
 )
 make(
     RJ,
@@ -326,16 +337,16 @@ make(
 make(
     RJ,
     "rayjob-missing-module.yaml",
-    "entrypoint module dlplatform.train.no_such_entrypoint does not exist",
-    "the entrypoint module does not exist",
-    ("python -m dlplatform.train.entrypoint", "python -m dlplatform.train.no_such_entrypoint"),
+    "entrypoint module dlplatform.no_such_module does not exist",
+    "a platform module that does not exist (found on disk, never imported)",
+    ("python -m team_job.train", "python -m dlplatform.no_such_module"),
 )
 make(
     RJ,
-    "rayjob-bad-training-spec.yaml",
-    "not a valid TrainingJobSpec",
-    "0 workers",
-    ('"workers": 2', '"workers": 0'),
+    "rayjob-bad-module-path.yaml",
+    "entrypoint module 'team_job/train.py' is not a Python module path",
+    "a file path where a module path belongs",
+    ("python -m team_job.train", "python -m team_job/train.py"),
 )
 make(
     RJ,
@@ -343,8 +354,77 @@ make(
     "runtimeEnvYAML must hold a mapping",
     "runtime env is a list",
     (
-        "  runtimeEnvYAML: |\n    env_vars:\n      DLP_HOME: /home/ray/dlplatform\n      DLP_ARTIFACT_ROOT: s3://dlplatform-artifacts/prod\n",
-        "  runtimeEnvYAML: |\n    - DLP_HOME=/home/ray/dlplatform\n",
+        "  runtimeEnvYAML: |\n    working_dir: s3://dlp-team-default/jobs/team_job.zip\n",
+        "  runtimeEnvYAML: |\n    - working_dir=s3://dlp-team-default/jobs/team_job.zip\n",
+    ),
+)
+make(
+    RJ,
+    "rayjob-platform-ray-token.yaml",
+    "authOptions.secretName 'dlplatform-ray-token': leave it out",
+    "the job's cluster shares the platform cluster's Ray token",
+    (
+        "      mode: token  # no secretName: KubeRay makes a token for this cluster alone\n",
+        "      mode: token\n      secretName: dlplatform-ray-token\n",
+    ),
+)
+make(
+    RJ,
+    "rayjob-platform-object-store.yaml",
+    "Secret 'dlplatform-object-store' as envFrom in 'ray-head'",
+    "the job gets the platform's object-store keys",
+    (
+        "\n                    name: dlp-job-store-default\n",
+        "\n                    name: dlplatform-object-store\n",
+    ),
+)
+make(
+    RJ,
+    "rayjob-platform-ray-address.yaml",
+    "env RAY_ADDRESS in 'ray-head' (a Ray address)",
+    "the job is pointed at the platform's Ray cluster",
+    (
+        "              env:\n                - name: DLP_URL\n",
+        "              env:\n                - name: RAY_ADDRESS\n"
+        "                  value: ray://dlplatform-head-svc.dlplatform.svc.cluster.local:10001\n"
+        "                - name: DLP_URL\n",
+    ),
+)
+make(
+    RJ,
+    "rayjob-token-literal.yaml",
+    "DLP_TOKEN must come from a Secret",
+    "the team's platform token written into the manifest",
+    (
+        "              env:\n                - name: DLP_URL\n"
+        "                  value: http://dlplatform-head-svc.dlplatform.svc.cluster.local:8000\n"
+        "                - name: DLP_TOKEN\n                  valueFrom:\n"
+        "                    secretKeyRef:\n                      name: dlp-job-token-default\n"
+        "                      key: token\n",
+        "              env:\n                - name: DLP_URL\n"
+        "                  value: http://dlplatform-head-svc.dlplatform.svc.cluster.local:8000\n"
+        "                - name: DLP_TOKEN\n                  value: dlp_0123456789abcdef\n",
+    ),
+)
+make(
+    RJ,
+    "rayjob-worker-api-token.yaml",
+    "worker group cpu: set automountServiceAccountToken: false",
+    "the job's workers mount a Kubernetes API token",
+    (
+        "\n            automountServiceAccountToken: false\n",
+        "\n            automountServiceAccountToken: true\n",
+    ),
+)
+make(
+    RJ,
+    "rayjob-open-ray-ports.yaml",
+    "admits every port from anywhere to RayJob/dlp-job-default head",
+    "the job cluster's NetworkPolicy admits everyone",
+    (
+        "    - from:\n        - podSelector:\n            matchLabels:\n"
+        "              dlplatform.io/ray-cluster: dlp-job-default\n",
+        "    - {}\n",
     ),
 )
 make(
@@ -360,7 +440,7 @@ make(
     "'selector' is a required property",
     "Deployment without selector",
     (
-        "  selector:\n    matchLabels:\n      app.kubernetes.io/name: dlplatform\n      app.kubernetes.io/component: lab\n  template:",
+        "  selector:\n    matchLabels:\n      app.kubernetes.io/name: dlplatform\n      app.kubernetes.io/component: lab\n      dlplatform.io/lab-user: default\n  template:",
         "  template:",
     ),
 )
@@ -413,18 +493,192 @@ make(
     "a platform token written into the manifest",
     (
         "            - name: DLP_TOKEN\n              valueFrom:\n                secretKeyRef:\n"
-        "                  name: dlp-lab-token-default\n                  key: token\n",
+        "                  name: dlp-lab-default\n                  key: token\n",
         "            - name: DLP_TOKEN\n              value: dlp_0123456789abcdef\n",
     ),
 )
 make(
     LAB,
     "lab-gateway-loopback.yaml",
-    "is the lab pod's own loopback",
+    "is the pod's own loopback",
     "DLP_URL points at the lab pod itself",
     (
         "              value: http://dlplatform-head-svc.dlplatform.svc.cluster.local:8000\n",
         "              value: http://127.0.0.1:8000\n",
+    ),
+)
+make(
+    LAB,
+    "lab-other-users-token.yaml",
+    "Secret 'dlp-lab-bob' as env DLP_TOKEN in 'lab'",
+    "the lab of default reads bob's platform token",
+    (
+        "                  name: dlp-lab-default\n                  key: token\n",
+        "                  name: dlp-lab-bob\n                  key: token\n",
+    ),
+)
+make(
+    LAB,
+    "lab-shared-jupyter-token.yaml",
+    "JUPYTER_TOKEN must come from Secret dlp-lab-default, key jupyter_token",
+    "every lab shares one Jupyter login",
+    (
+        "                  name: dlp-lab-default\n                  key: jupyter_token\n",
+        "                  name: dlplatform-lab\n                  key: jupyter_token\n",
+    ),
+)
+make(
+    LAB,
+    "lab-login-off.yaml",
+    "the Jupyter login is set on the command line",
+    "Jupyter's token login switched off",
+    (
+        "            - --no-browser\n",
+        "            - --no-browser\n            - --IdentityProvider.token=\n",
+    ),
+)
+make(
+    LAB,
+    "lab-platform-home.yaml",
+    "the claim 'dlplatform-home' as volume 'work'",
+    "the lab mounts the platform's home (metadata.duckdb, the admin token)",
+    ("            claimName: dlp-lab-default\n", "            claimName: dlplatform-home\n"),
+)
+make(
+    LAB,
+    "lab-open-egress.yaml",
+    "a lab reaches only the gateway",
+    "the lab may connect anywhere on port 8000 and beyond",
+    (
+        "    - to:\n        - podSelector:\n            matchLabels:\n"
+        "              dlplatform.io/ray-cluster: dlplatform\n              ray.io/node-type: head\n"
+        "      ports:\n        - port: 8000\n          protocol: TCP\n",
+        "    - {}\n",
+    ),
+)
+make(
+    LAB,
+    "lab-reachable.yaml",
+    "a lab is reached by kubectl port-forward only",
+    "every pod may connect to the lab's Jupyter",
+    ("  ingress: []\n", "  ingress:\n    - ports:\n        - port: 8888\n"),
+)
+make(
+    LAB,
+    "lab-root.yaml",
+    "set securityContext.runAsNonRoot: true",
+    "the lab may run as root",
+    ("        runAsNonRoot: true\n        runAsUser: 1000\n", "        runAsUser: 0\n"),
+)
+make(
+    RC,
+    "raycluster-token-file-umask.yaml",
+    "without `umask 077` first",
+    "the Ray token file is written with the default umask (readable by others)",
+    (
+        '(umask 077 && printf %s "$RAY_AUTH_TOKEN" > "$HOME/.ray-auth-token");',
+        'printf %s "$RAY_AUTH_TOKEN" > "$HOME/.ray-auth-token";',
+    ),
+)
+make(
+    RC,
+    "raycluster-privilege-escalation.yaml",
+    "container 'ray-head': set securityContext.allowPrivilegeEscalation: false",
+    "the head container may gain privileges",
+    (
+        "\n              allowPrivilegeEscalation: false\n",
+        "\n              allowPrivilegeEscalation: true\n",
+    ),
+)
+make(
+    RC,
+    "raycluster-autoscaler-capabilities.yaml",
+    "autoscalerOptions (the autoscaler sidecar): adds capabilities ['SYS_ADMIN']",
+    "the autoscaler sidecar gets a capability",
+    ("\n        drop: [ALL]\n", "\n        drop: [ALL]\n        add: [SYS_ADMIN]\n"),
+)
+make(
+    RC,
+    "raycluster-no-seccomp.yaml",
+    "head: set securityContext.seccompProfile.type: RuntimeDefault",
+    "the head runs without a seccomp profile",
+    ("\n          seccompProfile:\n            type: RuntimeDefault\n", "\n"),
+)
+make(
+    RC,
+    "raycluster-worker-api-token.yaml",
+    "worker group gpu: set automountServiceAccountToken: false",
+    "GPU workers mount a Kubernetes API token they do not need",
+    (
+        "            app.kubernetes.io/component: ray-gpu-worker\n"
+        "            dlplatform.io/ray-cluster: dlplatform\n        spec:\n"
+        "          automountServiceAccountToken: false\n",
+        "            app.kubernetes.io/component: ray-gpu-worker\n"
+        "            dlplatform.io/ray-cluster: dlplatform\n        spec:\n"
+        "          automountServiceAccountToken: true\n",
+    ),
+)
+make(
+    RC,
+    "raycluster-open-ray-ports.yaml",
+    "NetworkPolicy/dlplatform-ray admits every port from [{'namespaceSelector': {}}]",
+    "Ray's ports open to every pod of the Kubernetes cluster",
+    (
+        "    - from:\n        - podSelector:\n            matchLabels:\n"
+        "              dlplatform.io/ray-cluster: dlplatform\n",
+        "    - from:\n        - namespaceSelector: {}\n",
+    ),
+)
+make(
+    RC,
+    "raycluster-gateway-rule-gcs.yaml",
+    "NetworkPolicy/dlplatform-gateway admits ports [6379] from anywhere",
+    "the gateway's rule opens the GCS port instead",
+    (
+        "        - port: 8000\n          protocol: TCP\n",
+        "        - port: 6379\n          protocol: TCP\n",
+    ),
+)
+make(
+    RC,
+    "raycluster-no-cluster-label.yaml",
+    "every pod of the Ray cluster needs the same label dlplatform.io/ray-cluster",
+    "the GPU workers lack the label their NetworkPolicy admits",
+    (
+        "            app.kubernetes.io/component: ray-gpu-worker\n"
+        "            dlplatform.io/ray-cluster: dlplatform\n",
+        "            app.kubernetes.io/component: ray-gpu-worker\n",
+    ),
+)
+make(
+    ING,
+    "ingress-no-tls.yaml",
+    "no tls section",
+    "the gateway served over plain HTTP",
+    (
+        "  tls:\n    - hosts:\n        - dlplatform.example.com\n"
+        "      secretName: dlplatform-gateway-tls\n",
+        "",
+    ),
+)
+make(
+    ING,
+    "ingress-dashboard.yaml",
+    "port 8265 is not the gateway",
+    "the Ray dashboard (the Jobs API: run any code) exposed",
+    ("                  number: 8000\n", "                  number: 8265\n"),
+)
+make(
+    ING,
+    "ingress-host-without-tls.yaml",
+    "host dlp.example.org is not in a tls entry",
+    "a second host without a certificate",
+    (
+        "  rules:\n    - host: dlplatform.example.com\n",
+        "  rules:\n    - host: dlp.example.org\n      http:\n        paths:\n          - path: /\n"
+        "            pathType: Prefix\n            backend:\n              service:\n"
+        "                name: dlplatform-head-svc\n                port:\n"
+        "                  number: 8000\n    - host: dlplatform.example.com\n",
     ),
 )
 make(
@@ -444,8 +698,8 @@ make(
     "'storageClass' was unexpected",
     "storageClass instead of storageClassName",
     (
-        "    app.kubernetes.io/component: lab\nspec:\n",
-        "    app.kubernetes.io/component: lab\nspec:\n  storageClass: fast\n",
+        "    app.kubernetes.io/component: metadata\nspec:\n",
+        "    app.kubernetes.io/component: metadata\nspec:\n  storageClass: fast\n",
     ),
 )
 make(
@@ -454,4 +708,11 @@ make(
     "'missing.yaml' is not a file",
     "lists a file that does not exist",
     ("  - lab.yaml\n", "  - lab.yaml\n  - missing.yaml\n"),
+)
+make(
+    K,
+    "kustomization-no-ingress.yaml",
+    "no Ingress for the gateway",
+    "the gateway has no TLS Ingress",
+    ("  - ingress.yaml\n", ""),
 )

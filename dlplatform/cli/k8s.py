@@ -29,11 +29,23 @@ def render(
     gpu_image: str | None = typer.Option(
         None, "--gpu-image", help="GPU workers' image (default: IMAGE with -gpu on its tag)."
     ),
-    lab_user: str | None = typer.Option(
+    lab_users: list[str] | None = typer.Option(
         None,
         "--lab-user",
-        help="Platform user of the lab: it reads DLP_TOKEN from Secret dlp-lab-token-NAME "
-        "(default: dlp-lab-token-default).",
+        help="One lab per platform user (repeatable): dlp-lab-NAME, reading Secret dlp-lab-NAME "
+        "(keys token, jupyter_token). Default: the template's user 'default'.",
+    ),
+    gateway_host: str = typer.Option(
+        "dlplatform.example.com", "--gateway-host", help="Public host of the gateway (TLS Ingress)."
+    ),
+    operator_namespace: str = typer.Option(
+        "ray-system", "--operator-namespace", help="Namespace of the KubeRay operator."
+    ),
+    job_team: str = typer.Option(
+        "default", "--job-team", help="Team of rayjob.yaml: a Ray cluster of its own per job."
+    ),
+    job_namespace: str | None = typer.Option(
+        None, "--job-namespace", help="The team's namespace (default: dlp-team-TEAM)."
     ),
     source: Path | None = typer.Option(
         None, "--source", help="Templates folder (default: the repository's clusters/kuberay)."
@@ -41,10 +53,11 @@ def render(
     force: bool = typer.Option(False, "--force", help="Overwrite files that exist in --out."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Fill in image, namespace, worker counts, GPU type and lab user; validate; write to --out."""
+    """Fill in image, namespace, workers, GPU type, gateway host, labs and team job; validate;
+    write to --out."""
     from dlplatform import clusters
 
-    lab_user = lab_user or clusters.LAB_USER_TEMPLATE
+    users = lab_users or [clusters.LAB_USER_TEMPLATE]
     files = clusters.render(
         image,
         namespace,
@@ -52,10 +65,14 @@ def render(
         gpu_workers,
         gpu_type,
         gpu_image=gpu_image,
-        lab_user=lab_user,
+        lab_users=users,
+        gateway_host=gateway_host,
+        operator_namespace=operator_namespace,
+        job_team=job_team,
+        job_namespace=job_namespace,
         source=source,
     )
-    secret = clusters.lab_token_secret(lab_user)
+    job_ns = job_namespace or f"dlp-team-{job_team}"
     out = out.expanduser()
     if out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a directory")
@@ -69,18 +86,29 @@ def render(
         tmp.write_text(text)
         tmp.replace(out / name)
         written.append(str(out / name))
+    labs = [{"user": u, "secret": clusters.lab_secret(u)} for u in users]
+    job = {
+        "team": job_team,
+        "namespace": job_ns,
+        "token_secret": clusters.job_token_secret(job_team),
+    }
     if as_json:
         report = {"directory": str(out), "files": written, "namespace": namespace, "image": image}
-        emit({**report, "lab_token_secret": secret}, True)
+        emit({**report, "gateway_host": gateway_host, "labs": labs, "job": job}, True)
         return
     for path in written:
         print(path)
     print(f"apply with: kubectl apply -k {out}")
+    print(f"the gateway: https://{gateway_host} (TLS Secret dlplatform-gateway-tls in {namespace})")
+    for lab in labs:
+        print(
+            f"lab of {lab['user']}: kubectl -n {namespace} create secret generic {lab['secret']} "
+            f"--from-literal=token=<token of `dlp users create {lab['user']} --role "
+            'data-scientist`> --from-literal=jupyter_token="$(openssl rand -hex 16)"'
+        )
     print(
-        f"the lab reads DLP_TOKEN from Secret {secret} (key {clusters.LAB_TOKEN_KEY}); once the "
-        f"gateway runs: kubectl -n {namespace} create secret generic {secret} "
-        f"--from-literal={clusters.LAB_TOKEN_KEY}=<token of `dlp users create {lab_user} "
-        "--role data-scientist`>"
+        f"team {job_team}'s jobs (rayjob.yaml, namespace {job_ns}): kubectl -n {job_ns} create "
+        f"secret generic {job['token_secret']} --from-literal=token=<the team's platform token>"
     )
 
 

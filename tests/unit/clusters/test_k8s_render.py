@@ -41,12 +41,14 @@ def test_render_fills_image_namespace_workers_and_gpu_type(rendered: dict[str, s
         for doc in _docs(rendered, name):
             if doc["kind"] == "Kustomization":
                 assert doc["namespace"] == "ml-prod" and "images" not in doc
+            elif name == "rayjob.yaml":  # a team's job lives in the team's namespace
+                assert doc["metadata"]["namespace"] == "dlp-team-default", doc["kind"]
             else:
                 assert doc["metadata"]["namespace"] == "ml-prod", (name, doc["kind"])
             for container in clusters._iter_containers(doc):
                 assert container["image"] in {IMAGE, f"{IMAGE}-gpu"}
-    [rc] = _docs(rendered, "raycluster.yaml")
-    [rs] = _docs(rendered, "rayservice.yaml")
+    rc = _docs(rendered, "raycluster.yaml")[0]
+    rs = _docs(rendered, "rayservice.yaml")[0]
     for spec in (rc["spec"], rs["spec"]["rayClusterConfig"]):
         groups = _groups(spec)
         assert groups["cpu"]["maxReplicas"] == 3 and groups["gpu"]["maxReplicas"] == 2
@@ -64,27 +66,32 @@ def test_rendered_files_validate_as_files(rendered: dict[str, str], tmp_path: Pa
         clusters.validate_file(tmp_path / name)
 
 
-def test_rendered_lab_talks_to_the_gateway_as_the_lab_user_only() -> None:
-    files = clusters.render(IMAGE, "ml-prod", lab_user="alice")
-    [lab, _service] = _docs(files, "lab.yaml")
-    pod = lab["spec"]["template"]["spec"]
-    env = {e["name"]: e for e in pod["containers"][0]["env"]}
-    assert env["DLP_URL"]["value"] == "http://dlplatform-head-svc.ml-prod.svc.cluster.local:8000"
-    assert env["DLP_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-        "name": "dlp-lab-token-alice",
-        "key": "token",
-    }
-    assert set(env) == {"DLP_URL", "DLP_TOKEN", "JUPYTER_TOKEN"}
-    assert pod["automountServiceAccountToken"] is False and "envFrom" not in pod["containers"][0]
-    assert "--lab-user alice" in files["lab.yaml"].splitlines()[0]
-    assert "dlp-lab-token-alice" not in "".join(v for k, v in files.items() if k != "lab.yaml")
-    assert clusters.lab_problems([lab]) == []
+def test_rendered_labs_talk_to_the_gateway_each_as_its_own_user() -> None:
+    files = clusters.render(IMAGE, "ml-prod", lab_users=["alice", "bob"])
+    labs = [d for d in _docs(files, "lab.yaml") if d["kind"] == "Deployment"]
+    assert [lab["metadata"]["name"] for lab in labs] == ["dlp-lab-alice", "dlp-lab-bob"]
+    for lab, user in zip(labs, ("alice", "bob"), strict=True):
+        pod = lab["spec"]["template"]["spec"]
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        assert (
+            env["DLP_URL"]["value"] == "http://dlplatform-head-svc.ml-prod.svc.cluster.local:8000"
+        )
+        for var, key in (("DLP_TOKEN", "token"), ("JUPYTER_TOKEN", "jupyter_token")):
+            assert env[var]["valueFrom"]["secretKeyRef"] == {"name": f"dlp-lab-{user}", "key": key}
+        assert set(env) == {"DLP_URL", "DLP_TOKEN", "JUPYTER_TOKEN"}
+        assert (
+            pod["automountServiceAccountToken"] is False and "envFrom" not in pod["containers"][0]
+        )
+    assert "--lab-user alice --lab-user bob" in files["lab.yaml"].splitlines()[0]
+    assert "dlp-lab-" not in "".join(v for k, v in files.items() if k != "lab.yaml")
+    assert clusters.k8s_security.lab_problems(_docs(files, "lab.yaml")) == []
 
 
-@pytest.mark.parametrize("lab_user", ["", "Alice", "a_b", "a/b", "x" * 240])
-def test_render_rejects_a_lab_user_that_cannot_name_a_secret(lab_user: str) -> None:
+@pytest.mark.parametrize("lab_users", [[""], ["Alice"], ["a_b"], ["a/b"], ["x" * 60], [],
+                                       ["alice", "alice"]])  # fmt: skip
+def test_render_rejects_lab_users_that_cannot_name_a_lab(lab_users: list[str]) -> None:
     with pytest.raises(InvalidInput, match="--lab-user"):
-        clusters.render(IMAGE, "ml", lab_user=lab_user)
+        clusters.render(IMAGE, "ml", lab_users=lab_users)
 
 
 def test_render_refuses_a_lab_template_with_cluster_credentials(tmp_path: Path) -> None:
@@ -101,7 +108,7 @@ def test_render_refuses_a_lab_template_with_cluster_credentials(tmp_path: Path) 
 
 def test_zero_gpu_workers_drops_the_gpu_group_and_counts_cap_replicas(tmp_path: Path) -> None:
     files = clusters.render(IMAGE, "cpu-only", cpu_workers=0, gpu_workers=0)
-    [rc] = _docs(files, "raycluster.yaml")
+    rc = _docs(files, "raycluster.yaml")[0]
     groups = _groups(rc["spec"])
     assert set(groups) == {"cpu"}
     assert (
@@ -165,8 +172,10 @@ def test_cli_render_writes_files_and_refuses_to_overwrite(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert sorted(Path(f).name for f in report["files"]) == sorted(clusters.RENDERED_FILES)
-    assert report["lab_token_secret"] == "dlp-lab-token-default"
-    rc = yaml.safe_load((out / "raycluster.yaml").read_text().split("\n", 1)[1])
+    assert report["labs"] == [{"user": "default", "secret": "dlp-lab-default"}]
+    assert report["job"] == {"team": "default", "namespace": "dlp-team-default",
+                             "token_secret": "dlp-job-token-default"}  # fmt: skip
+    rc = next(yaml.safe_load_all((out / "raycluster.yaml").read_text()))
     assert rc["metadata"]["namespace"] == "team-a"
     assert _groups(rc["spec"])["gpu"]["template"]["spec"]["nodeSelector"] == {
         "nvidia.com/gpu.product": "NVIDIA-L4"
@@ -176,6 +185,23 @@ def test_cli_render_writes_files_and_refuses_to_overwrite(tmp_path: Path) -> Non
     assert again.stderr.strip().startswith("error:") and "--force" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
     assert runner.invoke(app, [*args, "--force"]).exit_code == 0
+
+
+def test_cli_render_writes_one_lab_per_lab_user_and_a_teams_job(tmp_path: Path) -> None:
+    args = ["k8s", "render", "--image", IMAGE, "--namespace", "ml", "--lab-user", "alice",
+            "--lab-user", "bob", "--job-team", "vision", "--gateway-host", "dlp.example.org",
+            "--out", str(tmp_path), "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["labs"] == [{"user": "alice", "secret": "dlp-lab-alice"},
+                              {"user": "bob", "secret": "dlp-lab-bob"}]  # fmt: skip
+    assert (
+        report["job"]["namespace"] == "dlp-team-vision"
+        and report["gateway_host"] == "dlp.example.org"
+    )
+    names = {d["metadata"]["name"] for d in yaml.safe_load_all((tmp_path / "lab.yaml").read_text())}
+    assert names == {"dlp-lab-alice", "dlp-lab-bob"}
 
 
 def test_cli_render_bad_image_is_one_line_exit_1(tmp_path: Path) -> None:
