@@ -108,7 +108,12 @@ def main() -> None:
     from dlplatform.metadata import RunStatus
     from dlplatform.metadata.actor import connect_store, stop_store
     from dlplatform.metadata.artifacts import ArtifactStore
-    from dlplatform.workflows import run_workflow, stop_manager
+    from dlplatform.workflows import (
+        WorkflowRegistrationRequest,
+        register_workflow,
+        run_workflow,
+        stop_manager,
+    )
 
     tmp = tempfile.mkdtemp(prefix="wfb-")
     _init_ray(os.path.join(tmp, "ray"))
@@ -143,9 +148,13 @@ def main() -> None:
         assert ray.get(plain_gather.remote(*[plain_inc.remote(source) for _ in range(n)])) == 2 * n
         return time.perf_counter() - t
 
+    for factory in ("chain", "fan"):  # runs name registered workflows
+        request = WorkflowRegistrationRequest(name=factory, target=f"workflow_bench:{factory}")
+        register_workflow(backend, SYSTEM, request)
+
     def engine(factory: str, params: dict[str, Any]) -> float:
         t = time.perf_counter()
-        run = run_workflow(backend, SYSTEM, f"workflow_bench:{factory}", params)
+        run = run_workflow(backend, SYSTEM, factory, params)
         while True:  # one light metadata call per poll, to not compete with the engine
             state = backend.store.get_workflow_run(run.id)
             if state.status.is_final:

@@ -14,6 +14,7 @@ dataset.write        x          x
 dataset.export       x          x              x
 train.view           x          x              x             x              x
 train.submit         x                         x             x
+code.run             x                         x
 model.view           x          x              x             x        x     x
 model.promote        x                         x
 deploy.manage        x                         x
@@ -43,9 +44,10 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from dlplatform.auth_failures import AuthFailures, FailureReport
 from dlplatform.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
 from dlplatform.metadata import AuditEntry, Role, TokenInfo, User, check_name
-from dlplatform.metadata.records import Name, Run, WorkflowRun, utcnow
+from dlplatform.metadata.records import Name, Run, WorkflowRun, check_page, utcnow
 
 if TYPE_CHECKING:
     from dlplatform.context import Backend
@@ -59,6 +61,7 @@ class Permission(str, Enum):
     DATASET_EXPORT = "dataset.export"
     TRAIN_VIEW = "train.view"
     TRAIN_SUBMIT = "train.submit"
+    CODE_RUN = "code.run"  # run your own code in a job; the holders are Settings.code_run_roles
     MODEL_VIEW = "model.view"
     MODEL_PROMOTE = "model.promote"
     DEPLOY_MANAGE = "deploy.manage"
@@ -82,8 +85,8 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
     ),
     Role.DATA_SCIENTIST: frozenset(
         _VIEW
-        | {P.DATASET_READ, P.DATASET_EXPORT, P.TRAIN_SUBMIT, P.MODEL_PROMOTE, P.DEPLOY_MANAGE}
-        | {P.PREDICT, P.FEEDBACK_WRITE, P.WORKFLOW_RUN}
+        | {P.DATASET_READ, P.DATASET_EXPORT, P.TRAIN_SUBMIT, P.CODE_RUN, P.MODEL_PROMOTE}
+        | {P.DEPLOY_MANAGE, P.PREDICT, P.FEEDBACK_WRITE, P.WORKFLOW_RUN}
     ),
     Role.RESEARCHER: frozenset(_VIEW | {P.DATASET_READ, P.TRAIN_SUBMIT, P.PREDICT}),
     Role.APP: frozenset({P.MODEL_VIEW, P.PREDICT, P.FEEDBACK_WRITE}),
@@ -115,6 +118,31 @@ class Principal(BaseModel, frozen=True, extra="forbid"):
 SYSTEM = Principal(name="system", role=Role.ADMIN)
 """The platform itself (schedulers, workflow steps acting on a user's behalf record the user)."""
 
+RESERVED_USER_NAMES = frozenset({SYSTEM.name, "anonymous"})
+"""Names of the platform's own principals, which no user may take: ``system`` (the platform:
+runs it owns act as admin) and ``anonymous`` (the audit actor of an unusable token and of an
+unauthenticated prediction)."""
+
+
+def run_owner(store: MetadataStore, name: str) -> Principal:
+    """The principal a run owned by ``name`` acts as (a job's driver, a workflow step): ``SYSTEM``
+    for the platform's own runs, else that user, never anyone in its stead.
+
+    Raises:
+        PermissionDenied: the owner no longer exists or is disabled (the run must fail).
+    """
+    if name == SYSTEM.name:
+        return SYSTEM
+    try:
+        user = store.get_user(name)
+    except NotFound:
+        raise PermissionDenied(
+            f"the run's owner {name!r} no longer exists: the run does not act as anyone else"
+        ) from None
+    if user.disabled:
+        raise PermissionDenied(f"the run's owner {name!r} is disabled: the run may not act")
+    return Principal.of(user)
+
 
 def hash_token(token: str) -> str:
     """Tokens are 256-bit random secrets, so a plain SHA-256 is a safe stored form."""
@@ -126,10 +154,13 @@ def _new_secret() -> tuple[str, str]:
     return token_id, f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
 
 
-def issue_token(store: MetadataStore, user: str) -> tuple[str, TokenInfo]:
-    """Create a token for ``user``; the secret is returned once and stored only as a hash."""
+def issue_token(
+    store: MetadataStore, user: str, *, expires_at: datetime | None = None
+) -> tuple[str, TokenInfo]:
+    """Create a token for ``user`` (refused from ``expires_at`` on, when given); the secret is
+    returned once and stored only as a hash."""
     token_id, secret = _new_secret()
-    info = store.add_token(token_id, user, hash_token(secret), secret[:12])
+    info = store.add_token(token_id, user, hash_token(secret), secret[:12], expires_at=expires_at)
     return secret, info
 
 
@@ -195,70 +226,127 @@ def token_refusal(info: TokenInfo, run: Run | WorkflowRun | None, now: datetime)
     return None
 
 
+TOKEN_TOUCH_INTERVAL_S = 60.0
+"""A token's ``last_used_at`` is written at most this often: one write a minute, not one a
+request (the gateway looks a token up at most every ``auth_cache_ttl_s`` anyway)."""
+
+
 def authenticate(store: MetadataStore, token: str | None) -> Principal:
     """The principal owning ``token``. A presented but unusable token is audited as a denial
-    (with the token's id when it has our shape, never the secret).
+    (with the token's id when it has our shape, never the secret). The token's ``last_used_at``
+    is kept, written at most every ``TOKEN_TOUCH_INTERVAL_S``.
 
     Raises:
         Unauthenticated: no token, an unknown, revoked or expired token, a run token whose run
             has ended, or a disabled user.
     """
-    return _authenticate(store, token)[0]
+    return authenticate_token(store, token)[0]
+
+
+def authenticate_token(store: MetadataStore, token: str | None) -> tuple[Principal, TokenInfo]:
+    """``authenticate``, returning the token's record too: for a process that remembers accepted
+    tokens (a model replica), which must not remember one past its ``expires_at``.
+
+    Raises:
+        Unauthenticated: as ``authenticate``.
+    """
+    try:
+        return _authenticate(store, token)
+    except Unauthenticated as exc:
+        if token:
+            _audit_bad_token(store, token, exc.message)
+        raise
 
 
 def _authenticate(store: MetadataStore, token: str | None) -> tuple[Principal, TokenInfo]:
+    """``authenticate`` without auditing a refusal: the caller decides how to record it."""
     if not token:
         raise Unauthenticated("missing bearer token")
     try:
         user, info = store.user_for_token_hash(hash_token(token))
     except NotFound:
-        _audit_bad_token(store, token, "invalid or revoked token")
         raise Unauthenticated("invalid or revoked token") from None
+    now = utcnow()
     if info.run_id is not None or info.expires_at is not None:
-        refusal = token_refusal(info, _run_or_none(store, info.run_id), utcnow())
+        refusal = token_refusal(info, _run_or_none(store, info.run_id), now)
         if refusal is not None:
-            _audit_bad_token(store, token, refusal)
             raise Unauthenticated(refusal)
     if user.disabled:
-        _audit_bad_token(store, token, "user is disabled")
         raise Unauthenticated("user is disabled")
+    if info.last_used_at is None or (now - info.last_used_at).total_seconds() >= (
+        TOKEN_TOUCH_INTERVAL_S
+    ):
+        store.touch_token(info.id)
     return Principal.of(user), info
 
 
 class AuthCache:
     """``authenticate`` for a process that serves many requests (the gateway), remembering the
-    principal of a recently accepted token for ``ttl_s`` seconds.
+    principal of a recently accepted token for ``ttl_s`` seconds, and limiting failures.
 
     Why: each gateway request otherwise begins with a metadata-actor call for the token (about
-    a millisecond, a third of a simple GET). Only plain tokens are remembered: a run token's
-    validity depends on its run's state and is checked on every request; refusals are never
-    remembered. A token revoked elsewhere is refused here at most ``ttl_s`` later; ``clear()``
-    (the revoke route calls it) makes a revocation through this process take effect at once.
+    a millisecond, a third of a simple GET). Plain and expiring tokens are remembered (an
+    expiring one never past its ``expires_at``); a run token's validity depends on its run's
+    state and is checked on every request; refusals are never remembered. A token revoked, or a
+    user disabled or given another role, elsewhere is seen here at most ``ttl_s`` later;
+    ``clear()`` (the routes that do so call it) makes the change through this process take
+    effect at once.
+
+    Failed authentications are tracked per source (``AuthFailures``): the first of a window is
+    audited, later ones go into one aggregated row, and a source that fails too often is
+    answered 429 for a while, before its token is looked up (a remembered token still passes).
     """
 
-    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
+    def __init__(
+        self, ttl_s: float, max_entries: int = 10_000, *, failures: AuthFailures | None = None
+    ) -> None:
         self._ttl_s = ttl_s
         self._max_entries = max_entries
         self._entries: dict[str, tuple[float, Principal]] = {}
+        self.failures = failures if failures is not None else AuthFailures()
 
-    def authenticate(self, store: MetadataStore, token: str | None) -> Principal:
-        """Like ``authenticate``. Raises Unauthenticated."""
-        if not token or self._ttl_s <= 0:
-            return authenticate(store, token)
+    def authenticate(
+        self, store: MetadataStore, token: str | None, source: str | None = None
+    ) -> Principal:
+        """Like ``authenticate``, for a request from ``source`` (the client's address; None:
+        not tracked, every refusal is audited on its own).
+
+        Raises:
+            Unauthenticated: as ``authenticate``.
+            TooManyRequests: ``source`` failed to authenticate too often lately.
+        """
+        if not token:
+            raise Unauthenticated("missing bearer token")
         key = hash_token(token)
         now = time.monotonic()
         hit = self._entries.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        principal, info = _authenticate(store, token)
-        if info.run_id is None and info.expires_at is None:
+        self._write_reports(store)
+        if source is not None:
+            self.failures.check(source)
+        try:
+            principal, info = _authenticate(store, token)
+        except Unauthenticated as exc:
+            if source is None or self.failures.failed(source, exc.message):
+                _audit_bad_token(store, token, exc.message, source)
+            self._write_reports(store)
+            raise
+        keep_s = self._ttl_s
+        if info.expires_at is not None:
+            keep_s = min(keep_s, (info.expires_at - utcnow()).total_seconds())
+        if info.run_id is None and keep_s > 0:
             if len(self._entries) >= self._max_entries:
                 self._entries.clear()
-            self._entries[key] = (now + self._ttl_s, principal)
+            self._entries[key] = (now + keep_s, principal)
         return principal
 
     def clear(self) -> None:
         self._entries.clear()
+
+    def _write_reports(self, store: MetadataStore) -> None:
+        for report in self.failures.take_reports():
+            _audit_failure_report(store, report)
 
 
 def _run_or_none(store: MetadataStore, run_id: str | None) -> Run | WorkflowRun | None:
@@ -273,10 +361,18 @@ def _run_or_none(store: MetadataStore, run_id: str | None) -> Run | WorkflowRun 
 _TOKEN_SHAPE = re.compile(r"^dlp_([0-9a-f]{12})_")
 
 
-def _audit_bad_token(store: MetadataStore, token: str, reason: str) -> None:
+def _audit_bad_token(
+    store: MetadataStore, token: str, reason: str, source: str | None = None
+) -> None:
     match = _TOKEN_SHAPE.match(token)
     target = f"token:{match.group(1)}" if match else "token:malformed"
-    store.append_audit("anonymous", "authenticate", target, "denied", reason)
+    detail = reason if source is None else f"{reason} (from {source})"
+    store.append_audit("anonymous", "authenticate", target, "denied", detail)
+
+
+def _audit_failure_report(store: MetadataStore, report: FailureReport) -> None:
+    target = f"source:{report.source}"
+    store.append_audit("anonymous", "authenticate", target, "denied", report.detail)
 
 
 def authorize(
@@ -286,23 +382,43 @@ def authorize(
     target: str,
     *,
     groups: tuple[str, ...] = (),
+    holders: tuple[Role, ...] | None = None,
 ) -> None:
     """Allow or deny ``principal`` the ``permission`` on ``target``; denials are audited.
 
+    ``holders`` are the roles holding a configurable permission (``code.run``:
+    ``Settings.code_run_roles``), in place of the table's; admins hold every permission.
+
     ``groups`` are the target's access groups (restricted datasets): when set, a non-admin must
-    belong to at least one of them.
+    belong to at least one of them, else the target is hidden: the answer is the one for a
+    target that does not exist (``NotFound``, "dataset 'x' does not exist" for
+    ``target="dataset:x"``), whatever the permission, so neither the status, nor the message,
+    nor a role check answered first tells that it exists or names its groups.
 
     Raises:
-        PermissionDenied: the role lacks the permission, or the caller is in none of the groups.
+        NotFound: the caller is in none of the groups.
+        PermissionDenied: the role lacks the permission.
     """
-    reason = None
-    if not principal.can(permission):
-        reason = f"role {principal.role.value} lacks permission {permission.value}"
-    elif groups and not principal.is_admin and not set(groups) & set(principal.groups):
+    if groups and not is_member(principal, groups):
         reason = f"{target} is restricted to groups {', '.join(groups)}"
-    if reason is not None:
+        store.append_audit(principal.name, permission.value, target, "denied", reason)
+        kind, _, ident = target.partition(":")
+        raise NotFound(f"{kind} {ident!r} does not exist")
+    if holders is None:
+        held = principal.can(permission)
+    else:
+        held = principal.is_admin or principal.role in holders
+    if not held:
+        reason = f"role {principal.role.value} lacks permission {permission.value}"
         store.append_audit(principal.name, permission.value, target, "denied", reason)
         raise PermissionDenied(f"{principal.name} may not {permission.value} on {target}: {reason}")
+
+
+def is_member(principal: Principal, groups: tuple[str, ...] | list[str]) -> bool:
+    """Whether ``principal`` may see a target restricted to ``groups`` (none: unrestricted;
+    admins see everything). The one rule for hiding datasets, used by ``authorize``, dataset
+    listings and lineage."""
+    return not groups or principal.is_admin or bool(set(groups) & set(principal.groups))
 
 
 def audit(
@@ -330,6 +446,7 @@ def bootstrap_admin(store: MetadataStore, name: str = "admin") -> str | None:
 GroupName = Annotated[str, AfterValidator(check_name)]
 _TOKEN_ID = re.compile(r"^[0-9a-f]{12}$")
 MAX_AUDIT_PAGE = 1000
+MAX_TOKEN_DAYS = 3650
 
 
 class UserSpec(BaseModel, frozen=True, extra="forbid"):
@@ -338,6 +455,23 @@ class UserSpec(BaseModel, frozen=True, extra="forbid"):
     name: Name = Field(description="Lowercase name, 1-63 characters of a-z 0-9 . _ -")
     role: Role
     groups: tuple[GroupName, ...] = Field(default=(), max_length=32, description="Access groups")
+
+
+class TokenRequest(BaseModel, frozen=True, extra="forbid"):
+    """Options of a token to issue."""
+
+    expires_in_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TOKEN_DAYS,
+        description="Refuse the token from this many days after its creation (default: never).",
+    )
+
+
+class RoleChange(BaseModel, frozen=True, extra="forbid"):
+    """A user's new role."""
+
+    role: Role
 
 
 class IssuedToken(BaseModel, frozen=True, extra="forbid"):
@@ -373,11 +507,17 @@ def create_user(backend: Backend, principal: Principal, spec: UserSpec) -> Creat
 
     Raises:
         PermissionDenied: the caller lacks ``users.manage``.
+        InvalidInput: the name is reserved (``RESERVED_USER_NAMES``).
         AlreadyExists: a user with that name exists.
     """
     store = backend.store
     target = f"user:{spec.name}"
     authorize(store, principal, Permission.USERS_MANAGE, target)
+    if spec.name in RESERVED_USER_NAMES:
+        raise InvalidInput(
+            f"user name {spec.name!r} is reserved for the platform's own principals "
+            f"({', '.join(sorted(RESERVED_USER_NAMES))}): choose another name"
+        )
     user = store.create_user(
         User(name=spec.name, role=spec.role, groups=spec.groups, created_at=utcnow())
     )
@@ -392,6 +532,80 @@ def list_users(backend: Backend, principal: Principal) -> list[User]:
     return backend.store.list_users()
 
 
+def disable_user(backend: Backend, principal: Principal, name: str) -> User:
+    """Disable a user (admin only; audited). Every token of theirs, run tokens included, is
+    refused from now on (by another gateway replica after at most its ``auth_cache_ttl_s``), and
+    their workflow triggers stop firing. Disabling a disabled user is harmless.
+
+    Raises:
+        InvalidInput: a bad name, or the caller names themselves.
+        PermissionDenied: the caller lacks ``users.manage``.
+        NotFound: no such user.
+        Conflict: the user is the last enabled admin.
+    """
+    return _change_user(backend, principal, name, "users.disable", disabled=True)
+
+
+def enable_user(backend: Backend, principal: Principal, name: str) -> User:
+    """Enable a disabled user again (admin only; audited): their tokens that are neither revoked
+    nor expired work again. Enabling an enabled user is harmless.
+
+    Raises:
+        InvalidInput, PermissionDenied, NotFound: as ``disable_user``.
+    """
+    return _change_user(backend, principal, name, "users.enable", disabled=False)
+
+
+def set_user_role(backend: Backend, principal: Principal, name: str, role: Role | str) -> User:
+    """Give a user another role (admin only; audited); it applies to their next request (on
+    another gateway replica after at most its ``auth_cache_ttl_s``).
+
+    Raises:
+        InvalidInput: a bad name or role.
+        PermissionDenied: the caller lacks ``users.manage``.
+        NotFound: no such user.
+        Conflict: the user is the last enabled admin and ``role`` is not admin.
+    """
+    try:
+        new_role = Role(role)
+    except ValueError:
+        roles = ", ".join(r.value for r in Role)
+        raise InvalidInput(f"unknown role {str(role)[:40]!r}: expected one of {roles}") from None
+    return _change_user(backend, principal, name, "users.set_role", role=new_role)
+
+
+def _change_user(
+    backend: Backend,
+    principal: Principal,
+    name: str,
+    action: str,
+    *,
+    role: Role | None = None,
+    disabled: bool | None = None,
+) -> User:
+    store = backend.store
+    name = _user_name(name)
+    target = f"user:{name}"
+    authorize(store, principal, Permission.USERS_MANAGE, target)
+    if disabled and name == principal.name:
+        store.append_audit(principal.name, action, target, "denied", "may not disable oneself")
+        raise InvalidInput(f"{name} may not disable themselves: ask another admin")
+    before = store.get_user(name)
+    try:
+        user = store.update_user(name, role=role, disabled=disabled)
+    except Conflict as exc:
+        store.append_audit(principal.name, action, target, "denied", exc.message)
+        raise
+    if role is not None:
+        detail = f"role {before.role.value} -> {user.role.value}"
+    else:
+        detail = "disabled" if user.disabled else "enabled"
+        if before.disabled == user.disabled:
+            detail += " already"
+    audit(store, principal, action, target, detail)
+    return user
+
+
 def list_tokens(backend: Backend, principal: Principal, user: str) -> list[TokenInfo]:
     """The tokens of ``user`` without their secrets (the user itself, or an admin), the run
     tokens of the user's jobs included, each with its ``run_id`` and ``expires_at``."""
@@ -402,13 +616,34 @@ def list_tokens(backend: Backend, principal: Principal, user: str) -> list[Token
     return store.list_tokens(user)
 
 
-def create_token(backend: Backend, principal: Principal, user: str) -> IssuedToken:
-    """Issue another token for ``user`` (the user itself, or an admin)."""
+def create_token(
+    backend: Backend, principal: Principal, user: str, *, expires_in_days: int | None = None
+) -> IssuedToken:
+    """Issue another token for ``user`` (the user itself, or an admin; audited). With
+    ``expires_in_days`` it is refused from that many days on; without, it lasts until revoked.
+
+    Raises:
+        InvalidInput: a bad name, or ``expires_in_days`` not a whole number from 1 to
+            ``MAX_TOKEN_DAYS``.
+    """
     store = backend.store
     user = _user_name(user)
+    if expires_in_days is not None and (
+        isinstance(expires_in_days, bool)
+        or not isinstance(expires_in_days, int)
+        or not 1 <= expires_in_days <= MAX_TOKEN_DAYS
+    ):
+        raise InvalidInput(
+            f"expires_in_days must be a whole number of days from 1 to {MAX_TOKEN_DAYS}, "
+            f"got {str(expires_in_days)[:40]}"
+        )
     _self_or_admin(store, principal, user)
-    secret, info = issue_token(store, store.get_user(user).name)
-    audit(store, principal, "tokens.create", f"user:{user}", f"token={info.id}")
+    expires_at = None if expires_in_days is None else utcnow() + timedelta(days=expires_in_days)
+    secret, info = issue_token(store, store.get_user(user).name, expires_at=expires_at)
+    detail = f"token={info.id}"
+    if expires_at is not None:
+        detail += f" expires_at={expires_at.isoformat(timespec='seconds')}"
+    audit(store, principal, "tokens.create", f"user:{user}", detail)
     return IssuedToken(token=secret, info=info)
 
 
@@ -446,10 +681,7 @@ def read_audit(
     offset: int = 0,
 ) -> list[AuditEntry]:
     """Audit entries, newest first, filtered and paginated (admin only). The read is audited."""
-    if not 1 <= limit <= MAX_AUDIT_PAGE:
-        raise InvalidInput(f"limit must be between 1 and {MAX_AUDIT_PAGE}, got {limit}")
-    if offset < 0:
-        raise InvalidInput(f"offset must not be negative, got {offset}")
+    check_page(limit, offset, MAX_AUDIT_PAGE)
     if outcome is not None and outcome not in ("ok", "denied", "error"):
         raise InvalidInput(f"outcome must be ok, denied or error, got {str(outcome)[:20]!r}")
     store = backend.store

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dlplatform.errors import InvalidInput
+from dlplatform.metadata.enums import Role
 
 _MIB = 1024 * 1024
 _LOOPBACK_OR_ANY = frozenset({"0.0.0.0", "127.0.0.1", "localhost", "::", "::1", "[::1]", ""})
@@ -44,6 +45,12 @@ class Settings(BaseSettings):
         default_factory=lambda: ["127.0.0.1", "localhost", "[::1]"],
         description="Host header values the gateway accepts (DNS-rebinding guard).",
     )
+    webhook_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Webhook targets allowed although they are loopback, link-local or private "
+        "(host names, addresses or networks such as 10.20.0.0/16); others must be public "
+        "http(s) hosts (see dlplatform.alerts).",
+    )
     gateway_url: str | None = Field(
         default=None, description="Set: the SDK and CLI talk to this gateway URL."
     )
@@ -54,6 +61,12 @@ class Settings(BaseSettings):
         le=60,
         description="How long the gateway remembers an accepted token (0: never); a token "
         "revoked through another gateway replica is refused at most this much later.",
+    )
+    code_run_roles: tuple[Role, ...] = Field(
+        default=(Role.ADMIN, Role.DATA_SCIENTIST),
+        description="Roles holding `code.run`: may train or tune user code (model='module:fn', "
+        "model_factory, runtime_env). Admins always hold it. As an env var, a JSON list: "
+        'DLP_CODE_RUN_ROLES=\'["admin", "data-scientist", "researcher"]\'.',
     )
     run_token_ttl_s: float = Field(
         default=7 * 24 * 3600.0,
@@ -69,6 +82,20 @@ class Settings(BaseSettings):
     )
     s3_endpoint_url: str | None = Field(
         default=None, description="Endpoint of an S3-compatible store for s3:// roots."
+    )
+    max_tuning_trials: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Most trials one tuning job may run (samples x the grid's size); a larger "
+        "search is refused with 422.",
+    )
+    prediction_input_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Logged prediction inputs older than this are blanked (the request id, "
+        "version, outputs and latency stay) by the metadata actor about once an hour; 0 keeps "
+        "them forever.",
     )
     metric_flush_interval_s: float = Field(
         default=1.0, gt=0, le=60, description="How often buffered metrics are flushed."

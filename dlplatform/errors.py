@@ -5,11 +5,12 @@
     │   └── SchemaMismatch          422 schema_mismatch   (a push whose columns/types differ)
     ├── BadRequest                  400 bad_request       (well-formed but not acceptable, e.g. foreign Host)
     ├── Unauthenticated             401 unauthenticated   (no, wrong or revoked token)
-    ├── PermissionDenied            403 permission_denied (role or group lacks the permission)
-    ├── NotFound                    404 not_found
+    ├── PermissionDenied            403 permission_denied (the role lacks the permission)
+    ├── NotFound                    404 not_found         (also a dataset hidden from the caller by its groups)
     ├── AlreadyExists               409 already_exists
     ├── Conflict                    409 conflict          (stale parent, wrong state, e.g. cancel of a finished job)
     ├── TooLarge                    413 too_large
+    ├── TooManyRequests             429 too_many_requests (a source that failed to authenticate too often)
     ├── IntegrityError              500 integrity_error   (a stored artifact's hash does not match)
     └── BackendUnavailable          503 unavailable       (Ray, the metadata actor or Serve cannot be reached)
 
@@ -71,6 +72,16 @@ class Conflict(DLPlatformError):
 
 class TooLarge(DLPlatformError):
     http_status, code = 413, "too_large"
+
+
+class TooManyRequests(DLPlatformError):
+    """Refused before any work: the client must wait ``retry_after_s`` seconds."""
+
+    http_status, code = 429, "too_many_requests"
+
+    def __init__(self, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class IntegrityError(DLPlatformError):

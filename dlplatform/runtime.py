@@ -34,6 +34,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from dlplatform._privatedir import make_private_dir
 from dlplatform.config import Settings
 from dlplatform.context import Backend
 from dlplatform.errors import BackendUnavailable, InvalidInput
@@ -80,6 +81,7 @@ class ClusterRecord(BaseModel, frozen=True, extra="forbid"):
     api_port: int
     started_at: datetime
     log_file: str | None = None
+    fast_ingress: bool = False  # HAProxy in front (Serve itself then listens on loopback)
 
 
 class PlatformInfo(BaseModel, frozen=True, extra="forbid"):
@@ -292,14 +294,6 @@ def _temp_dir(settings: Settings) -> Path:
     return Path("/tmp") / f"dlp-{digest}"
 
 
-def _make_private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    info = path.stat()
-    if info.st_uid != os.getuid():
-        raise BackendUnavailable(f"{path} belongs to another user; set another DLP_HOME")
-    os.chmod(path, 0o700)
-
-
 def _ray_executable() -> str:
     beside = Path(sys.executable).with_name("ray")
     found = str(beside) if beside.is_file() else shutil.which("ray")
@@ -335,20 +329,59 @@ def _start_head_retrying(settings: Settings, progress: Progress | None) -> Clust
     raise AssertionError("unreachable")
 
 
+def _check_ray_internals(settings: Settings) -> None:
+    """Refuse to start a head on a Ray whose Serve internals differ from those the platform
+    patches (``serve._raypatch``): its replicas would refuse to start, or the fast ingress
+    would run with a patch that silently does nothing (HAProxy listening on every interface).
+
+    Raises:
+        BackendUnavailable: the message lists what is missing and what to do.
+    """
+    import ray
+
+    from dlplatform.serve._ingress import fast_ingress_problems, replica_patch_problems
+
+    found = replica_patch_problems()
+    if found:
+        raise BackendUnavailable(
+            f"Ray {ray.__version__} lacks Serve internals the platform's replicas patch: "
+            f"{'; '.join(found)}. Install the Ray version pinned in pyproject.toml."
+        )
+    found = fast_ingress_problems() if settings.fast_ingress else []
+    if found:
+        raise BackendUnavailable(
+            f"Ray {ray.__version__} lacks Serve internals the fast ingress relies on: "
+            f"{'; '.join(found)}. Set DLP_FAST_INGRESS=false to start with Serve's default "
+            "proxy, or install the Ray version pinned in pyproject.toml."
+        )
+
+
 def _ingress_env(settings: Settings, ports: dict[str, int]) -> dict[str, str]:
-    """Serve's fast ingress for this head (``serve._ingress``), unless the settings turn it off."""
-    from dlplatform.serve._ingress import fast_ingress_env, ingress_dir
+    """Serve's fast ingress for this head (``serve._ingress``), unless the settings turn it off.
+
+    Raises:
+        InvalidInput: ``settings.host`` cannot be served through HAProxy.
+    """
+    from dlplatform.serve._ingress import fast_ingress_env, frontend_bind, ingress_dir
 
     if not settings.fast_ingress:
         return {}
+    frontend_bind(settings.host)  # refuse a host HAProxy cannot bind before making anything
     directory = ingress_dir(settings.home)
-    _make_private_dir(directory)
-    return fast_ingress_env(directory, ports["haproxy_stats"], ports["haproxy_metrics"])
+    make_private_dir(directory)
+    return fast_ingress_env(
+        directory,
+        ports["haproxy_stats"],
+        ports["haproxy_metrics"],
+        api_host=settings.host,
+        api_port=settings.port,
+    )
 
 
 def _start_head(settings: Settings, progress: Progress | None) -> ClusterRecord:
+    _check_ray_internals(settings)
     temp_dir = _temp_dir(settings)
-    _make_private_dir(temp_dir)
+    make_private_dir(temp_dir)
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     names = ["gcs", "dashboard", "client", "node_manager", "object_manager", "agent_listen",
@@ -361,8 +394,9 @@ def _start_head(settings: Settings, progress: Progress | None) -> ClusterRecord:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
     for key, value in HEAD_ENV_DEFAULTS.items():
         env.setdefault(key, value)
-    env.update(_ingress_env(settings, ports))
-    if progress and settings.fast_ingress and "RAY_SERVE_ENABLE_HA_PROXY" not in env:
+    ingress = _ingress_env(settings, ports)
+    env.update(ingress)
+    if progress and settings.fast_ingress and not ingress:
         progress("no HAProxy binary found: Serve keeps its default (slower) HTTP proxy")
     token_path: Path | None = None
     if token_auth:
@@ -412,6 +446,7 @@ def _start_head(settings: Settings, progress: Progress | None) -> ClusterRecord:
         api_port=settings.port,
         started_at=datetime.now().astimezone(),
         log_file=str(log_file),
+        fast_ingress=bool(ingress),
     )
     # Record it at once so that `down` can clean up even if the start fails half-way.
     _write_cluster(settings, record)
@@ -622,9 +657,13 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def deploy_platform(settings: Settings, progress: Progress | None = None) -> int:
+def deploy_platform(
+    settings: Settings, progress: Progress | None = None, *, serve_host: str | None = None
+) -> int:
     """On a connected cluster: metadata actor, admin token, Serve and the gateway app.
 
+    ``serve_host``: the host of Serve's ``http_options`` when it is not ``settings.host`` (under
+    the fast ingress, loopback: HAProxy's frontend alone listens on ``settings.host``).
     Returns the gateway's HTTP port. Idempotent: what runs already is kept.
     """
     from dlplatform.access import bootstrap_admin
@@ -639,7 +678,7 @@ def deploy_platform(settings: Settings, progress: Progress | None = None) -> int
         _write_admin_token(settings, secret)
     if progress:
         progress("starting Ray Serve and the API gateway")
-    port = start_serve(settings.host, settings.port)
+    port = start_serve(serve_host or settings.host, settings.port)
     fresh = not _gateway_running()
     if fresh:
         deploy_gateway(settings)
@@ -666,7 +705,9 @@ def up(settings: Settings, progress: Progress | None = None) -> PlatformInfo:
         BackendUnavailable: Ray could not be started or reached, or the gateway did not start.
         InvalidInput: the gateway port is taken by something else.
     """
-    _make_private_dir(settings.home)
+    from dlplatform.serve import _ingress  # Serve's specs, only when starting
+
+    make_private_dir(settings.home)
     started = False
     record = read_cluster(settings)
     if record is not None and not _is_live(record):
@@ -705,7 +746,9 @@ def up(settings: Settings, progress: Progress | None = None) -> PlatformInfo:
         progress(f"connecting to Ray at {record.address}")
     try:
         _connect(settings, record.address, record)
-        port = deploy_platform(settings, progress)
+        # Under the fast ingress Serve listens on loopback; HAProxy alone on settings.host.
+        serve_host = _ingress.SERVE_HOST if record.fast_ingress else None
+        port = deploy_platform(settings, progress, serve_host=serve_host)
     except BaseException:
         if started:
             _stop_session(record)

@@ -2,6 +2,8 @@
 
 - ``gateway_transport``: an httpx transport into ``create_app(backend)`` for the test's backend.
 - ``http_platform(token)``: a ``dlplatform.client.Platform`` as the owner of ``token``.
+- ``client``: a Starlette test client of the gateway app; ``run(*args, token=None)``: the
+  ``dlp`` command in-process.
 - ``cli_as``: makes the ``dlp`` command's ``platform()`` use ``http_platform``; call it with a
   token to switch users (the admin's by default).
 """
@@ -54,3 +56,28 @@ def cli_as(
         who["token"] = token
 
     return switch
+
+
+@pytest.fixture
+def client(backend: Backend) -> Iterator[TestClient]:
+    """The gateway app over the test's backend, as a Starlette test client (Host 127.0.0.1)."""
+    from dlplatform.api.app import create_app
+
+    with TestClient(create_app(backend), base_url="http://127.0.0.1") as c:
+        yield c
+
+
+@pytest.fixture
+def run(cli_as: Callable[[str], None], admin_token: str) -> Callable[..., object]:
+    """``run(*args, token=None)``: the ``dlp`` command in-process, as the admin or ``token``."""
+    from typer.testing import CliRunner
+
+    from dlplatform.cli import app as dlp
+
+    runner = CliRunner()
+
+    def invoke(*args: str, token: str | None = None) -> object:
+        cli_as(token or admin_token)
+        return runner.invoke(dlp, list(args))
+
+    return invoke

@@ -5,7 +5,10 @@ use it in-process with ``TestClient``.
 
 Every error leaves as ``{"error": code, "message": ...}``: platform errors with their own status,
 validation errors as 422 naming the field, a foreign Host header as 400, a body over the limit as
-413 (before it is read), anything unexpected as 500 with a request id that is also in the log.
+413 (before it is read), anything unexpected as 500 with a request id that is also in the log,
+with the traceback. Anything unexpected includes ``SystemExit``/``KeyboardInterrupt`` raised by
+called code (``CatchAllMiddleware``: no request can end the gateway's event loop); such a failure
+is also audited (outcome ``error``, action ``request.error``, the request id in the detail).
 
 The OpenAPI document (``openapi.py``: bearer auth, error responses, the inference endpoint) is at
 ``/api/v1/openapi.json`` and the docs page (``docs.py``, assets in the package) at ``/api/v1/docs``.
@@ -17,25 +20,34 @@ import importlib
 import logging
 import re
 import uuid
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from dlplatform.access import AuthCache
+from dlplatform.access import AuthCache, hash_token
 from dlplatform.api.docs import mount_docs
+from dlplatform.api.metrics import AuthFailureSeries
 from dlplatform.api.middleware import (
     BodyLimit,
     BodyLimitMiddleware,
     CatchAllMiddleware,
     HostCheckMiddleware,
+    Scope,
+    bearer_token,
 )
 from dlplatform.api.openapi import ERROR_RESPONSES, install_openapi
 from dlplatform.api.routes import ROUTERS
 from dlplatform.api.ui import mount_ui
+from dlplatform.auth_failures import AuthFailures
 from dlplatform.context import Backend
-from dlplatform.errors import DLPlatformError
+from dlplatform.errors import DLPlatformError, TooManyRequests
+
+if TYPE_CHECKING:
+    from dlplatform.metadata import MetadataStore
 
 API_PREFIX = "/api/v1"
 log = logging.getLogger("dlplatform.api")
@@ -72,14 +84,18 @@ def create_app(backend: Backend) -> FastAPI:
         redoc_url=None,
     )
     app.state.backend = backend
-    app.state.auth_cache = AuthCache(settings.auth_cache_ttl_s)
+    app.state.auth_cache = AuthCache(
+        settings.auth_cache_ttl_s, failures=AuthFailures(observe=AuthFailureSeries())
+    )
 
     @app.exception_handler(DLPlatformError)
     async def _on_platform_error(_: Request, exc: DLPlatformError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        if isinstance(exc, TooManyRequests) and exc.retry_after_s is not None:
+            headers = {"Retry-After": str(exc.retry_after_s)}
         if exc.http_status >= 500:
             request_id = uuid.uuid4().hex[:12]
-            log.error("request %s failed: %s: %s", request_id, exc.code, exc.message)
+            log.error("request %s failed: %s: %s", request_id, exc.code, exc.message, exc_info=exc)
             message = f"{exc.message} (request id {request_id})"
         else:
             message = exc.message
@@ -128,13 +144,34 @@ def create_app(backend: Backend) -> FastAPI:
     install_openapi(app)
     mount_docs(app, f"{API_PREFIX}/docs")
 
-    # Added innermost first: HostCheck runs first, then the body limit, then the routes.
-    app.add_middleware(CatchAllMiddleware)
+    async def _record_failure(scope: Scope, request_id: str, exc: BaseException) -> None:
+        detail = (
+            f"request id {request_id}: {scope.get('method')} {scope.get('path')} raised "
+            f"{type(exc).__name__}"
+        )
+        token = bearer_token(scope)
+        await run_in_threadpool(_audit_failure, backend.store, token, request_id, detail)
+
+    # Added innermost first: the catch-all wraps everything, then HostCheck runs, then the body
+    # limit, then the routes.
     limits = [
         BodyLimit(method, re.compile(pattern), int(getattr(settings, field)))
         for method, pattern, field in BODY_LIMITS
     ]
     app.add_middleware(BodyLimitMiddleware, default_bytes=settings.max_request_bytes, limits=limits)
     app.add_middleware(HostCheckMiddleware, allowed_hosts=list(settings.allowed_hosts))
+    app.add_middleware(CatchAllMiddleware, on_failure=_record_failure)
     mount_ui(app)  # the web UI at /ui (static shell; its data calls use /api/v1 with a token)
     return app
+
+
+def _audit_failure(store: MetadataStore, token: str | None, request_id: str, detail: str) -> None:
+    """Audit a request that failed unexpectedly, as its caller when the token names one (looked
+    up without ``authenticate``'s side effects: this is no authentication)."""
+    actor = "anonymous"
+    if token:
+        try:
+            actor = store.user_for_token_hash(hash_token(token))[0].name
+        except Exception:  # unknown token, or the store is what failed
+            actor = "unknown"
+    store.append_audit(actor, "request.error", f"request:{request_id}", "error", detail)

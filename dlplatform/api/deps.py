@@ -48,11 +48,20 @@ def get_context(
 
     Raises:
         Unauthenticated: no ``Authorization: Bearer`` header, or an unusable token.
+        TooManyRequests: the client's address failed to authenticate too often lately.
     """
     backend = get_backend(request)
     token = credentials.credentials.strip() if credentials is not None else None
     cache: AuthCache = request.app.state.auth_cache
-    return RequestContext(backend=backend, principal=cache.authenticate(backend.store, token))
+    principal = cache.authenticate(backend.store, token, source=client_address(request))
+    return RequestContext(backend=backend, principal=principal)
+
+
+def client_address(request: Request) -> str:
+    """The address failed authentications are counted against: the TCP peer as the server saw
+    it (never a header a client could forge, such as ``X-Forwarded-For``)."""
+    client = request.client
+    return client.host[:100] if client is not None and client.host else "unknown"
 
 
 Ctx = Annotated[RequestContext, Depends(get_context)]

@@ -1,5 +1,11 @@
 """ASGI middleware of the gateway: Host check, body size limits, and the last-resort 500.
 
+The last-resort 500 (``CatchAllMiddleware``) also catches what is not an ``Exception``: code a
+route calls may raise ``SystemExit`` or ``KeyboardInterrupt`` (an imported module calling
+``sys.exit()``), and asyncio lets those end the event loop, so one request would stop the gateway
+for good. Only cancellation (``asyncio.CancelledError``: a client went away, shutdown) and
+``GeneratorExit`` pass through.
+
 They are plain ASGI (not ``BaseHTTPMiddleware``) so that a request can be refused before its
 body is read: a too-large ``Content-Length`` is answered 413 without touching the body, and a
 chunked body is counted while the route reads it.
@@ -7,6 +13,7 @@ chunked body is counted while the route reads it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -17,11 +24,14 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
+from dlplatform.hosts import AllowedHosts
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+OnFailure = Callable[[Scope, str, BaseException], Awaitable[None]]
 
 log = logging.getLogger("dlplatform.api")
 
@@ -50,37 +60,27 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _split_host(value: str) -> str:
-    value = value.strip().lower()
-    if value.startswith("["):  # [::1]:8000
-        end = value.find("]")
-        return value[: end + 1] if end > 0 else value
-    name, sep, port = value.rpartition(":")
-    if sep and port.isdigit():
-        return name
-    return value
+def bearer_token(scope: Scope) -> str | None:
+    """The token of the request's ``Authorization: Bearer`` header, if any."""
+    scheme, _, token = (_header(scope, b"authorization") or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 class HostCheckMiddleware:
-    """Reject requests whose Host header is not one of the configured names (DNS rebinding).
-
-    A page on ``evil.example`` that resolves its name to 127.0.0.1 still sends
-    ``Host: evil.example``; answering only the configured names closes that door on every verb.
-    """
+    """Reject requests whose Host header is not one of the configured names (DNS rebinding;
+    ``dlplatform.hosts`` holds the rule, which the model endpoints apply too)."""
 
     def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
         self.app = app
-        self.allowed = frozenset(h.strip().lower() for h in allowed_hosts)
-        self.any_host = "*" in self.allowed
+        self.hosts = AllowedHosts(allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.any_host:
+        if scope["type"] != "http" or self.hosts.any_host:
             await self.app(scope, receive, send)
             return
         host = _header(scope, b"host")
-        if host is None or _split_host(host) not in self.allowed:
-            shown = (host or "")[:80]
-            await send_error(send, 400, "bad_request", f"host {shown!r} is not served here")
+        if not self.hosts.allows(host):
+            await send_error(send, 400, "bad_request", self.hosts.refusal(host))
             return
         await self.app(scope, receive, send)
 
@@ -141,13 +141,18 @@ class BodyLimitMiddleware:
 
 
 class CatchAllMiddleware:
-    """Any exception that escaped the routes becomes a 500 with a request id (logged here).
+    """Any exception that escaped the routes becomes a 500 with a request id (logged here),
+    ``SystemExit`` and ``KeyboardInterrupt`` raised by called code included (see the module
+    docstring).
 
     The response carries only the id; the traceback goes to the server log under the same id.
+    ``on_failure(scope, request_id, exc)`` is awaited afterwards (the app audits the failure);
+    its own errors are logged, never raised.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, on_failure: OnFailure | None = None) -> None:
         self.app = app
+        self.on_failure = on_failure
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -163,9 +168,16 @@ class CatchAllMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception as exc:
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except BaseException as exc:  # SystemExit must not end the event loop
             request_id = uuid.uuid4().hex[:12]
-            log.error("request %s (%s %s) failed", request_id, scope.get("method"),
-                      scope.get("path"), exc_info=exc)  # fmt: skip
+            log.error("request %s (%s %s) failed: %s", request_id, scope.get("method"),
+                      scope.get("path"), type(exc).__name__, exc_info=exc)  # fmt: skip
             if not started:
                 await send_error(send, 500, "internal", f"internal error (request id {request_id})")
+            if self.on_failure is not None:
+                try:
+                    await self.on_failure(scope, request_id, exc)
+                except Exception:
+                    log.exception("request %s: recording the failure failed", request_id)

@@ -51,17 +51,24 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "No, unknown or revoked token (`unauthenticated`); the reply has `WWW-Authenticate: "
         "Bearer`."
     ),
-    403: _error("The token's role or groups lack the permission (`permission_denied`)."),
-    404: _error("No such entity or route (`not_found`)."),
+    403: _error("The token's role lacks the permission (`permission_denied`)."),
+    404: _error(
+        "No such entity or route (`not_found`); also a dataset restricted to groups the caller "
+        "is in none of (answered exactly as a missing one)."
+    ),
     409: _error("It exists already, or is in the wrong state (`already_exists`, `conflict`)."),
     413: _error("The request body is over the limit (`too_large`)."),
+    429: _error(
+        "Too many failed authentications from this address lately (`too_many_requests`); "
+        "`Retry-After` says how many seconds to wait."
+    ),
     422: _error("Invalid input (`invalid_input`, `schema_mismatch`); the message names the field."),
     500: _error("Internal error; the message has a request id that is also in the server log."),
     503: _error("Ray, the metadata actor or Serve cannot be reached (`unavailable`)."),
 }
 """Error responses every gateway operation documents (one body for all of them)."""
 
-_AUTH_CODES = ("401", "403")
+_AUTH_CODES = ("401", "403", "429")
 
 PREDICT_PATH = f"{ROUTE_PREFIX}/{{name}}"
 _PREDICT_DESCRIPTION = f"""\

@@ -6,7 +6,6 @@ A client of the gateway (``p.training``): nothing here imports Ray, torch or a s
 from __future__ import annotations
 
 import sys
-import time
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -211,15 +210,8 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job ends."),
     home: str | None = HomeOpt,
 ) -> None:
-    """The job driver's output (Ray Job logs)."""
+    """The job driver's output (Ray Job logs), read a bounded chunk at a time."""
     handle = _common.platform(home).training.get(job_id)
-    offset = 0
-    while True:
-        chunk = handle.read_logs(offset)
-        if chunk.text:
-            sys.stdout.write(chunk.text)
-            sys.stdout.flush()
-        offset = chunk.next_offset
-        if not follow or chunk.final:
-            return
-        time.sleep(1.0)
+    for chunk in handle.follow_logs(follow=follow):
+        sys.stdout.write(chunk.text)
+        sys.stdout.flush()

@@ -1,4 +1,4 @@
-"""``dlp users``: create users, list them and their tokens, revoke tokens."""
+"""``dlp users``: create, list, disable and enable users, change roles; issue and revoke tokens."""
 
 from __future__ import annotations
 
@@ -44,7 +44,47 @@ def list_(home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     """List users (admin)."""
     p = _common.platform(home)
     emit(p.users.list(), as_json,
-         columns=["name", "role", "groups", "created_at", "disabled"], title="users")  # fmt: skip
+         columns=["name", "role", "groups", "created_at", "disabled", "disabled_at"],
+         title="users")  # fmt: skip
+
+
+@app.command("disable")
+@handle_errors
+def disable(
+    name: str = typer.Argument(..., help="User name."),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Disable a user (admin): their tokens stop working at once, their triggers stop firing."""
+    p = _common.platform(home)
+    emit(p.users.disable(name), as_json)
+
+
+@app.command("enable")
+@handle_errors
+def enable(
+    name: str = typer.Argument(..., help="User name."),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Enable a disabled user again (admin)."""
+    p = _common.platform(home)
+    emit(p.users.enable(name), as_json)
+
+
+@app.command("set-role")
+@handle_errors
+def set_role(
+    name: str = typer.Argument(..., help="User name."),
+    role: Role = typer.Argument(
+        ..., help="admin, data-engineer, data-scientist, researcher, app or viewer."
+    ),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Give a user another role (admin; the last admin keeps theirs)."""
+    p = _common.platform(home)
+    emit(p.users.set_role(name, role), as_json)
 
 
 @app.command("tokens")
@@ -57,7 +97,8 @@ def tokens(
     """List a user's tokens (ids and prefixes, never the secrets), run tokens with their run."""
     p = _common.platform(home)
     emit(p.users.tokens(name), as_json,
-         columns=["id", "prefix", "created_at", "revoked_at", "run_id", "expires_at"],
+         columns=["id", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at",
+                  "run_id"],
          title="tokens")  # fmt: skip
 
 
@@ -65,16 +106,25 @@ def tokens(
 @handle_errors
 def token(
     name: str = typer.Argument(..., help="User name."),
+    expires_in_days: int | None = typer.Option(
+        None, "--expires-in-days", help="The token stops working after this many days (1-3650)."
+    ),
     home: str | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Issue another token for a user; prints it once."""
+    from dlplatform.access import TokenRequest  # light, but command modules import only typer
+
+    spec = parse_model(TokenRequest, expires_in_days=expires_in_days)  # before connecting
     p = _common.platform(home)
-    issued = p.users.create_token(name)
+    issued = p.users.create_token(name, expires_in_days=spec.expires_in_days)
     if as_json:
         emit(issued, True)
         return
-    print(f"token id {issued.info.id} (shown once, store it now):")
+    until = (
+        f", expires {issued.info.expires_at:%Y-%m-%d %H:%M} UTC" if issued.info.expires_at else ""
+    )
+    print(f"token id {issued.info.id}{until} (shown once, store it now):")
     print(issued.token)
 
 

@@ -1,4 +1,5 @@
-"""``dlp workflows``: run, list, inspect, resume and cancel workflow runs; schedules and triggers.
+"""``dlp workflows``: run, list, inspect, resume and cancel workflow runs; schedules and triggers;
+the registry of workflows runs may name (``registered``; ``register``/``unregister`` for admins).
 
 A client of the gateway (``p.workflows``): nothing here imports Ray or a service module.
 """
@@ -19,9 +20,15 @@ if TYPE_CHECKING:
     from dlplatform.client import Platform
     from dlplatform.workflows.spec import WorkflowRunDetail
 
-app = typer.Typer(no_args_is_help=True, help="Durable workflows: runs, schedules, commit triggers.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Durable workflows: runs, schedules, commit triggers, the registry of workflows.",
+)
 
 ParamOpt = typer.Option([], "--param", help="Factory parameter KEY=VALUE; VALUE is JSON or text.")
+WorkflowArg = typer.Argument(
+    ..., help="Registered workflow name, e.g. train_and_deploy (see `dlp workflows registered`)."
+)
 STEP_COLUMNS = ["step_id", "status", "attempts", "started_at", "ended_at", "error"]
 RUN_COLUMNS = ["id", "workflow", "status", "owner", "created_at", "ended_at", "error"]
 
@@ -91,7 +98,7 @@ def _finish(detail: WorkflowRunDetail, as_json: bool) -> None:
 @app.command("run")
 @handle_errors
 def run(
-    workflow: str = typer.Argument(..., help="Workflow factory MODULE:FACTORY."),
+    workflow: str = WorkflowArg,
     run_id: str | None = typer.Option(None, "--id", help="Run id (generated when absent)."),
     param: list[str] = ParamOpt,
     wait: bool = typer.Option(False, "--wait", help="Follow the run's steps until it ends."),
@@ -169,7 +176,7 @@ def cancel(
 @app.command("schedule")
 @handle_errors
 def schedule(
-    workflow: str = typer.Argument(..., help="Workflow factory MODULE:FACTORY."),
+    workflow: str = WorkflowArg,
     cron: str = typer.Option(
         ..., "--cron", help='5-field cron expression in UTC, e.g. "*/15 * * * *".'
     ),
@@ -187,7 +194,7 @@ def schedule(
 @handle_errors
 def on_commit(
     dataset: str = typer.Argument(..., help="Dataset whose new commits start runs."),
-    workflow: str = typer.Argument(..., help="Workflow factory MODULE:FACTORY."),
+    workflow: str = WorkflowArg,
     param: list[str] = ParamOpt,
     home: str | None = HomeOpt,
     as_json: bool = JsonOpt,
@@ -196,6 +203,45 @@ def on_commit(
     params = parse_params(param)
     p = _common.platform(home)
     emit(p.workflows.on_commit(dataset, workflow, params), as_json)
+
+
+@app.command("registered")
+@handle_errors
+def registered(home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
+    """List the workflows runs may name: built-ins, admins' registrations, packages' entry points."""
+    p = _common.platform(home)
+    emit(p.workflows.registered(), as_json,
+         columns=["name", "source", "target", "description", "registered_by"],
+         title="registered workflows")  # fmt: skip
+
+
+@app.command("register")
+@handle_errors
+def register(
+    name: str = typer.Argument(..., help="Name runs will use, e.g. churn_retrain."),
+    target: str = typer.Argument(
+        ..., help="MODULE:FACTORY of a @workflow factory installed on the cluster."
+    ),
+    description: str = typer.Option("", "--description", help="What the workflow does."),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Register a workflow factory under a name (admin). The workflow manager imports it when a
+    run starts; a factory that does not load fails that run with the reason."""
+    p = _common.platform(home)
+    emit(p.workflows.register(name, target, description), as_json)
+
+
+@app.command("unregister")
+@handle_errors
+def unregister(
+    name: str = typer.Argument(..., help="Registered name."),
+    home: str | None = HomeOpt,
+) -> None:
+    """Remove an admin's registration (admin)."""
+    p = _common.platform(home)
+    p.workflows.unregister(name)
+    print(f"unregistered {name}")
 
 
 @app.command("triggers")

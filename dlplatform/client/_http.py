@@ -191,6 +191,17 @@ class HttpClient:
     def get(self, path: str, kind: Any, **params: Any) -> Any:
         return self.call("GET", path, kind, params=params)
 
+    def get_all(self, path: str, item: Any, *, page_size: int, **params: Any) -> list[Any]:
+        """Every item of a paginated list route (``limit``/``offset``), one page per request
+        until a page comes back short; items are validated as ``item``. A gateway that answers
+        more than ``page_size`` (one that does not page this route) is taken at its word."""
+        items: list[Any] = []
+        while True:
+            page = self.get(path, list[item], limit=page_size, offset=len(items), **params)
+            items.extend(page)
+            if len(page) != page_size:
+                return items
+
     def post(self, path: str, kind: Any, json_body: Any = None, **params: Any) -> Any:
         return self.call("POST", path, kind, json_body=json_body, params=params)
 

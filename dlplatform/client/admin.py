@@ -19,6 +19,8 @@ from dlplatform.metadata import (
     User,
 )
 
+_LINEAGE_PAGE = 1000  # the gateway's largest lineage page (dlplatform.lineage.MAX_LINEAGE_PAGE)
+
 
 def _seg(value: object) -> str:
     return quote(str(value), safe="")
@@ -38,11 +40,33 @@ class UsersClient:
     def list(self) -> list[User]:
         return self._http.get("users", list[User])
 
+    def disable(self, name: str) -> User:
+        """Disable a user (admin): their tokens stop working and their triggers stop firing."""
+        return self._http.post(f"users/{_seg(name)}/disable", User)
+
+    def enable(self, name: str) -> User:
+        """Enable a disabled user again (admin)."""
+        return self._http.post(f"users/{_seg(name)}/enable", User)
+
+    def set_role(self, name: str, role: Role | str) -> User:
+        """Give a user another role (admin)."""
+        try:
+            value = Role(role).value
+        except ValueError:
+            roles = ", ".join(r.value for r in Role)
+            raise InvalidInput(
+                f"unknown role {str(role)[:40]!r}: expected one of {roles}"
+            ) from None
+        return self._http.post(f"users/{_seg(name)}/role", User, {"role": value})
+
     def tokens(self, user: str) -> list[TokenInfo]:
         return self._http.get(f"users/{_seg(user)}/tokens", list[TokenInfo])
 
-    def create_token(self, user: str) -> IssuedToken:
-        return self._http.post(f"users/{_seg(user)}/tokens", IssuedToken)
+    def create_token(self, user: str, *, expires_in_days: int | None = None) -> IssuedToken:
+        """Another token for ``user`` (the secret is in the answer, once); with
+        ``expires_in_days`` it stops working that many days from now."""
+        body = None if expires_in_days is None else {"expires_in_days": expires_in_days}
+        return self._http.post(f"users/{_seg(user)}/tokens", IssuedToken, body)
 
     def revoke_token(self, token_id: str) -> TokenInfo:
         return self._http.post(f"tokens/{_seg(token_id)}/revoke", TokenInfo)
@@ -109,8 +133,9 @@ class LineageClient:
         kind, sep, ident = ref.partition(":")
         if not sep or not kind or not ident:
             raise InvalidInput(f"entity {ref[:100]!r}: expected KIND:ID, e.g. model_version:m@3")
-        return self._http.get(f"lineage/{_seg(kind)}/{_seg(ident)}", list[LineageNode],
-                              direction=direction, depth=depth)  # fmt: skip
+        return self._http.get_all(f"lineage/{_seg(kind)}/{_seg(ident)}", LineageNode,
+                                  page_size=_LINEAGE_PAGE, direction=direction,
+                                  depth=depth)  # fmt: skip
 
     def upstream(self, entity: Any, depth: int | None = None) -> list[LineageNode]:
         return self.query(entity, "up", depth)

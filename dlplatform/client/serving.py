@@ -21,6 +21,8 @@ from dlplatform.serve.spec import (
     deploy_request,
 )
 
+_DEPLOYMENTS_PAGE = 100  # the gateway's largest page (serve.service.MAX_DEPLOYMENTS_PAGE)
+
 
 def _seg(value: object) -> str:
     return quote(str(value), safe="")
@@ -54,7 +56,8 @@ class ServingClient:
         return self._http.delete(f"deployments/{_seg(name)}", Deployment)
 
     def list(self) -> list[DeploymentInfo]:
-        return self._http.get("deployments", list[DeploymentInfo])
+        """Every deployment, by name (fetched a page at a time)."""
+        return self._http.get_all("deployments", DeploymentInfo, page_size=_DEPLOYMENTS_PAGE)
 
     def get(self, name: str) -> DeploymentInfo:
         return self._http.get(f"deployments/{_seg(name)}", DeploymentInfo)

@@ -11,7 +11,7 @@ p.models.promote("digits-mlp", 1, "production")
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +20,8 @@ from dlplatform.errors import IntegrityError, InvalidInput
 from dlplatform.metadata import AliasEvent, MetricPoint, Model, ModelVersion, Run
 from dlplatform.metadata.records import build
 from dlplatform.train.spec import (
+    MAX_LOG_CHUNK_BYTES,
+    MAX_METRICS_PAGE,
     JobLogs,
     MetricsLogged,
     TrainingJob,
@@ -94,14 +96,36 @@ class JobHandle:
         return epoch_table(self.metric_points())
 
     def metric_points(self, key: str | None = None) -> list[MetricPoint]:
-        return self._http.get(self._path("metrics"), list[MetricPoint], key=key)
+        """Every metric point of the job (fetched a page at a time)."""
+        return self._http.get_all(self._path("metrics"), MetricPoint,
+                                  page_size=MAX_METRICS_PAGE, key=key)  # fmt: skip
 
     def logs(self, offset: int = 0) -> str:
-        return self.read_logs(offset).text
+        """The log from byte ``offset`` to its current end."""
+        return "".join(chunk.text for chunk in self.follow_logs(offset))
 
     def read_logs(self, offset: int = 0) -> JobLogs:
-        """The log from ``offset`` on, with where to continue and whether more will come."""
+        """One bounded chunk of the log from byte ``offset`` on, with where to continue and
+        whether more will come."""
         return self._http.get(self._path("logs"), JobLogs, offset=offset)
+
+    def follow_logs(
+        self, offset: int = 0, *, follow: bool = False, poll_s: float = 1.0
+    ) -> Iterator[JobLogs]:
+        """The log's chunks from byte ``offset``: up to its current end, or with ``follow``
+        until the job is final (polling every ``poll_s`` once caught up)."""
+        while True:
+            chunk = self.read_logs(offset)
+            if chunk.text:
+                yield chunk
+            # a chunk short of the gateway's chunk size (less a cut UTF-8 character) reached
+            # the end of the log as it was
+            caught_up = chunk.next_offset - offset <= MAX_LOG_CHUNK_BYTES - 4
+            offset = chunk.next_offset
+            if chunk.final or (caught_up and not follow):
+                return
+            if caught_up:
+                time.sleep(poll_s)
 
     def cancel(self) -> TrainingJob:
         return self._http.post(self._path("cancel"), TrainingJob)

@@ -12,6 +12,7 @@ from dlplatform.client._http import HttpClient
 from dlplatform.client.training import poll_until
 from dlplatform.errors import IntegrityError
 from dlplatform.metadata import WorkflowRun, WorkflowTrigger
+from dlplatform.metadata.records import WorkflowRegistration
 from dlplatform.workflows.spec import Factory, WorkflowRunDetail, factory_path
 
 
@@ -20,9 +21,10 @@ def _seg(value: object) -> str:
 
 
 class WorkflowsClient:
-    """Start, inspect, cancel and resume workflow runs; register schedules and commit triggers.
+    """Start, inspect, cancel and resume workflow runs; register schedules and commit triggers;
+    register workflow factories (admin).
 
-    >>> run = p.workflows.run("dlplatform.workflows.pipelines:train_and_deploy", {...})
+    >>> run = p.workflows.run("train_and_deploy", {...})
     >>> p.workflows.wait(run.id).run.status
     """
 
@@ -82,6 +84,21 @@ class WorkflowsClient:
 
     def delete_trigger(self, trigger_id: str) -> None:
         self._http.delete(f"workflows/triggers/{_seg(trigger_id)}")
+
+    def register(self, name: str, target: str, description: str = "") -> WorkflowRegistration:
+        """Let runs name the ``@workflow`` factory at ``target`` (MODULE:FACTORY) as ``name``
+        (admin only). The gateway imports nothing: the workflow manager imports the factory when
+        a run starts, and a factory that does not load fails that run with the reason."""
+        body = {"name": name, "target": target, "description": description}
+        return self._http.post("workflows/registry", WorkflowRegistration, body)
+
+    def registered(self) -> list[WorkflowRegistration]:
+        """The workflows runs may name (built-ins, admins' registrations, entry points)."""
+        return self._http.get("workflows/registry", list[WorkflowRegistration])
+
+    def unregister(self, name: str) -> None:
+        """Remove an admin's registration (admin only)."""
+        self._http.delete(f"workflows/registry/{_seg(name)}")
 
     def load_output(self, run_id: str, step_id: str) -> Any:
         """The output of a finished step: a pyarrow Table, a JSON value or a platform record.

@@ -34,6 +34,29 @@ class CommitStats(BaseModel, frozen=True, extra="forbid"):
 
     row_count: int
     columns: list[ColumnStats]
+    values_hidden: bool = Field(
+        default=False,
+        description="True when min, max, mean and the most frequent values were left out: "
+        "they are data, shown only to callers who may read the dataset (`dataset.read`).",
+    )
+
+    def without_values(self) -> CommitStats:
+        """The statistics without data values: names, types, counts, nulls and distinct
+        counts stay; min, max, mean and the most frequent strings go."""
+        return CommitStats(
+            row_count=self.row_count,
+            columns=[
+                ColumnStats(
+                    name=c.name,
+                    type=c.type,
+                    count=c.count,
+                    nulls=c.nulls,
+                    approx_distinct=c.approx_distinct,
+                )
+                for c in self.columns
+            ],
+            values_hidden=True,
+        )
 
 
 def _quote(name: str) -> str:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from pydantic import BaseModel
 
-from dlplatform.access import Permission, Principal, audit, authorize
+from dlplatform.access import Permission, Principal, audit, authorize, is_member
 from dlplatform.data import _io
 from dlplatform.data._schema import conform, reconcile, schema_from_json, schema_to_json
 from dlplatform.data.spec import check_idempotency_key
@@ -85,9 +85,25 @@ def _target(name: str) -> str:
 
 
 def _dataset(backend: Backend, principal: Principal, name: str, permission: Permission) -> Dataset:
+    """The dataset, if the caller has ``permission`` on it. One restricted to groups the caller
+    is in none of is answered exactly as a missing one (``authorize``)."""
     ds = backend.store.get_dataset(_name(name))
     authorize(backend.store, principal, permission, _target(ds.name), groups=ds.groups)
     return ds
+
+
+def _shown(principal: Principal, commit: Commit) -> Commit:
+    """``commit`` as a caller who may only view its dataset sees it: its statistics without data
+    values (min, max, mean, most frequent strings) unless the caller may read the data."""
+    if commit.stats_json is None or principal.can(Permission.DATASET_READ):
+        return commit
+    from dlplatform.data._stats import CommitStats
+
+    try:
+        stats = CommitStats.model_validate_json(commit.stats_json)
+    except ValueError:  # not ours: show nothing rather than values
+        return commit.model_copy(update={"stats_json": None})
+    return commit.model_copy(update={"stats_json": stats.without_values().model_dump_json()})
 
 
 def _commit_of(backend: Backend, ds: Dataset, commit_id: str | None) -> Commit:
@@ -95,9 +111,13 @@ def _commit_of(backend: Backend, ds: Dataset, commit_id: str | None) -> Commit:
         if ds.head is None:
             raise NotFound(f"dataset {ds.name!r} has no commits yet")
         return backend.store.get_commit(ds.head)
-    commit = backend.store.get_commit(_commit_id(commit_id))
+    missing = NotFound(f"commit {commit_id!r} does not exist in dataset {ds.name!r}")
+    try:
+        commit = backend.store.get_commit(_commit_id(commit_id))
+    except NotFound:
+        raise missing from None  # the same answer as for another dataset's commit
     if commit.dataset != ds.name:
-        raise NotFound(f"commit {commit_id!r} does not exist in dataset {ds.name!r}")
+        raise missing
     return commit
 
 
@@ -181,14 +201,10 @@ def create_dataset(
     return ds
 
 
-def _visible(principal: Principal, ds: Dataset) -> bool:
-    return not ds.groups or principal.is_admin or bool(set(ds.groups) & set(principal.groups))
-
-
 def list_datasets(backend: Backend, principal: Principal) -> list[Dataset]:
     """The datasets the caller may see (restricted ones only for their groups)."""
     authorize(backend.store, principal, Permission.DATASET_VIEW, "datasets")
-    return [ds for ds in backend.store.list_datasets() if _visible(principal, ds)]
+    return [ds for ds in backend.store.list_datasets() if is_member(principal, ds.groups)]
 
 
 def get_dataset(backend: Backend, principal: Principal, name: str) -> Dataset:
@@ -203,7 +219,8 @@ def list_commits(
     if limit < 1 or offset < 0:
         raise InvalidInput(f"limit must be positive and offset not negative, got {limit}, {offset}")
     ds = _dataset(backend, principal, name, Permission.DATASET_VIEW)
-    return backend.store.list_commits(ds.name, limit=limit, offset=offset)
+    page = backend.store.list_commits(ds.name, limit=limit, offset=offset)
+    return [_shown(principal, c) for c in page]
 
 
 def list_commits_page(
@@ -214,7 +231,7 @@ def list_commits_page(
         raise InvalidInput(f"limit must be positive and offset not negative, got {limit}, {offset}")
     ds = _dataset(backend, principal, name, Permission.DATASET_VIEW)
     page, total = backend.store.list_commits_page(ds.name, limit=limit, offset=offset)
-    return list(page), int(total)
+    return [_shown(principal, c) for c in page], int(total)
 
 
 def count_commits(backend: Backend, principal: Principal, name: str) -> int:
@@ -226,9 +243,10 @@ def count_commits(backend: Backend, principal: Principal, name: str) -> int:
 def get_commit(
     backend: Backend, principal: Principal, name: str, commit_id: str | None = None
 ) -> Commit:
-    """One commit's metadata with its parts (the head when ``commit_id`` is None)."""
+    """One commit's metadata with its parts (the head when ``commit_id`` is None); its
+    statistics carry data values only for callers with ``dataset.read``."""
     ds = _dataset(backend, principal, name, Permission.DATASET_VIEW)
-    return _commit_of(backend, ds, commit_id)
+    return _shown(principal, _commit_of(backend, ds, commit_id))
 
 
 def resolve(backend: Backend, principal: Principal, ref: str) -> Commit:
@@ -504,6 +522,12 @@ def rollback(
     ds = _dataset(backend, principal, name, Permission.DATASET_WRITE)
     target = store.get_commit(_commit_id(commit_id))
     if target.dataset != ds.name:
+        try:
+            other = store.get_dataset(target.dataset, include_deleted=True)
+        except NotFound:
+            other = None
+        if other is None or not is_member(principal, other.groups):  # never name a hidden one
+            raise NotFound(f"commit {target.id!r} does not exist")
         raise InvalidInput(
             f"commit {target.id} belongs to dataset {target.dataset!r}, not {ds.name!r}; "
             "roll back only to a commit of the same dataset"
@@ -553,7 +577,11 @@ def _store_stats(backend: Backend, commit: Commit) -> Commit:
 
 
 def describe(backend: Backend, principal: Principal, ref: str) -> CommitStats:
-    """Per-column statistics of a commit (``dataset.view``); computed and stored on first use."""
+    """Per-column statistics of a commit (``dataset.view``); computed and stored on first use.
+
+    Min, max, mean and the most frequent strings are data: only callers with ``dataset.read``
+    get them; others get names, types and counts (``values_hidden``).
+    """
     from dlplatform.data._stats import CommitStats
 
     name, commit_id = parse_ref(ref)
@@ -562,7 +590,8 @@ def describe(backend: Backend, principal: Principal, ref: str) -> CommitStats:
     if commit.stats_json is None:
         commit = _store_stats(backend, commit)
     assert commit.stats_json is not None
-    return CommitStats.model_validate_json(commit.stats_json)
+    stats = CommitStats.model_validate_json(commit.stats_json)
+    return stats if principal.can(Permission.DATASET_READ) else stats.without_values()
 
 
 def read_sample(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from dlplatform.errors import InvalidInput, NotFound
@@ -163,8 +164,16 @@ class ModelTables:
             raise NotFound(f"deployment {name!r} does not exist")
         return Deployment(**rows[0])
 
-    def list_deployments(self) -> list[Deployment]:
-        return [Deployment(**r) for r in self._db.dicts("SELECT * FROM deployments ORDER BY name")]
+    def list_deployments(self, *, limit: int | None = None, offset: int = 0) -> list[Deployment]:
+        """By name; one page when ``limit`` is given (every deployment otherwise)."""
+        sql, params = "SELECT * FROM deployments ORDER BY name", []
+        if limit is not None:
+            sql, params = sql + " LIMIT ? OFFSET ?", [limit, offset]
+        return [Deployment(**r) for r in self._db.dicts(sql, params)]
+
+    def count_deployments(self) -> int:
+        row = self._db.one("SELECT count(*) FROM deployments")
+        return int(row[0]) if row else 0
 
     def delete_deployment(self, name: str) -> None:
         self.get_deployment(name)
@@ -258,6 +267,15 @@ class ModelTables:
             [deployment, limit],
         )
         return [Prediction(**r) for r in rows]
+
+    def purge_prediction_inputs(self, before: datetime) -> int:
+        """Blank the logged inputs of predictions made before ``before`` (the retention rule);
+        the request id, version, outputs and latency stay. Returns how many were blanked."""
+        row = self._db.one(  # DuckDB answers an UPDATE with the number of rows it changed
+            "UPDATE predictions SET inputs_json = '' WHERE \"at\" < ? AND inputs_json <> ''",
+            [before],
+        )
+        return int(row[0]) if row else 0
 
     def add_feedback(self, feedback: Feedback) -> Feedback:
         self.get_prediction(feedback.request_id)

@@ -189,14 +189,28 @@ class RunTables:
             [p.timestamp for p in points],
         )
 
-    def get_metrics(self, run_id: str, key: str | None = None) -> list[MetricPoint]:
+    def get_metrics(
+        self, run_id: str, key: str | None = None, *, limit: int | None = None, offset: int = 0
+    ) -> list[MetricPoint]:
+        """By key, step and time; one page when ``limit`` is given (every point otherwise)."""
         sql = "SELECT run_id, key, value, step, ts AS timestamp FROM metrics WHERE run_id = ?"
         params: list[Any] = [run_id]
         if key is not None:
             sql += " AND key = ?"
             params.append(key)
-        rows = self._db.dicts(sql + " ORDER BY key, step, ts", params)
-        return [MetricPoint(**r) for r in rows]
+        # value too: points that tie on it are identical, so pages neither repeat nor skip one
+        sql += " ORDER BY key, step, ts, value"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params += [limit, offset]
+        return [MetricPoint(**r) for r in self._db.dicts(sql, params)]
+
+    def count_metrics(self, run_id: str, key: str | None = None) -> int:
+        sql, params = "SELECT count(*) FROM metrics WHERE run_id = ?", [run_id]
+        if key is not None:
+            sql, params = sql + " AND key = ?", [run_id, key]
+        row = self._db.one(sql, params)
+        return int(row[0]) if row else 0
 
     def latest_metrics(self, run_id: str) -> dict[str, float]:
         """The last value of each metric key of a run."""

@@ -1,4 +1,4 @@
-"""Workflow runs, steps and trigger registrations in DuckDB."""
+"""Workflow runs, steps, trigger registrations and the workflow registry in DuckDB."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dlplatform.errors import InvalidInput, NotFound
 from dlplatform.metadata._db import Database, insert
 from dlplatform.metadata.records import (
     RunStatus,
+    WorkflowRegistration,
     WorkflowRun,
     WorkflowStep,
     WorkflowTrigger,
@@ -214,3 +215,33 @@ class WorkflowTables:
     def delete_workflow_trigger(self, trigger_id: str) -> None:
         self.get_workflow_trigger(trigger_id)
         self._db.run("DELETE FROM workflow_triggers WHERE id = ?", [trigger_id])
+
+    # --- registry (the admins' registrations; built-ins and entry points live in the code) ----
+
+    def create_workflow_registration(
+        self, registration: WorkflowRegistration
+    ) -> WorkflowRegistration:
+        """Raises AlreadyExists: the name is registered."""
+        with self._db.tx() as cur:
+            insert(
+                cur,
+                "workflow_registry",
+                registration.model_dump(mode="python"),
+                f"workflow {registration.name!r}",
+            )
+        return registration
+
+    def get_workflow_registration(self, name: str) -> WorkflowRegistration:
+        rows = self._db.dicts("SELECT * FROM workflow_registry WHERE name = ?", [name])
+        if not rows:
+            raise NotFound(f"workflow {name!r} is not registered")
+        return WorkflowRegistration(**rows[0])
+
+    def list_workflow_registrations(self) -> list[WorkflowRegistration]:
+        rows = self._db.dicts("SELECT * FROM workflow_registry ORDER BY name")
+        return [WorkflowRegistration(**r) for r in rows]
+
+    def delete_workflow_registration(self, name: str) -> None:
+        """Raises NotFound."""
+        self.get_workflow_registration(name)
+        self._db.run("DELETE FROM workflow_registry WHERE name = ?", [name])

@@ -15,20 +15,29 @@ import ray
 
 from dlplatform.config import Settings
 from dlplatform.errors import BackendUnavailable, DLPlatformError, error_for_code
+from dlplatform.metadata.retention import RetentionSweeper
 from dlplatform.metadata.store import MetadataStore
 
 ACTOR_NAME = "dlp-metadata"
+MAX_TOKEN_WATCHERS = 512
+"""Threads of the actor that may wait in ``wait_token_epoch`` at once (one per model replica).
+A thread is started only when a waiter needs it; a replica past this many waits its turn and,
+until then, trusts no remembered token (``serve._auth.TokenCache``)."""
+_WATCH = "token_watch"
 
 
 class _MetadataActor:
     """Holds the ``MetadataStore``; threads are serialised by the store's own lock."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, prediction_input_retention_days: float = 0.0) -> None:
         self._store = MetadataStore(path)
+        self._retention = RetentionSweeper(self._store, prediction_input_retention_days).start()
 
     def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         if method.startswith("_") or not hasattr(MetadataStore, method):
             return ("err", "invalid_input", f"metadata store has no method {method!r}")
+        if method == "wait_token_epoch":  # would hold one of the few threads of ``call``
+            return ("err", "invalid_input", "wait for the token epoch with watch_token_epoch")
         try:
             return ("ok", getattr(self._store, method)(*args, **kwargs))
         except DLPlatformError as exc:
@@ -45,8 +54,19 @@ class _MetadataActor:
     def path(self) -> str:
         return self._store.path
 
+    @ray.method(concurrency_group=_WATCH)
+    def wait_token_epoch(self, known: int | None, timeout_s: float) -> int:
+        """``MetadataStore.wait_token_epoch``, in a thread group of its own: a long poll that
+        tells each model replica of a revocation the moment the store makes it."""
+        return self._store.wait_token_epoch(known, timeout_s)
 
-MetadataActor = ray.remote(num_cpus=0, max_concurrency=16, max_restarts=-1)(_MetadataActor)
+
+MetadataActor = ray.remote(
+    num_cpus=0,
+    max_concurrency=16,
+    max_restarts=-1,
+    concurrency_groups={_WATCH: MAX_TOKEN_WATCHERS},
+)(_MetadataActor)
 
 
 def _head_node_id() -> str | None:
@@ -98,6 +118,12 @@ class StoreClient:
         """Fire a call without waiting (e.g. metric batches); ``ray.get`` the ref for its reply."""
         return self._handle.call.remote(method, args, kwargs)
 
+    def watch_token_epoch(self, known: int | None, timeout_s: float) -> ray.ObjectRef:  # type: ignore[type-arg]
+        """The store's token epoch once it differs from ``known`` (or after ``timeout_s``), as
+        a ref to await: a replica keeps one such call pending to learn of revocations at once.
+        A restart of the actor fails the pending call."""
+        return self._handle.wait_token_epoch.remote(known, timeout_s)
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (StoreClient, (self._handle,))
 
@@ -119,7 +145,9 @@ def connect_store(settings: Settings, *, create: bool = True, timeout_s: float =
         if not create:
             raise BackendUnavailable("the metadata actor is not running; run `dlp up`") from None
         options = head_actor_options(ACTOR_NAME, settings.namespace)
-        handle = MetadataActor.options(**options).remote(str(settings.metadata_path))
+        handle = MetadataActor.options(**options).remote(
+            str(settings.metadata_path), settings.prediction_input_retention_days
+        )
     deadline = time.monotonic() + timeout_s
     while True:
         try:

@@ -20,6 +20,18 @@ _NAME = re.compile(NAME_PATTERN)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
+def check_page(limit: int, offset: int, maximum: int) -> None:
+    """A page of a list: ``limit`` in 1..``maximum``, ``offset`` not negative.
+
+    Raises:
+        InvalidInput: either is out of range (a 422 naming the bound).
+    """
+    if not 1 <= limit <= maximum:
+        raise InvalidInput(f"limit must be between 1 and {maximum}, got {limit}")
+    if offset < 0:
+        raise InvalidInput(f"offset must not be negative, got {offset}")
+
+
 def check_name(value: str) -> str:
     """Validate a user-chosen name (dataset, model, workflow, user).
 
@@ -84,6 +96,7 @@ class User(Record):
     groups: tuple[str, ...] = ()
     created_at: datetime
     disabled: bool = False
+    disabled_at: datetime | None = None  # when ``disabled`` was last set
 
 
 class TokenInfo(Record):
@@ -264,7 +277,7 @@ class Alert(Record):
 
 class WorkflowRun(Record):
     id: str
-    workflow: str  # module:factory
+    workflow: str  # registered name (runs before the registry: module:factory)
     params_json: str = "{}"
     status: RunStatus = RunStatus.QUEUED
     owner: str
@@ -291,7 +304,7 @@ class WorkflowTrigger(Record):
 
     id: str
     kind: Literal["cron", "commit"]
-    workflow: str  # module:factory
+    workflow: str  # registered name (triggers before the registry: module:factory)
     params_json: str = "{}"
     cron: str | None = None  # 5-field expression (kind "cron")
     dataset: str | None = None  # watched dataset (kind "commit")
@@ -300,6 +313,20 @@ class WorkflowTrigger(Record):
     enabled: bool = True
     last_fired_at: datetime | None = None  # cron: when it last fired
     last_commit: str | None = None  # commit: the last head it saw
+
+
+class WorkflowRegistration(Record):
+    """A workflow runs may name: ``name`` stands for the factory at ``target`` (module:factory).
+
+    ``source``: a built-in pipeline, an admin's registration (stored) or a package's entry point.
+    """
+
+    name: str
+    target: str  # module:factory, imported only by the workflow manager
+    source: Literal["builtin", "admin", "entry_point"]
+    description: str = ""
+    registered_by: str | None = None
+    registered_at: datetime | None = None
 
 
 # --- lineage, artifacts ---------------------------------------------------------------------

@@ -9,6 +9,8 @@ unit tests run this same class in-process.
 
 from __future__ import annotations
 
+import secrets
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -17,12 +19,13 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dlplatform.errors import AlreadyExists, InvalidInput, NotFound
+from dlplatform.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from dlplatform.metadata._db import Database, insert
 from dlplatform.metadata._store_data import DatasetTables
 from dlplatform.metadata._store_models import ModelTables
 from dlplatform.metadata._store_runs import RunTables
 from dlplatform.metadata._store_workflows import WorkflowTables
+from dlplatform.metadata.enums import Role
 from dlplatform.metadata.records import (
     ArtifactRecord,
     AuditEntry,
@@ -37,16 +40,20 @@ from dlplatform.metadata.records import (
 )
 
 MAX_LINEAGE_DEPTH = 64
+MAX_LINEAGE_NODES = 10_000
+"""The most nodes one gateway lineage query walks to (``lineage.query_lineage``)."""
 _TOKEN_COLUMNS = (
     "id, user_name AS user, prefix, created_at, revoked_at, last_used_at, run_id, expires_at"
 )
 _WALK_CHUNK = 1024  # most ids bound in one IN (...) lookup
+MAX_EPOCH_WAIT_S = 60.0
+"""The longest one ``wait_token_epoch`` call blocks."""
 
 EXPORTED_TABLES = (
     "users", "tokens", "audit_log", "datasets", "commits", "commit_parts", "push_keys", "runs",
     "params", "metrics", "artifacts", "models", "model_versions", "model_aliases", "alias_events",
     "deployments", "predictions", "feedback", "alerts", "workflow_runs", "workflow_steps", "workflow_triggers",
-    "lineage_edges",
+    "workflow_registry", "lineage_edges",
 )  # fmt: skip
 
 
@@ -59,6 +66,8 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
 
     def __init__(self, path: str | Path) -> None:
         self._db = Database(path)
+        self._token_epoch = secrets.randbits(62)
+        self._epoch_changed = threading.Condition()
 
     @property
     def path(self) -> str:
@@ -88,6 +97,42 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
 
     def list_users(self) -> list[User]:
         return [User(**r) for r in self._db.dicts("SELECT * FROM users ORDER BY name")]
+
+    def update_user(
+        self, name: str, *, role: Role | None = None, disabled: bool | None = None
+    ) -> User:
+        """Change a user's role and/or disabled flag (None: keep) in one transaction that also
+        keeps an enabled admin: two admins demoting each other at once cannot both succeed.
+
+        Raises:
+            NotFound: no such user.
+            Conflict: the change would leave no enabled admin.
+        """
+        with self._db.tx() as cur:
+            row = cur.execute("SELECT role, disabled FROM users WHERE name = ?", [name]).fetchone()
+            if row is None:
+                raise NotFound(f"user {name!r} does not exist")
+            new_role = role.value if role is not None else row[0]
+            new_disabled = bool(row[1]) if disabled is None else disabled
+            was_admin = row[0] == Role.ADMIN.value and not row[1]
+            if was_admin and (new_role != Role.ADMIN.value or new_disabled):
+                others = cur.execute(
+                    "SELECT count(*) FROM users WHERE role = ? AND NOT disabled AND name <> ?",
+                    [Role.ADMIN.value, name],
+                ).fetchone()
+                if not others or not others[0]:
+                    raise Conflict(
+                        f"user {name!r} is the last enabled admin: make another user admin first"
+                    )
+            if new_disabled != bool(row[1]):
+                cur.execute(
+                    "UPDATE users SET disabled = ?, disabled_at = ? WHERE name = ?",
+                    [new_disabled, utcnow() if new_disabled else None, name],
+                )
+            if new_role != row[0]:
+                cur.execute("UPDATE users SET role = ? WHERE name = ?", [new_role, name])
+        self._bump_token_epoch()  # model replicas forget what they remember of this user
+        return self.get_user(name)
 
     def get_token_run(self, run_id: str) -> Run | WorkflowRun:
         """The run a run token acts for: a training or tuning run, or a workflow run.
@@ -172,6 +217,7 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
             raise NotFound(f"token {token_id!r} does not exist")
         if rows[0]["revoked_at"] is None:
             self._db.run("UPDATE tokens SET revoked_at = ? WHERE id = ?", [utcnow(), token_id])
+            self._bump_token_epoch()
         return next(t for t in self.list_tokens() if t.id == token_id)
 
     def revoke_run_tokens(self, run_id: str) -> list[TokenInfo]:
@@ -188,7 +234,39 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
                     "UPDATE tokens SET revoked_at = ? WHERE run_id = ? AND revoked_at IS NULL",
                     [utcnow(), run_id],
                 )
+        if ids:
+            self._bump_token_epoch()
         return [t for t in self.list_tokens(run_id=run_id) if t.id in ids]
+
+    # --- the token epoch: when remembered credentials must be forgotten ----------------------
+
+    def token_epoch(self) -> int:
+        """A number that changes whenever a credential loses power: a token is revoked, a user
+        is disabled or given another role. A process that remembers accepted tokens (a model
+        replica) forgets them all when it changes (``wait_token_epoch``).
+
+        It lives in memory and starts at a random value each time the store is opened: a
+        restarted store is never mistaken for the one before (whose waiters fail anyway).
+        """
+        return self._token_epoch
+
+    def wait_token_epoch(self, known: int | None, timeout_s: float) -> int:
+        """The token epoch as soon as it differs from ``known``, else after ``timeout_s`` (at
+        most ``MAX_EPOCH_WAIT_S``). Blocks the calling thread: the metadata actor runs it in a
+        thread group of its own (``StoreClient.watch_token_epoch``), never through ``call``.
+        """
+        timeout_s = min(max(float(timeout_s), 0.0), MAX_EPOCH_WAIT_S)
+        with self._epoch_changed:
+            self._epoch_changed.wait_for(lambda: self._token_epoch != known, timeout_s)
+            return self._token_epoch
+
+    def _bump_token_epoch(self) -> None:
+        """Move the token epoch and wake its waiters. Every method that revokes a token or
+        changes a user's ``disabled`` flag or role calls it, after its change is committed
+        (``tests/unit/metadata/test_token_epoch.py`` checks that each one does)."""
+        with self._epoch_changed:
+            self._token_epoch += 1
+            self._epoch_changed.notify_all()
 
     # --- audit log --------------------------------------------------------------------------
 
@@ -256,13 +334,16 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
             self._add_edges_in(cur, list(edges))
         return len(edges)
 
-    def _walk(self, entity: str, depth: int | None, up: bool) -> list[LineageNode]:
+    def _walk(
+        self, entity: str, depth: int | None, up: bool, max_nodes: int | None = None
+    ) -> list[LineageNode]:
         """Breadth-first walk, one indexed query per level (``lineage_src``/``lineage_dst``).
 
         A recursive CTE does the same in one statement but DuckDB runs its join as a hash join
         over the whole edge table at every level (p50 15 ms at depth 6-10 over 100,000 edges);
         per-level ``IN`` lookups use the ART index (p50 8 ms), and the ``seen`` set stops cycles.
         Each node is reported once, at its smallest depth, with the edge that first reached it.
+        With ``max_nodes`` the walk stops once it found that many (Python holds no more rows).
         """
         try:
             check_entity(entity)
@@ -276,37 +357,50 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
         frontier = [entity]
         found: list[LineageNode] = []
         level = 0
+        full = False
         with self._db.lock:
             con = self._db.raw()
-            while frontier and level < limit:
+            while frontier and level < limit and not full:
                 level += 1
                 reached: list[str] = []
                 for start in range(0, len(frontier), _WALK_CHUNK):
                     chunk = frontier[start : start + _WALK_CHUNK]
                     marks = ", ".join("?" for _ in chunk)
-                    rows = con.execute(
+                    cur = con.execute(
                         f"SELECT {far}, relation, {near} FROM lineage_edges "
                         f"WHERE {near} IN ({marks}) ORDER BY {far}, relation, {near}",
                         chunk,
-                    ).fetchall()
-                    for other, relation, via in rows:
-                        if other not in seen:
-                            seen.add(other)
-                            reached.append(other)
-                            found.append(
-                                LineageNode(entity=other, depth=level, relation=relation, via=via)
-                            )
+                    )
+                    while not full and (rows := cur.fetchmany(_WALK_CHUNK)):
+                        for other, relation, via in rows:
+                            if other not in seen:
+                                seen.add(other)
+                                reached.append(other)
+                                found.append(
+                                    LineageNode(
+                                        entity=other, depth=level, relation=relation, via=via
+                                    )
+                                )
+                        full = max_nodes is not None and len(found) >= max_nodes
+                    if full:
+                        break
                 frontier = reached
+        if max_nodes is not None:
+            del found[max_nodes:]
         found.sort(key=lambda n: (n.depth, n.entity))
         return found
 
-    def upstream(self, entity: str, depth: int | None = None) -> list[LineageNode]:
+    def upstream(
+        self, entity: str, depth: int | None = None, *, max_nodes: int | None = None
+    ) -> list[LineageNode]:
         """Everything ``entity`` was derived from, nearest first (recursive, to any depth)."""
-        return self._walk(entity, depth, up=True)
+        return self._walk(entity, depth, True, max_nodes)
 
-    def downstream(self, entity: str, depth: int | None = None) -> list[LineageNode]:
+    def downstream(
+        self, entity: str, depth: int | None = None, *, max_nodes: int | None = None
+    ) -> list[LineageNode]:
         """Everything derived from ``entity``, nearest first."""
-        return self._walk(entity, depth, up=False)
+        return self._walk(entity, depth, False, max_nodes)
 
     def edges_of(self, entities: Iterable[str]) -> list[LineageEdge]:
         """Every edge touching any of ``entities`` (for drawing a graph)."""

@@ -28,10 +28,22 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
-from dlplatform.serve._raypatch import patch_once
+from dlplatform.serve._raypatch import Target, patch_once
 
 LATENCY_BOUNDARIES_MS = [0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000]
 LATENCY_SAMPLES_PER_PUBLISH = 200
+
+SERVE_LATENCY_REPORT = Target(
+    module="ray.serve._private.replica",
+    path="ReplicaMetricsManager._report_cached_metrics",
+    uses=(
+        "_report_cached_metrics",
+        "_cached_metrics_interval_s",
+        "_cached_latencies",
+        "_cached_ingress_processing_latencies",
+    ),
+    why="sampling Serve's per-request latency histograms (cap_serve_latency_samples)",
+)
 
 
 class RequestMetrics:
@@ -137,12 +149,10 @@ def cap_serve_latency_samples(per_second: int = LATENCY_SAMPLES_PER_PUBLISH) -> 
     requests a second the node's agent spent a third of a core on them, on a machine whose other
     core the replica needs. Serve's request counters stay exact; only its latency histograms are
     sampled (uniformly, so their quantiles stay unbiased; their ``_count`` undercounts).
-    Leaves Ray alone when its internals look different.
+
+    Raises:
+        RayPatchError: Ray's internals differ from 2.60's (``SERVE_LATENCY_REPORT``).
     """
-    try:
-        from ray.serve._private.replica import ReplicaMetricsManager
-    except ImportError:
-        return
 
     def wrap(original: Any) -> Any:
         def report(self: Any) -> None:
@@ -157,12 +167,12 @@ def cap_serve_latency_samples(per_second: int = LATENCY_SAMPLES_PER_PUBLISH) -> 
 
         return report
 
-    patch_once(ReplicaMetricsManager, "_report_cached_metrics", wrap)
+    patch_once(SERVE_LATENCY_REPORT, wrap)
 
 
 def _latency_buffers(manager: Any) -> list[Any]:
     """The manager's pending latency samples: ``{route: deque}`` and, per protocol,
-    ``{tags: list}``."""
+    ``{tags: list}`` (``SERVE_LATENCY_REPORT`` checks that Ray still keeps both)."""
     found: list[Any] = []
     per_route = getattr(manager, "_cached_latencies", None)
     if isinstance(per_route, dict):

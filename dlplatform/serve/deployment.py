@@ -5,10 +5,12 @@ hands it the request's scope without wrapping it, and it answers with a prebuilt
 ``__call__(request)`` deployment costs about 60 µs more per request, a FastAPI ingress inside the
 replica about a third of the throughput, RAY_NOTES §9). Per request:
 
-1. auth: ``Authorization: Bearer <token>`` → the token's sha256 → principal with ``predict``
-   permission. Lookups go to the metadata actor once and are cached in the replica for
-   ``TOKEN_TTL_S`` (so a revoked token stops working within that time). Anonymous access only if
-   the deployment allows it.
+0. the ``Host`` header must be one of ``Settings.allowed_hosts`` (400 otherwise: DNS rebinding,
+   the gateway's rule from ``dlplatform.hosts``), on every path Serve gives the replica (its
+   proxy, HAProxy, a direct connection to the replica's port); then the method must be POST.
+1. auth: ``Authorization: Bearer <token>`` → ``access.authenticate`` and ``access.authorize``
+   (``predict``), remembered in the replica until a revocation, which reaches every replica at
+   once (``_auth.TokenCache``). Anonymous access only if the deployment allows it.
 2. validation against the version's signature (422 saying what was expected; 413 past the row
    limit), in ``ServedModel.encode``.
 3. batching (``_batching.MicroBatcher``): concurrent requests are stacked into one forward pass
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -41,13 +42,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from dlplatform.errors import (
-    DLPlatformError,
-    InvalidInput,
-    PermissionDenied,
-    TooLarge,
-    Unauthenticated,
-)
+from dlplatform.errors import BadRequest, DLPlatformError, InvalidInput, TooLarge
+from dlplatform.hosts import AllowedHosts
+from dlplatform.serve._auth import TokenCache
 from dlplatform.serve._batching import MicroBatcher
 from dlplatform.serve._ingress import prepare_replica_process
 from dlplatform.serve._metrics import RequestMetrics
@@ -57,9 +54,6 @@ from dlplatform.serve.spec import QUIET_LOGGING, DeploymentSpec
 
 logger = logging.getLogger(__name__)
 
-TOKEN_TTL_S = 10.0
-"""How long a replica trusts a token lookup (a revoked token works at most this long)."""
-_MAX_CACHED_TOKENS = 10_000
 _JSON = "application/json"
 
 
@@ -87,99 +81,6 @@ def error_response(exc: DLPlatformError, request_id: str) -> Response:
     return Response(json.dumps(body), status_code=exc.http_status, media_type=_JSON)
 
 
-class TokenCache:
-    """Token → principal name, checked for the ``predict`` permission, cached for a short TTL.
-
-    The cache is keyed by the ``Authorization`` header as sent, so a repeated caller costs one
-    dict lookup (it lives only in this replica's memory, like the request that carried it); the
-    metadata store is asked by the token's sha256, never the token."""
-
-    def __init__(self, store: Any, ttl_s: float = TOKEN_TTL_S) -> None:
-        self._store = store
-        self._ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, str | None, DLPlatformError | None]] = {}
-
-    async def principal(self, header: str | None, target: str) -> str:
-        """The name of the caller allowed to predict.
-
-        Raises:
-            Unauthenticated: no, unknown or revoked token.
-            PermissionDenied: the token's role lacks ``predict``.
-        """
-        now = time.monotonic()
-        hit = self._cache.get(header) if header else None
-        if hit is None or hit[0] < now:
-            scheme, _, token = (header or "").partition(" ")
-            token = token.strip()
-            if scheme.lower() != "bearer" or not token:
-                raise Unauthenticated("missing bearer token (Authorization: Bearer <token>)")
-            assert header is not None
-            hit = await self._lookup(
-                header, hashlib.sha256(token.encode()).hexdigest(), target, now
-            )
-        if hit[2] is not None:
-            raise hit[2]
-        assert hit[1] is not None
-        return hit[1]
-
-    async def _lookup(
-        self, header: str, token_hash: str, target: str, now: float
-    ) -> tuple[float, str | None, DLPlatformError | None]:
-        from dlplatform.access import Permission, Principal
-
-        reply = await self._store.call_async("user_for_token_hash", token_hash)
-        entry: tuple[float, str | None, DLPlatformError | None]
-        expires = now + self._ttl_s
-        if reply[0] != "ok":
-            if reply[1] != "not_found":
-                from dlplatform.errors import error_for_code
-
-                raise error_for_code(reply[1], reply[2])  # not cached: the actor may be back
-            entry = (expires, None, Unauthenticated("invalid or revoked token"))
-        else:
-            user, info = reply[1]
-            principal = Principal.of(user)
-            refusal = await self._refusal(info)
-            if refusal is not None:
-                entry = (expires, None, Unauthenticated(refusal))
-            elif user.disabled:
-                entry = (expires, None, Unauthenticated("user is disabled"))
-            elif not principal.can(Permission.PREDICT):
-                reason = f"role {principal.role.value} lacks permission predict"
-                self._store.call_async(
-                    "append_audit", principal.name, "predict", target, "denied", reason
-                )
-                entry = (
-                    expires,
-                    None,
-                    PermissionDenied(f"{principal.name} may not predict on {target}: {reason}"),
-                )
-            else:
-                entry = (expires, principal.name, None)
-        if len(self._cache) >= _MAX_CACHED_TOKENS:
-            self._cache.clear()
-        self._cache[header] = entry
-        return entry
-
-    async def _refusal(self, info: Any) -> str | None:
-        """Why an expiring or run token may not be used (``access.token_refusal``'s rule)."""
-        from dlplatform.access import token_refusal
-        from dlplatform.metadata.records import utcnow
-
-        if info.run_id is None and info.expires_at is None:
-            return None
-        run = None
-        if info.run_id is not None:
-            reply = await self._store.call_async("get_token_run", info.run_id)
-            if reply[0] == "ok":
-                run = reply[1]
-            elif reply[1] != "not_found":
-                from dlplatform.errors import error_for_code
-
-                raise error_for_code(reply[1], reply[2])  # not cached: the actor may be back
-        return token_refusal(info, run, utcnow())
-
-
 async def read_inputs(request: Request, max_bytes: int) -> tuple[Any, RequestInputs]:
     """The ``inputs`` of a JSON request body, and the body as the prediction log takes it.
 
@@ -204,7 +105,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         TooLarge: the body (or its declared length) exceeds ``max_bytes``.
         InvalidInput: the client went away before the body ended.
     """
-    length = _header(request, b"content-length")
+    length = request_header(request, b"content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise TooLarge(f"request body of {length} bytes exceeds the limit of {max_bytes} bytes")
     chunks: list[bytes] = []
@@ -222,7 +123,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _header(request: Request, name: bytes) -> str | None:
+def request_header(request: Request, name: bytes) -> str | None:
     """One request header (ASGI header names are lower case), without building ``Headers``."""
     for key, value in request.scope["headers"]:
         if key == name:
@@ -265,11 +166,16 @@ class ReplicaBase:
 
     def _setup_common(self, settings: dict[str, Any], spec: DeploymentSpec) -> None:
         prepare_replica_process()  # before Serve starts the replica's gRPC server
-        self._backend = _backend(settings)
+        self._init_common(_backend(settings), spec)
+
+    def _init_common(self, backend: Any, spec: DeploymentSpec) -> None:
+        """The replica's state over ``backend`` (unit tests build a replica with this alone)."""
+        self._backend = backend
         self._store = self._backend.store
         self._spec = spec
         self._max_bytes = self._backend.settings.max_request_bytes
-        self._tokens = TokenCache(self._store)
+        self._hosts = AllowedHosts(self._backend.settings.allowed_hosts)
+        self._tokens = TokenCache(self._store, _epoch_watch(self._store))
         self._metrics: dict[str, RequestMetrics] = {}
         self._logs: dict[str, PredictionLog] = {}
         self._publisher: asyncio.Task[None] | None = None
@@ -288,6 +194,14 @@ class ReplicaBase:
     async def _handle(self, request: Request) -> Response:
         """One HTTP request to this replica."""
         raise NotImplementedError
+
+    def _auth_stats(self) -> dict[str, float]:
+        """Token look-ups made in the store (they climb with requests when the replica cannot
+        remember tokens), and whether its revocation poll is live (1.0)."""
+        return {
+            "token_lookups": float(self._tokens.lookups),
+            "token_watch_live": 1.0 if self._tokens.is_live else 0.0,
+        }
 
     def _metrics_for(self, deployment: str) -> RequestMetrics:
         found = self._metrics.get(deployment)
@@ -319,8 +233,24 @@ class ReplicaBase:
                 except Exception:  # metrics must never break serving
                     logger.exception("publishing metrics failed")
 
+    def _screen(self, request: Request, request_id: str) -> Response | None:
+        """The answer to a request refused before anything else is looked at: a ``Host`` header
+        that is not served here (400, as the gateway answers it), a method other than POST."""
+        if not self._hosts.any_host:
+            host = request_header(request, b"host")
+            if not self._hosts.allows(host):
+                return error_response(BadRequest(self._hosts.refusal(host)), request_id)
+        if request.method != "POST":
+            return Response(
+                json.dumps({"error": "method_not_allowed", "message": "use POST"}),
+                status_code=405,
+                media_type=_JSON,
+                headers={"allow": "POST"},
+            )
+        return None
+
     async def _authorize(self, request: Request, target: str, allow_anonymous: bool) -> str:
-        header = _header(request, b"authorization")
+        header = request_header(request, b"authorization")
         if allow_anonymous and not header:
             return "anonymous"
         return await self._tokens.principal(header, target)
@@ -334,17 +264,10 @@ class ReplicaBase:
         request_id: str,
         start: float,
     ) -> Response:
-        """Auth, validation, batched inference, logging: the shared tail of both apps."""
+        """Validation, batched inference, logging: the shared tail of both apps, for a request
+        the app has screened and authorized."""
         metrics = self._metrics_for(deployment)
         try:
-            if request.method != "POST":
-                return Response(
-                    json.dumps({"error": "method_not_allowed", "message": "use POST"}),
-                    status_code=405,
-                    media_type=_JSON,
-                    headers={"allow": "POST"},
-                )
-            await self._authorize(request, f"deployment:{deployment}", spec.allow_anonymous)
             inputs, logged = await read_inputs(request, self._max_bytes)
             outputs = await self._infer_one(served, served.encode(inputs))
         except DLPlatformError as exc:
@@ -460,10 +383,18 @@ class ModelServer(ReplicaBase):
 
     async def _handle(self, request: Request) -> Response:
         start = time.perf_counter()
+        request_id = new_request_id()
         self._start_publisher()
-        return await self._serve_request(
-            request, self._name, self._spec, self._pick(), new_request_id(), start
-        )
+        refused = self._screen(request, request_id)
+        if refused is not None:
+            return refused
+        served = self._pick()
+        try:
+            await self._authorize(request, f"deployment:{self._name}", self._spec.allow_anonymous)
+        except DLPlatformError as exc:
+            self._metrics_for(self._name).error(served.model, served.version, exc.code)
+            return error_response(exc, request_id)
+        return await self._serve_request(request, self._name, self._spec, served, request_id, start)
 
     async def predict_rows(self, inputs: Any) -> tuple[Any, ...]:
         """The same prediction for an in-cluster caller that is already authorized (SDK, CLI).
@@ -473,8 +404,17 @@ class ModelServer(ReplicaBase):
         return await self._predict_rows(self._name, self._spec, self._pick(), inputs)
 
     async def stats(self) -> dict[str, float]:
-        """This replica's request counters and latency percentiles."""
-        return self._metrics_for(self._name).stats()
+        """This replica's request counters and latency percentiles, and its token checks."""
+        return {**self._metrics_for(self._name).stats(), **self._auth_stats()}
+
+
+def _epoch_watch(store: Any) -> Callable[[int | None, float], Awaitable[int]]:
+    """How a replica waits for the store's token epoch: a long poll on the metadata actor."""
+
+    async def watch(known: int | None, timeout_s: float) -> int:
+        return int(await store.watch_token_epoch(known, timeout_s))
+
+    return watch
 
 
 def asgi_app(handle: Callable[[Request], Awaitable[Response]]) -> ASGIApp:

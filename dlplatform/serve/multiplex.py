@@ -6,18 +6,25 @@ dedicated app (Serve routes by the longest matching prefix). A replica finds the
 through its deployment record (cached for ``RECORD_TTL_S``) and loads ``model@version`` with
 ``@serve.multiplexed``: at most ``max_models_per_replica`` models stay in memory, least recently
 used first out. Evicted models stay on local disk as a verified copy of their artifact
-(``<tmp>/dlp-model-cache``), so a reload does not fetch from a remote artifact root again.
-Clients may send the header ``serve_multiplexed_model_id: <model>@<version>`` to be routed to a
+(``<tmp>/dlp-model-cache-<uid>``, a directory private to the user), so a reload does not fetch
+from a remote artifact root again. Clients may send the header ``serve_multiplexed_model_id: <model>@<version>`` to be routed to a
 replica that already holds the model.
+
+A request is authenticated before its model is looked up or loaded: a caller without a usable
+token, or whose role lacks ``predict``, gets the same 401 or 403 whether the model exists or not,
+and never makes a replica load one. Only a request without any token needs the deployment record
+first (a deployment may allow anonymous calls); it too gets 401 for an unknown model.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import tempfile
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +33,24 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dlplatform.errors import DLPlatformError, NotFound, error_for_code
+from dlplatform._privatedir import make_private_dir
+from dlplatform.errors import DLPlatformError, NotFound, Unauthenticated, error_for_code
+from dlplatform.metadata.records import check_name
+from dlplatform.serve._auth import MISSING_TOKEN
 from dlplatform.serve._model import ServedModel, load_served_model
-from dlplatform.serve.deployment import ReplicaBase, error_response, new_request_id, served_dtype
+from dlplatform.serve.deployment import (
+    ReplicaBase,
+    error_response,
+    new_request_id,
+    request_header,
+    served_dtype,
+)
 from dlplatform.serve.spec import QUIET_LOGGING, ROUTE_PREFIX, DeploymentSpec
 
 RECORD_TTL_S = 2.0
 """How long a shared replica trusts a deployment record (a rollout reaches it within this)."""
+MAX_RECORDS = 10_000
+"""Deployment records (found or not) a shared replica remembers, least recently used out."""
 _MULTIPLEX_ATTR = "__serve_multiplex_wrapper"
 
 
@@ -43,8 +61,9 @@ class _LocalCache:
         from dlplatform.context import Backend
         from dlplatform.metadata.artifacts import ArtifactStore
 
-        root = Path(tempfile.gettempdir()) / "dlp-model-cache"
-        root.mkdir(parents=True, exist_ok=True)
+        # a name anyone can guess: refused unless it is a private directory of this user
+        root = Path(tempfile.gettempdir()) / f"dlp-model-cache-{os.getuid()}"
+        make_private_dir(root, hint="set TMPDIR for the Ray workers to a private directory")
         self.local = ArtifactStore(str(root))
         self.remote = backend.artifacts
         self.backend = Backend(store=backend.store, artifacts=self.local, settings=backend.settings)
@@ -80,13 +99,14 @@ class SharedModelServer(ReplicaBase):
         spec = DeploymentSpec.model_validate(config["spec"])
         self._setup_common(config["settings"], spec)
         self._max_models = spec.max_models_per_replica
-        self._records: dict[str, tuple[float, Any]] = {}
+        self._records: OrderedDict[str, tuple[float, Any]] = OrderedDict()
         self._cache = _LocalCache(self._backend)
         self.loads = 0
 
     # --- which model: deployment records, cached ------------------------------------------------
 
-    async def _record(self, name: str) -> tuple[Any, DeploymentSpec]:
+    async def _find_record(self, name: str) -> tuple[Any, DeploymentSpec] | None:
+        """The shared deployment ``name`` and its spec, or None when there is none."""
         now = time.monotonic()
         hit = self._records.get(name)
         if hit is None or hit[0] < now:
@@ -95,14 +115,21 @@ class SharedModelServer(ReplicaBase):
             if reply[0] != "ok" and reply[1] != "not_found":
                 raise error_for_code(reply[1], reply[2])
             hit = (now + RECORD_TTL_S, value)
-            if len(self._records) > 10_000:
-                self._records.clear()
             self._records[name] = hit
+            while len(self._records) > MAX_RECORDS:
+                self._records.popitem(last=False)
+        self._records.move_to_end(name)
         record = hit[1]
         spec = DeploymentSpec.model_validate_json(record.config_json) if record else None
         if record is None or spec is None or not spec.shared:
-            raise NotFound(f"no model is deployed at {ROUTE_PREFIX}/{name}")
+            return None
         return record, spec
+
+    async def _record(self, name: str) -> tuple[Any, DeploymentSpec]:
+        found = await self._find_record(name)
+        if found is None:
+            raise NotFound(f"no model is deployed at {ROUTE_PREFIX}/{name}")
+        return found
 
     @staticmethod
     def _pick_version(record: Any) -> int:
@@ -157,15 +184,36 @@ class SharedModelServer(ReplicaBase):
         start = time.perf_counter()
         request_id = new_request_id()
         self._start_publisher()
+        refused = self._screen(request, request_id)
+        if refused is not None:
+            return refused
         name = self._name_of(request)
         try:
-            if not name or "/" in name:
-                raise NotFound(f"no model is deployed at {request.scope.get('path', '')}")
-            record, spec = await self._record(name)
+            if not _is_name(name):  # tells nothing of what is deployed
+                raise NotFound(f"no model is deployed at {str(request.scope.get('path'))[:100]}")
+            record, spec = await self._admit(request, name)
             served = await self._served(record.model, self._pick_version(record))
         except DLPlatformError as exc:
             return error_response(exc, request_id)
         return await self._serve_request(request, name, spec, served, request_id, start)
+
+    async def _admit(self, request: Request, name: str) -> tuple[Any, DeploymentSpec]:
+        """Authenticate and authorize, then find the deployment (never the other way round).
+
+        Raises:
+            Unauthenticated: no usable token; no token at all, unless the deployment exists and
+                allows anonymous calls.
+            PermissionDenied: the role lacks ``predict``.
+            NotFound: an authorized caller named no shared deployment.
+        """
+        header = request_header(request, b"authorization")
+        if header:
+            await self._tokens.principal(header, f"deployment:{name}")
+            return await self._record(name)
+        found = await self._find_record(name)
+        if found is None or not found[1].allow_anonymous:
+            raise Unauthenticated(MISSING_TOKEN)
+        return found
 
     async def predict_rows(self, name: str, inputs: Any) -> tuple[Any, ...]:
         """Prediction for an in-cluster caller that is already authorized (SDK, CLI)."""
@@ -194,7 +242,16 @@ class SharedModelServer(ReplicaBase):
         stats.update(
             {"model_loads": float(self.loads), "model_evictions": float(self.loads - len(loaded))}
         )
+        stats.update(self._auth_stats())
         return stats
+
+
+def _is_name(name: str) -> bool:
+    try:
+        check_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 def shared_app(settings: dict[str, Any], spec: DeploymentSpec) -> Any:

@@ -29,7 +29,7 @@ from dlplatform.errors import (
     error_for_code,
 )
 from dlplatform.metadata import Deployment, Feedback, LineageEdge
-from dlplatform.metadata.records import utcnow
+from dlplatform.metadata.records import check_page, utcnow
 from dlplatform.serve.spec import (
     APP_PREFIX,
     QUIET_LOGGING,
@@ -47,6 +47,8 @@ from dlplatform.serve.spec import (
 DEPLOY_TIMEOUT_S = 180.0
 """How long a deploy waits for its replicas to run before it reports failure."""
 STATS_TIMEOUT_S = 2.0
+MAX_DEPLOYMENTS_PAGE = 100
+"""The most deployments one page of ``list_deployments_page`` holds."""
 
 
 def app_name(deployment: str) -> str:
@@ -72,11 +74,13 @@ def _parse_ref(ref: str) -> tuple[str, str | None]:
 
 
 def _verify_version(backend: Backend, model: str, version: int) -> None:
-    """Load the version once here, so a bad artifact refuses the deploy with a clear message."""
-    from dlplatform.train import load_model
+    """Check the version here, so a bad artifact refuses the deploy with a clear message. This
+    runs in the gateway: it never imports the model's ``model_factory`` (user code), which only
+    the model's replicas import (``train.verify_version`` checks the path's form alone)."""
+    from dlplatform.train import verify_version
 
     try:
-        load_model(backend, model, version)
+        verify_version(backend, model, version)
     except IntegrityError as exc:
         raise IntegrityError(
             f"deploy refused: the artifact of {model}@{version} fails its integrity check "
@@ -340,10 +344,28 @@ def _info(backend: Backend, record: Deployment, *, with_stats: bool = False) -> 
     return DeploymentInfo.of(record, status=status, replicas=replicas, metrics=metrics)
 
 
-def list_deployments(backend: Backend, principal: Principal) -> list[DeploymentInfo]:
-    """Every deployment with its live status, replicas and request metrics."""
+def list_deployments(
+    backend: Backend, principal: Principal, *, limit: int | None = None, offset: int = 0
+) -> list[DeploymentInfo]:
+    """Deployments by name with their live status, replicas and request metrics: every one, or
+    one page of at most ``limit`` (each costs a call to its replicas for the metrics)."""
     authorize(backend.store, principal, Permission.MODEL_VIEW, "deployments")
-    return [_info(backend, r, with_stats=True) for r in backend.store.list_deployments()]
+    records = backend.store.list_deployments(limit=limit, offset=offset)
+    return [_info(backend, r, with_stats=True) for r in records]
+
+
+def list_deployments_page(
+    backend: Backend, principal: Principal, *, limit: int = MAX_DEPLOYMENTS_PAGE, offset: int = 0
+) -> tuple[list[DeploymentInfo], int]:
+    """One page of ``list_deployments`` and how many deployments there are.
+
+    Raises:
+        InvalidInput: ``limit`` outside 1..MAX_DEPLOYMENTS_PAGE or a negative ``offset``.
+        PermissionDenied: the caller lacks ``model.view``.
+    """
+    check_page(limit, offset, MAX_DEPLOYMENTS_PAGE)
+    page = list_deployments(backend, principal, limit=limit, offset=offset)
+    return page, backend.store.count_deployments()
 
 
 def get_deployment(backend: Backend, principal: Principal, name: str) -> DeploymentInfo:

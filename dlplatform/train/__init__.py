@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         promote,
         read_model_object,
         resolve_version,
+        verify_version,
     )
     from dlplatform.train.service import (
         cancel_job,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
         get_job,
         get_logs,
         get_metrics,
+        get_metrics_page,
         list_jobs,
         log_metrics,
         read_logs,
@@ -60,6 +62,7 @@ _EXPORTS = {
     "get_job": "dlplatform.train.service",
     "get_logs": "dlplatform.train.service",
     "get_metrics": "dlplatform.train.service",
+    "get_metrics_page": "dlplatform.train.service",
     "get_version": "dlplatform.train.registry",
     "list_jobs": "dlplatform.train.service",
     "log_metrics": "dlplatform.train.service",
@@ -73,6 +76,7 @@ _EXPORTS = {
     "read_logs": "dlplatform.train.service",
     "resolve_version": "dlplatform.train.registry",
     "submit": "dlplatform.train.service",
+    "verify_version": "dlplatform.train.registry",
     "wait_job": "dlplatform.train.service",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
@@ -92,6 +96,7 @@ __all__ = [
     "get_job",
     "get_logs",
     "get_metrics",
+    "get_metrics_page",
     "get_version",
     "list_jobs",
     "list_models",
@@ -105,5 +110,6 @@ __all__ = [
     "read_model_object",
     "resolve_version",
     "submit",
+    "verify_version",
     "wait_job",
 ]

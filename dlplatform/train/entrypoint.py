@@ -11,7 +11,9 @@ or directly with ``ray job submit`` and a spec, in which case the run is recorde
 Settings come from the ``DLP_*`` env vars of the job's runtime_env. The run's owner is the user
 of ``DLP_TOKEN`` when set, otherwise ``system`` (whoever can submit Ray jobs is trusted). A job the
 scheduler starts (``--run-id``) has its run recorded already, with its owner; its ``DLP_TOKEN`` is
-that owner's run token, for the job's code, and is revoked when the run ends.
+that owner's run token, for the job's code, and is revoked when the run ends. The driver acts as
+the owner: an owner that no longer exists (or is disabled, or may no longer run the job's code)
+fails the run before any user code is imported, never runs it as anyone else.
 Exit status: 0 when the run SUCCEEDED, 1 otherwise.
 """
 
@@ -29,12 +31,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from dlplatform.access import SYSTEM, Principal, authenticate, revoke_run_tokens
+from dlplatform.access import SYSTEM, authenticate, revoke_run_tokens
 from dlplatform.config import Settings, load_settings
 from dlplatform.context import Backend
 from dlplatform.errors import DLPlatformError, NotFound
 from dlplatform.metadata import LineageEdge, Run, RunStatus
 from dlplatform.metadata.records import utcnow
+from dlplatform.train._usercode import job_principal
 from dlplatform.train.spec import TrainingJobSpec
 
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
@@ -74,15 +77,6 @@ def code_version(spec: TrainingJobSpec) -> str:
     return f"dlplatform-{package_version()}+sha256:{_sha256_of_files(files)}"
 
 
-def _owner(backend: Backend, name: str) -> Principal:
-    if name == SYSTEM.name:
-        return SYSTEM
-    try:
-        return Principal.of(backend.store.get_user(name))
-    except NotFound:
-        return SYSTEM
-
-
 def _finish(backend: Backend, run_id: str, status: RunStatus, **changes: Any) -> Run:
     """End the run with ``status`` (unless it was cancelled meanwhile: the user's decision stays)
     and revoke its run token: the job's code can no longer act as the owner."""
@@ -111,7 +105,7 @@ def execute(backend: Backend, run_id: str, *, torch_threads: int = 1) -> Run:
     store.update_run(run_id, **changes)
     try:
         spec = TrainingJobSpec.model_validate_json(run.spec_json)
-        principal = _owner(backend, run.owner)
+        principal = job_principal(backend, run, spec)  # before user code is imported
         commit = data.resolve(backend, principal, spec.dataset)
         schema = data.arrow_schema(commit)
         label_values = data.to_arrow(backend, commit, columns=[spec.label]).column(0)

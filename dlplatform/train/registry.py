@@ -6,7 +6,9 @@ A version's artifact is a directory in the artifact store (content-addressed, ve
     model.json     {"format", "model_config", "signature", "builder", "code_version"}
 
 Loading never unpickles arbitrary objects, and the artifact store refuses any file whose bytes
-no longer match their hash (``IntegrityError``).
+no longer match their hash (``IntegrityError``). A user-code ``builder`` (the run's
+``model_factory``) is imported only where the model is built: a model replica, a job, or a
+client that is told to trust it; ``verify_version`` (the gateway's deploy check) never imports it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dlplatform.errors import IntegrityError, InvalidInput, NotFound
 from dlplatform.metadata import AliasEvent, ArtifactRecord, Model, ModelVersion, Run
 from dlplatform.metadata.records import utcnow
 from dlplatform.train import models
-from dlplatform.train.spec import ModelSignature
+from dlplatform.train.spec import ModelSignature, is_code_path
 
 FORMAT = "dlplatform.model/1"
 WEIGHTS_FILE = "weights.pt"
@@ -170,6 +172,7 @@ def alias_history(backend: Backend, principal: Principal, model: str) -> list[Al
 
 
 def _import_builder(ref: str) -> Any:
+    """The user-code builder at ``ref`` (runs its module's code: model replicas and jobs only)."""
     module_name, _, fn_name = ref.partition(":")
     try:
         fn = getattr(importlib.import_module(module_name), fn_name)
@@ -192,6 +195,33 @@ def load_model(
         InvalidInput: a user-code model without a ``model_factory``.
     """
     version = resolve_version(backend, model, version_or_alias)
+    config, state = _read_files(backend, version)
+    return model_from_files(config, state, f"{model}@{version.version}")
+
+
+def verify_version(
+    backend: Backend, model: str, version_or_alias: str | int | None = None
+) -> ModelVersion:
+    """Check that a version can be served without running any of its code (the deploy check in
+    the gateway): every file matches its hash, ``model.json`` has our format and a builder, the
+    weights are a plain state dict. A built-in model is also built with its weights; a user-code
+    builder is checked for its form ``module:function`` only, never imported here.
+
+    Raises:
+        NotFound: no such model/version/alias.
+        IntegrityError: the stored artifact does not match its hash, or an unknown format.
+        InvalidInput: a user-code model without a ``model_factory`` (it cannot be rebuilt).
+    """
+    version = resolve_version(backend, model, version_or_alias)
+    config, state = _read_files(backend, version)
+    label = f"{model}@{version.version}"
+    if _builder_of(config, label) == BUILTIN_BUILDER:
+        model_from_files(config, state, label, allow_code=False)
+    return version
+
+
+def _read_files(backend: Backend, version: ModelVersion) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(``model.json``, the state dict) of ``version``, each file verified against its hash."""
     tmp = Path(tempfile.mkdtemp(prefix="dlp-load-"))
     try:
         dest = backend.artifacts.get_dir(version.artifact_sha256, tmp / "model")
@@ -199,7 +229,26 @@ def load_model(
         state = torch.load(dest / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return model_from_files(config, state, f"{model}@{version.version}")
+    return config, state
+
+
+def _builder_of(config: dict[str, Any], label: str) -> str:
+    """The builder ``model.json`` names, checked for its form only.
+
+    Raises:
+        IntegrityError: an unknown format, or a builder that is no ``module:function``.
+        InvalidInput: a user-code model without a ``model_factory``.
+    """
+    if config.get("format") != FORMAT:
+        raise IntegrityError(f"model {label} has an unknown format")
+    builder = config.get("builder")
+    if builder is None:
+        raise InvalidInput(
+            f"model {label} came from user code without a model_factory; it cannot be rebuilt"
+        )
+    if not isinstance(builder, str) or not (builder == BUILTIN_BUILDER or is_code_path(builder)):
+        raise IntegrityError(f"model {label} names a malformed builder {str(builder)[:80]!r}")
+    return builder
 
 
 def model_from_files(
@@ -215,14 +264,8 @@ def model_from_files(
         IntegrityError: an unknown format.
         InvalidInput: a user-code model without a ``model_factory``, or one not allowed here.
     """
-    if config.get("format") != FORMAT:
-        raise IntegrityError(f"model {label} has an unknown format")
+    builder = _builder_of(config, label)
     signature = ModelSignature.model_validate(config["signature"])
-    builder = config.get("builder")
-    if builder is None:
-        raise InvalidInput(
-            f"model {label} came from user code without a model_factory; it cannot be rebuilt"
-        )
     if builder != BUILTIN_BUILDER and not allow_code:
         raise InvalidInput(
             f"model {label} is built by user code ({builder}); loading it runs that code here: "

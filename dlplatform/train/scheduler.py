@@ -28,13 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from dlplatform.access import SYSTEM, issue_run_token, revoke_run_tokens
+from dlplatform.access import SYSTEM, issue_run_token, revoke_run_tokens, run_owner
 from dlplatform.config import Settings
 from dlplatform.errors import (
     BackendUnavailable,
     Conflict,
     DLPlatformError,
     InvalidInput,
+    PermissionDenied,
     error_for_code,
 )
 from dlplatform.metadata import Run, RunStatus
@@ -42,6 +43,7 @@ from dlplatform.metadata import Run, RunStatus
 if TYPE_CHECKING:
     from dlplatform.context import Backend
 from dlplatform.metadata.records import utcnow
+from dlplatform.train._joblog import LogChunk, driver_log_path, read_log_range, slice_log
 from dlplatform.train.spec import TrainingJobSpec
 
 SCHEDULER_NAME = "dlp-train-scheduler"
@@ -118,6 +120,8 @@ def job_env(settings: Settings) -> dict[str, str]:
     env = dict(JOB_ENV)
     env["DLP_HOME"] = str(settings.home)
     env["DLP_NAMESPACE"] = settings.namespace
+    # The driver checks code.run again before importing user code: with the same roles.
+    env["DLP_CODE_RUN_ROLES"] = json.dumps([role.value for role in settings.code_run_roles])
     if ray.is_initialized():
         # The driver joins exactly this cluster: Ray's own "auto" lookup can pick another
         # cluster's address when several run on one machine.
@@ -237,8 +241,8 @@ class _Scheduler:
     def cancel(self, run_id: str, by: str) -> tuple[Any, ...]:
         return self._call(self._cancel, run_id, by)
 
-    def logs(self, run_id: str) -> tuple[Any, ...]:
-        return self._call(self._logs, run_id)
+    def logs(self, run_id: str, offset: int, limit: int) -> tuple[Any, ...]:
+        return self._call(self._logs, run_id, offset, limit)
 
     def tick(self) -> tuple[Any, ...]:
         return self._call(self._tick)
@@ -310,6 +314,13 @@ class _Scheduler:
             reserved_gpu += gpus
 
     def _launch(self, run: Run, spec: TrainingJobSpec, has_gpus: bool) -> None:
+        try:
+            run_owner(self._store, run.owner)  # its job acts as the owner, or not at all
+        except PermissionDenied as exc:
+            self._store.update_run(
+                run.id, status=RunStatus.FAILED, ended_at=utcnow(), error=exc.message
+            )
+            return
         sid = submission_id(run.id)
         self._store.update_run(run.id, status=RunStatus.RUNNING, started_at=utcnow(), name=sid)
         try:
@@ -390,16 +401,22 @@ class _Scheduler:
         self._wake.set()
         return updated
 
-    def _logs(self, run_id: str) -> str:
+    def _logs(self, run_id: str, offset: int, limit: int) -> LogChunk:
+        """At most ``limit`` bytes of the driver's output from byte ``offset`` (see ``_joblog``)."""
         run = self._store.get_run(run_id)
         if not run.name:
-            return ""
-        try:
-            return str(self._jobs().get_job_logs(run.name))
+            return LogChunk("", offset, 0)
+        path = driver_log_path(run.name)
+        if path is not None and path.is_file():  # the driver ran here, on the head: seek
+            return read_log_range(path, offset, limit)
+        try:  # not written yet, or the driver ran on another node: Ray's API has the whole log
+            whole = str(self._jobs().get_job_logs(run.name))
         except Exception as exc:
             if "does not exist" in str(exc) or "404" in str(exc):
-                return ""
-            raise BackendUnavailable(f"cannot read the logs of {run.name}: {exc}") from exc
+                whole = ""
+            else:
+                raise BackendUnavailable(f"cannot read the logs of {run.name}: {exc}") from exc
+        return slice_log(whole.encode(), offset, limit)
 
 
 def close_children(store: Any, run_id: str, status: RunStatus, reason: str) -> None:
@@ -442,8 +459,8 @@ class SchedulerClient:
     def cancel(self, run_id: str, by: str) -> Run:
         return self._unwrap(self._get(self._handle.cancel.remote(run_id, by)))  # type: ignore[no-any-return]
 
-    def logs(self, run_id: str) -> str:
-        return str(self._unwrap(self._get(self._handle.logs.remote(run_id))))
+    def logs(self, run_id: str, offset: int, limit: int) -> LogChunk:
+        return LogChunk(*self._unwrap(self._get(self._handle.logs.remote(run_id, offset, limit))))
 
     def tick(self) -> None:
         self._unwrap(self._get(self._handle.tick.remote()))

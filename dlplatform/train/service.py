@@ -3,8 +3,10 @@
 Every function takes the ``Backend`` and the caller's ``Principal``, authorizes, and audits
 mutations. The SDK, the CLI and the HTTP routes call these and nothing else.
 
-Permissions: ``train.submit`` to submit (data-scientist, researcher, admin), ``train.view`` to
-read; cancel needs ``train.submit`` and ownership of the job unless the caller is an admin.
+Permissions: ``train.submit`` to submit (data-scientist, researcher, admin), plus ``code.run`` for
+a user-code model (see ``_usercode``); ``train.view`` to read, with the values of the spec's
+``runtime_env.env_vars`` masked for all but the job's owner and admins; cancel needs
+``train.submit`` and ownership of the job unless the caller is an admin.
 """
 
 from __future__ import annotations
@@ -19,9 +21,18 @@ from dlplatform.access import Permission, Principal, audit, authorize, revoke_ru
 from dlplatform.context import Backend
 from dlplatform.errors import BackendUnavailable, Conflict, InvalidInput, NotFound, PermissionDenied
 from dlplatform.metadata import Commit, MetricPoint, Run, RunStatus
-from dlplatform.metadata.records import utcnow
+from dlplatform.metadata.records import check_page, utcnow
 from dlplatform.train import models
-from dlplatform.train.spec import MetricBatch, MetricsLogged, TrainingJob, TrainingJobSpec
+from dlplatform.train._usercode import authorize_code, masked, may_see_env
+from dlplatform.train.spec import (
+    MAX_LOG_CHUNK_BYTES,
+    MAX_METRICS_PAGE,
+    JobLogs,
+    MetricBatch,
+    MetricsLogged,
+    TrainingJob,
+    TrainingJobSpec,
+)
 
 
 def new_run_id() -> str:
@@ -35,11 +46,13 @@ def prepare(
 
     Raises:
         NotFound: the dataset or commit does not exist.
-        PermissionDenied: the caller may not read the dataset.
+        PermissionDenied: the caller may not read the dataset, or may not run the spec's code
+            (``code.run``, an admin-only ``runtime_env``).
         InvalidInput: label missing, unsuitable features (named), bad hyperparameters.
     """
     from dlplatform import data
 
+    authorize_code(backend, principal, spec, f"code:{spec.model}")
     commit = data.resolve(backend, principal, spec.dataset)
     schema = data.arrow_schema(commit)
     if spec.label not in schema.names:
@@ -110,7 +123,7 @@ def submit(backend: Backend, principal: Principal, spec: TrainingJobSpec) -> Tra
     check_fits(pinned, scheduler.capacity())
     run = create_run(backend, principal, pinned, commit)
     scheduler.wake()
-    return _view(backend, run)
+    return _view(backend, principal, run)
 
 
 def _positions(backend: Backend) -> dict[str, int]:
@@ -134,10 +147,13 @@ def _reasons(backend: Backend) -> dict[str, str]:
 
 def _view(
     backend: Backend,
+    viewer: Principal,
     run: Run,
     positions: dict[str, int] | None = None,
     reasons: dict[str, str] | None = None,
 ) -> TrainingJob:
+    """The job as ``viewer`` sees it: env var values masked unless it owns the job or is an
+    admin (in the spec and in the run's ``spec_json`` alike)."""
     position = reason = None
     if run.status is RunStatus.QUEUED:
         positions = _positions(backend) if positions is None else positions
@@ -145,9 +161,13 @@ def _view(
         position = positions.get(run.id)
         reason = reasons.get(run.id, "waiting for the scheduler")
     result = json.loads(run.result_json) if run.result_json else {}
+    spec = TrainingJobSpec.model_validate_json(run.spec_json)
+    shown = spec if may_see_env(viewer, run) else masked(spec)
+    if shown is not spec:
+        spec, run = shown, run.model_copy(update={"spec_json": shown.model_dump_json()})
     return TrainingJob(
         run=run,
-        spec=TrainingJobSpec.model_validate_json(run.spec_json),
+        spec=spec,
         queue_position=position,
         waiting_reason=reason,
         ray_job_id=run.name or None,
@@ -165,7 +185,7 @@ def _get_train_run(backend: Backend, run_id: str) -> Run:
 def get_job(backend: Backend, principal: Principal, run_id: str) -> TrainingJob:
     """One training job with its queue position (QUEUED) and model version (SUCCEEDED)."""
     authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
-    return _view(backend, _get_train_run(backend, run_id))
+    return _view(backend, principal, _get_train_run(backend, run_id))
 
 
 def list_jobs(
@@ -190,7 +210,7 @@ def list_jobs(
     )
     positions = _positions(backend)
     reasons = _reasons(backend) if any(r.status is RunStatus.QUEUED for r in runs) else {}
-    return [_view(backend, r, positions, reasons) for r in runs]
+    return [_view(backend, principal, r, positions, reasons) for r in runs]
 
 
 def count_jobs(
@@ -217,7 +237,8 @@ def cancel_job(backend: Backend, principal: Principal, run_id: str) -> TrainingJ
         Conflict: the job already finished.
     """
     authorize(backend.store, principal, Permission.TRAIN_SUBMIT, f"run:{run_id}")
-    return _view(backend, cancel_run(backend, principal, _get_train_run(backend, run_id), "train"))
+    run = cancel_run(backend, principal, _get_train_run(backend, run_id), "train")
+    return _view(backend, principal, run)
 
 
 def cancel_run(backend: Backend, principal: Principal, run: Run, kind: str) -> Run:
@@ -250,22 +271,47 @@ def cancel_run(backend: Backend, principal: Principal, run: Run, kind: str) -> R
 
 
 def get_logs(backend: Backend, principal: Principal, run_id: str) -> str:
-    """The job driver's output so far ("" while queued)."""
-    authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
-    run = _get_train_run(backend, run_id)
-    if not run.name:
-        return ""
-    return str(_scheduler(backend).logs(run_id))
+    """The job driver's output so far ("" while queued), read a bounded chunk at a time."""
+    parts: list[str] = []
+    offset = 0
+    while True:
+        chunk = read_logs(backend, principal, run_id, offset)
+        parts.append(chunk.text)
+        if chunk.final or chunk.next_offset == offset:
+            return "".join(parts)
+        offset = chunk.next_offset
 
 
-def read_logs(backend: Backend, principal: Principal, run_id: str) -> tuple[str, bool]:
-    """(the driver output so far, whether the job is final so no more will come)."""
+def read_logs(
+    backend: Backend,
+    principal: Principal,
+    run_id: str,
+    offset: int = 0,
+    limit: int = MAX_LOG_CHUNK_BYTES,
+) -> JobLogs:
+    """At most ``limit`` bytes of the job driver's output from byte ``offset`` on: the
+    scheduler seeks there and reads only that range, however long the log has grown.
+
+    Raises:
+        InvalidInput: a negative ``offset``, or ``limit`` outside 1..MAX_LOG_CHUNK_BYTES.
+    """
+    if offset < 0 or not 1 <= limit <= MAX_LOG_CHUNK_BYTES:
+        raise InvalidInput(
+            f"offset must be >= 0 and limit between 1 and {MAX_LOG_CHUNK_BYTES}, "
+            f"got {offset} and {limit}"
+        )
     authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
     run = _get_train_run(backend, run_id)
-    final = run.status.is_final
+    final = run.status.is_final  # read before the log: a final job's log is complete
     if not run.name:
-        return "", final
-    return str(_scheduler(backend).logs(run_id)), final
+        return JobLogs(text="", offset=offset, next_offset=offset, final=final)
+    chunk = _scheduler(backend).logs(run_id, offset, limit)
+    return JobLogs(
+        text=chunk.text,
+        offset=offset,
+        next_offset=chunk.next_offset,
+        final=final and chunk.next_offset >= chunk.size,
+    )
 
 
 def get_metrics(
@@ -275,6 +321,27 @@ def get_metrics(
     authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
     _get_train_run(backend, run_id)
     return backend.store.get_metrics(run_id, key)
+
+
+def get_metrics_page(
+    backend: Backend,
+    principal: Principal,
+    run_id: str,
+    key: str | None = None,
+    *,
+    limit: int = MAX_METRICS_PAGE,
+    offset: int = 0,
+) -> tuple[list[MetricPoint], int]:
+    """One page of ``get_metrics`` (by key, step and time) and how many points there are.
+
+    Raises:
+        InvalidInput: ``limit`` outside 1..MAX_METRICS_PAGE or a negative ``offset``.
+    """
+    check_page(limit, offset, MAX_METRICS_PAGE)
+    authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
+    _get_train_run(backend, run_id)
+    page = backend.store.get_metrics(run_id, key, limit=limit, offset=offset)
+    return page, backend.store.count_metrics(run_id, key)
 
 
 def log_metrics(

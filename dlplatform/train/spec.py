@@ -23,8 +23,15 @@ _USER_CODE = re.compile(
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 )
 _PARAM_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 ParamValue = bool | int | float | str
+
+
+def is_code_path(value: str) -> bool:
+    """Whether ``value`` has the form of a user-code path ``package.module:function``. Only the
+    form: whether it imports is known only where it runs (a job, a model replica)."""
+    return bool(_USER_CODE.fullmatch(value))
 
 
 def split_dataset_ref(ref: str) -> tuple[str, str | None]:
@@ -60,7 +67,10 @@ class TrainingJobSpec(BaseModel, frozen=True, extra="forbid"):
         "(needed to load the registered weights back).",
     )
     runtime_env: dict[str, Any] | None = Field(
-        default=None, description="User code only: Ray runtime_env (working_dir, pip, env_vars)."
+        default=None,
+        description="User code only: Ray runtime_env. 'pip' (a list of requirements) and "
+        "'env_vars' (NAME -> string; shown masked to all but the job's owner and admins); any "
+        "other key (working_dir, py_modules, conda, ...) is admin-only.",
     )
     params: dict[str, ParamValue] = Field(
         default_factory=dict, description="Hyperparameters passed to the model (e.g. hidden=64)."
@@ -113,6 +123,21 @@ class TrainingJobSpec(BaseModel, frozen=True, extra="forbid"):
     def _factory(cls, value: str | None) -> str | None:
         if value is not None and not _USER_CODE.fullmatch(value):
             raise ValueError(f"model_factory {value!r} is not 'module:function'")
+        return value
+
+    @field_validator("runtime_env")
+    @classmethod
+    def _env_vars(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        env = (value or {}).get("env_vars")
+        if env is None:
+            return value
+        if not isinstance(env, dict):
+            raise ValueError("runtime_env.env_vars must map variable names to strings")
+        for name, text in env.items():
+            if not _ENV_NAME.fullmatch(name):
+                raise ValueError(f"runtime_env.env_vars: invalid variable name {name[:80]!r}")
+            if not isinstance(text, str):
+                raise ValueError(f"runtime_env.env_vars[{name}] must be a string")
         return value
 
     @field_validator("params")
@@ -247,13 +272,23 @@ class MetricsLogged(BaseModel, frozen=True, extra="forbid"):
     count: int
 
 
+MAX_LOG_CHUNK_BYTES = 256 * 1024
+"""The most bytes of a job's log one ``GET /training/jobs/{id}/logs`` answers."""
+MAX_METRICS_PAGE = 10_000
+"""The most metric points one ``GET /training/jobs/{id}/metrics`` answers."""
+
+
 class JobLogs(BaseModel, frozen=True, extra="forbid"):
-    """A slice of a job's log: ``GET /training/jobs/{id}/logs?offset=N``."""
+    """A chunk of a job's log: ``GET /training/jobs/{id}/logs?offset=N``, at most
+    ``MAX_LOG_CHUNK_BYTES`` from byte ``N`` (cut on a whole UTF-8 character)."""
 
     text: str
-    offset: int = Field(ge=0)
-    next_offset: int = Field(ge=0)
-    final: bool = Field(description="The job is finished: no more output will come.")
+    offset: int = Field(ge=0, description="The byte offset ``text`` starts at.")
+    next_offset: int = Field(ge=0, description="The byte offset to ask for next.")
+    final: bool = Field(
+        description="The job is finished and this chunk reaches the end of its log: no more "
+        "output will come."
+    )
 
 
 def epoch_table(points: list[MetricPoint]) -> list[dict[str, float]]:

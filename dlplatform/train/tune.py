@@ -38,6 +38,7 @@ from dlplatform.access import Permission, Principal, audit, authorize
 from dlplatform.errors import DLPlatformError, InvalidInput, NotFound
 from dlplatform.metadata import LineageEdge, Run, RunStatus
 from dlplatform.metadata.records import invalid_input, utcnow
+from dlplatform.train._usercode import job_principal, masked, may_see_env
 from dlplatform.train.spec import ParamValue, TrainingJobSpec
 
 if TYPE_CHECKING:  # Settings' loader is heavy; the SDK imports this module for its specs
@@ -361,7 +362,8 @@ def submit(backend: Backend, principal: Principal, spec: TuningJobSpec) -> Tunin
     """Validate, pin and queue a tuning job; the training scheduler starts it.
 
     Raises:
-        InvalidInput: bad space/metric, or the search needs more than the cluster has.
+        InvalidInput: bad space/metric, more trials than ``Settings.max_tuning_trials``, or
+            the search needs more than the cluster has.
         PermissionDenied, NotFound, BackendUnavailable: as for a training job.
     """
     from dlplatform.train.scheduler import check_fits, scheduler_for
@@ -370,6 +372,12 @@ def submit(backend: Backend, principal: Principal, spec: TuningJobSpec) -> Tunin
     authorize(
         backend.store, principal, Permission.TRAIN_SUBMIT, f"dataset:{spec.training.dataset_name}"
     )
+    cap = backend.settings.max_tuning_trials
+    if spec.num_trials > cap:
+        raise InvalidInput(
+            f"the search has {spec.num_trials} trials ({spec.samples} samples x the grid's "
+            f"size); at most {cap} are allowed (max_tuning_trials): lower samples or the grid"
+        )
     pinned, commit = prepare(backend, principal, spec)
     scheduler = scheduler_for(backend)
     try:
@@ -400,7 +408,7 @@ def submit(backend: Backend, principal: Principal, spec: TuningJobSpec) -> Tunin
     )  # fmt: skip
     audit(backend.store, principal, "tune.submit", f"run:{run.id}", pinned.training.dataset)
     scheduler.wake()
-    return _view(backend, run)
+    return _view(backend, principal, run)
 
 
 def _get_tune_run(backend: Backend, run_id: str) -> Run:
@@ -434,8 +442,14 @@ def trial_rows(backend: Backend, run: Run, spec: TuningJobSpec) -> list[TrialSum
     return sorted(rows, key=lambda r: (r.metric is None, sign * (r.metric or 0.0), r.id))
 
 
-def _view(backend: Backend, run: Run) -> TuningJob:
+def _view(backend: Backend, viewer: Principal, run: Run) -> TuningJob:
+    """The job as ``viewer`` sees it: env var values masked unless it owns the job or is an
+    admin (in the spec and in the run's ``spec_json`` alike)."""
     spec = TuningJobSpec.model_validate_json(run.spec_json)
+    training = spec.training if may_see_env(viewer, run) else masked(spec.training)
+    if training is not spec.training:
+        spec = spec.model_copy(update={"training": training})
+        run = run.model_copy(update={"spec_json": spec.model_dump_json()})
     result = json.loads(run.result_json) if run.result_json else {}
     reason = None
     if run.status is RunStatus.QUEUED:
@@ -453,7 +467,7 @@ def _view(backend: Backend, run: Run) -> TuningJob:
 def get_job(backend: Backend, principal: Principal, run_id: str) -> TuningJob:
     """One tuning job with its trial table (sorted by the metric)."""
     authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
-    return _view(backend, _get_tune_run(backend, run_id))
+    return _view(backend, principal, _get_tune_run(backend, run_id))
 
 
 def list_jobs(
@@ -466,7 +480,7 @@ def list_jobs(
         if bad:
             raise InvalidInput(f"unknown status {', '.join(bad)}")
     runs = backend.store.list_runs(kind="tune", status=status, limit=limit)
-    return [_view(backend, r) for r in runs]
+    return [_view(backend, principal, r) for r in runs]
 
 
 def cancel_job(backend: Backend, principal: Principal, run_id: str) -> TuningJob:
@@ -479,7 +493,8 @@ def cancel_job(backend: Backend, principal: Principal, run_id: str) -> TuningJob
     from dlplatform.train.service import cancel_run
 
     authorize(backend.store, principal, Permission.TRAIN_SUBMIT, f"run:{run_id}")
-    return _view(backend, cancel_run(backend, principal, _get_tune_run(backend, run_id), "tune"))
+    run = cancel_run(backend, principal, _get_tune_run(backend, run_id), "tune")
+    return _view(backend, principal, run)
 
 
 def wait_job(
@@ -722,7 +737,7 @@ def execute(backend: Backend, run_id: str) -> Run:
 
     from dlplatform import data
     from dlplatform.train import registry, runner
-    from dlplatform.train.entrypoint import _finish, _owner, code_version
+    from dlplatform.train.entrypoint import _finish, code_version
     from dlplatform.train.scheduler import close_children
 
     store = backend.store
@@ -734,7 +749,7 @@ def execute(backend: Backend, run_id: str) -> Run:
     try:
         spec = TuningJobSpec.model_validate_json(run.spec_json)
         training = spec.training
-        principal = _owner(backend, run.owner)
+        principal = job_principal(backend, run, training)  # before user code is imported
         commit = data.resolve(backend, principal, training.dataset)
         schema = data.arrow_schema(commit)
         label_values = data.to_arrow(backend, commit, columns=[training.label]).column(0)

@@ -1,8 +1,11 @@
 """From a workflow factory to a validated DAG, before anything runs.
 
-A workflow is registered by import path ``module:factory``; the factory is called with the run's
-parameters and returns the output node(s). ``build_workflow`` imports it, calls it and checks the
-result: unknown paths, unaccepted parameters, non-node results and cycles raise ``InvalidInput``.
+A workflow factory is named by its import path ``module:factory``; it is called with the run's
+parameters and returns the output node(s). Which paths may be imported is the registry's decision
+(``registry.py``): a request names a registered workflow, never a path, and only the workflow
+manager, where runs execute, imports a factory (``load_factory``). ``build_workflow`` imports it,
+calls it and checks the result: unloadable factories raise ``FactoryUnavailable``; unaccepted
+parameters, non-node results and cycles raise ``InvalidInput``.
 
 Step ids are given in a deterministic order (depth-first from the outputs): the step's name, then
 ``name-2``, ``name-3`` for further calls of the same step. The same factory with the same
@@ -12,19 +15,51 @@ the steps already recorded.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import inspect
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlplatform.errors import DLPlatformError, InvalidInput
 from dlplatform.workflows.steps import WORKFLOW_MARK, Step, StepNode
 
+if TYPE_CHECKING:
+    from dlplatform.config import Settings
+
 MAX_STEPS = 10_000
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+# Called code may raise these too (``sys.exit()`` in a module body); they must fail the one
+# workflow, not end the process that imports it. GeneratorExit is no error of called code.
+CALLED_CODE_ERRORS = (Exception, SystemExit, KeyboardInterrupt)
+_BUILDING: contextvars.ContextVar[Settings | None] = contextvars.ContextVar(
+    "dlp_workflow_build", default=None
+)
+
+
+class FactoryUnavailable(InvalidInput):
+    """A registered factory cannot be loaded: its module fails to import, lacks the name, or the
+    name is not a ``@workflow``. The manager fails the run with this reason."""
+
+
+def building_settings() -> Settings | None:
+    """The settings of the platform whose manager is building a DAG right now, for factories
+    that check their parameters against configuration (e.g. the monitor's allowed webhook
+    hosts); None when a DAG is built outside of a platform (tests, notebooks)."""
+    return _BUILDING.get()
+
+
+@contextlib.contextmanager
+def _building(settings: Settings | None) -> Iterator[None]:
+    token = _BUILDING.set(settings)
+    try:
+        yield
+    finally:
+        _BUILDING.reset(token)
 
 
 @dataclass(frozen=True)
@@ -73,21 +108,29 @@ def check_path(path: str) -> str:
 def load_factory(path: str) -> Callable[..., Any]:
     """Import the factory named by ``module:factory``.
 
+    Importing runs the module's code: call this only with a registered target, and only where
+    workflows run (the workflow manager), never in the gateway.
+
     Raises:
-        InvalidInput: the module or attribute does not exist or is not callable.
+        FactoryUnavailable: the module does not import (whatever it raised, ``SystemExit``
+            included), has no such attribute, or it is not a ``@workflow`` factory.
     """
     module_name, _, attr = check_path(path).partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InvalidInput(
-            f"workflow {path}: cannot import module {module_name!r}: {exc}"
-        ) from None
-    factory = getattr(module, attr, None)
+    except CALLED_CODE_ERRORS as exc:
+        raise FactoryUnavailable(
+            f"workflow {path}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    try:  # a module's __getattr__ is called code too
+        factory = getattr(module, attr, None)
+        is_factory = callable(factory) and getattr(factory, WORKFLOW_MARK, False) is True
+    except CALLED_CODE_ERRORS as exc:
+        raise FactoryUnavailable(f"workflow {path}: {type(exc).__name__}: {exc}") from exc
     if factory is None:
-        raise InvalidInput(f"workflow {path}: module {module_name!r} has no {attr!r}")
-    if not callable(factory) or not getattr(factory, WORKFLOW_MARK, False):
-        raise InvalidInput(
+        raise FactoryUnavailable(f"workflow {path}: module {module_name!r} has no {attr!r}")
+    if not is_factory:
+        raise FactoryUnavailable(
             f"workflow {path}: {attr!r} is not a workflow factory (mark it with @workflow)"
         )
     return factory  # type: ignore[no-any-return]
@@ -108,18 +151,30 @@ def check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(params)
 
 
-def build_workflow(path: str, params: Mapping[str, Any] | None = None) -> Dag:
+def build_workflow(
+    path: str, params: Mapping[str, Any] | None = None, *, settings: Settings | None = None
+) -> Dag:
     """Import the factory at ``path``, call it with ``params`` and validate the DAG.
 
+    ``path`` is a registered target (see ``load_factory``); ``settings`` are those of the
+    platform building it (``building_settings`` inside the factory).
+
     Raises:
-        InvalidInput: unknown path, parameters the factory does not accept, a factory that
-            fails or returns no step nodes, a cycle.
+        FactoryUnavailable: the factory cannot be loaded.
+        InvalidInput: parameters the factory does not accept, a factory that fails or returns
+            no step nodes, a cycle.
     """
     factory = load_factory(path)
-    return build_dag(factory, check_params(params), what=path)
+    return build_dag(factory, check_params(params), what=path, settings=settings)
 
 
-def build_dag(factory: Callable[..., Any], params: Mapping[str, Any], *, what: str = "") -> Dag:
+def build_dag(
+    factory: Callable[..., Any],
+    params: Mapping[str, Any],
+    *,
+    what: str = "",
+    settings: Settings | None = None,
+) -> Dag:
     """Call ``factory(**params)`` and validate what it returns (see ``build_workflow``)."""
     what = what or getattr(factory, "__name__", "workflow")
     try:
@@ -131,10 +186,11 @@ def build_dag(factory: Callable[..., Any], params: Mapping[str, Any], *, what: s
     except ValueError:
         pass  # no signature available (some builtins): let the call decide
     try:
-        result = factory(**params)
+        with _building(settings):
+            result = factory(**params)
     except DLPlatformError:
         raise
-    except Exception as exc:
+    except CALLED_CODE_ERRORS as exc:
         raise InvalidInput(
             f"workflow {what}: the factory failed: {type(exc).__name__}: {exc}"
         ) from exc

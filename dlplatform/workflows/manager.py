@@ -8,8 +8,12 @@ thread each; the actor is threaded). A background thread ticks the trigger sched
 State lives in the metadata store (runs, steps, triggers) and the artifact store (outputs), never
 only here. A manager that starts (Ray restarting it after a crash or a node loss, or ``dlp up`` on
 an existing home) continues every run the previous one left QUEUED or RUNNING by itself: it
-rebuilds each DAG from the registered ``module:factory`` and its parameters and re-runs only the
-steps that did not succeed (``resume(run_id)`` does the same on request).
+rebuilds each DAG from the registered workflow and its parameters and re-runs only the steps that
+did not succeed (``resume(run_id)`` does the same on request).
+
+This is where workflow factories are imported: the manager resolves a run's workflow name in the
+registry (``registry.py``) and imports its target. A target that does not load (its import fails,
+even with ``SystemExit``, or it is no ``@workflow``) fails the run with that reason.
 
 Replies are ``("ok", value)`` or ``("err", code, message)`` so that callers get the typed error
 (``call`` below raises it).
@@ -35,9 +39,17 @@ from dlplatform.config import Settings
 from dlplatform.errors import BackendUnavailable, Conflict, DLPlatformError, error_for_code
 from dlplatform.metadata import LineageEdge, RunStatus, WorkflowRun, WorkflowStep, WorkflowTrigger
 from dlplatform.metadata.actor import connect_store
-from dlplatform.metadata.records import check_id, utcnow
+from dlplatform.metadata.records import WorkflowRegistration, check_id, utcnow
+from dlplatform.workflows import registry
 from dlplatform.workflows._task import StepJob, run_step
-from dlplatform.workflows.dag import Dag, Ref, build_workflow, check_params, load_factory
+from dlplatform.workflows.dag import (
+    Dag,
+    FactoryUnavailable,
+    Ref,
+    build_dag,
+    check_params,
+    load_factory,
+)
 from dlplatform.workflows.triggers import TriggerScheduler
 
 MANAGER_NAME = "dlp-workflows"
@@ -146,13 +158,14 @@ class WorkflowManager:
         return self._reply(lambda: self._cancel(run_id, wait_s))
 
     def check(self, workflow: str, params: dict[str, Any] | None) -> tuple[Any, ...]:
-        """Validate a workflow path (and, given params, its whole DAG) without running it."""
+        """Check that a registered workflow loads (and, given params, build its whole DAG)
+        without running it."""
 
         def run() -> None:
-            if params is None:
-                load_factory(workflow)
-            else:
-                build_workflow(workflow, params)
+            registration = self._resolve(workflow)
+            factory = self._load(registration)
+            if params is not None:
+                self._build(registration.name, factory, check_params(params))
 
         return self._reply(run)
 
@@ -165,6 +178,29 @@ class WorkflowManager:
 
     # --- runs -----------------------------------------------------------------------------
 
+    def _resolve(self, workflow: str) -> WorkflowRegistration:
+        """The registration of the workflow a run names. Raises InvalidInput: not registered."""
+        return registry.resolve(self._store, workflow)  # type: ignore[arg-type]
+
+    def _load(self, registration: WorkflowRegistration) -> Callable[..., Any]:
+        """Import the registered factory (the one place a factory is imported).
+
+        Raises:
+            FactoryUnavailable: its target does not load; the message names the workflow.
+        """
+        try:
+            return load_factory(registration.target)
+        except FactoryUnavailable as exc:
+            log.warning("workflow %s does not load: %s", registration.name, exc.message)
+            detail = exc.message.removeprefix(f"workflow {registration.target}: ")
+            raise FactoryUnavailable(
+                f"workflow {registration.name} ({registration.target}) could not be loaded: "
+                f"{detail}"
+            ) from exc
+
+    def _build(self, name: str, factory: Callable[..., Any], params: dict[str, Any]) -> Dag:
+        return build_dag(factory, params, what=name, settings=self._settings)
+
     def _start(
         self,
         workflow: str,
@@ -175,10 +211,21 @@ class WorkflowManager:
     ) -> WorkflowRun:
         run_id = check_id(run_id) if run_id else new_run_id()
         params = check_params(params)
-        dag = build_workflow(workflow, params)  # InvalidInput before anything runs
+        registration = self._resolve(workflow)
+        name = registration.name
+        try:
+            factory = self._load(registration)
+        except FactoryUnavailable as exc:  # the run exists, FAILED, and says why
+            now = utcnow()
+            failed = WorkflowRun(
+                id=run_id, workflow=name, params_json=json.dumps(params), status=RunStatus.FAILED,
+                owner=owner, created_at=now, ended_at=now, error=exc.message,
+            )  # fmt: skip
+            return self._store.create_workflow_run(failed)  # type: ignore[no-any-return]
+        dag = self._build(name, factory, params)  # InvalidInput before anything runs
         run = WorkflowRun(
             id=run_id,
-            workflow=workflow,
+            workflow=name,
             params_json=json.dumps(params),
             owner=owner,
             created_at=utcnow(),
@@ -237,7 +284,15 @@ class WorkflowManager:
                 raise Conflict(f"workflow run {run_id} is running")
         if run.status is RunStatus.SUCCEEDED:
             raise Conflict(f"workflow run {run_id} already succeeded")
-        dag = build_workflow(run.workflow, json.loads(run.params_json))
+        registration = self._resolve(run.workflow)
+        try:
+            factory = self._load(registration)
+        except FactoryUnavailable as exc:  # record why, then tell the caller
+            self._store.update_workflow_run(
+                run_id, status=RunStatus.FAILED, ended_at=utcnow(), error=exc.message
+            )
+            raise
+        dag = self._build(registration.name, factory, json.loads(run.params_json))
         recorded = {s.step_id: s for s in self._store.list_workflow_steps(run_id)}
         succeeded = {
             sid: s.output_ref

@@ -1,16 +1,16 @@
-"""Built-in pipelines, ready to register by path.
+"""Built-in pipelines, registered under their names (``registry.BUILTIN``).
 
-``train_and_deploy`` (``dlplatform.workflows.pipelines:train_and_deploy``), typically on each new
-commit of a dataset (``dlp workflows on-commit DATASET dlplatform.workflows.pipelines:train_and_deploy
---param label=y``): train on the commit → evaluate on the held-out split → gate on acceptance
-criteria → promote to ``production`` and deploy; a rejected model stops the run at the gate with
-the reasons as its error, and nothing is promoted or deployed.
+``train_and_deploy``, typically on each new commit of a dataset (``dlp workflows on-commit DATASET
+train_and_deploy --param label=y``): train on the commit → evaluate on the held-out split → gate
+on acceptance criteria → promote to ``production`` and deploy; a rejected model stops the run at
+the gate with the reasons as its error, and nothing is promoted or deployed.
 
-``monitor`` (``dlplatform.workflows.pipelines:monitor``), typically on a schedule (``dlp workflows
-schedule dlplatform.workflows.pipelines:monitor --cron "*/15 * * * *" --param deployment=NAME``):
-accuracy of the deployed model from feedback labels over a window, and input drift against the
-training commit's column statistics; a breach raises an alert row, a log line and, when
-``webhook_url`` is given, a JSON POST to it.
+``monitor``, typically on a schedule (``dlp workflows schedule monitor --cron "*/15 * * * *"
+--param deployment=NAME``): accuracy of the deployed model from feedback labels over a window, and
+input drift against the training commit's column statistics; a breach raises an alert row, a log
+line and, when ``webhook_url`` is given, a JSON POST to it. The URL must be a public http(s) one
+unless the admin allows its host (``dlplatform.alerts``): checked when the monitor is created and
+again, with the host resolved, when it sends.
 
 Steps act as the run's owner (its permissions apply) through the components' public APIs.
 """
@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.request
 from datetime import timedelta
 from typing import Any
 
-from dlplatform.access import SYSTEM, Principal
+from dlplatform.access import Principal, run_owner
+from dlplatform.alerts import check_webhook_url, post_webhook
 from dlplatform.context import Backend
 from dlplatform.errors import InvalidInput
 from dlplatform.metadata import Deployment, ModelVersion, Run
 from dlplatform.metadata.records import utcnow
 from dlplatform.workflows._task import current
+from dlplatform.workflows.dag import building_settings
 from dlplatform.workflows.steps import StepNode, step, workflow
 
 log = logging.getLogger("dlplatform.workflows.pipelines")
@@ -45,9 +46,8 @@ def _context() -> tuple[Backend, Principal]:
     if ctx is None:
         raise RuntimeError("this step runs only inside a workflow run")
     backend = ctx.backend()
-    if ctx.owner == SYSTEM.name:
-        return backend, SYSTEM
-    return backend, Principal.of(backend.store.get_user(ctx.owner))
+    # A missing or disabled owner fails the step (PermissionDenied), never runs it as admin.
+    return backend, run_owner(backend.store, ctx.owner)
 
 
 def _metric(version: ModelVersion, key: str) -> float | None:
@@ -251,7 +251,8 @@ def _drift(backend: Backend, version: ModelVersion, inputs: list[Any]) -> dict[s
 def check_and_alert(
     measured: dict[str, Any], min_accuracy: float, max_drift: float, webhook_url: str | None
 ) -> dict[str, Any]:
-    """Raise an alert (row, log line, optional webhook) for each breached threshold."""
+    """Raise an alert (row, log line, optional webhook) for each breached threshold. A refused
+    or failed webhook is logged and reported as ``webhook``; the alert rows exist anyway."""
     backend, _ = _context()
     name = measured["deployment"]
     problems = []
@@ -265,27 +266,29 @@ def check_and_alert(
     if drifted:
         problems.append(("drift", f"input drift of {name} above {max_drift}: {drifted}"))
     alerts = []
+    webhook: str | None = None
     for kind, message in problems:
         alert = backend.store.create_alert(kind, f"deployment:{name}", message, "warning")
         alerts.append(alert.id)
         log.warning("monitor alert %s: %s", kind, message)
         if webhook_url:
-            _post(webhook_url, {"kind": kind, "deployment": name, "message": message})
-    return {**measured, "alerts": alerts, "ok": not problems}
+            body = {"kind": kind, "deployment": name, "message": message}
+            webhook = _post(webhook_url, body, backend.settings.webhook_allowed_hosts)
+    return {**measured, "alerts": alerts, "ok": not problems, "webhook": webhook}
 
 
-def _post(url: str, body: dict[str, Any]) -> None:
-    if not url.startswith(("http://", "https://")):
-        log.warning("monitor webhook %r is not an http(s) URL; not called", url[:80])
-        return
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
+def _post(url: str, body: dict[str, Any], allowed_hosts: list[str]) -> str:
+    """Send one alert; the outcome in words (the alert row exists already: a refused or dead
+    webhook must not fail the run)."""
     try:
-        with urllib.request.urlopen(request, timeout=10):
-            pass
-    except OSError as exc:  # the alert row exists already; a dead webhook must not fail the run
+        status = post_webhook(url, body, allowed_hosts=allowed_hosts)
+    except InvalidInput as exc:
+        log.warning("monitor webhook refused: %s", exc.message)
+        return f"refused: {exc.message}"
+    except OSError as exc:
         log.warning("monitor webhook %s failed: %s", url[:80], exc)
+        return f"failed: {exc}"
+    return f"sent (HTTP {status})"
 
 
 @workflow
@@ -300,5 +303,8 @@ def monitor(
     """Accuracy (from feedback) and drift of ``deployment`` over the last ``window_minutes``."""
     if window_minutes <= 0 or not 1 <= max_predictions <= 100_000:
         raise InvalidInput("window_minutes must be > 0 and max_predictions within 1..100000")
+    if webhook_url is not None:  # checked again, with the host resolved, when it sends
+        settings = building_settings()
+        check_webhook_url(webhook_url, settings.webhook_allowed_hosts if settings else ())
     measured = measure.bind(deployment, window_minutes, max_predictions)
     return check_and_alert.bind(measured, min_accuracy, max_drift, webhook_url)

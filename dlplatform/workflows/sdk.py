@@ -5,8 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dlplatform.metadata import WorkflowRun, WorkflowTrigger
+from dlplatform.metadata.records import WorkflowRegistration, build
 from dlplatform.workflows import service
-from dlplatform.workflows.spec import Factory, WorkflowRunDetail, factory_path
+from dlplatform.workflows.spec import (
+    Factory,
+    WorkflowRegistrationRequest,
+    WorkflowRunDetail,
+    factory_path,
+)
 
 if TYPE_CHECKING:
     from dlplatform.access import Principal
@@ -14,9 +20,10 @@ if TYPE_CHECKING:
 
 
 class WorkflowsClient:
-    """Start, inspect, cancel and resume workflow runs; register schedules and commit triggers.
+    """Start, inspect, cancel and resume workflow runs; register schedules and commit triggers;
+    register workflow factories (admin).
 
-    >>> run = p.workflows.run("dlplatform.workflows.pipelines:train_and_deploy", {...})
+    >>> run = p.workflows.run("train_and_deploy", {...})
     >>> p.workflows.wait(run.id).run.status
     """
 
@@ -73,6 +80,21 @@ class WorkflowsClient:
 
     def delete_trigger(self, trigger_id: str) -> None:
         service.delete_workflow_trigger(self._backend, self._principal, trigger_id)
+
+    def register(self, name: str, target: str, description: str = "") -> WorkflowRegistration:
+        """Let runs name the ``@workflow`` factory at ``target`` (MODULE:FACTORY) as ``name``
+        (admin only; imported by the workflow manager when a run starts)."""
+        request = build(
+            WorkflowRegistrationRequest, name=name, target=target, description=description
+        )
+        return service.register_workflow(self._backend, self._principal, request)
+
+    def registered(self) -> list[WorkflowRegistration]:
+        """The workflows runs may name (built-ins, admins' registrations, entry points)."""
+        return service.list_registered_workflows(self._backend, self._principal)
+
+    def unregister(self, name: str) -> None:
+        service.unregister_workflow(self._backend, self._principal, name)
 
     def load_output(self, run_id: str, step_id: str) -> Any:
         """The persisted output of a finished step, for troubleshooting."""

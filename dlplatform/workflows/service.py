@@ -1,9 +1,13 @@
 """Workflow service functions: what the SDK, the CLI and the HTTP routes call.
 
-Each function authorizes (``workflow.run`` to start, resume, cancel and register triggers;
-``workflow.view`` to read) and audits. Reads come straight from the metadata store; anything that
-drives runs goes to the workflow manager actor (``manager.py``), which must be reachable through
-Ray.
+Each function authorizes and audits: ``workflow.run`` to start runs and register triggers;
+resuming or cancelling a run and deleting a trigger also need to be its owner or an admin;
+``workflow.view`` to read; registering workflow factories is for admins. Reads come straight from
+the metadata store; anything that drives runs goes to the workflow manager actor
+(``manager.py``), which must be reachable through Ray.
+
+A request names a registered workflow (``registry.py``). Nothing here imports a factory: the
+manager does, where the run executes.
 """
 
 from __future__ import annotations
@@ -15,18 +19,19 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dlplatform.access import Permission, Principal, audit, authorize
-from dlplatform.errors import Conflict, InvalidInput
+from dlplatform.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied
 from dlplatform.metadata import RunStatus, WorkflowRun, WorkflowTrigger
-from dlplatform.metadata.records import check_id, utcnow
-from dlplatform.workflows import manager
+from dlplatform.metadata.records import WorkflowRegistration, check_id, check_page, utcnow
+from dlplatform.workflows import manager, registry
 from dlplatform.workflows._persist import load_output
-from dlplatform.workflows.dag import check_params, check_path, load_factory
-from dlplatform.workflows.spec import TriggerRequest, WorkflowRunDetail
+from dlplatform.workflows.dag import check_params
+from dlplatform.workflows.spec import TriggerRequest, WorkflowRegistrationRequest, WorkflowRunDetail
 from dlplatform.workflows.triggers import CronExpr
 
 if TYPE_CHECKING:
     from dlplatform.config import Settings
     from dlplatform.context import Backend
+    from dlplatform.metadata import MetadataStore
 
 MAX_RUNS_PAGE = 500
 
@@ -40,6 +45,25 @@ def _checked_id(run_id: str) -> str:
         return check_id(run_id)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
+
+
+def _owner_or_admin(
+    store: MetadataStore, principal: Principal, owner: str, action: str, target: str
+) -> None:
+    """Only the owner of a run or trigger, or an admin, may change it (``workflow.run`` is
+    checked first); a refusal is audited."""
+    if principal.name != owner and not principal.is_admin:
+        reason = f"{target} belongs to {owner}"
+        store.append_audit(principal.name, action, target, "denied", reason)
+        raise PermissionDenied(f"{principal.name} may not {action} {target}: {reason}")
+
+
+def _admin_only(store: MetadataStore, principal: Principal, action: str, target: str) -> None:
+    """Registering code to run on the cluster is an admin's decision; a refusal is audited."""
+    if not principal.is_admin:
+        reason = f"role {principal.role.value} is not admin"
+        store.append_audit(principal.name, action, target, "denied", reason)
+        raise PermissionDenied(f"{principal.name} may not {action} {target}: {reason}")
 
 
 def _manager(backend: Backend, method: str, *args: Any) -> Any:
@@ -61,26 +85,29 @@ def run_workflow(
     params: dict[str, Any] | None = None,
     run_id: str | None = None,
 ) -> WorkflowRun:
-    """Start a run of the workflow factory at ``workflow`` (``module:factory``) with ``params``.
+    """Start a run of the registered workflow ``workflow`` (a name, e.g. ``train_and_deploy``)
+    with ``params``.
 
-    The DAG is built and validated before anything runs; the run is then driven by the manager
-    actor and outlives the caller.
+    The manager imports the factory, builds and validates the DAG before anything runs, then
+    drives the run, which outlives the caller. A factory that does not load gives a FAILED run
+    whose error says why.
 
     Raises:
-        InvalidInput: a bad path, unknown module/factory, params it does not accept, a cycle.
+        InvalidInput: a malformed or unregistered name (nothing is imported to find out), params
+            the factory does not accept, a cycle.
         AlreadyExists: ``run_id`` is taken.
         PermissionDenied: the caller lacks ``workflow.run``.
         BackendUnavailable: Ray or the manager cannot be reached.
     """
-    check_path(workflow)
+    workflow = registry.check_reference(workflow)
     clean = check_params(params)
     if run_id is not None:
         run_id = _checked_id(run_id)
     store = backend.store
     authorize(store, principal, Permission.WORKFLOW_RUN, f"workflow:{workflow}")
-    load_factory(workflow)  # unknown path: InvalidInput here, without a trip to the manager
-    run: WorkflowRun = _manager(backend, "start", workflow, clean, run_id, principal.name, None)
-    audit(store, principal, "workflow.run", _run_target(run.id), workflow)
+    name = registry.resolve(store, workflow).name  # unknown: InvalidInput, no trip to the manager
+    run: WorkflowRun = _manager(backend, "start", name, clean, run_id, principal.name, None)
+    audit(store, principal, "workflow.run", _run_target(run.id), name)
     return run
 
 
@@ -88,10 +115,7 @@ def list_workflow_runs(
     backend: Backend, principal: Principal, *, limit: int = 50, offset: int = 0
 ) -> list[WorkflowRun]:
     """Runs, newest first."""
-    if not 1 <= limit <= MAX_RUNS_PAGE:
-        raise InvalidInput(f"limit must be between 1 and {MAX_RUNS_PAGE}, got {limit}")
-    if offset < 0:
-        raise InvalidInput(f"offset must not be negative, got {offset}")
+    check_page(limit, offset, MAX_RUNS_PAGE)
     authorize(backend.store, principal, Permission.WORKFLOW_VIEW, "workflow_runs")
     return backend.store.list_workflow_runs(limit=limit, offset=offset)
 
@@ -110,12 +134,14 @@ def resume_workflow_run(backend: Backend, principal: Principal, run_id: str) -> 
 
     Raises:
         NotFound: no such run.
+        PermissionDenied: the caller is neither the run's owner nor an admin.
         Conflict: the run succeeded already, or is being driven right now.
     """
     run_id = _checked_id(run_id)
     store = backend.store
     authorize(store, principal, Permission.WORKFLOW_RUN, _run_target(run_id))
     run = store.get_workflow_run(run_id)
+    _owner_or_admin(store, principal, run.owner, "workflow.resume", _run_target(run_id))
     if run.status is RunStatus.SUCCEEDED:
         raise Conflict(f"workflow run {run_id} already succeeded")
     resumed: WorkflowRun = _manager(backend, "resume", run_id)
@@ -128,12 +154,14 @@ def cancel_workflow_run(backend: Backend, principal: Principal, run_id: str) -> 
 
     Raises:
         NotFound: no such run.
+        PermissionDenied: the caller is neither the run's owner nor an admin.
         Conflict: the run already ended.
     """
     run_id = _checked_id(run_id)
     store = backend.store
     authorize(store, principal, Permission.WORKFLOW_RUN, _run_target(run_id))
     run = store.get_workflow_run(run_id)
+    _owner_or_admin(store, principal, run.owner, "workflow.cancel", _run_target(run_id))
     if run.status.is_final:
         raise Conflict(f"workflow run {run_id} already ended ({run.status.value})")
     cancelled: WorkflowRun = _manager(backend, "cancel", run_id, 30.0)
@@ -222,17 +250,19 @@ def schedule_workflow(
     cron: str,
     params: dict[str, Any] | None = None,
 ) -> WorkflowTrigger:
-    """Run ``workflow`` on a 5-field cron schedule (UTC). The registration persists.
+    """Run the registered workflow ``workflow`` on a 5-field cron schedule (UTC). The
+    registration persists.
 
     Raises:
-        InvalidInput: a bad cron expression, path or params (the DAG is built once to check).
+        InvalidInput: a bad cron expression, an unregistered workflow, bad params (the manager
+            builds the DAG once to check).
     """
-    check_path(workflow)
+    workflow = registry.check_reference(workflow)
     expr = CronExpr.parse(cron)
     clean = check_params(params)
     store = backend.store
     authorize(store, principal, Permission.WORKFLOW_RUN, f"workflow:{workflow}")
-    load_factory(workflow)
+    workflow = registry.resolve(store, workflow).name
     _manager(backend, "check", workflow, clean)
     trigger = store.create_workflow_trigger(
         WorkflowTrigger(
@@ -264,9 +294,9 @@ def on_commit(
 
     Raises:
         NotFound: no such dataset.
-        InvalidInput: a bad path or params, or params named ``dataset``/``commit``.
+        InvalidInput: an unregistered workflow, bad params, or params named ``dataset``/``commit``.
     """
-    check_path(workflow)
+    workflow = registry.check_reference(workflow)
     clean = check_params(params)
     if {"dataset", "commit"} & set(clean):
         raise InvalidInput("params 'dataset' and 'commit' are set by the commit trigger")
@@ -274,7 +304,7 @@ def on_commit(
     authorize(store, principal, Permission.WORKFLOW_RUN, f"workflow:{workflow}")
     ds = store.get_dataset(dataset)
     authorize(store, principal, Permission.DATASET_READ, f"dataset:{ds.name}", groups=ds.groups)
-    load_factory(workflow)
+    workflow = registry.resolve(store, workflow).name
     _manager(backend, "check", workflow, None)
     trigger = store.create_workflow_trigger(
         WorkflowTrigger(
@@ -310,9 +340,89 @@ def list_workflow_triggers(backend: Backend, principal: Principal) -> list[Workf
 
 
 def delete_workflow_trigger(backend: Backend, principal: Principal, trigger_id: str) -> None:
-    """Remove a trigger registration. Raises NotFound."""
+    """Remove a trigger registration (its owner, or an admin).
+
+    Raises:
+        NotFound: no such trigger.
+        PermissionDenied: the caller is neither the trigger's owner nor an admin.
+    """
     trigger_id = _checked_id(trigger_id)
     store = backend.store
-    authorize(store, principal, Permission.WORKFLOW_RUN, f"workflow_trigger:{trigger_id}")
+    target = f"workflow_trigger:{trigger_id}"
+    authorize(store, principal, Permission.WORKFLOW_RUN, target)
+    trigger = store.get_workflow_trigger(trigger_id)
+    _owner_or_admin(store, principal, trigger.owner, "workflow.delete_trigger", target)
     store.delete_workflow_trigger(trigger_id)
-    audit(store, principal, "workflow.delete_trigger", f"workflow_trigger:{trigger_id}")
+    audit(store, principal, "workflow.delete_trigger", target, trigger.workflow)
+
+
+# --- the registry of workflows that can run ---------------------------------------------------
+
+
+def _origin(registration: WorkflowRegistration) -> str:
+    if registration.source == "builtin":
+        return "built in"
+    if registration.source == "entry_point":
+        return "declared by an installed package"
+    return f"registered by {registration.registered_by}"
+
+
+def register_workflow(
+    backend: Backend, principal: Principal, request: WorkflowRegistrationRequest
+) -> WorkflowRegistration:
+    """Let runs name the factory at ``request.target`` as ``request.name`` (admin only).
+
+    Only the form of the target is checked: the gateway imports nothing. The workflow manager
+    imports it when a run starts; a target that does not load fails that run with the reason.
+
+    Raises:
+        PermissionDenied: the caller is not an admin.
+        AlreadyExists: the name is taken (by a built-in, a registration or an entry point).
+    """
+    store = backend.store
+    name = registry.check_registration_name(request.name)
+    target = f"workflow:{name}"
+    _admin_only(store, principal, "workflow.register", target)
+    taken = registry.find(store, name)
+    if taken is not None:
+        raise AlreadyExists(f"workflow {name!r} exists already ({_origin(taken)})")
+    registration = store.create_workflow_registration(
+        WorkflowRegistration(
+            name=name,
+            target=request.target,
+            source="admin",
+            description=request.description,
+            registered_by=principal.name,
+            registered_at=utcnow(),
+        )
+    )
+    audit(store, principal, "workflow.register", target, request.target)
+    return registration
+
+
+def list_registered_workflows(backend: Backend, principal: Principal) -> list[WorkflowRegistration]:
+    """The workflows runs may name: built-ins, admins' registrations, packages' entry points."""
+    authorize(backend.store, principal, Permission.WORKFLOW_VIEW, "workflow_registry")
+    return registry.list_registrations(backend.store)
+
+
+def unregister_workflow(backend: Backend, principal: Principal, name: str) -> None:
+    """Remove an admin's registration (admin only). Existing runs keep their records; resuming
+    them, and triggers naming it, fail until it is registered again.
+
+    Raises:
+        PermissionDenied: the caller is not an admin.
+        NotFound: no registration of that name.
+        Conflict: a built-in or an entry point (they come with the installed code).
+    """
+    store = backend.store
+    name = registry.check_registration_name(name)
+    target = f"workflow:{name}"
+    _admin_only(store, principal, "workflow.unregister", target)
+    found = registry.find(store, name)
+    if found is None:
+        raise NotFound(f"workflow {name!r} is not registered")
+    if found.source != "admin":
+        raise Conflict(f"workflow {name!r} is {_origin(found)}; it cannot be unregistered")
+    store.delete_workflow_registration(name)
+    audit(store, principal, "workflow.unregister", target, found.target)

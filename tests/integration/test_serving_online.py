@@ -23,7 +23,7 @@ from fixtures_serve import (  # noqa: F401
 )
 
 from dlplatform import serve as serving
-from dlplatform.access import SYSTEM, Principal
+from dlplatform.access import SYSTEM, Principal, issue_token, revoke_token
 from dlplatform.errors import IntegrityError, InvalidInput, NotFound, PermissionDenied, TooLarge
 from dlplatform.metadata import Role
 from dlplatform.serve import DeploymentSpec, FeedbackRequest
@@ -43,6 +43,12 @@ def env(serving_env: ServingEnv) -> ServingEnv:  # noqa: F811
 
 def _name(prefix: str = "srv") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def serve_stats(name: str) -> dict[str, float]:
+    from ray import serve
+
+    return dict(serve.get_app_handle(f"model-{name}").stats.remote().result(timeout_s=30))
 
 
 def _flush(name: str) -> None:
@@ -78,6 +84,22 @@ def test_deploy_predict_over_http_with_validation_log_and_feedback(env: Env) -> 
     assert env.post(name, {"inputs": [ROW]}, "dlp_wrong").status_code == 401
     denied = env.post(name, {"inputs": [ROW]}, env.viewer_token)
     assert denied.status_code == 403 and "predict" in denied.json()["message"]
+    # the gateway's Host check (DNS rebinding), on the model endpoint too
+    foreign = env.post(name, {"inputs": [ROW]}, env.app_token, headers={"Host": "evil.example"})
+    assert foreign.status_code == 400 and foreign.json()["error"] == "bad_request"
+    # a revocation reaches the replica at once (the store's token epoch), not after a TTL
+    secret, token = issue_token(env.backend.store, "app1")
+    assert env.post(name, {"inputs": [ROW]}, secret).status_code == 200
+    stats = serve_stats(name)
+    assert stats["token_watch_live"] == 1.0  # the replica holds its long poll on the store
+    for _ in range(3):  # remembered by the replica: no more look-ups in the store
+        assert env.post(name, {"inputs": [ROW]}, secret).status_code == 200
+    assert serve_stats(name)["token_lookups"] == stats["token_lookups"]
+    revoke_token(env.backend, SYSTEM, token.id)
+    revoked_at = time.monotonic()
+    while (status := env.post(name, {"inputs": [ROW]}, secret).status_code) == 200:
+        assert time.monotonic() - revoked_at < 2.0, "a revoked token still works"
+    assert status == 401
 
     # bad input: each says what was expected
     short = env.post(name, {"inputs": [[1.0, 2.0]]}, env.app_token)

@@ -54,11 +54,18 @@ def test_shared_app_evicts_least_recently_used_and_reloads(serving_env: ServingE
     assert after["evictions"] - before["evictions"] >= 2
     assert len(after["loaded"]) == 2 and f"{names[0]}@1" in after["loaded"]
 
-    # same auth and validation as dedicated apps; unknown names are 404 from the shared app
-    assert env.post(names[0], {"inputs": [ROW]}).status_code == 401
+    # same auth and validation as dedicated apps, checked before a model is looked up or
+    # loaded: names[1] (evicted) and an unknown name answer alike, and nothing is loaded
+    ghost = _name("ghost")
+    for token, status in ((None, 401), ("dlp_wrong", 401), (env.viewer_token, 403)):
+        codes = [env.post(n, {"inputs": [ROW]}, token).status_code for n in (names[1], ghost)]
+        assert codes == [status, status]
+    foreign = env.post(names[1], {"inputs": [ROW]}, env.app_token, headers={"Host": "evil.example"})
+    assert foreign.status_code == 400
+    assert handle.multiplex_stats.remote().result(timeout_s=30)["loads"] == after["loads"]
     bad = env.post(names[1], {"inputs": [[1.0]]}, env.app_token)
     assert bad.status_code == 422 and "expected a list of 4 numbers" in bad.json()["message"]
-    missing = env.post(_name("ghost"), {"inputs": [ROW]}, env.app_token)
+    missing = env.post(ghost, {"inputs": [ROW]}, env.app_token)
     assert missing.status_code == 404 and "no model is deployed" in missing.json()["message"]
     assert serving.predict(env.backend, SYSTEM, names[2], [ROW]).model == names[2]
 

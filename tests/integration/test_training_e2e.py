@@ -130,7 +130,9 @@ def test_queue_train_register_promote(world: World) -> None:
     main = _submit(w)
     killed = _submit(w, fault_injection_kill_at_epoch=1, max_failures=2, model_name="digits-ft",
                      priority=-1)  # fmt: skip
-    boom = _submit(w, model="dlp_user_boom:train_fn", runtime_env={"working_dir": str(w.user_code)},
+    # working_dir is admin-only (it uploads files of the head): the code is on the node already
+    boom = _submit(w, model="dlp_user_boom:train_fn",
+                   runtime_env={"env_vars": {"PYTHONPATH": str(w.user_code)}},
                    model_name="boom-model")  # fmt: skip
     orphan = _submit(w, priority=-2, model_name="orphan")
     doomed = _submit(w, priority=-5, model_name="never")
@@ -255,7 +257,8 @@ def test_the_job_acts_as_its_owner_with_a_run_token(world: World, tmp_path: Path
     Cheap: one 1-worker job whose user code stops at once, saying whom its token acts as."""
     w = world
     (tmp_path / "dlp_user_whoami.py").write_text(WHOAMI_CODE)
-    job_id = _submit(w, model="dlp_user_whoami:train_fn", runtime_env={"working_dir": str(tmp_path)},
+    job_id = _submit(w, model="dlp_user_whoami:train_fn",
+                     runtime_env={"env_vars": {"PYTHONPATH": str(tmp_path)}},
                      model_name="whoami-model", workers=1, epochs=1, max_failures=0)  # fmt: skip
     job = _wait(w, job_id)
     assert job.status == "FAILED"

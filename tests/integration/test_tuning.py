@@ -214,7 +214,7 @@ def test_user_code_without_the_metric_fails_fast(world: World) -> None:
     w = world
     spec = tune.build_spec(
         training={**TRAINING, "model": "dlp_user_nometric:train_fn",
-                  "runtime_env": {"working_dir": w.user_code}, "params": {}},
+                  "runtime_env": {"env_vars": {"PYTHONPATH": str(w.user_code)}}, "params": {}},
         space={"lr": "grid(0.01,0.02,0.03)"}, samples=1, concurrency=1, metric="val_loss",
     )  # fmt: skip
     job = tune.submit(w.backend, w.alice, spec)  # user code: checked on its first report

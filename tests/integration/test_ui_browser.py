@@ -335,6 +335,8 @@ def test_viewer_sees_no_rollback_and_no_audit(browser: Any, seeded: Seeded) -> N
     _sign_in(browser, seeded.url, seeded.viewer)
     _go(browser, f"datasets/digits?commit={seeded.commits[0]}")
     assert not browser.find_elements(By.XPATH, "//button[starts-with(., 'Roll back')]")
+    stats = browser.find_element(By.XPATH, "//section[h2='Column statistics']").text
+    assert "pixel" in stats and "dataset.read" in stats  # counts, but values only for readers
     audit_link = browser.find_element(By.CSS_SELECTOR, 'a[data-section="audit"]')
     assert not audit_link.is_displayed()
     _go(browser, "audit")
@@ -624,7 +626,8 @@ def test_real_platform_resume_a_failed_workflow_from_the_ui(
     folder.mkdir()
     p = Platform(gateway_backend, SYSTEM)
     try:
-        run = p.workflows.run("tests.integration.ui_wf_demo:gated", {"folder": str(folder)})
+        p.workflows.register("gated", "tests.integration.ui_wf_demo:gated")
+        run = p.workflows.run("gated", {"folder": str(folder)})
         failed = p.workflows.wait(run.id, timeout_s=120)
         assert failed.run.status is RunStatus.FAILED, failed
         (folder / "fixed").write_text("ok")

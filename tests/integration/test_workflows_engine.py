@@ -1,5 +1,6 @@
 """The workflow engine on the shared Ray cluster: DAG runs, durability across a manager crash,
-failures, retries, timeouts, cancel, bad input, and the HTTP routes."""
+failures, retries, timeouts, cancel, bad input, registered factories that do not load, and the
+HTTP routes."""
 
 from __future__ import annotations
 
@@ -21,6 +22,15 @@ from dlplatform.workflows.manager import MANAGER_NAME
 pytestmark = pytest.mark.integration
 
 DEMO = "tests.integration.wf_demo"
+DEMO_WORKFLOWS = ("fan", "durable", "failing", "cyclic", "flaky_wf", "sleepy_wf", "forever_wf",
+                  "cron_wf", "identity", "not_a_factory")  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def registered(wf: Platform) -> None:
+    """Runs name registered workflows: the demo factories, under their own names."""
+    for name in DEMO_WORKFLOWS:
+        wf.workflows.register(name, f"{DEMO}:{name}")
 
 
 def _wait_for_step(p: Platform, run_id: str, step_id: str, status: RunStatus) -> None:
@@ -34,7 +44,7 @@ def _wait_for_step(p: Platform, run_id: str, step_id: str, status: RunStatus) ->
 
 
 def test_fan_out_fan_in_run_records_and_persists_every_step(wf: Platform) -> None:
-    run = wf.workflows.run(f"{DEMO}:fan", {"n": 4}, run_id="fan-1")
+    run = wf.workflows.run("fan", {"n": 4}, run_id="fan-1")
     assert run.id == "fan-1"
     detail = wf.workflows.wait(run.id, timeout_s=120)
     assert detail.run.status is RunStatus.SUCCEEDED, detail
@@ -49,7 +59,7 @@ def test_fan_out_fan_in_run_records_and_persists_every_step(wf: Platform) -> Non
     assert wf.workflows.load_output(run.id, "square-3") == 16
     assert [r.id for r in wf.workflows.list()] == ["fan-1"]
     with pytest.raises(AlreadyExists):
-        wf.workflows.run(f"{DEMO}:fan", {"n": 2}, run_id="fan-1")
+        wf.workflows.run("fan", {"n": 2}, run_id="fan-1")
     with pytest.raises(Conflict, match="already succeeded"):
         wf.workflows.resume("fan-1")
 
@@ -67,7 +77,7 @@ def test_a_restarted_manager_continues_its_runs_by_itself(wf: Platform, tmp_path
     anyone calling resume: the finished step does not run again, the interrupted one does."""
     folder = tmp_path / "counts"
     folder.mkdir()
-    run = wf.workflows.run(f"{DEMO}:durable", {"folder": str(folder)})
+    run = wf.workflows.run("durable", {"folder": str(folder)})
     _wait_for_step(wf, run.id, "blocker", RunStatus.RUNNING)
     assert wf.workflows.status(run.id).run.status is RunStatus.RUNNING
     started = time.monotonic()
@@ -102,7 +112,7 @@ def test_a_restarted_manager_continues_its_runs_by_itself(wf: Platform, tmp_path
 
 
 def test_a_failing_step_fails_the_run_and_later_steps_do_not_run(wf: Platform) -> None:
-    run = wf.workflows.run(f"{DEMO}:failing")
+    run = wf.workflows.run("failing")
     detail = wf.workflows.wait(run.id, timeout_s=120)
     assert detail.run.status is RunStatus.FAILED
     assert detail.run.error is not None and "explode" in detail.run.error
@@ -120,9 +130,9 @@ def test_a_failing_step_fails_the_run_and_later_steps_do_not_run(wf: Platform) -
 
 
 def test_retries_timeouts_and_cancel(wf: Platform, tmp_path: Path) -> None:
-    flaky = wf.workflows.run(f"{DEMO}:flaky_wf", {"folder": str(tmp_path)})
-    sleepy = wf.workflows.run(f"{DEMO}:sleepy_wf")
-    forever = wf.workflows.run(f"{DEMO}:forever_wf", {"folder": str(tmp_path)})
+    flaky = wf.workflows.run("flaky_wf", {"folder": str(tmp_path)})
+    sleepy = wf.workflows.run("sleepy_wf")
+    forever = wf.workflows.run("forever_wf", {"folder": str(tmp_path)})
 
     detail = wf.workflows.wait(flaky.id, timeout_s=120)
     assert detail.run.status is RunStatus.SUCCEEDED
@@ -141,16 +151,13 @@ def test_retries_timeouts_and_cancel(wf: Platform, tmp_path: Path) -> None:
 
 def test_bad_input_is_rejected_before_anything_runs(wf: Platform) -> None:
     with pytest.raises(InvalidInput, match="cycle"):
-        wf.workflows.run(f"{DEMO}:cyclic")
-    with pytest.raises(InvalidInput, match="cannot import module"):
-        wf.workflows.run("tests.integration.no_such_module:f")
-    with pytest.raises(InvalidInput, match="has no 'nope'"):
-        wf.workflows.run(f"{DEMO}:nope")
-    with pytest.raises(InvalidInput, match="not a workflow factory"):
-        wf.workflows.run(f"{DEMO}:not_a_factory")
+        wf.workflows.run("cyclic")
+    for unregistered in ("tests.integration.no_such_module:f", f"{DEMO}:nope", "nope"):
+        with pytest.raises(InvalidInput, match="is not registered"):
+            wf.workflows.run(unregistered)
     with pytest.raises(InvalidInput, match="does not accept params"):
-        wf.workflows.run(f"{DEMO}:fan", {"m": 1})
-    with pytest.raises(InvalidInput, match="MODULE:FACTORY"):
+        wf.workflows.run("fan", {"m": 1})
+    with pytest.raises(InvalidInput, match="registered workflow"):
         wf.workflows.run("../../etc/passwd")
     assert wf.workflows.list() == []  # nothing was created
     with pytest.raises(NotFound):
@@ -158,7 +165,31 @@ def test_bad_input_is_rejected_before_anything_runs(wf: Platform) -> None:
     with pytest.raises(NotFound):
         wf.workflows.cancel("no-such-run")
     with pytest.raises(InvalidInput):
-        wf.workflows.schedule(f"{DEMO}:cron_wf", "61 * * * *")
+        wf.workflows.schedule("cron_wf", "61 * * * *")
+    # the monitor's webhook is checked when the schedule is created (by the manager's build)
+    internal = {"deployment": "d", "webhook_url": "http://169.254.169.254/latest/meta-data/"}
+    with pytest.raises(InvalidInput, match="link-local address"):
+        wf.workflows.schedule("monitor", "*/15 * * * *", internal)
+    assert wf.workflows.triggers() == []
+
+
+def test_a_registered_factory_that_does_not_load_fails_its_run_with_the_reason(
+    wf: Platform,
+) -> None:
+    """The manager imports registered factories; one whose import calls sys.exit() fails its
+    run (and only its run: the manager keeps working)."""
+    wf.workflows.register("broken", "tests.integration.wf_broken:flow")
+    run = wf.workflows.run("broken", run_id="broken-1")
+    assert (run.status, run.workflow) == (RunStatus.FAILED, "broken")
+    assert "could not be loaded" in (run.error or "") and "SystemExit: 3" in (run.error or "")
+    run = wf.workflows.run("not_a_factory")
+    assert run.status is RunStatus.FAILED and "not a workflow factory" in (run.error or "")
+    with pytest.raises(InvalidInput, match="could not be loaded"):
+        wf.workflows.resume("broken-1")
+    with pytest.raises(InvalidInput, match="could not be loaded"):
+        wf.workflows.schedule("broken", "* * * * *")
+    done = wf.workflows.wait(wf.workflows.run("fan", {"n": 1}).id, timeout_s=120)
+    assert done.run.status is RunStatus.SUCCEEDED, done
 
 
 def test_http_routes(wf: Platform) -> None:
@@ -178,7 +209,7 @@ def _check_routes(client: Any, auth: dict[str, str]) -> None:
 
     r = client.post(
         "/api/v1/workflows/runs",
-        json={"workflow": f"{DEMO}:fan", "params": {"n": 2}, "run_id": "http-1"},
+        json={"workflow": "fan", "params": {"n": 2}, "run_id": "http-1"},
         headers=auth,
     )
     assert r.status_code == 201, r.text
@@ -205,11 +236,11 @@ def _check_routes(client: Any, auth: dict[str, str]) -> None:
     assert r.status_code == 404
     r = client.post("/api/v1/workflows/runs", json={"workflow": "not a path"}, headers=auth)
     assert r.status_code == 422
-    r = client.post("/api/v1/workflows/runs", json={"workflow": f"{DEMO}:cyclic"}, headers=auth)
+    r = client.post("/api/v1/workflows/runs", json={"workflow": "cyclic"}, headers=auth)
     assert r.status_code == 422 and "cycle" in r.json()["message"]
     r = client.post(
         "/api/v1/workflows/triggers",
-        json={"workflow": f"{DEMO}:cron_wf", "cron": "not cron"},
+        json={"workflow": "cron_wf", "cron": "not cron"},
         headers=auth,
     )
     assert r.status_code == 422 and "cron" in r.json()["message"]
@@ -238,7 +269,7 @@ def test_step_code_acts_as_the_runs_owner_with_a_token_that_ends_with_the_run(
     (token,) = store.list_tokens(run_id=run.id)
     assert token.user == "alice-wf" and token.revoked_at is not None
     # A run of the platform's own gives its steps no credentials at all (not the admin's).
-    system_run = wf.workflows.run(f"{DEMO}:identity")
+    system_run = wf.workflows.run("identity")
     done = wf.workflows.wait(system_run.id, timeout_s=120)
     assert done.run.status is RunStatus.SUCCEEDED, done
     assert wf.workflows.load_output(system_run.id, done.steps[0].step_id)["user"] == ""

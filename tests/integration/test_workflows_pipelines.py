@@ -28,8 +28,8 @@ from dlplatform.workflows import stop_manager
 
 pytestmark = pytest.mark.integration
 
-TD = "dlplatform.workflows.pipelines:train_and_deploy"
-MONITOR = "dlplatform.workflows.pipelines:monitor"
+TD = "train_and_deploy"  # built-in workflows, by their registered names
+MONITOR = "monitor"
 MODEL = "digits-mlp"
 RUN_TIMEOUT_S = 600
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query, Response
 
 from dlplatform import serve
 from dlplatform.api.deps import Ctx
 from dlplatform.metadata import Deployment, Feedback
 from dlplatform.serve import DeploymentInfo, DeployRequest, FeedbackRequest, TrafficSpec
+from dlplatform.serve.service import MAX_DEPLOYMENTS_PAGE
 
 router = APIRouter(tags=["deployments"])
 
@@ -27,9 +28,19 @@ def deploy(request: DeployRequest, ctx: Ctx) -> DeploymentInfo:
 
 
 @router.get("/deployments")
-def list_deployments(ctx: Ctx) -> list[DeploymentInfo]:
-    """Every deployment with its live status, replicas and request metrics."""
-    return serve.list_deployments(ctx.backend, ctx.principal)
+def list_deployments(
+    ctx: Ctx,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=MAX_DEPLOYMENTS_PAGE)] = MAX_DEPLOYMENTS_PAGE,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+) -> list[DeploymentInfo]:
+    """Deployments by name with their live status, replicas and request metrics, one page
+    (``limit``/``offset``); the total is in ``X-Total-Count``."""
+    page, total = serve.list_deployments_page(
+        ctx.backend, ctx.principal, limit=limit, offset=offset
+    )
+    response.headers["X-Total-Count"] = str(total)
+    return page
 
 
 @router.get("/deployments/{name}")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from dlplatform.api.deps import Ctx
-from dlplatform.lineage import Direction, query_lineage
+from dlplatform.lineage import MAX_LINEAGE_PAGE, Direction, query_lineage_page
 from dlplatform.metadata import LineageNode
 from dlplatform.metadata.records import EntityKind
 from dlplatform.metadata.store import MAX_LINEAGE_DEPTH
@@ -20,10 +20,22 @@ def lineage(
     kind: EntityKind,
     entity_id: str,
     ctx: Ctx,
+    response: Response,
     direction: Direction = "up",
     depth: Annotated[int | None, Query(ge=1, le=MAX_LINEAGE_DEPTH)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LINEAGE_PAGE)] = MAX_LINEAGE_PAGE,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> list[LineageNode]:
-    """What the entity came from (``direction=up``) or what came from it (``down``)."""
-    return query_lineage(
-        ctx.backend, ctx.principal, f"{kind}:{entity_id}", direction=direction, depth=depth
+    """What the entity came from (``direction=up``) or what came from it (``down``), nearest
+    first, one page; the total is in ``X-Total-Count`` (a walk stops after 10,000 nodes)."""
+    nodes, total = query_lineage_page(
+        ctx.backend,
+        ctx.principal,
+        f"{kind}:{entity_id}",
+        direction=direction,
+        depth=depth,
+        limit=limit,
+        offset=offset,
     )
+    response.headers["X-Total-Count"] = str(total)
+    return nodes

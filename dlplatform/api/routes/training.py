@@ -10,6 +10,8 @@ from dlplatform import train
 from dlplatform.api.deps import Ctx
 from dlplatform.metadata import MetricPoint
 from dlplatform.train.spec import (
+    MAX_LOG_CHUNK_BYTES,
+    MAX_METRICS_PAGE,
     JobLogs,
     MetricBatch,
     MetricsLogged,
@@ -54,18 +56,33 @@ def cancel_job(job_id: str, ctx: Ctx) -> TrainingJob:
 
 
 @router.get("/training/jobs/{job_id}/logs")
-def get_logs(job_id: str, ctx: Ctx, offset: Annotated[int, Query(ge=0)] = 0) -> JobLogs:
-    text, final = train.read_logs(ctx.backend, ctx.principal, job_id)
-    return JobLogs(
-        text=text[offset:], offset=offset, next_offset=max(offset, len(text)), final=final
-    )
+def get_logs(
+    job_id: str,
+    ctx: Ctx,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LOG_CHUNK_BYTES)] = MAX_LOG_CHUNK_BYTES,
+) -> JobLogs:
+    """At most ``limit`` bytes of the driver's output from byte ``offset``; poll again from
+    ``next_offset`` until ``final``."""
+    return train.read_logs(ctx.backend, ctx.principal, job_id, offset, limit)
 
 
 @router.get("/training/jobs/{job_id}/metrics")
 def get_metrics(
-    job_id: str, ctx: Ctx, key: Annotated[str | None, Query(max_length=128)] = None
+    job_id: str,
+    ctx: Ctx,
+    response: Response,
+    key: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_METRICS_PAGE)] = MAX_METRICS_PAGE,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> list[MetricPoint]:
-    return train.get_metrics(ctx.backend, ctx.principal, job_id, key)
+    """The run's metric points by key, step and time, one page; the total is in
+    ``X-Total-Count``."""
+    points, total = train.get_metrics_page(
+        ctx.backend, ctx.principal, job_id, key, limit=limit, offset=offset
+    )
+    response.headers["X-Total-Count"] = str(total)
+    return points
 
 
 @router.post("/runs/{run_id}/metrics", status_code=201)

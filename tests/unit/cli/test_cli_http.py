@@ -22,17 +22,6 @@ from dlplatform.metadata import LineageEdge, MetadataStore
 from dlplatform.metadata.store import EXPORTED_TABLES
 
 
-@pytest.fixture
-def run(cli_as: Callable[[str], None], admin_token: str):  # type: ignore[no-untyped-def]
-    runner = CliRunner()
-
-    def invoke(*args: str, token: str | None = None):  # type: ignore[no-untyped-def]
-        cli_as(token or admin_token)
-        return runner.invoke(dlp, list(args))
-
-    return invoke
-
-
 def _fake_gateway(
     monkeypatch: pytest.MonkeyPatch, handler: Callable[[httpx.Request], httpx.Response]
 ) -> None:

@@ -394,10 +394,15 @@ def test_readers_without_access_are_refused(client: TestClient, backend: Backend
     outsider = _token(backend, "rita", Role.RESEARCHER)
     member = _token(backend, "mo", Role.RESEARCHER, ("medical",))
     for route in ("arrow", "parts"):
-        for token in (viewer, outsider):
-            r = client.get(f"{API}/datasets/secret/commits/head/{route}", headers=_auth(token))
-            assert r.status_code == 403, r.text
-            assert r.json()["error"] == "permission_denied"
+        r = client.get(f"{API}/datasets/secret/commits/head/{route}", headers=_auth(viewer))
+        assert r.status_code == 403, r.text  # a member whose role may not read
+        assert r.json()["error"] == "permission_denied"
+        # not a member: answered as if the dataset did not exist (#18)
+        r = client.get(f"{API}/datasets/secret/commits/head/{route}", headers=_auth(outsider))
+        assert (r.status_code, r.json()) == (
+            404,
+            {"error": "not_found", "message": "dataset 'secret' does not exist"},
+        )
         r = client.get(f"{API}/datasets/secret/commits/head/{route}", headers=_auth(member))
         assert r.status_code == 200, r.text
     denied = backend.store.list_audit(outcome="denied")

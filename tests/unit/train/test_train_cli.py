@@ -158,7 +158,7 @@ def test_logs_follow_reads_from_the_offset_until_final(
         return chunks[offset]
 
     monkeypatch.setattr(JobHandle, "read_logs", read_logs)
-    monkeypatch.setattr("dlplatform.cli.train.time.sleep", lambda _s: None)
+    monkeypatch.setattr("dlplatform.client.training.time.sleep", lambda _s: None)
     followed = dlp("train", "logs", "run-1", "-f")
     assert followed.exit_code == 0 and followed.stdout == "a\nb\n"
     assert seen == [0, 2, 2]

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-
-import pytest
 
 from dlplatform.access import issue_token
-from dlplatform.api.app import create_app
 from dlplatform.context import Backend
 from dlplatform.metadata import Role, Run, RunStatus, User
 from dlplatform.metadata.records import utcnow
@@ -17,12 +13,6 @@ from dlplatform.train import TrainingJobSpec
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
-
-
-@pytest.fixture
-def client(backend: Backend) -> Iterator[TestClient]:
-    with TestClient(create_app(backend), base_url="http://127.0.0.1") as c:
-        yield c
 
 
 def _auth(backend: Backend, name: str, role: Role) -> dict[str, str]:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 
 import pytest
 
 from dlplatform import alerts
 from dlplatform.access import Principal, issue_token
-from dlplatform.api.app import create_app
 from dlplatform.context import Backend
 from dlplatform.errors import InvalidInput, NotFound, PermissionDenied
 from dlplatform.metadata import MetadataStore, Role, User
@@ -21,12 +19,6 @@ with warnings.catch_warnings():
 
 VIEWER = Principal(name="vic", role=Role.VIEWER)
 SCIENTIST = Principal(name="sam", role=Role.DATA_SCIENTIST)
-
-
-@pytest.fixture
-def client(backend: Backend) -> Iterator[TestClient]:
-    with TestClient(create_app(backend), base_url="http://127.0.0.1") as c:
-        yield c
 
 
 def _token(store: MetadataStore, name: str, role: Role) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,12 +17,6 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 JS_FILES = sorted(p.relative_to(ASSETS_DIR).as_posix() for p in ASSETS_DIR.rglob("*.js"))
-
-
-@pytest.fixture
-def client(backend: Backend) -> Iterator[TestClient]:
-    with TestClient(create_app(backend), base_url="http://127.0.0.1") as c:
-        yield c
 
 
 def test_assets_exist_in_the_package() -> None:

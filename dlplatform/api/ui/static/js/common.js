@@ -70,6 +70,22 @@ export async function fetchPage(path, query, page, extra = {}) {
   return { rows, total: count, page, paginated };
 }
 
+/**
+ * Every item of a list route. A paginated route (limit/offset in the OpenAPI document; `template`
+ * is its path with {placeholders}) is read a bounded page at a time until a page comes back short.
+ */
+export async function fetchAll(path, template, query = {}, pageSize = 1000) {
+  const accepts = api.paramsOf(template);
+  if (!(accepts.includes("limit") && accepts.includes("offset"))) return api.get(path, query);
+  const items = [];
+  for (;;) {
+    const page = await api.get(path, { ...query, limit: pageSize, offset: items.length });
+    const rows = Array.isArray(page) ? page : [];
+    items.push(...rows);
+    if (rows.length !== pageSize) return items;
+  }
+}
+
 /** Previous/next links and "Showing a–b of n". hrefFor(page) builds the link. */
 export function pager({ rows, total, page }, hrefFor) {
   const first = rows.length ? (page - 1) * PAGE_SIZE + 1 : 0;

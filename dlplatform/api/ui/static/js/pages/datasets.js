@@ -67,6 +67,13 @@ function schemaView(commit) {
 function statsView(commit) {
   let stats = parseJSON(commit.stats_json ?? commit.stats, null);
   if (!stats) return h("p", { class: "empty" }, "No column statistics computed for this commit.");
+  if (stats.values_hidden) {
+    // the server left out min, max, mean and the most frequent values: they are data
+    const { values_hidden: _, ...counts } = stats;
+    return h("div", {},
+      h("p", { class: "help" }, "Values (min, max, mean, most frequent) are shown to those who may read the data (dataset.read)."),
+      statsView({ stats_json: JSON.stringify(counts) }));
+  }
   if (stats.columns && typeof stats.columns === "object") stats = stats.columns;
   let rows;
   if (Array.isArray(stats)) {

@@ -84,12 +84,15 @@ async function graphPage(params) {
     return h("div", {}, body);
   }
   const path = `/lineage/${api.seg(kind)}/${api.seg(id)}`;
-  const [up, down] = await Promise.all([api.get(path, { direction: "up" }), api.get(path, { direction: "down" })]);
+  // one page per side (the gateway bounds it); X-Total-Count says how many there are in all
+  const [upPage, downPage] = await Promise.all(["up", "down"].map((direction) => api.request(path, { query: { direction } })));
+  const [up, down] = [upPage.data, downPage.data];
   const nodes = new Map([[entity, { id: entity, layer: 0, current: true }]]);
   const edges = [];
   const truncated = [];
-  for (const [list, sign, name] of [[up, -1, "upstream"], [down, 1, "downstream"]]) {
-    if (list.length > MAX_NODES_PER_SIDE) truncated.push(`${list.length - MAX_NODES_PER_SIDE} more ${name}`);
+  for (const [list, total, sign, name] of [[up, upPage.total, -1, "upstream"], [down, downPage.total, 1, "downstream"]]) {
+    const count = total ?? list.length;
+    if (count > MAX_NODES_PER_SIDE) truncated.push(`${count - MAX_NODES_PER_SIDE} more ${name}`);
     for (const n of list.slice(0, MAX_NODES_PER_SIDE)) {
       if (!nodes.has(n.entity)) nodes.set(n.entity, { id: n.entity, layer: sign * n.depth });
       edges.push(sign < 0 ? { src: n.entity, dst: n.via, relation: n.relation } : { src: n.via, dst: n.entity, relation: n.relation });

@@ -1,7 +1,7 @@
 // Models: versions, aliases (stages), promotion history, deployments with replicas, traffic, load.
 
 import * as api from "../api.js";
-import { actionButton, entityHref, fetchPage, pageOf, pager, partError, unavailable } from "../common.js";
+import { actionButton, entityHref, fetchAll, fetchPage, pageOf, pager, partError, unavailable } from "../common.js";
 import { badge, fmtDate, fmtNumber, h, parseJSON, section, short, table } from "../dom.js";
 
 const PROMOTERS = new Set(["admin", "data-scientist"]);
@@ -77,7 +77,7 @@ async function deploymentsSection(model) {
     return part;
   }
   const load = async () => {
-    const data = await api.get("/deployments");
+    const data = await fetchAll("/deployments", "/deployments", {}, 100);
     return (Array.isArray(data) ? data : data.items || []).filter((d) => !model || d.model === model);
   };
   let rows;

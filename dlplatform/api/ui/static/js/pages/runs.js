@@ -1,7 +1,7 @@
 // Runs: queue and history, one run (params, metric charts, logs), compare runs side by side.
 
 import * as api from "../api.js";
-import { actionButton, entityHref, fetchPage, pageOf, pager, partError, unavailable } from "../common.js";
+import { actionButton, entityHref, fetchAll, fetchPage, pageOf, pager, partError, unavailable } from "../common.js";
 import { lineChart } from "../charts.js";
 import { badge, facts, fmtDate, fmtNumber, h, parseJSON, section, short, table } from "../dom.js";
 
@@ -97,7 +97,7 @@ function seriesByKey(data) {
 }
 
 async function loadMetrics(id) {
-  return seriesByKey(await api.get(`${LIST}/${api.seg(id)}/metrics`));
+  return seriesByKey(await fetchAll(`${LIST}/${api.seg(id)}/metrics`, `${LIST}/{id}/metrics`, {}, 10000));
 }
 
 const SPEC_PARAMS = ["model", "dataset", "label", "epochs", "batch_size", "lr", "workers", "seed", "validation_fraction", "use_gpu", "priority"];
@@ -181,26 +181,26 @@ async function detailPage(params, _query, { session, rerender }) {
       const empty = h("p", { class: "empty" }, "No logs yet.");
       empty.hidden = Boolean(text);
       logs.append(empty, pre);
-      // follow a running job's output (the route pages it by character offset)
+      // The route answers a bounded chunk from a byte offset: read on at once while chunks
+      // come, then poll a running job's output until the job is final.
       if (data && typeof data.next_offset === "number" && data.final === false) {
         let offset = data.next_offset;
-        const timer = setInterval(async () => {
-          if (!logs.isConnected) {
-            clearInterval(timer);
-            return;
-          }
+        const follow = async () => {
+          if (!logs.isConnected) return;
           try {
             const more = await api.get(path, { offset });
             if (more.text) {
               pre.append(more.text);
               empty.hidden = true;
             }
+            const advanced = more.next_offset > offset;
             offset = more.next_offset;
-            if (more.final) clearInterval(timer);
+            if (!more.final) setTimeout(follow, advanced ? 0 : LOG_POLL_MS);
           } catch {
-            clearInterval(timer);
+            // stop following; what was read stays shown
           }
-        }, LOG_POLL_MS);
+        };
+        setTimeout(follow, 0);
       }
     } catch (err) {
       logs.append(partError("Logs", err));
