@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from dlplatform._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from dlplatform.train._usercode import masked_run
     from dlplatform.train.registry import (
         alias_history,
         get_version,
@@ -69,6 +70,7 @@ _EXPORTS = {
     "list_models": "dlplatform.train.registry",
     "list_versions": "dlplatform.train.registry",
     "load_model": "dlplatform.train.registry",
+    "masked_run": "dlplatform.train._usercode",
     "model_from_files": "dlplatform.train.registry",
     "parse_distribution": "dlplatform.train.tune",
     "promote": "dlplatform.train.registry",
@@ -103,6 +105,7 @@ __all__ = [
     "list_versions",
     "load_model",
     "log_metrics",
+    "masked_run",
     "model_from_files",
     "parse_distribution",
     "promote",

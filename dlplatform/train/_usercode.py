@@ -104,6 +104,14 @@ def may_see_env(viewer: Principal, run: Run) -> bool:
     return viewer.is_admin or viewer.name == run.owner
 
 
+def masked_run(run: Run) -> Run:
+    """``run`` with the env var values in its ``spec_json`` masked (for outputs others read, such
+    as a workflow step's)."""
+    spec = TrainingJobSpec.model_validate_json(run.spec_json)
+    shown = masked(spec)
+    return run if shown is spec else run.model_copy(update={"spec_json": shown.model_dump_json()})
+
+
 def masked(spec: TrainingJobSpec) -> TrainingJobSpec:
     """``spec`` with every ``runtime_env.env_vars`` value replaced by ``MASK`` (names kept)."""
     env = (spec.runtime_env or {}).get("env_vars")

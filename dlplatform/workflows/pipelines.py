@@ -73,7 +73,8 @@ def train_model(
         raise RuntimeError(f"training job {job.id} {job.status}: {job.run.error or 'no model'}")
     name, _, number = job.model_version.partition("@")
     version = train.get_version(backend, principal, name, int(number))
-    return {"run": job.run, "model_version": version}
+    # A step's output is read by every workflow.view holder: no env var values in it.
+    return {"run": train.masked_run(job.run), "model_version": version}
 
 
 @step(num_cpus=0)

@@ -5,6 +5,7 @@ store, the gateway app in-process; no Ray)."""
 
 from __future__ import annotations
 
+import inspect
 import sys
 import uuid
 import warnings
@@ -303,3 +304,18 @@ def test_the_scheduler_does_not_start_a_run_whose_owner_is_gone(
         ended.error or ""
     )
     assert store.list_tokens() == []  # no token was issued for anyone
+
+
+def test_a_workflow_steps_run_output_carries_no_env_var_values(store: MetadataStore) -> None:
+    """``train_and_deploy``'s training step stores ``masked_run(job.run)`` as its output, which
+    every ``workflow.view`` holder reads."""
+    training = TrainingJobSpec(**USER_CODE, runtime_env={"env_vars": {"API_KEY": SECRET}})
+    run = Run(id="run-wf", owner="alice", status=RunStatus.SUCCEEDED,
+              spec_json=training.model_dump_json(), created_at=utcnow())  # fmt: skip
+    shown = train.masked_run(run)
+    assert SECRET not in shown.model_dump_json() and '"API_KEY":"***"' in shown.spec_json
+    assert train.masked_run(run.model_copy(update={"spec_json": TrainingJobSpec(
+        **USER_CODE).model_dump_json()})).spec_json == TrainingJobSpec(**USER_CODE).model_dump_json()  # fmt: skip
+    from dlplatform.workflows import pipelines
+
+    assert "train.masked_run(job.run)" in inspect.getsource(pipelines.train_model)
