@@ -139,12 +139,31 @@ def _ensure_shared_app(backend: Backend, spec: DeploymentSpec) -> None:
         _run_app(serve, shared_app(_settings_dict(backend), spec), SHARED_APP, ROUTE_PREFIX)
 
 
+def check_replica_fits(num_cpus: float, nodes: list[dict[str, Any]]) -> None:
+    """Refuse at once a replica no node of the cluster can ever hold (``nodes`` as
+    ``ray.nodes()`` gives them), instead of leaving the deploy to wait for its timeout.
+
+    Raises:
+        InvalidInput: ``num_cpus`` is above every alive node's CPU total.
+    """
+    largest = max((float(n.get("Resources", {}).get("CPU", 0.0)) for n in nodes if n.get("Alive")),
+                  default=0.0)  # fmt: skip
+    if num_cpus > largest:
+        raise InvalidInput(
+            f"a replica asks for {num_cpus:g} CPUs but the largest node of this cluster has "
+            f"{largest:g}; deploy with num_cpus <= {largest:g}"
+        )
+
+
 def _apply(backend: Backend, record: Deployment) -> None:
     """Make Serve run what ``record`` says (a rolling replace when the app exists)."""
+    import ray
+
     from dlplatform.serve.deployment import model_app
 
     serve = _require_serve(backend)
     spec = _spec_of(record)
+    check_replica_fits(spec.num_cpus, ray.nodes())
     if spec.shared:
         _ensure_shared_app(backend, spec)
         if app_name(record.name) in serve.status().applications:

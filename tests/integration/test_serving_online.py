@@ -280,6 +280,16 @@ def test_gateway_routes_deploy_list_traffic_feedback_undeploy(env: Env) -> None:
             headers=headers,
         )
         assert bad.status_code == 422
+        # more CPUs than any node has: refused at once with the reason, nothing stored
+        t0 = time.monotonic()
+        huge = api.post(
+            "/api/v1/deployments",
+            json={"model": f"{name}@{v1.version}", "config": {"num_cpus": 64}},
+            headers=headers,
+        )
+        assert huge.status_code == 422 and "largest node" in huge.json()["message"], huge.text
+        assert time.monotonic() - t0 < 30
+        assert api.get(f"/api/v1/deployments/{name}", headers=headers).status_code == 404
         missing = api.post("/api/v1/deployments", json={"model": f"{name}@9"}, headers=headers)
         assert missing.status_code == 404 and missing.json()["error"] == "not_found"
         created = api.post(

@@ -265,3 +265,18 @@ def test_a_lone_request_runs_inline_and_concurrent_ones_are_batched() -> None:
     alone, together, replica = asyncio.run(scenario())
     assert replica.batched == [3] and replica._in_flight == 0  # one forward pass for all three
     assert together == [alone] * 3
+
+
+def test_a_replica_no_node_can_hold_is_refused_at_once() -> None:
+    from dlplatform.serve.service import check_replica_fits
+
+    nodes = [
+        {"Alive": True, "Resources": {"CPU": 4.0}},
+        {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
+        {"Alive": False, "Resources": {"CPU": 64.0}},  # a dead node holds nothing
+    ]
+    check_replica_fits(8, nodes)
+    with pytest.raises(InvalidInput, match="asks for 32 CPUs but the largest node .* has 8"):
+        check_replica_fits(32, nodes)
+    with pytest.raises(InvalidInput, match="largest node of this cluster has 0"):
+        check_replica_fits(0.25, [])
