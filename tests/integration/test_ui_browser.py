@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from fixtures_browser import live_gateway, screenshot
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
@@ -394,7 +394,8 @@ def test_models_versions_aliases_history_deployments(browser: Any, seeded: Seede
     alias.clear()
     alias.send_keys("staging")
     browser.find_element(By.XPATH, "//button[.='Promote']").click()
-    WebDriverWait(browser, WAIT_S).until(
+    # the page renders the section again after the promotion: a found element may go stale
+    WebDriverWait(browser, WAIT_S, ignored_exceptions=[StaleElementReferenceException]).until(
         lambda d: "staging" in d.find_element(By.XPATH, "//section[h2='Promotion history']").text
     )
     _ready(browser, "models/digits-mlp")
