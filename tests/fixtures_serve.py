@@ -1,5 +1,7 @@
 """Serving test helpers: register a small real model version, and a session Serve on loopback.
 
+``LocalStoreClient`` is what a model replica uses of the metadata actor's ``StoreClient``,
+answered in this process by a real store; ``served_model`` a small real ``ServedModel``.
 ``register_mlp`` stores a real built-in MLP through the registry's own ``register_version`` (the
 same artifact format training writes). ``serve_url`` starts Ray Serve on a free 127.0.0.1 port
 the way ``dlp up`` does, unless Serve already runs in the session cluster (then its port is
@@ -8,10 +10,11 @@ reused: Serve's HTTP options apply only on the first start).
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,59 @@ from dlplatform.metadata import ModelVersion, Role, Run, User
 from dlplatform.metadata.records import utcnow
 
 FEATURES = ("f0", "f1", "f2", "f3")
+
+
+class _Reply:
+    """An awaitable that is already answered (a Ray ``ObjectRef`` to a finished call)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.value
+        yield  # a generator: ``await`` takes the return value without suspending
+
+
+class LocalStoreClient:
+    """What a replica uses of the metadata actor's ``StoreClient``, answered in this process by
+    the same store: its methods, ``call_async`` (the reply the actor's own ``call`` gives, to
+    await) and the token-epoch long poll (short here, so that a test's event loop ends quickly;
+    idle once ``closed`` is set, before the store closes)."""
+
+    def __init__(self, store: Any) -> None:
+        from dlplatform.metadata.actor import _MetadataActor
+
+        self._store = store
+        self._actor = _MetadataActor.__new__(_MetadataActor)  # its ``call``, without Ray
+        self._actor._store = store
+        self.closed = False
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(self._store, method)
+
+    def call_async(self, method: str, *args: Any, **kwargs: Any) -> _Reply:
+        return _Reply(self._actor.call(method, args, kwargs))
+
+    async def watch_token_epoch(self, known: int | None, timeout_s: float) -> int:
+        if self.closed:
+            await asyncio.sleep(3600)
+        return int(
+            await asyncio.to_thread(self._store.wait_token_epoch, known, min(timeout_s, 0.2))
+        )
+
+
+def served_model(model: str = "m", version: int = 1, *, max_rows: int = 64) -> Any:
+    """A ``ServedModel`` of an untrained 4-feature, 3-class MLP (``FEATURES``, classes a b c)."""
+    from dlplatform.serve._model import ServedModel
+    from dlplatform.train import ModelSignature
+    from dlplatform.train.models import build_model
+
+    signature = ModelSignature(kind="tabular", features=FEATURES, dtypes=("double",) * 4,
+                               input_shape=(4,), task="classification", label="y",
+                               classes=("a", "b", "c"))  # fmt: skip
+    config = {"model": "mlp", "input_shape": [4], "num_outputs": 3, "params": {"hidden": 4}}
+    return ServedModel(model=model, version=version, module=build_model(config),
+                       signature=signature, params=config["params"], max_rows=max_rows)  # fmt: skip
 
 
 def register_mlp(

@@ -17,11 +17,12 @@ Every route any component adds is covered automatically.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 import schemathesis
+from fixtures_serve import LocalStoreClient, served_model
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
@@ -39,59 +40,9 @@ MAX_EXAMPLES = {"admin": 25, "viewer": 6}
 """Examples per operation and token. Bounded: about 75 s of one core for both runs (the admin's
 about 50, the viewer's, mostly refusals, about 15, imports and set-up 10)."""
 MODEL_DEPLOYMENT = "fuzz-model"
-FEATURES = ("f0", "f1", "f2", "f3")
 
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
-
-
-class _Reply:
-    """An awaitable that is already answered (a Ray ``ObjectRef`` to a finished call)."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        return self.value
-        yield  # a generator: ``await`` takes the return value without suspending
-
-
-class _LocalActorClient:
-    """What a replica uses of the metadata actor's ``StoreClient``, answered in this process by
-    the same store: its methods, ``call_async`` (the reply the actor's own ``call`` gives, to
-    await) and the token-epoch long poll (short here, so nothing waits long after the run)."""
-
-    def __init__(self, store: Any) -> None:
-        from dlplatform.metadata.actor import _MetadataActor
-
-        self._store = store
-        self._actor = _MetadataActor.__new__(_MetadataActor)  # its ``call``, without Ray
-        self._actor._store = store
-        self.closed = False
-
-    def __getattr__(self, method: str) -> Any:
-        return getattr(self._store, method)
-
-    def call_async(self, method: str, *args: Any, **kwargs: Any) -> _Reply:
-        return _Reply(self._actor.call(method, args, kwargs))
-
-    async def watch_token_epoch(self, known: int | None, timeout_s: float) -> int:
-        if self._store.token_epoch() == known:
-            await asyncio.sleep(3600 if self.closed else 0.2)  # idle once the run is over
-        return int(self._store.token_epoch())
-
-
-def _served_model() -> Any:
-    from dlplatform.serve._model import ServedModel
-    from dlplatform.train import ModelSignature
-    from dlplatform.train.models import build_model
-
-    signature = ModelSignature(kind="tabular", features=FEATURES, dtypes=("double",) * 4,
-                               input_shape=(4,), task="classification", label="y",
-                               classes=("a", "b", "c"))  # fmt: skip
-    config = {"model": "mlp", "input_shape": [4], "num_outputs": 3, "params": {"hidden": 4}}
-    return ServedModel(model="m", version=1, module=build_model(config), signature=signature,
-                       params=config["params"], max_rows=64)  # fmt: skip
 
 
 def _model_replica(
@@ -101,7 +52,7 @@ def _model_replica(
     how to close it: its prediction log is written out before the test's store closes."""
     from dlplatform.serve import deployment
 
-    client = _LocalActorClient(backend.store)
+    client = LocalStoreClient(backend.store)
     replica_backend = Backend(
         store=client,  # type: ignore[arg-type]
         artifacts=backend.artifacts,
@@ -109,7 +60,7 @@ def _model_replica(
     )
     monkeypatch.setattr(deployment, "prepare_replica_process", lambda: None)
     monkeypatch.setattr(deployment, "_backend", lambda _settings: replica_backend)
-    monkeypatch.setattr(deployment, "load_served_model", lambda *_a, **_k: _served_model())
+    monkeypatch.setattr(deployment, "load_served_model", lambda *_a, **_k: served_model())
     server_class = deployment.ModelServer.func_or_class.__bases__[0]  # inside @serve.ingress
 
     class Replica(server_class):  # type: ignore[misc, valid-type]

@@ -11,64 +11,24 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from fixtures_serve import LocalStoreClient, served_model
 
 from dlplatform.access import issue_token
 from dlplatform.config import Settings
 from dlplatform.context import Backend
 from dlplatform.metadata import Deployment, MetadataStore, Role, User
-from dlplatform.metadata.actor import _MetadataActor
 from dlplatform.metadata.records import utcnow
 from dlplatform.serve._model import ServedModel
 from dlplatform.serve.deployment import ModelServer, asgi_app
 from dlplatform.serve.multiplex import SharedModelServer
 from dlplatform.serve.spec import DeploymentSpec
-from dlplatform.train import ModelSignature
-from dlplatform.train.models import build_model
 
 ROW = [0.1, 0.2, 0.3, 0.4]
 HOST = "127.0.0.1:8000"
 
 
-class LocalStoreClient:
-    """What a replica needs of ``StoreClient``, over an in-process store: ``call_async``
-    answers as the metadata actor does (its own ``call``), the rest goes to the store."""
-
-    def __init__(self, store: MetadataStore) -> None:
-        self._store = store
-        self._actor = _MetadataActor.__new__(_MetadataActor)
-        self._actor._store = store
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    def call_async(self, method: str, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
-        done = asyncio.get_running_loop().create_future()
-        done.set_result(self._actor.call(method, args, kwargs))
-        return done
-
-    async def watch_token_epoch(self, known: int | None, timeout_s: float) -> int:
-        return await asyncio.to_thread(self._store.wait_token_epoch, known, min(timeout_s, 0.2))
-
-
 def _served(model: str = "m", version: int = 1) -> ServedModel:
-    signature = ModelSignature(
-        kind="tabular",
-        features=("f0", "f1", "f2", "f3"),
-        dtypes=("double",) * 4,
-        input_shape=(4,),
-        task="classification",
-        label="y",
-        classes=("a", "b", "c"),
-    )
-    config = {"model": "mlp", "input_shape": [4], "num_outputs": 3, "params": {"hidden": 4}}
-    return ServedModel(
-        model=model,
-        version=version,
-        module=build_model(config),
-        signature=signature,
-        params=config["params"],
-        max_rows=8,
-    )
+    return served_model(model, version, max_rows=8)  # type: ignore[no-any-return]
 
 
 def _backend(store: MetadataStore, settings: Settings, **changes: Any) -> Backend:

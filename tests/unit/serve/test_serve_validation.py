@@ -276,7 +276,7 @@ def test_a_replica_no_node_can_hold_is_refused_at_once() -> None:
         {"Alive": False, "Resources": {"CPU": 64.0}},  # a dead node holds nothing
     ]
     check_replica_fits(8, nodes)
-    with pytest.raises(InvalidInput, match="asks for 32 CPUs but the largest node .* has 8"):
+    with pytest.raises(InvalidInput, match=r"asks for 32 CPUs but the largest node .* has 8"):
         check_replica_fits(32, nodes)
     with pytest.raises(InvalidInput, match="largest node of this cluster has 0"):
         check_replica_fits(0.25, [])
