@@ -551,6 +551,16 @@ def _live_record(settings: Settings) -> ClusterRecord | None:
     return None
 
 
+def is_running(settings: Settings) -> bool:
+    """Whether a platform that ``up`` started or joined runs under ``settings.home``: its
+    ``cluster.json`` names a live head (or a reachable cluster). Starts nothing, loads no Ray.
+
+    Raises:
+        BackendUnavailable: ``cluster.json`` is unreadable.
+    """
+    return _live_record(settings) is not None
+
+
 def attach(settings: Settings, *, start: bool) -> Backend:
     """Join the platform running under ``settings.home`` (or start it when ``start``).
 
@@ -579,7 +589,8 @@ def attach(settings: Settings, *, start: bool) -> Backend:
 # --- up ---------------------------------------------------------------------------------------
 
 
-def _write_admin_token(settings: Settings, secret: str) -> None:
+def write_admin_token(settings: Settings, secret: str) -> None:
+    """Write the admin's token to ``<home>/admin.token`` (mode 0600)."""
     _write_private(settings.admin_token_path, secret + "\n")
 
 
@@ -675,7 +686,7 @@ def deploy_platform(
     store = connect_store(settings)
     secret = bootstrap_admin(store)
     if secret is not None:
-        _write_admin_token(settings, secret)
+        write_admin_token(settings, secret)
     if progress:
         progress("starting Ray Serve and the API gateway")
     port = start_serve(serve_host or settings.host, settings.port)
@@ -704,6 +715,7 @@ def up(settings: Settings, progress: Progress | None = None) -> PlatformInfo:
     Raises:
         BackendUnavailable: Ray could not be started or reached, or the gateway did not start.
         InvalidInput: the gateway port is taken by something else.
+        IntegrityError: the metadata database is damaged; nothing was started or written.
     """
     from dlplatform.serve import _ingress  # Serve's specs, only when starting
 
@@ -715,6 +727,11 @@ def up(settings: Settings, progress: Progress | None = None) -> PlatformInfo:
             _stop_session(record, progress)  # leftovers of a crashed head
         cluster_file(settings).unlink(missing_ok=True)
         record = None
+    if record is None and settings.metadata_path.exists():
+        # Before anything starts: the metadata actor would fail on a damaged file over and over.
+        from dlplatform.metadata.backup import check_database
+
+        check_database(settings.metadata_path)
     import ray
 
     if record is None and ray.is_initialized():

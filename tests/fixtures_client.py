@@ -2,8 +2,9 @@
 
 - ``gateway_transport``: an httpx transport into ``create_app(backend)`` for the test's backend.
 - ``http_platform(token)``: a ``dlplatform.client.Platform`` as the owner of ``token``.
-- ``client``: a Starlette test client of the gateway app; ``run(*args, token=None)``: the
-  ``dlp`` command in-process.
+- ``client``: a Starlette test client of the gateway app; ``lenient_client``: the same on port
+  8000 that answers a server error as a 500 instead of raising it in the test; ``bearer(token)``:
+  the Authorization header; ``run(*args, token=None)``: the ``dlp`` command in-process.
 - ``cli_as``: makes the ``dlp`` command's ``platform()`` use ``http_platform``; call it with a
   token to switch users (the admin's by default).
 """
@@ -65,6 +66,18 @@ def client(backend: Backend) -> Iterator[TestClient]:
 
     with TestClient(create_app(backend), base_url="http://127.0.0.1") as c:
         yield c
+
+
+@pytest.fixture
+def lenient_client(backend: Backend) -> Iterator[TestClient]:
+    from dlplatform.api.app import create_app
+
+    with TestClient(create_app(backend), base_url=CLIENT_BASE, raise_server_exceptions=False) as c:
+        yield c
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ TOP_LEVEL: list[str] = [
     "dlplatform.cli.system",
     "dlplatform.cli.predict",
     "dlplatform.cli.auth",
+    "dlplatform.cli.backup",
 ]
 
 

@@ -34,11 +34,10 @@ from pydantic import BaseModel
 from dlplatform.access import Permission, Principal, audit, authorize, is_member
 from dlplatform.data import _io
 from dlplatform.data._schema import conform, reconcile, schema_from_json, schema_to_json
-from dlplatform.data.spec import check_idempotency_key
 from dlplatform.errors import AlreadyExists, Conflict, InvalidInput, NotFound, SchemaMismatch
 from dlplatform.metadata import Commit, CommitMode, CommitPart, Dataset, DatasetType, LineageEdge
 from dlplatform.metadata.artifacts import ArtifactRef
-from dlplatform.metadata.records import build, check_id, check_name, utcnow
+from dlplatform.metadata.records import build, check_id, check_idempotency_key, check_name, utcnow
 
 if TYPE_CHECKING:
     from dlplatform.context import Backend

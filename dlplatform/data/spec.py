@@ -6,11 +6,8 @@ pyarrow, DuckDB or Ray.
 
 from __future__ import annotations
 
-import re
-
 from pydantic import BaseModel, Field, model_validator
 
-from dlplatform.errors import InvalidInput
 from dlplatform.metadata.records import Commit
 
 ARROW_STREAM_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
@@ -20,22 +17,6 @@ IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 COMMIT_HEADER = "X-DLP-Commit"
 ROW_COUNT_HEADER = "X-DLP-Row-Count"
 VERSION_HASH_HEADER = "X-DLP-Version-Hash"
-
-_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-
-
-def check_idempotency_key(value: str) -> str:
-    """``value`` if it is a valid push key: 1-128 characters of ``A-Z a-z 0-9 _ . : -``.
-
-    Raises:
-        InvalidInput: anything else.
-    """
-    if not isinstance(value, str) or not _IDEMPOTENCY_KEY.fullmatch(value):
-        raise InvalidInput(
-            f"invalid idempotency key {str(value)[:40]!r}: use 1 to 128 characters of "
-            "A-Z a-z 0-9 _ . : - (e.g. a UUID)"
-        )
-    return value
 
 
 class ReadGrant(BaseModel, frozen=True, extra="forbid"):

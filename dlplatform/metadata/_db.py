@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import shutil
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -160,6 +161,11 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def newest_schema_version() -> int:
+    """The version of the newest migration this dlplatform knows."""
+    return max(version for version, _ in _migrations())
+
+
 class Database:
     """One DuckDB file, migrated on open, used under one lock.
 
@@ -193,8 +199,8 @@ class Database:
                 "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
                 "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             )
-            row = self._con.execute("SELECT max(version) FROM schema_version").fetchone()
-            current = (row[0] if row else None) or 0
+            rows = self._con.execute("SELECT max(version) FROM schema_version").fetchall()
+            current = (rows[0][0] if rows else None) or 0
             for version, sql in _migrations():
                 if version <= current:
                     continue
@@ -214,6 +220,23 @@ class Database:
     def close(self) -> None:
         with self._lock:
             self._con.close()
+
+    def snapshot(self, dest: str | Path) -> None:
+        """Copy the database file to ``dest`` as it is between two statements.
+
+        Under the lock no statement runs and no transaction is open; ``CHECKPOINT`` then moves
+        the write-ahead log into the file, so the file alone holds every committed transaction
+        and its copy opens like the original. Other callers wait for the copy (a local disk
+        copies about a gigabyte a second). The read cache stays valid: no data changes.
+
+        Raises:
+            InvalidInput: the database is in memory.
+        """
+        if self.path == ":memory:":
+            raise InvalidInput("an in-memory metadata database has no file to copy")
+        with self._lock:
+            self._con.execute("CHECKPOINT")
+            shutil.copyfile(self.path, dest)
 
     @contextlib.contextmanager
     def tx(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -259,8 +282,10 @@ class Database:
             return [dict(r) for r in rows]  # the caller may change its copy
 
     def _fetch_one(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        row = self._con.execute(sql, params).fetchone()
-        return [] if row is None else [row]
+        # fetchall, not fetchone: DuckDB 2 refuses a relation (``sql()``) on a connection
+        # whose last result was not read to its end. Every caller reads one row.
+        rows = self._con.execute(sql, params).fetchall()
+        return rows[:1]
 
     def _fetch_dicts(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
         cur = self._con.execute(sql, params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -10,9 +11,9 @@ import duckdb
 import pyarrow as pa
 from pydantic import ValidationError
 
-from dlplatform.errors import InvalidInput, NotFound
+from dlplatform.errors import AlreadyExists, InvalidInput, NotFound
 from dlplatform.metadata._db import Database, _translate, insert
-from dlplatform.metadata.records import MetricPoint, Run, invalid_input
+from dlplatform.metadata.records import MetricPoint, Run, invalid_input, utcnow
 
 _SMALL_BATCH = 8
 
@@ -28,16 +29,89 @@ _RUN_MUTABLE = {
     "code_version",
     "spec_json",
     "name",
+    "startup_json",
 }
+
+
+MAX_RUN_WAIT_S = 60.0
+"""The longest one ``wait_run_change`` call blocks."""
 
 
 class RunTables:
     _db: Database
+    _run_changed: threading.Condition  # these three are made by MetadataStore.__init__
+    _run_versions: dict[str, int]
+    _run_version_base: int
 
-    def create_run(self, run: Run) -> Run:
+    # --- change notification: a follower learns of a new metric or status at once -----------
+
+    def run_version(self, run_id: str) -> int:
+        """A number that changes whenever the run is updated or gets metric points. In memory
+        only, from a random base each time the store is opened (never mistaken for the last)."""
+        with self._run_changed:
+            return self._run_version_base + self._run_versions.get(run_id, 0)
+
+    def wait_run_change(self, run_id: str, known: int | None, timeout_s: float) -> int:
+        """``run_version`` as soon as it differs from ``known``, else after ``timeout_s`` (at
+        most ``MAX_RUN_WAIT_S``). Blocks the calling thread: the metadata actor runs it in a
+        thread group of its own (``StoreClient.watch_run``), never through ``call``."""
+        timeout_s = min(max(float(timeout_s), 0.0), MAX_RUN_WAIT_S)
+        with self._run_changed:
+            self._run_changed.wait_for(lambda: self.run_version(run_id) != known, timeout_s)
+            return self.run_version(run_id)
+
+    def _bump_runs(self, run_ids: Sequence[str]) -> None:
+        with self._run_changed:
+            for run_id in set(run_ids):
+                self._run_versions[run_id] = self._run_versions.get(run_id, 0) + 1
+            self._run_changed.notify_all()
+
+    def create_run(self, run: Run, *, idempotency_key: str | None = None) -> Run:
+        """Record a new run.
+
+        Args:
+            idempotency_key: Recorded for ``run.owner`` in the same transaction (as a push's key,
+                see ``add_commit``), so the run and its key become visible together or not at all.
+
+        Raises:
+            AlreadyExists: the run id is taken, or ``idempotency_key`` was recorded already (its
+                run stands; look it up with ``get_run_by_submit_key``). Nothing was written.
+        """
         with self._db.tx() as cur:
+            if idempotency_key is not None:
+                done = cur.execute(
+                    "SELECT run_id FROM submit_keys WHERE user_name = ? AND key = ?",
+                    [run.owner, idempotency_key],
+                ).fetchone()
+                if done is not None:
+                    raise AlreadyExists(
+                        f"submit key {idempotency_key!r} of {run.owner!r} already made run {done[0]}"
+                    )
             insert(cur, "runs", run.model_dump(mode="python"), f"run {run.id!r}")
+            if idempotency_key is not None:
+                # A concurrent duplicate that got past the check above fails here and rolls the
+                # run back.
+                key_row = {
+                    "user_name": run.owner,
+                    "key": idempotency_key,
+                    "run_id": run.id,
+                    "created_at": utcnow(),
+                }
+                insert(cur, "submit_keys", key_row, f"submit key {idempotency_key!r}")
         return run
+
+    def get_run_by_submit_key(self, user: str, key: str) -> Run:
+        """The run a submit by ``user`` with idempotency ``key`` made.
+
+        Raises:
+            NotFound: no submit recorded that key.
+        """
+        row = self._db.one(
+            "SELECT run_id FROM submit_keys WHERE user_name = ? AND key = ?", [user, key]
+        )
+        if row is None:
+            raise NotFound(f"no submit by {user!r} with key {key!r}")
+        return self.get_run(row[0])
 
     def get_run(self, run_id: str) -> Run:
         rows = self._db.dicts("SELECT * FROM runs WHERE id = ?", [run_id])
@@ -113,6 +187,7 @@ class RunTables:
             self._db.run(
                 f"UPDATE runs SET {sets} WHERE id = ?", [*(dumped[k] for k in changes), run_id]
             )
+            self._bump_runs([run_id])
         return updated
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
@@ -177,6 +252,7 @@ class RunTables:
                         con.unregister("_metric_batch")
             except duckdb.Error as exc:
                 raise _translate(exc) from exc
+        self._bump_runs(run_ids)
         return n
 
     def log_metrics(self, points: Sequence[MetricPoint]) -> int:

@@ -291,8 +291,17 @@ class ArtifactStore:
         Raises:
             InvalidInput: ``sha`` is not 64 lowercase hex characters.
         """
+        return f"{self._root}/{self.relative_path(sha)}"
+
+    @staticmethod
+    def relative_path(sha: str) -> str:
+        """The path of object ``sha`` under the root: ``objects/<aa>/<sha>``.
+
+        Raises:
+            InvalidInput: ``sha`` is not 64 lowercase hex characters.
+        """
         _check_sha(sha)
-        return f"{self._root}/objects/{sha[:2]}/{sha}"
+        return f"objects/{sha[:2]}/{sha}"
 
     # -- writing -------------------------------------------------------------------------------
 

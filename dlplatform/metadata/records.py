@@ -54,6 +54,24 @@ def check_id(value: str) -> str:
     return value
 
 
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+def check_idempotency_key(value: str) -> str:
+    """``value`` if it is a valid idempotency key (of a push or a training submit): 1-128
+    characters of ``A-Z a-z 0-9 _ . : -``.
+
+    Raises:
+        InvalidInput: anything else.
+    """
+    if not isinstance(value, str) or not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise InvalidInput(
+            f"invalid idempotency key {str(value)[:40]!r}: use 1 to 128 characters of "
+            "A-Z a-z 0-9 _ . : - (e.g. a UUID)"
+        )
+    return value
+
+
 Name = Annotated[str, AfterValidator(check_name)]
 Identifier = Annotated[str, AfterValidator(check_id)]
 RunId = NewType("RunId", str)
@@ -185,6 +203,7 @@ class Run(Record):
     error: str | None = None
     result_json: str | None = None
     tags: tuple[str, ...] = ()
+    startup_json: str | None = None
 
 
 class MetricPoint(BaseModel, frozen=True, extra="forbid"):

@@ -24,6 +24,7 @@ from dlplatform.metadata._db import Database, insert
 from dlplatform.metadata._store_data import DatasetTables
 from dlplatform.metadata._store_models import ModelTables
 from dlplatform.metadata._store_runs import RunTables
+from dlplatform.metadata._store_snapshots import SnapshotFiles
 from dlplatform.metadata._store_workflows import WorkflowTables
 from dlplatform.metadata.enums import Role
 from dlplatform.metadata.records import (
@@ -53,11 +54,11 @@ EXPORTED_TABLES = (
     "users", "tokens", "audit_log", "datasets", "commits", "commit_parts", "push_keys", "runs",
     "params", "metrics", "artifacts", "models", "model_versions", "model_aliases", "alias_events",
     "deployments", "predictions", "feedback", "alerts", "workflow_runs", "workflow_steps", "workflow_triggers",
-    "workflow_registry", "lineage_edges",
+    "workflow_registry", "lineage_edges", "submit_keys",
 )  # fmt: skip
 
 
-class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
+class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables, SnapshotFiles):
     """Persistence for users, datasets, runs, models, deployments, workflows and lineage.
 
     Knows nothing of Ray or HTTP. Args:
@@ -68,6 +69,9 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables):
         self._db = Database(path)
         self._token_epoch = secrets.randbits(62)
         self._epoch_changed = threading.Condition()
+        self._run_changed = threading.Condition(threading.RLock())  # run_version re-enters
+        self._run_versions: dict[str, int] = {}
+        self._run_version_base = secrets.randbits(40)
 
     @property
     def path(self) -> str:

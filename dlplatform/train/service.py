@@ -19,9 +19,16 @@ from typing import Any
 
 from dlplatform.access import Permission, Principal, audit, authorize, revoke_run_tokens
 from dlplatform.context import Backend
-from dlplatform.errors import BackendUnavailable, Conflict, InvalidInput, NotFound, PermissionDenied
+from dlplatform.errors import (
+    AlreadyExists,
+    BackendUnavailable,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 from dlplatform.metadata import Commit, MetricPoint, Run, RunStatus
-from dlplatform.metadata.records import check_page, utcnow
+from dlplatform.metadata.records import check_idempotency_key, check_page, utcnow
 from dlplatform.train import models
 from dlplatform.train._usercode import authorize_code, masked, may_see_env
 from dlplatform.train.spec import (
@@ -80,8 +87,13 @@ def create_run(
     *,
     status: RunStatus = RunStatus.QUEUED,
     name: str = "",
+    idempotency_key: str | None = None,
 ) -> Run:
-    """Record a new training run for a pinned ``spec`` (no scheduling)."""
+    """Record a new training run for a pinned ``spec`` (no scheduling).
+
+    Raises:
+        AlreadyExists: ``idempotency_key`` made a run already (nothing was recorded).
+    """
     now = utcnow()
     run = Run(
         id=new_run_id(),
@@ -96,7 +108,7 @@ def create_run(
         started_at=now if status is RunStatus.RUNNING else None,
         tags=spec.tags,
     )
-    backend.store.create_run(run)
+    backend.store.create_run(run, idempotency_key=idempotency_key)
     audit(backend.store, principal, "train.submit", f"run:{run.id}", spec.dataset)
     return run
 
@@ -107,22 +119,54 @@ def _scheduler(backend: Backend) -> Any:
     return scheduler_for(backend)
 
 
-def submit(backend: Backend, principal: Principal, spec: TrainingJobSpec) -> TrainingJob:
+def submit(
+    backend: Backend,
+    principal: Principal,
+    spec: TrainingJobSpec,
+    *,
+    idempotency_key: str | None = None,
+) -> TrainingJob:
     """Validate, pin and queue a training job; the scheduler starts it when resources allow.
+
+    Args:
+        idempotency_key: 1-128 characters of ``A-Z a-z 0-9 _ . : -`` naming this submit, as a
+            push's key does: the key is recorded with the run, and a later submit by the same
+            caller with the same key submits nothing and returns that job as it is now, in
+            whatever status (a workflow step run again after a crash finds its job this way).
 
     Raises:
         PermissionDenied, NotFound, InvalidInput: see ``prepare``; InvalidInput also when the
-            job needs more than the cluster's total capacity.
+            job needs more than the cluster's total capacity, or for a malformed key.
         BackendUnavailable: the cluster cannot be reached.
     """
     from dlplatform.train.scheduler import check_fits
 
+    key = check_idempotency_key(idempotency_key) if idempotency_key is not None else None
     authorize(backend.store, principal, Permission.TRAIN_SUBMIT, f"dataset:{spec.dataset_name}")
+    if key is not None and (earlier := _submitted(backend, principal, key)) is not None:
+        return earlier
     pinned, commit = prepare(backend, principal, spec)
     scheduler = _scheduler(backend)
     check_fits(pinned, scheduler.capacity())
-    run = create_run(backend, principal, pinned, commit)
+    try:
+        run = create_run(backend, principal, pinned, commit, idempotency_key=key)
+    except AlreadyExists:  # a concurrent submit with the same key won: its job stands
+        earlier = _submitted(backend, principal, key) if key is not None else None
+        if earlier is None:
+            raise
+        return earlier
     scheduler.wake()
+    return _view(backend, principal, run)
+
+
+def _submitted(backend: Backend, principal: Principal, key: str) -> TrainingJob | None:
+    """The job an earlier submit by the caller with ``key`` made (audited as replayed), else
+    None."""
+    try:
+        run = backend.store.get_run_by_submit_key(principal.name, key)
+    except NotFound:
+        return None
+    audit(backend.store, principal, "train.submit", f"run:{run.id}", f"replayed key={key}")
     return _view(backend, principal, run)
 
 

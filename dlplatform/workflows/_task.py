@@ -4,12 +4,15 @@ The manager records step transitions in batches (one metadata call per schedulin
 step with retries records its own start, so that each attempt Ray makes is counted. A step whose
 task finished but whose success the manager did not record before dying runs again on resume
 (steps are at-least-once, like Ray's own retries); its earlier output stays content-addressed.
+A step that starts work elsewhere (a training job) finds that work again in such a re-run by
+``StepContext.idempotency_key``, the same in every execution of the step in its run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import json
 import os
 import threading
@@ -21,10 +24,11 @@ import ray
 
 from dlplatform.config import Settings
 from dlplatform.context import Backend
-from dlplatform.errors import BackendUnavailable
+from dlplatform.errors import BackendUnavailable, InvalidInput
 from dlplatform.metadata import LineageEdge
 from dlplatform.metadata.actor import StoreClient, connect_store
 from dlplatform.metadata.artifacts import ArtifactStore
+from dlplatform.metadata.records import check_idempotency_key
 from dlplatform.workflows._persist import entities_in, load_output, persist_output
 from dlplatform.workflows.dag import fill
 from dlplatform.workflows.steps import Step
@@ -44,6 +48,18 @@ class StepContext:
     def workflow_run(self) -> str:
         """The lineage entity of the run, ``workflow_run:<id>``."""
         return f"workflow_run:{self.run_id}"
+
+    def idempotency_key(self, *parts: str | int) -> str:
+        """A key naming work this step starts elsewhere (e.g. a training job,
+        ``train.submit(..., idempotency_key=...)``): the same in every execution of this step
+        in this run (after a manager crash, a resume or a retry), another in any other step or
+        run; ``parts`` tell pieces of work of one step apart. Too long for a key (128
+        characters), it is hashed."""
+        text = ":".join(["wf", self.run_id, self.step_id, *(str(p) for p in parts)])
+        try:
+            return check_idempotency_key(text)
+        except InvalidInput:
+            return f"wf:{hashlib.sha256(text.encode()).hexdigest()}"
 
     def backend(self) -> Backend:
         """Stores of the platform, reached through the metadata actor (never the DuckDB file)."""

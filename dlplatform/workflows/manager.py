@@ -487,9 +487,9 @@ class WorkflowManager:
     # --- triggers -------------------------------------------------------------------------
 
     def _start_for_trigger(
-        self, trigger: WorkflowTrigger, params: dict[str, Any], sources: list[str]
+        self, trigger: WorkflowTrigger, params: dict[str, Any], sources: list[str], run_id: str
     ) -> str:
-        run = self._start(trigger.workflow, params, None, trigger.owner, sources)
+        run = self._start(trigger.workflow, params, run_id, trigger.owner, sources)
         return run.id
 
     def _trigger_loop(self) -> None:

@@ -13,6 +13,15 @@ unless the admin allows its host (``dlplatform.alerts``): checked when the monit
 again, with the host resolved, when it sends.
 
 Steps act as the run's owner (its permissions apply) through the components' public APIs.
+
+Recovery: ``train_model`` submits its training job under a key of its workflow run and step
+(``StepContext.idempotency_key``), so running the step again (the manager crashed mid-step and
+continued the run, or a person resumed it) trains once, not twice: a job of an earlier execution
+that is queued or running is awaited, and one that succeeded is used as it is. A job that failed
+or was cancelled is not used: a new one is submitted under the next key, as a retry of the step
+would (logged; the earlier job stays in the history). So a job that fails while the manager is
+down is trained again when the run continues, where a manager that stayed up would have failed
+the step; to stop a pipeline, cancel its workflow run.
 """
 
 from __future__ import annotations
@@ -20,17 +29,20 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlplatform.access import Principal, run_owner
 from dlplatform.alerts import check_webhook_url, post_webhook
 from dlplatform.context import Backend
 from dlplatform.errors import InvalidInput
-from dlplatform.metadata import Deployment, ModelVersion, Run
+from dlplatform.metadata import Deployment, ModelVersion, Run, RunStatus
 from dlplatform.metadata.records import utcnow
-from dlplatform.workflows._task import current
+from dlplatform.workflows._task import StepContext, current
 from dlplatform.workflows.dag import building_settings
 from dlplatform.workflows.steps import StepNode, step, workflow
+
+if TYPE_CHECKING:
+    from dlplatform.train import TrainingJob, TrainingJobSpec
 
 log = logging.getLogger("dlplatform.workflows.pipelines")
 
@@ -41,10 +53,15 @@ class GateRejected(Exception):
     """The candidate model did not meet the acceptance criteria (the reasons are the message)."""
 
 
-def _context() -> tuple[Backend, Principal]:
+def _current() -> StepContext:
     ctx = current()
     if ctx is None:
         raise RuntimeError("this step runs only inside a workflow run")
+    return ctx
+
+
+def _context() -> tuple[Backend, Principal]:
+    ctx = _current()
     backend = ctx.backend()
     # A missing or disabled owner fails the step (PermissionDenied), never runs it as admin.
     return backend, run_owner(backend.store, ctx.owner)
@@ -58,16 +75,42 @@ def _metric(version: ModelVersion, key: str) -> float | None:
 # --- train_and_deploy ------------------------------------------------------------------------
 
 
+def training_job(
+    backend: Backend, principal: Principal, spec: TrainingJobSpec, ctx: StepContext
+) -> TrainingJob:
+    """The training job of the step ``ctx``: one an earlier execution of the step submitted, if
+    it is queued, running or succeeded; else a new one (see the module docstring).
+
+    The n-th job a step submits has the key ``ctx.idempotency_key("train", n)``: the keys are
+    tried in order, passing over jobs that failed or were cancelled, until one names a job to
+    use or is free (then ``train.submit`` records it with the new job).
+    """
+    from dlplatform import train
+
+    n = 1
+    while True:
+        key = ctx.idempotency_key("train", n)
+        job = train.submit(backend, principal, spec, idempotency_key=key)
+        if job.run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+            return job
+        log.warning(
+            "workflow run %s step %s: earlier training job %s %s; submitting another",
+            ctx.run_id, ctx.step_id, job.id, job.status,
+        )  # fmt: skip
+        n += 1
+
+
 @step(num_cpus=0)  # the training job takes its own resources through the train scheduler
 def train_model(
     dataset: str, commit: str, label: str, options: dict[str, Any]
 ) -> dict[str, Run | ModelVersion]:
-    """Submit a training job on ``dataset@commit`` and wait for its model version."""
+    """Submit a training job on ``dataset@commit`` (or find the one an earlier execution of this
+    step submitted) and wait for its model version."""
     from dlplatform import train
 
     backend, principal = _context()
     spec = train.TrainingJobSpec(dataset=f"{dataset}@{commit}", label=label, **options)
-    job = train.submit(backend, principal, spec)
+    job = training_job(backend, principal, spec, _current())
     job = train.wait_job(backend, principal, job.id)
     if job.status != "SUCCEEDED" or not job.model_version:
         raise RuntimeError(f"training job {job.id} {job.status}: {job.run.error or 'no model'}")

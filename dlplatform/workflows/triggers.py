@@ -7,15 +7,23 @@ workflow manager calls ``TriggerScheduler.tick(now)`` about once a second:
   records ``now`` as ``last_fired_at``. Ticks missed while the platform was down therefore fire
   once on start, not once per missed tick;
 - a commit trigger fires when the head of its dataset differs from the ``last_commit`` it saw; the
-  new commit id is passed to the workflow as the parameters ``dataset`` and ``commit``. Polling the
-  dataset heads keeps the dataset service free of any knowledge of workflows.
+  new commit id is passed to the workflow as the parameters ``dataset`` and ``commit``. Several
+  commits pushed while the platform was down fire once, for the head. Polling the dataset heads
+  keeps the dataset service free of any knowledge of workflows.
 
-A trigger is marked fired before its run starts: a workflow that fails to start is logged, not
-retried every second.
+Each firing starts exactly one run, also across a crash of the manager. The run's id is derived
+from the firing (``run_id_for``: the trigger and its due cron tick, or the last commit it saw and
+the head); the run is started first and the trigger marked fired after. A manager that dies in
+between leaves the trigger due; the next one fires it again with the same id, the store refuses
+the second run (``AlreadyExists``: the first one stands, and the restarted manager continues it),
+and the trigger is marked. A workflow that fails to start otherwise is logged and the trigger
+marked fired too: it is not retried every second (unless the metadata store was out of reach:
+then the firing is tried again at the next tick).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -24,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from dlplatform.errors import InvalidInput
+from dlplatform.errors import AlreadyExists, BackendUnavailable, InvalidInput
 from dlplatform.metadata import MetadataStore, WorkflowTrigger
 
 log = logging.getLogger("dlplatform.workflows")
@@ -183,8 +191,17 @@ class CronExpr:
         raise InvalidInput(f"cron expression {self.text!r} never fires")
 
 
-StartRun = Callable[[WorkflowTrigger, dict[str, Any], list[str]], str]
-"""Starts a run for a trigger: (trigger, params, lineage sources) -> run id."""
+StartRun = Callable[[WorkflowTrigger, dict[str, Any], list[str], str], str]
+"""Starts a run for a trigger: (trigger, params, lineage sources, run id) -> run id. Raises
+AlreadyExists when a run with that id exists."""
+
+
+def run_id_for(trigger: WorkflowTrigger, firing: str) -> str:
+    """The id of the run a trigger starts for one firing (``firing``: its due tick, or the
+    commits it moves between): the same each time that firing is tried, so that the store
+    refuses a second run for it."""
+    digest = hashlib.sha256(f"{trigger.id}\n{firing}".encode()).hexdigest()
+    return f"wf-{digest[:12]}"
 
 
 class TriggerScheduler:
@@ -223,16 +240,36 @@ class TriggerScheduler:
 
     def _cron(self, trig: WorkflowTrigger, now: datetime) -> str | None:
         expr = CronExpr.parse(trig.cron or "")
-        if expr.next_after(trig.last_fired_at or trig.created_at) > now:
+        due = expr.next_after(trig.last_fired_at or trig.created_at)
+        if due > now:
             return None
+        log.info("cron trigger %s fires %s (due %s)", trig.id, trig.workflow, due.isoformat())
+        run_id = self._fire(trig, f"cron {due.isoformat()}", json.loads(trig.params_json), [])
         self._store.update_workflow_trigger(trig.id, last_fired_at=now)
-        log.info("cron trigger %s fires %s", trig.id, trig.workflow)
-        return self._start(trig, json.loads(trig.params_json), [])
+        return run_id
 
     def _commit(self, trig: WorkflowTrigger, head: str | None) -> str | None:
         if head is None or head == trig.last_commit:
             return None
-        self._store.update_workflow_trigger(trig.id, last_commit=head)
         params = {**json.loads(trig.params_json), "dataset": trig.dataset, "commit": head}
         log.info("commit trigger %s fires %s for %s@%s", trig.id, trig.workflow, trig.dataset, head)
-        return self._start(trig, params, [f"commit:{head}"])
+        firing = f"commit {trig.last_commit} {head}"
+        run_id = self._fire(trig, firing, params, [f"commit:{head}"])
+        self._store.update_workflow_trigger(trig.id, last_commit=head)
+        return run_id
+
+    def _fire(
+        self, trig: WorkflowTrigger, firing: str, params: dict[str, Any], sources: list[str]
+    ) -> str | None:
+        """Start the run of one firing; None when it does not start (the caller marks the
+        trigger fired either way)."""
+        run_id = run_id_for(trig, firing)
+        try:
+            return self._start(trig, params, sources, run_id)
+        except AlreadyExists:
+            log.info("trigger %s: run %s of this firing was started already", trig.id, run_id)
+        except BackendUnavailable:
+            raise  # the platform is out of reach: this firing is tried again at the next tick
+        except Exception:  # a workflow that fails to start is not retried every second
+            log.exception("workflow trigger %s (%s) failed to start", trig.id, trig.workflow)
+        return None

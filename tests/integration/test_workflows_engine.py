@@ -10,10 +10,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pytest
 import ray
 
-from dlplatform.access import bootstrap_admin
+from dlplatform.access import SYSTEM, bootstrap_admin
 from dlplatform.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from dlplatform.metadata import RunStatus
 from dlplatform.sdk import Platform
@@ -23,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 DEMO = "tests.integration.wf_demo"
 DEMO_WORKFLOWS = ("fan", "durable", "failing", "cyclic", "flaky_wf", "sleepy_wf", "forever_wf",
-                  "cron_wf", "identity", "not_a_factory")  # fmt: skip
+                  "cron_wf", "identity", "not_a_factory", "train_only")  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -109,6 +111,38 @@ def test_a_restarted_manager_continues_its_runs_by_itself(wf: Platform, tmp_path
     # lineage: the run produced the Run record its last step returned
     produced = [n.entity for n in wf.backend.store.downstream(f"workflow_run:{run.id}")]
     assert f"run:r-{run.id}" in produced
+
+
+def test_a_train_step_run_again_after_a_manager_crash_trains_once(wf: Platform) -> None:
+    """The manager dies while the train step waits for its training job; the restarted manager
+    runs the step again, which finds that job by its key and awaits it instead of training
+    again (#19)."""
+    from dlplatform import data
+    from dlplatform.train.scheduler import stop_scheduler
+
+    backend, settings = wf.backend, wf.backend.settings
+    x = np.random.default_rng(0).normal(size=(200, 4))
+    table = pa.table({**{f"f{i}": x[:, i] for i in range(4)}, "y": (x[:, 0] > 0).astype("int64")})
+    data.create_dataset(backend, SYSTEM, "tiny")
+    commit = data.push(backend, SYSTEM, "tiny", table)
+    try:
+        run = wf.workflows.run("train_only", {"dataset": "tiny", "commit": commit.id, "label": "y"})
+        deadline = time.monotonic() + 120
+        while not (jobs := backend.store.list_runs(kind="train")):
+            assert time.monotonic() < deadline, "the train step never submitted its job"
+            time.sleep(0.2)
+        (job,) = jobs
+        assert not job.status.is_final  # it takes seconds to start: the crash comes first
+        manager = ray.get_actor(MANAGER_NAME, namespace=settings.namespace)
+        ray.kill(manager, no_restart=False)  # a crash: Ray starts the actor again
+        detail = wf.workflows.wait(run.id, timeout_s=300)
+        assert detail.run.status is RunStatus.SUCCEEDED, detail
+        (step,) = detail.steps
+        assert step.attempts == 2  # the step ran again ...
+        assert [r.id for r in backend.store.list_runs(kind="train")] == [job.id]  # ... one job
+        assert wf.workflows.load_output(run.id, "train-model")["run"].id == job.id
+    finally:
+        stop_scheduler(settings)
 
 
 def test_a_failing_step_fails_the_run_and_later_steps_do_not_run(wf: Platform) -> None:

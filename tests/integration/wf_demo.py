@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from dlplatform.metadata import Run
 from dlplatform.workflows import StepNode, current, step, workflow
+from dlplatform.workflows.pipelines import train_model
 
 
 def _count(folder: str, name: str) -> int:
@@ -170,3 +171,9 @@ def who_am_i() -> dict[str, str]:
 @workflow
 def identity() -> StepNode:
     return who_am_i.bind()
+
+
+@workflow
+def train_only(dataset: str, commit: str, label: str) -> StepNode:
+    """The built-in pipeline's train step alone: a small model, one epoch, one worker."""
+    return train_model.bind(dataset, commit, label, {"model": "mlp", "epochs": 1, "workers": 1})

@@ -16,4 +16,5 @@ ROUTERS: list[str] = [
     "dlplatform.api.routes.workflow_outputs",
     "dlplatform.api.routes.batch",
     "dlplatform.api.routes.metadata",
+    "dlplatform.api.routes.backup",
 ]

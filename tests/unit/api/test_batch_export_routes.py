@@ -8,16 +8,16 @@ import io
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from fixtures_client import bearer
 
 from dlplatform import access
 from dlplatform.access import UserSpec
-from dlplatform.api.app import API_PREFIX, create_app
+from dlplatform.api.app import API_PREFIX
 from dlplatform.context import Backend
 from dlplatform.metadata import MetadataStore, ModelVersion, Role
 from dlplatform.metadata.records import utcnow
@@ -30,16 +30,6 @@ with warnings.catch_warnings():
 BASE = "http://127.0.0.1:8000"
 EXPORT = f"{API_PREFIX}/metadata/export"
 BATCH = f"{API_PREFIX}/batch-predictions"
-
-
-@pytest.fixture
-def client(backend: Backend) -> Iterator[TestClient]:
-    with TestClient(create_app(backend), base_url=BASE, raise_server_exceptions=False) as c:
-        yield c
-
-
-def _auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _user_token(backend: Backend, name: str, role: Role) -> str:
@@ -62,11 +52,11 @@ def _export_dirs() -> set[Path]:
 
 
 def test_admin_downloads_every_table_as_parquet_in_a_zip(
-    client: TestClient, backend: Backend, store: MetadataStore, admin_token: str
+    lenient_client: TestClient, backend: Backend, store: MetadataStore, admin_token: str
 ) -> None:
     _user_token(backend, "vic", Role.VIEWER)
     before = _export_dirs()
-    reply = client.get(EXPORT, headers=_auth(admin_token))
+    reply = lenient_client.get(EXPORT, headers=bearer(admin_token))
     assert reply.status_code == 200, reply.text
     assert reply.headers["content-type"] == "application/zip"
     disposition = reply.headers["content-disposition"]
@@ -94,23 +84,23 @@ def test_admin_downloads_every_table_as_parquet_in_a_zip(
 
 @pytest.mark.parametrize("role", [Role.VIEWER, Role.DATA_SCIENTIST])
 def test_metadata_export_is_admin_only_and_the_denial_audited(
-    client: TestClient, backend: Backend, store: MetadataStore, role: Role
+    lenient_client: TestClient, backend: Backend, store: MetadataStore, role: Role
 ) -> None:
     token = _user_token(backend, "nadia", role)
     before = _export_dirs()
-    _assert_error(client.get(EXPORT, headers=_auth(token)), 403, "permission_denied")
+    _assert_error(lenient_client.get(EXPORT, headers=bearer(token)), 403, "permission_denied")
     denied = store.list_audit(actor="nadia", outcome="denied")
     assert [(e.action, e.target) for e in denied] == [("audit.view", "metadata")]
     assert store.list_audit(action="metadata.export") == []
     assert _export_dirs() <= before
 
 
-def test_metadata_export_needs_a_token(client: TestClient) -> None:
-    _assert_error(client.get(EXPORT), 401, "unauthenticated")
+def test_metadata_export_needs_a_token(lenient_client: TestClient) -> None:
+    _assert_error(lenient_client.get(EXPORT), 401, "unauthenticated")
 
 
-def test_metadata_export_route_in_openapi(client: TestClient) -> None:
-    doc = client.get(f"{API_PREFIX}/openapi.json").json()
+def test_metadata_export_route_in_openapi(lenient_client: TestClient) -> None:
+    doc = lenient_client.get(f"{API_PREFIX}/openapi.json").json()
     op = doc["paths"][EXPORT]["get"]
     assert "application/zip" in op["responses"]["200"]["content"]
     assert op["security"] == [{"bearerAuth": []}]
@@ -148,40 +138,44 @@ def _model(store: MetadataStore, name: str) -> ModelVersion:
     ],
 )
 def test_batch_predict_request_validation_is_422(
-    client: TestClient, admin_token: str, body: dict[str, Any], field: str
+    lenient_client: TestClient, admin_token: str, body: dict[str, Any], field: str
 ) -> None:
-    error = _assert_error(client.post(BATCH, json=body, headers=_auth(admin_token)), 422,
+    error = _assert_error(lenient_client.post(BATCH, json=body, headers=bearer(admin_token)), 422,
                           "invalid_input")  # fmt: skip
     assert field in error["message"]
 
 
 def test_batch_predict_unknown_model_or_dataset_is_404(
-    client: TestClient, store: MetadataStore, admin_token: str
+    lenient_client: TestClient, store: MetadataStore, admin_token: str
 ) -> None:
-    h = _auth(admin_token)
-    reply = client.post(BATCH, json={"model": "ghost", "dataset": "d", "output": "o"}, headers=h)
+    h = bearer(admin_token)
+    reply = lenient_client.post(
+        BATCH, json={"model": "ghost", "dataset": "d", "output": "o"}, headers=h
+    )
     assert "ghost" in _assert_error(reply, 404, "not_found")["message"]
     _model(store, "known")
-    reply = client.post(BATCH, json={"model": "known@7", "dataset": "d", "output": "o"}, headers=h)
+    reply = lenient_client.post(
+        BATCH, json={"model": "known@7", "dataset": "d", "output": "o"}, headers=h
+    )
     _assert_error(reply, 404, "not_found")
-    reply = client.post(
+    reply = lenient_client.post(
         BATCH, json={"model": "known@1", "dataset": "nowhere", "output": "o"}, headers=h
     )
     assert "nowhere" in _assert_error(reply, 404, "not_found")["message"]
 
 
 def test_batch_predict_bad_model_reference_is_422_and_viewer_403(
-    client: TestClient, backend: Backend, store: MetadataStore, admin_token: str
+    lenient_client: TestClient, backend: Backend, store: MetadataStore, admin_token: str
 ) -> None:
-    reply = client.post(
+    reply = lenient_client.post(
         BATCH, json={"model": "Bad Name", "dataset": "d", "output": "o"},
-        headers=_auth(admin_token),
+        headers=bearer(admin_token),
     )  # fmt: skip
     assert "model reference" in _assert_error(reply, 422, "invalid_input")["message"]
     _model(store, "known")
     viewer = _user_token(backend, "vic", Role.VIEWER)
-    reply = client.post(
-        BATCH, json={"model": "known", "dataset": "d", "output": "o"}, headers=_auth(viewer)
+    reply = lenient_client.post(
+        BATCH, json={"model": "known", "dataset": "d", "output": "o"}, headers=bearer(viewer)
     )
     _assert_error(reply, 403, "permission_denied")
     denied = store.list_audit(actor="vic", outcome="denied")

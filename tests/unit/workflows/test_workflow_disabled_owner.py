@@ -29,7 +29,9 @@ def test_a_disabled_owners_triggers_do_not_fire(backend: Backend, store: Metadat
         )
     fired: list[str] = []
 
-    def start(trig: WorkflowTrigger, params: dict[str, Any], sources: list[str]) -> str:
+    def start(
+        trig: WorkflowTrigger, params: dict[str, Any], sources: list[str], run_id: str
+    ) -> str:
         fired.append(trig.id)
         return f"run-{len(fired)}"
 
