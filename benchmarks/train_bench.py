@@ -17,14 +17,23 @@ machine's speed drifts by ±20% over a minute. Figures:
 - fixed overhead: submit → start of the first epoch (queue, Ray Job driver, worker group,
   first dataset read), taken from the first epoch's metric timestamp minus its epoch time.
 
-Target: 1-worker steady-state throughput ≥ 0.8x the plain loop.
+- start-up (issue #20): submit → first training step (the run's startup breakdown, recorded on
+  the run) and submit → end of the first epoch, with 1 and 2 workers, against the floor of a
+  plain process that starts, imports torch, reads the same data from Parquet and runs one step
+  (``_first_step.py``, run before and after); and that same script as a bare Ray Job
+  (``JobSubmissionClient.submit_job``, no Ray Train), submit → its first step.
+
+Targets: 1-worker steady-state throughput ≥ 0.8x the plain loop; submit → first step at most 3x
+the floor with 1 worker and 4x with 2 workers.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 from _results import row, write_results  # noqa: E402
 
@@ -57,6 +67,13 @@ def make_table(rows: int, seed: int = 0) -> pa.Table:
     w = rng.normal(size=(FEATURES, CLASSES)).astype(np.float32)
     y = (x @ w + rng.normal(scale=0.5, size=(rows, CLASSES))).argmax(axis=1)
     return pa.table({**{f"f{i}": x[:, i] for i in range(FEATURES)}, "label": y.astype(np.int64)})
+
+
+def _first_step_at(output: str) -> float:
+    for line in output.splitlines():
+        if line.startswith("first_step_at="):
+            return float(line.split("=", 1)[1])
+    raise SystemExit(f"no first_step_at line in: {output[-2000:]}")
 
 
 def plain_loop(
@@ -105,7 +122,7 @@ def main() -> None:
     from dlplatform.context import Backend
     from dlplatform.metadata.actor import connect_store, stop_store
     from dlplatform.metadata.artifacts import ArtifactStore
-    from dlplatform.train.scheduler import stop_scheduler
+    from dlplatform.train.scheduler import job_client, stop_scheduler
 
     lr = 1e-3
     table = make_table(args.rows)
@@ -121,6 +138,21 @@ def main() -> None:
 
     run_baselines()
     home = Path(tempfile.mkdtemp(prefix="dlp-train-bench-"))
+    parquet = home / "bench.parquet"
+    pq.write_table(table, parquet)
+    first_step_cmd = [sys.executable, str(Path(__file__).with_name("_first_step.py")), str(parquet),
+                      "--batch-size", str(args.batch_size), "--hidden", str(args.hidden)]  # fmt: skip
+    floors: list[float] = []
+
+    def run_floor() -> None:
+        for _ in range(2):
+            t0 = time.time()
+            out = subprocess.run(first_step_cmd, capture_output=True, text=True, check=True)
+            floors.append(_first_step_at(out.stdout) - t0)
+        print(f"  floor (plain process: start, import torch, read Parquet, one step): "
+              f"{[round(f, 2) for f in floors[-2:]]} s", flush=True)  # fmt: skip
+
+    run_floor()
     ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=True, log_to_driver=False,
              logging_level="WARNING", _temp_dir=str(home / "ray"))  # fmt: skip
     settings = load_settings(home=home / "home", namespace=f"bench-{uuid.uuid4().hex[:6]}")
@@ -129,7 +161,18 @@ def main() -> None:
     data.create_dataset(backend, SYSTEM, "bench")
     commit = data.push(backend, SYSTEM, "bench", table)
     platform: dict[int, tuple[float, float, list[float]]] = {}
+    starts: dict[int, tuple[float, float]] = {}
+    bare: list[float] = []
     try:
+        jobs = job_client()
+        for _ in range(2):  # a bare Ray Job running the same plain first step (no Ray Train)
+            sid = f"bench-bare-{uuid.uuid4().hex[:6]}"
+            t_submit = time.time()
+            jobs.submit_job(entrypoint=shlex.join(first_step_cmd), submission_id=sid)
+            while str(jobs.get_job_status(sid)) not in {"SUCCEEDED", "FAILED", "STOPPED"}:
+                time.sleep(0.1)
+            bare.append(_first_step_at(jobs.get_job_logs(sid)) - t_submit)
+        print(f"  bare Ray Job: submit -> first step {[round(b, 2) for b in bare]} s", flush=True)
         for workers in [int(w) for w in args.workers.split(",")]:
             spec = train.TrainingJobSpec(
                 dataset=f"bench@{commit.id}", label="label", model="mlp", workers=workers,
@@ -148,6 +191,10 @@ def main() -> None:
             overhead = first - rows[0]["epoch_time_s"] - t_submit
             wall = (done.run.ended_at.timestamp() if done.run.ended_at else time.time()) - t_submit
             platform[workers] = (statistics.median(rates[1:] or rates), overhead, rates)
+            created = done.run.created_at.timestamp()
+            epoch_end = min(p.timestamp for p in points if p.step == 0 and p.key == "epoch_time_s")
+            starts[workers] = (done.startup.get("total", float("nan")), epoch_end - created)
+            print(f"  startup: {done.startup}", flush=True)
             waits = [round(r.get("data_wait_s", float("nan")), 3) for r in rows]
             print(f"{workers} worker(s): samples/s per epoch {[round(r) for r in rates]}, "
                   f"waiting for data {waits} s, "
@@ -157,6 +204,8 @@ def main() -> None:
         stop_store(settings)
         ray.shutdown()
     run_baselines()
+    run_floor()
+    floor = statistics.median(floors)
     plain_steady = statistics.median(baselines["default Adam"])
     fused_steady = statistics.median(baselines["fused Adam"])
 
@@ -172,6 +221,17 @@ def main() -> None:
                 "reported", None),
             row(f"fixed job overhead (submit -> first epoch start), {workers} worker(s)", overhead,
                 "s", "none", 0.0, "reported", None, ratio=float("nan")),
+        ]  # fmt: skip
+    floor_name = "plain process: start, import torch, read Parquet, one step"
+    results.append(row("bare Ray Job (no Ray Train): submit -> first step",
+                       statistics.median(bare), "s", floor_name, floor, "reported", None))  # fmt: skip
+    for workers, (first_step, epoch_end) in sorted(starts.items()):
+        limit = 3.0 if workers == 1 else 4.0
+        results += [
+            row(f"submit -> first training step, {workers} worker(s)", first_step, "s",
+                floor_name, floor, f"<= {limit:g}x baseline", first_step <= limit * floor),
+            row(f"submit -> first epoch end, {workers} worker(s)", epoch_end, "s", floor_name,
+                floor, "reported", None),
         ]  # fmt: skip
     print(f"\n{args.rows} rows x {FEATURES} features, {args.epochs} epochs, batch "
           f"{args.batch_size}, MLP hidden {args.hidden}\n")  # fmt: skip

@@ -87,11 +87,28 @@ def _wait(p: Platform, job_id: str, epochs: int) -> TrainingJob:
                 bar.console.print(_epoch_line(row))
             state["shown"] = max(state["shown"], len(rows))
             done = len({int(r["epoch"]) for r in rows})
-            bar.update(task, completed=min(done, epochs), description=f"{job_id} {job.status}")
+            bar.update(task, completed=min(done, epochs),
+                       description=f"{job_id} {job.status}{_step_progress(points)}")  # fmt: skip
 
         p.training.get(job_id).wait(on_update=update)
     final: TrainingJob = state["job"]  # the last update saw the final state
     return final
+
+
+def _step_progress(points: list[Any]) -> str:
+    """The latest step-level progress (``step/...`` points) as a short text, "" when none."""
+    latest: dict[str, Any] = {}
+    for point in points:
+        if point.key.startswith("step/") and (
+            point.key not in latest or point.timestamp >= latest[point.key].timestamp
+        ):
+            latest[point.key] = point
+    if "step/loss" not in latest:
+        return ""
+    text = f" step {latest['step/loss'].step} loss={latest['step/loss'].value:.4g}"
+    if "step/samples_per_s" in latest:
+        text += f" {latest['step/samples_per_s'].value:,.0f} samples/s"
+    return text
 
 
 def _epoch_line(row: dict[str, float]) -> str:
@@ -179,6 +196,34 @@ def status(
     """One job: state, queue position and reason, error, registered model version."""
     job = _common.platform(home).training.get(job_id).status()
     emit(job if as_json else _row(job), as_json)
+
+
+@app.command("show")
+@handle_errors
+def show(
+    job_id: str = typer.Argument(..., help="Job (run) id."),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """One job in full: its state, the startup breakdown (where the time from submit to the
+    first training step went) and its last epoch's metrics."""
+    from dlplatform.train._startup import describe
+
+    handle = _common.platform(home).training.get(job_id)
+    job = handle.status()
+    if as_json:
+        emit(job, True)
+        return
+    emit(_row(job), False)
+    if job.startup:
+        stages = [{"stage": name, "seconds": f"{secs:.2f}", "what": describe(name)}
+                  for name, secs in job.startup.items() if name != "total"]  # fmt: skip
+        stages.append({"stage": "total", "seconds": f"{job.startup['total']:.2f}",
+                       "what": "submit to the first training step"})  # fmt: skip
+        emit(stages, False, columns=["stage", "seconds", "what"], title="startup")
+    rows = handle.metrics()
+    if rows:
+        print(_epoch_line(rows[-1]))
 
 
 @app.command("cancel")

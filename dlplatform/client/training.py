@@ -16,12 +16,14 @@ from typing import Any
 from urllib.parse import quote
 
 from dlplatform.client._http import HttpClient
-from dlplatform.errors import IntegrityError, InvalidInput
+from dlplatform.errors import BackendUnavailable, IntegrityError, InvalidInput
 from dlplatform.metadata import AliasEvent, MetricPoint, Model, ModelVersion, Run
 from dlplatform.metadata.records import build
 from dlplatform.train.spec import (
     MAX_LOG_CHUNK_BYTES,
     MAX_METRICS_PAGE,
+    MAX_WATCH_S,
+    JobChange,
     JobLogs,
     MetricsLogged,
     TrainingJob,
@@ -82,14 +84,30 @@ class JobHandle:
     ) -> Run:
         """Block until the job is final and return its run (status, error, result)."""
 
-        def update(job: TrainingJob) -> None:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        version: int | None = None
+        while True:
+            job = self.status()
             if on_update is not None:
                 on_update(job, self.metric_points())
+            if job.run.status.is_final:
+                return job.run
+            left = MAX_WATCH_S if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"job {self.id} did not finish within {timeout_s} s")
+            try:
+                version = self.watch(version, min(left, MAX_WATCH_S))
+            except BackendUnavailable:  # the metadata actor restarted: read again shortly
+                time.sleep(min(1.0, left))
+                version = None
 
-        job: TrainingJob = poll_until(
-            self.status, lambda j: j.run.status.is_final, timeout_s, update, f"job {self.id}"
-        )
-        return job.run
+    def watch(self, known: int | None = None, timeout_s: float = MAX_WATCH_S) -> int:
+        """The job's change counter as soon as it differs from ``known`` (a new metric point, a
+        status change), else after ``timeout_s``: wait on this between reads, not a timer."""
+        params = {"timeout_s": timeout_s} | ({} if known is None else {"known": known})
+        change: JobChange = self._http.call("GET", self._path("watch"), JobChange,
+                                            params=params, timeout_s=timeout_s + 10)  # fmt: skip
+        return change.version
 
     def metrics(self) -> list[dict[str, float]]:
         """One row per epoch: loss, val_loss, val_accuracy, throughput, restarts, ..."""

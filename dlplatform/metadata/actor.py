@@ -24,6 +24,12 @@ MAX_TOKEN_WATCHERS = 512
 A thread is started only when a waiter needs it; a replica past this many waits its turn and,
 until then, trusts no remembered token (``serve._auth.TokenCache``)."""
 _WATCH = "token_watch"
+MAX_RUN_WATCHERS = 256
+"""Threads of the actor that may wait in ``wait_run_change`` at once (people following a job:
+``dlp train submit --wait``, ``job.wait()``, the UI); a follower past this many waits its turn."""
+_RUN_WATCH = "run_watch"
+_BLOCKING = {"wait_token_epoch": "watch_token_epoch", "wait_run_change": "watch_run"}
+"""Store methods that block, and the ``StoreClient`` method that calls each in its own group."""
 
 
 class _MetadataActor:
@@ -36,8 +42,8 @@ class _MetadataActor:
     def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         if method.startswith("_") or not hasattr(MetadataStore, method):
             return ("err", "invalid_input", f"metadata store has no method {method!r}")
-        if method == "wait_token_epoch":  # would hold one of the few threads of ``call``
-            return ("err", "invalid_input", "wait for the token epoch with watch_token_epoch")
+        if method in _BLOCKING:  # would hold one of the few threads of ``call``
+            return ("err", "invalid_input", f"call {method} through {_BLOCKING[method]}")
         try:
             return ("ok", getattr(self._store, method)(*args, **kwargs))
         except DLPlatformError as exc:
@@ -60,12 +66,18 @@ class _MetadataActor:
         tells each model replica of a revocation the moment the store makes it."""
         return self._store.wait_token_epoch(known, timeout_s)
 
+    @ray.method(concurrency_group=_RUN_WATCH)
+    def wait_run_change(self, run_id: str, known: int | None, timeout_s: float) -> int:
+        """``MetadataStore.wait_run_change``, in a thread group of its own: a follower of a job
+        learns of each new metric point or status the moment the store has it."""
+        return self._store.wait_run_change(run_id, known, timeout_s)
+
 
 MetadataActor = ray.remote(
     num_cpus=0,
     max_concurrency=16,
     max_restarts=-1,
-    concurrency_groups={_WATCH: MAX_TOKEN_WATCHERS},
+    concurrency_groups={_WATCH: MAX_TOKEN_WATCHERS, _RUN_WATCH: MAX_RUN_WATCHERS},
 )(_MetadataActor)
 
 
@@ -123,6 +135,11 @@ class StoreClient:
         a ref to await: a replica keeps one such call pending to learn of revocations at once.
         A restart of the actor fails the pending call."""
         return self._handle.wait_token_epoch.remote(known, timeout_s)
+
+    def watch_run(self, run_id: str, known: int | None, timeout_s: float) -> ray.ObjectRef:  # type: ignore[type-arg]
+        """The run's change counter once it differs from ``known`` (or after ``timeout_s``), as
+        a ref to await (``MetadataStore.wait_run_change``)."""
+        return self._handle.wait_run_change.remote(run_id, known, timeout_s)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (StoreClient, (self._handle,))

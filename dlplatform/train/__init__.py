@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         read_logs,
         submit,
         wait_job,
+        watch_job,
     )
     from dlplatform.train.spec import (
         BUILTIN_MODELS,
@@ -80,6 +81,7 @@ _EXPORTS = {
     "submit": "dlplatform.train.service",
     "verify_version": "dlplatform.train.registry",
     "wait_job": "dlplatform.train.service",
+    "watch_job": "dlplatform.train.service",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
@@ -115,4 +117,5 @@ __all__ = [
     "submit",
     "verify_version",
     "wait_job",
+    "watch_job",
 ]

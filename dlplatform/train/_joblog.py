@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class LogChunk(NamedTuple):
@@ -80,3 +80,63 @@ def driver_log_path(submission_id: str) -> Path | None:
         return Path(JobLogStorageClient().get_log_file_path(submission_id))
     except (AttributeError, ImportError):  # no Ray node in this process, or Ray moved it
         return None
+
+
+RAY_NOISE = (
+    "PYTHON worker processes have been started",  # the raylet's worker-pool warning
+    "worker processes have been started on node",
+)
+"""Lines Ray prints into a driver's output that say nothing about the user's job: they go to the
+platform's own log (``<home>/logs/ray-noise.log``), not to the job log a user reads."""
+
+
+class NoiseFilter:
+    """A text stream that passes every line to ``stream`` except Ray's internal noise
+    (``RAY_NOISE``), which it appends to ``noise_path`` with the run id. Real errors, the user's
+    prints and the workers' output pass unchanged. Whole lines only: a partial line waits for
+    its end (or ``flush``)."""
+
+    def __init__(self, stream: Any, noise_path: Path, run_id: str) -> None:
+        self._stream = stream
+        self._noise_path = noise_path
+        self._run_id = run_id
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        if "\n" not in self._pending:
+            return len(text)
+        *lines, self._pending = self._pending.split("\n")
+        kept = [line for line in lines if not self._is_noise(line)]
+        if kept:
+            self._stream.write("\n".join(kept) + "\n")
+        return len(text)
+
+    def _is_noise(self, line: str) -> bool:
+        if not any(marker in line for marker in RAY_NOISE):
+            return False
+        try:
+            self._noise_path.parent.mkdir(parents=True, exist_ok=True)
+            with self._noise_path.open("a", encoding="utf-8") as out:
+                out.write(f"{self._run_id} {line}\n")
+        except OSError:
+            pass  # the platform's log is best effort; the line is still kept out of the job's
+        return True
+
+    def flush(self) -> None:
+        if self._pending and not self._is_noise(self._pending):
+            self._stream.write(self._pending)
+        self._pending = ""
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, ... of the stream
+        return getattr(self._stream, name)
+
+
+def route_ray_noise(home: Path, run_id: str) -> None:
+    """Keep Ray's internal warnings out of this driver's output (see ``NoiseFilter``)."""
+    import sys
+
+    noise = home / "logs" / "ray-noise.log"
+    sys.stdout = NoiseFilter(sys.stdout, noise, run_id)  # type: ignore[assignment]
+    sys.stderr = NoiseFilter(sys.stderr, noise, run_id)  # type: ignore[assignment]

@@ -18,6 +18,7 @@ from dlplatform.metadata import RunStatus
 
 def main(argv: list[str] | None = None) -> int:
     from dlplatform.train import tune
+    from dlplatform.train._joblog import route_ray_noise
     from dlplatform.train.entrypoint import _backend, _connect_ray
 
     parser = argparse.ArgumentParser(
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
+        route_ray_noise(settings.home, args.run_id)
         _connect_ray(settings)
         backend = _backend(settings)
     except DLPlatformError as exc:

@@ -37,6 +37,8 @@ from dlplatform.context import Backend
 from dlplatform.errors import DLPlatformError, NotFound
 from dlplatform.metadata import LineageEdge, Run, RunStatus
 from dlplatform.metadata.records import utcnow
+from dlplatform.train import _startup
+from dlplatform.train._joblog import route_ray_noise
 from dlplatform.train._usercode import job_principal
 from dlplatform.train.spec import TrainingJobSpec
 
@@ -87,9 +89,14 @@ def _finish(backend: Backend, run_id: str, status: RunStatus, **changes: Any) ->
     return current
 
 
-def execute(backend: Backend, run_id: str, *, torch_threads: int = 1) -> Run:
+def execute(
+    backend: Backend, run_id: str, *, torch_threads: int = 1, marks: dict[str, float] | None = None
+) -> Run:
     """Train the run to the end, register its model, and record the outcome. Never raises for a
-    training failure: the run ends FAILED with the reason."""
+    training failure: the run ends FAILED with the reason.
+
+    ``marks``: the startup stages this process has passed already (see ``_startup``).
+    """
     import ray
 
     from dlplatform import data
@@ -103,6 +110,7 @@ def execute(backend: Backend, run_id: str, *, torch_threads: int = 1) -> Run:
     if run.started_at is None:
         changes["started_at"] = utcnow()
     store.update_run(run_id, **changes)
+    marks = dict(marks or {})
     try:
         spec = TrainingJobSpec.model_validate_json(run.spec_json)
         principal = job_principal(backend, run, spec)  # before user code is imported
@@ -114,6 +122,7 @@ def execute(backend: Backend, run_id: str, *, torch_threads: int = 1) -> Run:
             table = data.to_arrow(backend, commit, columns=[spec.features[0]])
             first_row = table.slice(0, 1).to_pylist()[0] if table.num_rows else None
         train_plan = runner.plan(spec, schema, label_values, first_row)
+        marks["planned"] = _startup.now()
         code = code_version(spec)
         store.update_run(run_id, dataset_commit=commit.id, code_version=code)
         store.add_edges(
@@ -133,12 +142,14 @@ def execute(backend: Backend, run_id: str, *, torch_threads: int = 1) -> Run:
         use_gpu = spec.use_gpu if spec.use_gpu is not None else (
             ray.cluster_resources().get("GPU", 0) > 0
         )  # fmt: skip
-        datasets = runner.build_datasets(backend, commit, spec, train_plan)
+        datasets = runner.build_inputs(backend, commit, spec, train_plan)
+        marks["data_ready"] = _startup.now()
+        marks = _startup.merge(store, run_id, marks)
         try:
             outcome = runner.fit(
                 run_id=run_id, spec=spec, train_plan=train_plan, datasets=datasets,
                 store=store, artifacts=backend.artifacts, use_gpu=bool(use_gpu),
-                torch_threads=torch_threads,
+                torch_threads=torch_threads, startup=marks,
             )  # fmt: skip
         except DLPlatformError:
             raise
@@ -232,12 +243,14 @@ def _connect_ray(settings: Settings, attempts: int = 4) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-
     from dlplatform.train import service
+
+    started = _startup.process_start_time() or _startup.now()
 
     args = _parse(argv)
     try:
         settings = load_settings()
+        route_ray_noise(settings.home, args.run_id or _submission_id() or "job")
         _connect_ray(settings)
         backend = _backend(settings)
         if args.run_id:
@@ -259,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # a malformed spec (pydantic) or settings
         print(f"error: invalid training spec: {exc}", file=sys.stderr)
         return 1
-    run = execute(backend, run_id)
+    marks = {"driver_started": started, "driver_ready": _startup.now()}
+    if not args.run_id:  # recorded here: the run starts with this process
+        marks["submitted"] = started
+    run = execute(backend, run_id, marks=marks)
     if run.status is RunStatus.SUCCEEDED:
         print(f"run {run_id} SUCCEEDED: {run.result_json}", flush=True)
         return 0

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import torch
 
 from dlplatform.errors import InvalidInput
-from dlplatform.train import models
+from dlplatform.train import _startup, models
 from dlplatform.train.spec import ModelSignature, TrainingJobSpec
 
 CHECKPOINT_MODEL = "model.pt"
@@ -161,6 +161,78 @@ def encode_batch(batch: dict[str, np.ndarray], *, signature: ModelSignature,
     return {"x": x, "y": y}
 
 
+@dataclass(frozen=True)
+class TrainInputs:
+    """What the workers read: Ray Datasets (``datasets``, by side), or for a small version and
+    a built-in model the encoded rows already in the object store (``arrays``: by side, one
+    object per rank holding ``{"x", "y"}``)."""
+
+    datasets: dict[str, Any]
+    arrays: dict[str, list[Any]]
+
+    @property
+    def sides(self) -> set[str]:
+        return set(self.datasets) | set(self.arrays)
+
+
+IN_MEMORY_BYTES = 64 << 20
+"""A version up to about this size (8 bytes per value) trained by a built-in model is read and
+encoded once in the driver and handed to the workers through the object store: no Ray Data
+tasks (a dozen processes started for a few thousand rows), no split coordinator."""
+
+
+def _in_memory_inputs(
+    backend: Any, commit: Any, spec: TrainingJobSpec, train_plan: TrainPlan
+) -> TrainInputs:
+    import ray
+
+    from dlplatform import data
+
+    columns = [*train_plan.features, spec.label]
+    table = data.to_arrow(backend, commit, columns=columns)
+    batch = {name: _column_numpy(table.column(name)) for name in columns}
+    sides = ["train", "val"] if spec.validation_fraction > 0 else ["train"]
+    arrays: dict[str, list[Any]] = {}
+    for side in sides:
+        rows = encode_batch(batch, signature=train_plan.signature, params=dict(spec.params),
+                            side=side, val_fraction=spec.validation_fraction, seed=spec.seed)  # fmt: skip
+        shares = rank_rows(rows, spec.workers, equal=side == "train")
+        arrays[side] = [ray.put(share) for share in shares]
+    return TrainInputs(datasets={}, arrays=arrays)
+
+
+def rank_rows(
+    rows: dict[str, np.ndarray], world: int, *, equal: bool
+) -> list[dict[str, np.ndarray]]:
+    """``rows`` dealt to ``world`` ranks (rank r takes rows r, r+world, ...). With ``equal``
+    every rank gets as many as the others, for DDP steps in lockstep: the last rows of an uneven
+    split are dropped, as Ray Data's equal split does."""
+    n = len(next(iter(rows.values())))
+    per_rank = n // world if equal else None
+    return [{k: v[r::world][:per_rank] for k, v in rows.items()} for r in range(world)]
+
+
+def _column_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """A column as Ray Data's numpy batches hold it (lists as an object array of arrays)."""
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        values = column.to_pylist()
+        out = np.empty(len(values), dtype=object)
+        out[:] = [np.asarray(v) for v in values]
+        return out
+    return column.to_numpy()
+
+
+def build_inputs(
+    backend: Any, commit: Any, spec: TrainingJobSpec, train_plan: TrainPlan
+) -> TrainInputs:
+    """The run's training (and validation) inputs: in memory for a small version and a built-in
+    model (``IN_MEMORY_BYTES``), otherwise Ray Datasets (``build_datasets``)."""
+    estimated = commit.row_count * (len(train_plan.features) + 1) * 8
+    if spec.is_builtin and estimated <= IN_MEMORY_BYTES and _fits_object_store(estimated):
+        return _in_memory_inputs(backend, commit, spec, train_plan)
+    return TrainInputs(datasets=build_datasets(backend, commit, spec, train_plan), arrays={})
+
+
 def build_datasets(
     backend: Any, commit: Any, spec: TrainingJobSpec, train_plan: TrainPlan
 ) -> dict[str, Any]:
@@ -273,14 +345,92 @@ def iter_chunks(shard: Any, rows: int, dtypes: dict[str, torch.dtype],
         yield chunk
 
 
+STEP_REPORT_S = 1.0
+"""Step-level progress goes to the metadata store at most this often (and at the first step)."""
+STEP_KEYS = ("step/loss", "step/samples_per_s", "step/epoch")
+
+
+class ProgressReporter:
+    """Rank 0's report of a run's progress while an epoch runs, sent to the metadata actor
+    without waiting for its reply (the loop never blocks on it):
+
+    - the startup marks (``_startup``), completed with this worker's own, once the first step is
+      done; a restarted worker group sends none (the run's startup was recorded the first time);
+    - step metrics at the first step and then at most once per ``STEP_REPORT_S``: ``step/loss``
+      (mean loss of the steps since the last report), ``step/samples_per_s`` (all ranks) and
+      ``step/epoch``. Their step is the count of optimizer steps of this worker group's attempt.
+      Per-epoch metrics still come from ``ray.train.report`` when each epoch ends.
+    """
+
+    def __init__(self, store: Any, run_id: str, marks: dict[str, float]) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.marks = marks
+        self.steps = 0
+        self._since: float | None = None
+        self._loss = 0.0
+        self._samples = 0
+        self._rank_samples = 0
+
+    def worker_ready(self, loop_started: float) -> None:
+        """This worker's marks up to a built model (its process start, the loop's start)."""
+        if not self.marks:
+            return
+        self.marks["worker_started"] = _startup.process_start_time() or loop_started
+        self.marks["loop_started"] = loop_started
+        self.marks["model_ready"] = _startup.now()
+
+    def mark(self, name: str) -> None:
+        if self.marks and name not in self.marks:
+            self.marks[name] = _startup.now()
+
+    def step(self, epoch: int, loss_sum: float, samples: int, world: int) -> None:
+        """After an optimizer step of ``samples`` rows on this rank (``world`` ranks) whose
+        summed loss was ``loss_sum``."""
+        self.steps += 1
+        self._loss += loss_sum
+        self._samples += samples * world
+        self._rank_samples += samples
+        now = time.monotonic()
+        if self._since is None:  # the first step: startup is over
+            self._since = now - 1e-3
+            if self.marks:
+                self.mark("first_step")
+                self.store.call_async(
+                    "update_run", self.run_id, startup_json=_startup.dump(self.marks)
+                )
+        elif now - self._since < STEP_REPORT_S:
+            return
+        values = [self._loss / max(self._rank_samples, 1), self._samples / (now - self._since),
+                  float(epoch)]  # fmt: skip
+        stamp = time.time()
+        self.store.call_async(
+            "log_metric_batch", [self.run_id] * len(STEP_KEYS), list(STEP_KEYS), values,
+            [self.steps] * len(STEP_KEYS), [stamp] * len(STEP_KEYS),
+        )  # fmt: skip
+        self._since, self._loss, self._samples, self._rank_samples = now, 0.0, 0, 0
+
+
+def iter_array_chunks(rows: dict[str, np.ndarray], size: int, dtypes: dict[str, torch.dtype],
+                      device: torch.device) -> Iterator[dict[str, torch.Tensor]]:  # fmt: skip
+    """A rank's in-memory rows (``TrainInputs.arrays``) as tensors, ``size`` rows at a time."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        for start in range(0, len(rows["y"]), size):
+            yield {k: torch.as_tensor(v[start : start + size]).to(device=device, dtype=dtypes[k])
+                   for k, v in rows.items()}  # fmt: skip
+
+
 def builtin_train_loop(config: dict[str, Any]) -> dict[str, Any]:
     """The per-worker loop of the built-in models (DDP over gloo on CPU, NCCL on GPU)."""
     import ray.train
     import ray.train.torch
     import torch.distributed as dist
 
+    loop_started = _startup.now()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    progress: ProgressReporter | None = config.get("progress") if rank == 0 else None
     signature = ModelSignature.model_validate(config["signature"])
     seed_everything(int(config["seed"]))
     torch.set_num_threads(max(1, int(config.get("torch_threads", 1))))
@@ -299,6 +449,8 @@ def builtin_train_loop(config: dict[str, Any]) -> dict[str, Any]:
         start_epoch, restarts = int(meta["epoch"]) + 1, int(meta["restarts"]) + 1
     elif config.get("fault_marker") and os.path.exists(str(config["fault_marker"])):
         restarts = 1  # restarted after an injected fault that came before any checkpoint
+    if progress is not None and (checkpoint is not None or restarts):
+        progress.marks = {}  # a restarted group: the run's startup was recorded the first time
     # Moves the model to this worker's device (its GPU when it has one); DDP only when world > 1.
     net = ray.train.torch.prepare_model(model)
     device = next(model.parameters()).device
@@ -306,6 +458,8 @@ def builtin_train_loop(config: dict[str, Any]) -> dict[str, Any]:
                                float(config["model_config"]["params"].get("weight_decay", 0.0)))  # fmt: skip
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
+    if progress is not None:
+        progress.worker_ready(loop_started)
     loss_fn: Callable[..., torch.Tensor] = (
         torch.nn.CrossEntropyLoss(reduction="sum")
         if signature.task == "classification"
@@ -314,8 +468,21 @@ def builtin_train_loop(config: dict[str, Any]) -> dict[str, Any]:
     x_dtype = models.input_dtype(signature)
     y_dtype = torch.int64 if signature.task == "classification" else torch.float32
     dtypes = {"x": x_dtype, "y": y_dtype}
-    train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val") if config["has_val"] else None
+    arrays = config.get("arrays") or {}
+    if arrays:  # small version: this rank's rows, in the object store (zero-copy views)
+        import ray
+
+        mine = {side: ray.get(refs[rank]) for side, refs in arrays.items()}
+
+        def chunks_of(side: str) -> Iterator[dict[str, torch.Tensor]]:
+            return iter_array_chunks(mine[side], fetch, dtypes, device)
+    else:
+        shards = {side: ray.train.get_dataset_shard(side)
+                  for side in (["train", "val"] if config["has_val"] else ["train"])}  # fmt: skip
+
+        def chunks_of(side: str) -> Iterator[dict[str, torch.Tensor]]:
+            return iter_chunks(shards[side], fetch, dtypes, device)
+
     epochs, every = int(config["epochs"]), int(config["checkpoint_every"])
     kill_at = config.get("kill_at_epoch")
     kill_rank = 1 if world > 1 else 0
@@ -334,7 +501,7 @@ def builtin_train_loop(config: dict[str, Any]) -> dict[str, Any]:
         # Fetch big chunks from Ray Data (its per-batch overhead is then paid once per chunk) and
         # cut them into mini-batches in a seeded order: every rank cuts the same number.
         generator = torch.Generator().manual_seed(int(config["seed"]) * 1000 + epoch)
-        chunks = iter_chunks(train_shard, fetch, dtypes, device)
+        chunks = chunks_of("train")
         data_wait = 0.0
         while True:
             t_wait = time.perf_counter()
@@ -342,6 +509,8 @@ def builtin_train_loop(config: dict[str, Any]) -> dict[str, Any]:
             data_wait += time.perf_counter() - t_wait
             if chunk is None:
                 break
+            if progress is not None:
+                progress.mark("first_batch")
             order = torch.randperm(len(chunk["y"]), generator=generator).to(device)
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
@@ -350,14 +519,17 @@ def builtin_train_loop(config: dict[str, Any]) -> dict[str, Any]:
                 loss = loss_fn(net(x), target(y))
                 (loss / len(y)).backward()
                 optimizer.step()
-                loss_sum += float(loss.detach())
+                batch_loss = float(loss.detach())
+                loss_sum += batch_loss
                 seen += len(y)
+                if progress is not None:
+                    progress.step(epoch, batch_loss, len(y), world)
         train_time = time.perf_counter() - t0
         val_loss_sum, val_correct, val_seen = 0.0, 0.0, 0
-        if val_shard is not None:
+        if config["has_val"]:
             net.eval()
             with torch.no_grad():
-                for batch in iter_chunks(val_shard, fetch, dtypes, device):
+                for batch in chunks_of("val"):
                     out = net(batch["x"])
                     val_loss_sum += float(loss_fn(out, target(batch["y"])))
                     if signature.task == "classification":
@@ -463,16 +635,19 @@ def fit(
     run_id: str,
     spec: TrainingJobSpec,
     train_plan: TrainPlan,
-    datasets: dict[str, Any],
+    datasets: TrainInputs,
     store: Any,
     artifacts: Any,
     use_gpu: bool,
     torch_threads: int = 1,
     extra_callbacks: tuple[Any, ...] = (),
+    startup: dict[str, float] | None = None,
 ) -> TrainOutcome:
     """Run the TorchTrainer to the end and pick the checkpoint with the best score.
 
     ``extra_callbacks``: more ``ray.train.UserCallback``s (Tune's trial driver adds its reporter).
+    ``startup``: the run's startup marks so far; rank 0 of the built-in loop adds its own and
+    stores them, and reports step-level progress (``ProgressReporter``).
 
     Raises:
         ray.train.TrainingFailedError: training failed (after ``max_failures`` restarts).
@@ -496,11 +671,15 @@ def fit(
         "lr": spec.lr,
         "seed": spec.seed,
         "checkpoint_every": spec.checkpoint_every,
-        "has_val": "val" in datasets,
+        "has_val": "val" in datasets.sides,
+        "arrays": datasets.arrays,
         "kill_at_epoch": spec.fault_injection_kill_at_epoch,
         "fault_marker": os.path.join(tempfile.gettempdir(), f"dlp-fault-injected-{run_id}"),
         "torch_threads": torch_threads,
+        "run_id": run_id,
+        "progress": ProgressReporter(store, run_id, dict(startup or {})),
     }
+    config["progress"].marks["fit_started"] = _startup.now()
     trainer = TorchTrainer(
         loop,
         train_loop_config=config,
@@ -518,7 +697,7 @@ def fit(
             callbacks=[_metrics_forwarder(store, run_id), *extra_callbacks],
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
-        datasets=datasets,
+        datasets=datasets.datasets or None,
         # One worker's shard is the whole dataset: iterating it directly skips the split
         # coordinator, which restarts the execution (and costs a round trip per block) each epoch.
         dataset_config=ray.train.DataConfig(datasets_to_split=[] if spec.workers == 1 else "all"),

@@ -43,6 +43,7 @@ from dlplatform.metadata import Run, RunStatus
 if TYPE_CHECKING:
     from dlplatform.context import Backend
 from dlplatform.metadata.records import utcnow
+from dlplatform.train import _startup
 from dlplatform.train._joblog import LogChunk, driver_log_path, read_log_range, slice_log
 from dlplatform.train.spec import TrainingJobSpec
 
@@ -322,7 +323,11 @@ class _Scheduler:
             )
             return
         sid = submission_id(run.id)
-        self._store.update_run(run.id, status=RunStatus.RUNNING, started_at=utcnow(), name=sid)
+        marks = {"submitted": run.created_at.timestamp(), "admitted": _startup.now()}
+        self._store.update_run(
+            run.id, status=RunStatus.RUNNING, started_at=utcnow(), name=sid,
+            startup_json=_startup.dump(marks),
+        )  # fmt: skip
         try:
             run_token = issue_job_token(self._store, self._settings, run)
             self._jobs().submit_job(
@@ -331,6 +336,8 @@ class _Scheduler:
                 runtime_env=job_runtime_env(self._settings, spec, run_token),
                 metadata={"dlp_run_id": run.id, "dlp_owner": run.owner},
             )
+            marks["job_submitted"] = _startup.now()
+            self._store.update_run(run.id, startup_json=_startup.dump(marks))
         except Exception as exc:
             revoke_run_tokens(self._store, run.id, "its Ray job could not be started")
             # Often transient (the Jobs agent is still starting): back to the queue, a few times.

@@ -11,10 +11,11 @@ a user-code model (see ``_usercode``); ``train.view`` to read, with the values o
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from dlplatform.access import Permission, Principal, audit, authorize, revoke_run_tokens
@@ -29,11 +30,12 @@ from dlplatform.errors import (
 )
 from dlplatform.metadata import Commit, MetricPoint, Run, RunStatus
 from dlplatform.metadata.records import check_idempotency_key, check_page, utcnow
-from dlplatform.train import models
+from dlplatform.train import _startup, models
 from dlplatform.train._usercode import authorize_code, masked, may_see_env
 from dlplatform.train.spec import (
     MAX_LOG_CHUNK_BYTES,
     MAX_METRICS_PAGE,
+    MAX_WATCH_S,
     JobLogs,
     MetricBatch,
     MetricsLogged,
@@ -216,6 +218,7 @@ def _view(
         waiting_reason=reason,
         ray_job_id=run.name or None,
         model_version=result.get("model_version"),
+        startup=_startup.breakdown(_startup.parse(run.startup_json)),
     )
 
 
@@ -412,27 +415,69 @@ def log_metrics(
     return MetricsLogged(run_id=run.id, count=int(count))
 
 
+def watch_job(
+    backend: Backend, principal: Principal, run_id: str, known: int | None, timeout_s: float
+) -> Awaitable[int]:
+    """Check the caller may view the job, then return what to await: the job's change counter
+    as soon as it differs from ``known`` (a new metric point, a status change), else after
+    ``timeout_s`` (at most ``MAX_WATCH_S``). A follower awaits this between reads instead of
+    polling, and sees an epoch the moment it is stored.
+
+    Raises:
+        NotFound, PermissionDenied: no such job, or the caller may not view it.
+    """
+    authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
+    _get_train_run(backend, run_id)
+    return _watch(backend, run_id, known, min(max(timeout_s, 0.0), MAX_WATCH_S))
+
+
+async def _watch(backend: Backend, run_id: str, known: int | None, timeout_s: float) -> int:
+    store = backend.store
+    if not hasattr(store, "watch_run"):  # the store in this process (no metadata actor)
+        return int(await asyncio.to_thread(store.wait_run_change, run_id, known, timeout_s))
+    try:
+        return int(await store.watch_run(run_id, known, timeout_s))
+    except Exception as exc:  # the actor restarted meanwhile: the follower reads again
+        raise BackendUnavailable(f"the metadata actor restarted: {type(exc).__name__}") from exc
+
+
+def _wait_change(backend: Backend, run_id: str, known: int | None, timeout_s: float) -> int:
+    store = backend.store
+    if hasattr(store, "watch_run"):
+        import ray
+
+        return int(ray.get(store.watch_run(run_id, known, timeout_s)))
+    return int(store.wait_run_change(run_id, known, timeout_s))
+
+
 def wait_job(
     backend: Backend,
     principal: Principal,
     run_id: str,
     *,
     timeout_s: float | None = None,
-    poll_s: float = 1.0,
+    poll_s: float = MAX_WATCH_S,
     on_update: Callable[[TrainingJob, list[MetricPoint]], None] | None = None,
 ) -> TrainingJob:
-    """Block until the job is final; ``on_update`` sees the job and its metrics at each poll.
+    """Block until the job is final; ``on_update`` sees the job and its metrics after each
+    change (woken by the store, not a polling interval; ``poll_s`` bounds one wait).
 
     Raises:
         TimeoutError: not final within ``timeout_s``.
     """
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    version = backend.store.run_version(run_id)
     while True:
         job = get_job(backend, principal, run_id)
         if on_update is not None:
             on_update(job, backend.store.get_metrics(run_id))
         if job.run.status.is_final:
             return job
-        if deadline is not None and time.monotonic() > deadline:
+        left = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
+        if left <= 0:
             raise TimeoutError(f"job {run_id} is still {job.status} after {timeout_s} s")
-        time.sleep(poll_s)
+        try:
+            version = _wait_change(backend, run_id, version, left)
+        except Exception:  # the metadata actor restarted: read again after a pause
+            time.sleep(min(1.0, left))
+            version = None

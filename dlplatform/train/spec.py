@@ -217,6 +217,12 @@ class TrainingJob(BaseModel, frozen=True, extra="forbid"):
     model_version: str | None = Field(
         default=None, description="'name@N' of the registered version once SUCCEEDED."
     )
+    startup: dict[str, float] = Field(
+        default_factory=dict,
+        description="Seconds spent in each stage from submit to the first training step, in "
+        "order, and their 'total' (see dlplatform.train._startup.STAGES); filled in as the "
+        "job starts.",
+    )
 
     @property
     def id(self) -> str:
@@ -225,6 +231,18 @@ class TrainingJob(BaseModel, frozen=True, extra="forbid"):
     @property
     def status(self) -> str:
         return self.run.status.value
+
+
+MAX_WATCH_S = 30.0
+"""The longest one ``GET /training/jobs/{id}/watch`` waits for a change (a client then asks
+again)."""
+
+
+class JobChange(BaseModel, frozen=True, extra="forbid"):
+    """The answer of ``GET /training/jobs/{id}/watch``: the job's change counter."""
+
+    version: int = Field(description="Changes with each new metric point or status; pass it "
+                         "back as ``known`` to wait for the next change.")  # fmt: skip
 
 
 class ModelSignature(BaseModel, frozen=True, extra="forbid"):
@@ -291,9 +309,16 @@ class JobLogs(BaseModel, frozen=True, extra="forbid"):
     )
 
 
+STEP_KEY_PREFIX = "step/"
+"""Metric keys under this prefix are step-level progress (see ``runner.ProgressReporter``)."""
+
+
 def epoch_table(points: list[MetricPoint]) -> list[dict[str, float]]:
-    """Metric points as one row per epoch (the last value of each key at that step)."""
+    """Metric points as one row per epoch (the last value of each key at that step); the
+    step-level progress keys (``step/...``, counted in optimizer steps) are left out."""
     rows: dict[int, dict[str, float]] = {}
     for p in sorted(points, key=lambda p: (p.step, p.timestamp)):
+        if p.key.startswith(STEP_KEY_PREFIX):
+            continue
         rows.setdefault(p.step, {"epoch": float(p.step)})[p.key] = p.value
     return [rows[k] for k in sorted(rows)]

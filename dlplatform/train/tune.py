@@ -591,7 +591,7 @@ def _trial_fn(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     except AlreadyExists:  # a retried trial keeps its record
         store.update_run(run_id, status=RunStatus.RUNNING, ended_at=None, error=None)
     train_plan = runner.plan(spec, ctx["schema"], ctx["label_values"], ctx["first_row"])
-    datasets = runner.build_datasets(backend, ctx["commit"], spec, train_plan)
+    datasets = runner.build_inputs(backend, ctx["commit"], spec, train_plan)
     try:
         outcome = runner.fit(
             run_id=run_id, spec=spec, train_plan=train_plan, datasets=datasets, store=store,

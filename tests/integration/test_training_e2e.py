@@ -125,15 +125,34 @@ def test_bad_input_is_rejected_at_submit(world: World) -> None:
     assert train.list_jobs(w.backend, w.alice) == []
 
 
+def _assert_startup_adds_up(w: World, job: train.TrainingJob) -> None:
+    """The job's startup breakdown covers every stage from submit to the first training step,
+    its parts add up to that time as measured apart from it (the first step-level metric is
+    sent right after the first step), and step-level metrics came before the first epoch
+    ended."""
+    startup = job.startup
+    assert {"admitted", "job_submitted", "driver_started", "driver_ready", "data_ready",
+            "worker_started", "loop_started", "first_batch", "first_step"} <= set(startup)  # fmt: skip
+    parts = sum(v for k, v in startup.items() if k != "total")
+    assert parts == pytest.approx(startup["total"], abs=0.02)
+    points = train.get_metrics(w.backend, w.alice, job.id)
+    first_step = min(p.timestamp for p in points if p.key == "step/loss" and p.step == 1)
+    measured = first_step - job.run.created_at.timestamp()
+    assert startup["total"] == pytest.approx(measured, abs=0.5), (startup, measured)
+    epoch_0_end = min(p.timestamp for p in points if p.key == "epoch_time_s" and p.step == 0)
+    assert first_step < epoch_0_end
+
+
 def test_queue_train_register_promote(world: World) -> None:
     w = world
     main = _submit(w)
-    killed = _submit(w, fault_injection_kill_at_epoch=1, max_failures=2, model_name="digits-ft",
-                     priority=-1)  # fmt: skip
     # working_dir is admin-only (it uploads files of the head): the code is on the node already
     boom = _submit(w, model="dlp_user_boom:train_fn",
                    runtime_env={"env_vars": {"PYTHONPATH": str(w.user_code)}},
                    model_name="boom-model")  # fmt: skip
+    # a 1-worker job would fit beside `main`; it waits behind `boom` (strict priority order)
+    killed = _submit(w, fault_injection_kill_at_epoch=1, max_failures=2, model_name="digits-ft",
+                     priority=-1, workers=1)  # fmt: skip
     orphan = _submit(w, priority=-2, model_name="orphan")
     doomed = _submit(w, priority=-5, model_name="never")
     # One 2-worker job fits the 4-CPU cluster at a time (2 workers + 1 CPU for data): a queue.
@@ -170,6 +189,7 @@ def test_queue_train_register_promote(world: World) -> None:
         assert row["restarts"] == 0
     assert rows[-1]["loss"] < rows[0]["loss"]
     assert rows[-1]["val_accuracy"] > 0.5
+    _assert_startup_adds_up(w, job)
 
     # the registered version: pinned commit, hash, code version, metrics; lineage to the commit
     assert job.model_version == "digits-mlp@1"
@@ -224,12 +244,13 @@ def test_queue_train_register_promote(world: World) -> None:
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     assert [r["restarts"] for r in rows] == [0, 1, 1]
     assert job.model_version == "digits-ft@1"
+    _assert_startup_adds_up(w, job)  # a 1-worker job; the restart kept the first startup
 
     # the job driver dies (its Ray job is stopped behind the platform's back): FAILED with the
     # reason, never RUNNING forever
     deadline = time.monotonic() + JOB_TIMEOUT_S
-    while train.get_job(w.backend, w.alice, orphan).status != "RUNNING":
-        assert time.monotonic() < deadline
+    while "job_submitted" not in train.get_job(w.backend, w.alice, orphan).startup:
+        assert time.monotonic() < deadline  # RUNNING comes a moment before its Ray job exists
         time.sleep(0.2)
     job_client().stop_job(f"dlp-{orphan}")
     job = _wait(w, orphan)

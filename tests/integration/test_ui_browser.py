@@ -43,7 +43,7 @@ from dlplatform.metadata import (
 )
 from dlplatform.metadata.artifacts import ArtifactStore
 from dlplatform.metadata.records import utcnow
-from dlplatform.train import TrainingJobSpec
+from dlplatform.train import TrainingJobSpec, _startup
 
 pytestmark = pytest.mark.integration
 
@@ -378,6 +378,54 @@ def test_run_metric_chart_params_and_compare(browser: Any, seeded: Seeded) -> No
     _shot(browser, "06-compare")
 
 
+def test_a_running_jobs_page_follows_it_live(browser: Any, seeded: Seeded) -> None:
+    """A running job's page shows its startup breakdown and its step-level progress as it comes
+    (the watch long poll, no reload), renders again when an epoch ends, and once the job ends."""
+    store = seeded.backend.store
+    run_id, t0 = "run-ui-live", time.time() - 60
+    spec = TrainingJobSpec(dataset="digits@c-1", label="label", epochs=3)
+    marks = {
+        "submitted": t0,
+        "admitted": t0 + 0.1,
+        "driver_started": t0 + 3.0,
+        "first_step": t0 + 4.25,
+    }
+    store.create_run(Run(id=run_id, name="live-0", owner="admin", status=RunStatus.RUNNING,
+                         spec_json=spec.model_dump_json(), created_at=utcnow(),
+                         started_at=utcnow(), startup_json=_startup.dump(marks)))  # fmt: skip
+    browser.set_window_size(1280, 800)
+    _sign_in(browser, seeded.url, seeded.admin)
+    _go(browser, f"runs/{run_id}")
+    startup = browser.find_element(By.XPATH, "//section[h2='Startup']").text
+    assert "first_step" in startup and "1.25" in startup and "4.25 s from submit" in startup
+
+    def live_text(driver: Any) -> str:
+        try:
+            return str(driver.find_element(By.CSS_SELECTOR, "[data-live=progress]").text)
+        except Exception:  # not there, or rendered again meanwhile
+            return ""
+
+    store.log_metric_batch([run_id] * 2, ["step/loss", "step/samples_per_s"], [0.123, 4567.0],
+                           [7, 7])  # fmt: skip
+    WebDriverWait(browser, WAIT_S).until(lambda d: "step 7: loss 0.123" in live_text(d))
+    assert "Epoch 1" in live_text(browser) and "4,567 samples/s" in live_text(browser)
+    store.log_metric_batch([run_id] * 2, ["loss", "epoch_time_s"], [0.5, 1.0], [0, 0])
+    WebDriverWait(browser, WAIT_S).until(lambda d: "Epoch 2, step 7" in live_text(d))
+    captions = [f.text for f in browser.find_elements(By.CSS_SELECTOR, "figure.chart figcaption")]
+    assert "epoch_time_s" in captions and "step/loss" in captions
+    store.update_run(run_id, status=RunStatus.SUCCEEDED, ended_at=utcnow())
+
+    def ended(driver: Any) -> bool:
+        try:
+            shown = "SUCCEEDED" in _text(driver)
+            return shown and not driver.find_elements(By.CSS_SELECTOR, "[data-live=progress]")
+        except StaleElementReferenceException:  # rendered again meanwhile
+            return False
+
+    WebDriverWait(browser, WAIT_S).until(ended)
+    _shot(browser, "05b-run-live")
+
+
 def test_models_versions_aliases_history_deployments(browser: Any, seeded: Seeded) -> None:
     browser.set_window_size(1280, 800)
     _sign_in(browser, seeded.url, seeded.admin)
@@ -580,7 +628,7 @@ def test_runs_list_pages_through_10000_runs(
             "INSERT INTO runs SELECT 'run-' || lpad(i::VARCHAR, 5, '0'), 'train', NULL, "
             "'job-' || i::VARCHAR, 'admin', CASE WHEN i % 7 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END, "
             "0, ?, NULL, NULL, ?::TIMESTAMPTZ + i * INTERVAL 1 SECOND, NULL, NULL, NULL, NULL, "
-            "[]::VARCHAR[] FROM range(10000) t(i)",
+            "[]::VARCHAR[], NULL FROM range(10000) t(i)",
             [spec, start],
         )
     assert backend.store.count_runs(kind="train") == 10_000

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
 
 from dlplatform import train
 from dlplatform.api.deps import Ctx
@@ -12,6 +13,8 @@ from dlplatform.metadata import MetricPoint
 from dlplatform.train.spec import (
     MAX_LOG_CHUNK_BYTES,
     MAX_METRICS_PAGE,
+    MAX_WATCH_S,
+    JobChange,
     JobLogs,
     MetricBatch,
     MetricsLogged,
@@ -65,6 +68,22 @@ def get_logs(
     """At most ``limit`` bytes of the driver's output from byte ``offset``; poll again from
     ``next_offset`` until ``final``."""
     return train.read_logs(ctx.backend, ctx.principal, job_id, offset, limit)
+
+
+@router.get("/training/jobs/{job_id}/watch")
+async def watch_job(
+    job_id: str,
+    ctx: Ctx,
+    known: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    timeout_s: Annotated[float, Query(ge=0, le=MAX_WATCH_S)] = MAX_WATCH_S,
+) -> JobChange:
+    """A long poll: answers as soon as the job changes (a new metric point or status) from the
+    ``version`` passed as ``known``, else after ``timeout_s``. Followers (``dlp train submit
+    --wait``, ``job.wait()``, the web UI) read the job after each answer instead of polling."""
+    waiter = await run_in_threadpool(
+        train.watch_job, ctx.backend, ctx.principal, job_id, known, timeout_s
+    )
+    return JobChange(version=await waiter)
 
 
 @router.get("/training/jobs/{job_id}/metrics")

@@ -147,6 +147,18 @@ async function detailPage(params, _query, { session, rerender }) {
     actions,
   );
   if (run.error) body.push(section("Error", h("pre", { class: "raw error-text" }, run.error)));
+  if (!FINAL.includes(run.status) && api.has(`${LIST}/{id}/watch`)) body.push(liveProgress(run, rerender));
+  const stages = Object.entries(detail.startup || {}).filter(([k]) => k !== "total");
+  if (stages.length) {
+    body.push(section("Startup", [
+      h("p", { class: "help" }, `${fmtNumber(detail.startup.total)} s from submit to the first training step, by stage.`),
+      table(
+        [{ label: "Stage", render: ([k]) => h("code", {}, k) }, { label: "Seconds", render: ([, v]) => fmtNumber(v) }],
+        stages,
+        { empty: "Not started yet." },
+      ),
+    ]));
+  }
   const p = paramsOf(run, detail);
   body.push(section("Parameters", table(
     [{ label: "Parameter", render: ([k]) => h("code", {}, k) }, { label: "Value", render: ([, v]) => show(v) }],
@@ -207,6 +219,41 @@ async function detailPage(params, _query, { session, rerender }) {
     }
   }
   return h("div", {}, body);
+}
+
+const FINAL = ["SUCCEEDED", "FAILED", "CANCELLED", "STOPPED"];
+
+/** A running job's live line: the latest step-level progress (``step/...`` metrics), refreshed
+ * each time the job changes (the ``watch`` long poll answers at once on a new metric point or
+ * status); a new epoch or the end of the job renders the page again. */
+function liveProgress(run, rerender) {
+  const line = h("p", { class: "live-progress", "data-live": "progress" }, "Waiting for the first training step…");
+  const path = `${LIST}/${api.seg(run.id)}`;
+  let version = null;
+  let epochs = null;
+  const latest = (points) => points.reduce((a, b) => (!a || b.timestamp >= a.timestamp ? b : a), null);
+  const tick = async () => {
+    if (!line.isConnected && version !== null) return;
+    try {
+      const change = await api.get(`${path}/watch`, version === null ? { timeout_s: 25 } : { known: version, timeout_s: 25 });
+      version = change.version;
+      const detail = await api.get(path);
+      const done = await api.get(`${path}/metrics`, { key: "epoch_time_s" });
+      if (epochs === null) epochs = done.length;
+      if (FINAL.includes((detail.run || detail).status) || done.length > epochs) {
+        if (line.isConnected) rerender();
+        return;
+      }
+      const loss = latest(await api.get(`${path}/metrics`, { key: "step/loss", limit: 10000 }));
+      const rate = latest(await api.get(`${path}/metrics`, { key: "step/samples_per_s", limit: 10000 }));
+      if (loss) line.textContent = `Epoch ${epochs + 1}, step ${loss.step}: loss ${fmtNumber(loss.value)}` + (rate ? `, ${fmtNumber(rate.value)} samples/s` : "");
+      setTimeout(tick, 0);
+    } catch {
+      setTimeout(tick, LOG_POLL_MS);
+    }
+  };
+  setTimeout(tick, 0);
+  return section("Progress", line);
 }
 
 async function comparePage(_params, query) {
