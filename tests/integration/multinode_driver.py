@@ -183,7 +183,7 @@ def run(workdir: Path, facts: dict[str, Any]) -> None:
         facts["t_workers_s"] = round(time.monotonic() - started, 1)
 
         def epochs_done() -> int:
-            return len({p.step for p in train.get_metrics(backend, SYSTEM, job.id)})
+            return len(train.epoch_table(train.get_metrics(backend, SYSTEM, job.id)))
 
         facts["epochs_before_kill"] = _wait_for(epochs_done, JOB_TIMEOUT_S, "a reported epoch")
         cluster.remove_node(worker, allow_graceful=False)  # the node dies mid-training
@@ -200,9 +200,10 @@ def run(workdir: Path, facts: dict[str, Any]) -> None:
         facts["final_status"] = done.status
         facts["error"] = done.run.error
         facts["model_version"] = done.model_version
-        facts["epochs_recorded"] = sorted(
-            {p.step for p in train.get_metrics(backend, SYSTEM, job.id)}
-        )
+        facts["epochs_recorded"] = [
+            int(row["epoch"])
+            for row in train.epoch_table(train.get_metrics(backend, SYSTEM, job.id))
+        ]
         facts["workers_all"] = _actors(api, class_name="RayTrainWorker")
         facts["t_train_s"] = round(time.monotonic() - started, 1)
 
