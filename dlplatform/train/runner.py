@@ -677,9 +677,12 @@ def fit(
         "fault_marker": os.path.join(tempfile.gettempdir(), f"dlp-fault-injected-{run_id}"),
         "torch_threads": torch_threads,
         "run_id": run_id,
-        "progress": ProgressReporter(store, run_id, dict(startup or {})),
     }
-    config["progress"].marks["fit_started"] = _startup.now()
+    marks = {**(startup or {}), "fit_started": _startup.now()}
+    if spec.is_builtin:  # a user's function gets plain values only; its driver's marks stay
+        config["progress"] = ProgressReporter(store, run_id, marks)
+    elif startup:
+        store.call_async("update_run", run_id, startup_json=_startup.dump(marks))
     trainer = TorchTrainer(
         loop,
         train_loop_config=config,
