@@ -7,6 +7,7 @@ every call is forwarded to the actor and returns the same records, raising the s
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -60,6 +61,10 @@ class _MetadataActor:
     def path(self) -> str:
         return self._store.path
 
+    def pid(self) -> int:
+        """This process's id (operators' and crash tests' handle on it)."""
+        return os.getpid()
+
     @ray.method(concurrency_group=_WATCH)
     def wait_token_epoch(self, known: int | None, timeout_s: float) -> int:
         """``MetadataStore.wait_token_epoch``, in a thread group of its own: a long poll that
@@ -104,6 +109,60 @@ def head_actor_options(name: str, namespace: str) -> dict[str, Any]:
     return options
 
 
+FAILOVER_WAIT_S = 30.0
+"""How long a call that is safe to repeat waits for a restarting metadata actor."""
+FAILOVER_PAUSE_S = 0.1
+_READ_PREFIXES = ("get_", "list_", "count_", "read_", "export_")
+_READS = frozenset({"run_version", "token_epoch", "upstream", "downstream", "edges_of",
+                    "latest_metrics", "referenced_artifacts", "resolve_alias", "schema_version",
+                    "user_for_token_hash", "ping"})  # fmt: skip
+_IDEMPOTENT_WRITES = frozenset({"update_run", "update_user", "update_dataset", "touch_token",
+                                "log_params", "put_deployment", "update_workflow_run",
+                                "update_workflow_trigger"})  # fmt: skip
+"""Writes that leave the same state however often they run (they set values)."""
+
+
+def call_actor(
+    send: Callable[[], Any], *, retry: bool, what: str, timeout_s: float | None = None
+) -> Any:
+    """``ray.get`` of the call ``send`` makes to a platform actor (metadata, scheduler, workflow
+    manager: all restart by themselves). While one restarts, calls fail fast with
+    ``ActorUnavailableError``; a call that is safe to repeat (``retry``) is sent again until the
+    actor is back, for up to ``FAILOVER_WAIT_S``, so its caller sees a delay, not an error.
+
+    Raises:
+        BackendUnavailable: the actor is gone, did not come back in time, or failed a call that
+            must not run twice; or ``timeout_s`` passed.
+    """
+    deadline: float | None = None
+    while True:
+        try:
+            return ray.get(send(), timeout=timeout_s)
+        except ray.exceptions.ActorUnavailableError as exc:
+            if not retry:
+                raise BackendUnavailable(f"{what} is unavailable: {exc}") from exc
+            deadline = deadline or time.monotonic() + FAILOVER_WAIT_S
+            if time.monotonic() > deadline:
+                raise BackendUnavailable(
+                    f"{what} did not come back within {FAILOVER_WAIT_S:g} s"
+                ) from exc
+            time.sleep(FAILOVER_PAUSE_S)
+        except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as exc:
+            raise BackendUnavailable(f"{what} is unavailable: {exc}") from exc
+
+
+def retry_safe(method: str, kwargs: dict[str, Any]) -> bool:
+    """Whether a call may be sent again when the actor died while it was in flight (it may have
+    run): reads, idempotent writes, and writes carrying an idempotency key (a repeat is answered
+    with the first one's result or ``AlreadyExists``, which the services resolve)."""
+    return (
+        method.startswith(_READ_PREFIXES)
+        or method in _READS
+        or method in _IDEMPOTENT_WRITES
+        or kwargs.get("idempotency_key") is not None
+    )
+
+
 class StoreClient:
     """A ``MetadataStore`` look-alike that forwards each call to the metadata actor."""
 
@@ -115,16 +174,19 @@ class StoreClient:
             raise AttributeError(method)
 
         def forward(*args: Any, **kwargs: Any) -> Any:
-            try:
-                reply = ray.get(self._handle.call.remote(method, args, kwargs))
-            except ray.exceptions.RayError as exc:
-                raise BackendUnavailable(f"metadata actor is unavailable: {exc}") from exc
+            reply = self._call(method, args, kwargs)
             if reply[0] == "ok":
                 return reply[1]
             raise error_for_code(reply[1], reply[2])
 
         forward.__name__ = method
         return forward
+
+    def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return call_actor(
+            lambda: self._handle.call.remote(method, args, kwargs),
+            retry=retry_safe(method, kwargs), what="the metadata actor",
+        )  # fmt: skip
 
     def call_async(self, method: str, *args: Any, **kwargs: Any) -> ray.ObjectRef:  # type: ignore[type-arg]
         """Fire a call without waiting (e.g. metric batches); ``ray.get`` the ref for its reply."""

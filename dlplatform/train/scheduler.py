@@ -24,6 +24,7 @@ import json
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -39,6 +40,7 @@ from dlplatform.errors import (
     error_for_code,
 )
 from dlplatform.metadata import Run, RunStatus
+from dlplatform.metadata.actor import call_actor
 
 if TYPE_CHECKING:
     from dlplatform.context import Backend
@@ -443,11 +445,9 @@ class SchedulerClient:
     def __init__(self, handle: Any) -> None:
         self._handle = handle
 
-    def _get(self, ref: Any, timeout_s: float = 60) -> Any:
-        try:
-            return ray.get(ref, timeout=timeout_s)
-        except ray.exceptions.RayError as exc:
-            raise BackendUnavailable(f"the training scheduler is unavailable: {exc}") from exc
+    def _get(self, send: Callable[[], Any], *, retry: bool = True, timeout_s: float = 60) -> Any:
+        """The reply of the call ``send`` makes; reads wait out a restart of the actor."""
+        return call_actor(send, retry=retry, what="the training scheduler", timeout_s=timeout_s)
 
     def _unwrap(self, reply: tuple[Any, ...]) -> Any:
         if reply[0] == "ok":
@@ -458,22 +458,24 @@ class SchedulerClient:
         self._handle.wake.remote()
 
     def capacity(self) -> dict[str, float]:
-        return dict(self._get(self._handle.capacity.remote()))
+        return dict(self._get(self._handle.capacity.remote))
 
     def reasons(self) -> dict[str, str]:
-        return dict(self._get(self._handle.reasons.remote()))
+        return dict(self._get(self._handle.reasons.remote))
 
     def cancel(self, run_id: str, by: str) -> Run:
-        return self._unwrap(self._get(self._handle.cancel.remote(run_id, by)))  # type: ignore[no-any-return]
+        return self._unwrap(self._get(lambda: self._handle.cancel.remote(run_id, by), retry=False))  # type: ignore[no-any-return]
 
     def logs(self, run_id: str, offset: int, limit: int) -> LogChunk:
-        return LogChunk(*self._unwrap(self._get(self._handle.logs.remote(run_id, offset, limit))))
+        return LogChunk(
+            *self._unwrap(self._get(lambda: self._handle.logs.remote(run_id, offset, limit)))
+        )
 
     def tick(self) -> None:
-        self._unwrap(self._get(self._handle.tick.remote()))
+        self._unwrap(self._get(self._handle.tick.remote, retry=False))
 
     def recent_errors(self) -> list[str]:
-        return list(self._get(self._handle.recent_errors.remote()))
+        return list(self._get(self._handle.recent_errors.remote))
 
 
 def connect_scheduler(settings: Settings, *, create: bool = True) -> SchedulerClient:
@@ -495,7 +497,7 @@ def connect_scheduler(settings: Settings, *, create: bool = True) -> SchedulerCl
         values = json.loads(settings.model_dump_json(exclude={"token"}))
         handle = SchedulerActor.options(**options).remote(values)
     client = SchedulerClient(handle)
-    client._get(handle.ping.remote())
+    client._get(handle.ping.remote)
     return client
 
 

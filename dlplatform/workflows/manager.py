@@ -38,7 +38,7 @@ from dlplatform.access import SYSTEM, issue_run_token, revoke_run_tokens
 from dlplatform.config import Settings
 from dlplatform.errors import BackendUnavailable, Conflict, DLPlatformError, error_for_code
 from dlplatform.metadata import LineageEdge, RunStatus, WorkflowRun, WorkflowStep, WorkflowTrigger
-from dlplatform.metadata.actor import connect_store
+from dlplatform.metadata.actor import call_actor, connect_store
 from dlplatform.metadata.records import WorkflowRegistration, check_id, utcnow
 from dlplatform.workflows import registry
 from dlplatform.workflows._task import StepJob, run_step
@@ -531,13 +531,17 @@ def get_manager(settings: Settings, *, create: bool = True, timeout_s: float = 6
     return handle
 
 
+_RETRY_SAFE = frozenset({"check", "ping"})
+"""Manager calls that may be sent again after it died mid-call (see ``call_actor``)."""
+
+
 def call(settings: Settings, method: str, *args: Any, timeout_s: float | None = None) -> Any:
     """Call a manager method and return its value, raising the typed error it replied with."""
     handle = get_manager(settings)
-    try:
-        reply = ray.get(getattr(handle, method).remote(*args), timeout=timeout_s)
-    except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as exc:
-        raise BackendUnavailable(f"the workflow manager is unavailable: {exc}") from exc
+    reply = call_actor(
+        lambda: getattr(handle, method).remote(*args), retry=method in _RETRY_SAFE,
+        what="the workflow manager", timeout_s=timeout_s,
+    )  # fmt: skip
     if reply[0] == "ok":
         return reply[1]
     raise error_for_code(reply[1], reply[2])

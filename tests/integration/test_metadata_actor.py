@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,6 +136,41 @@ def test_state_survives_an_actor_restart(actor_settings: Settings) -> None:
     again = connect_store(actor_settings)
     assert again.get_run("r-1").owner == "alice"
     assert len(again.get_metrics("r-1")) == 3
+
+
+def test_reads_wait_out_a_crash_of_the_actor(actor_settings: Settings) -> None:
+    """The actor's process is SIGKILLed while a reader reads in a loop: Ray restarts it, and
+    every read succeeds (those in flight or sent meanwhile wait for it) instead of failing."""
+    store = connect_store(actor_settings)
+    store.create_run(Run(id="r-1", owner="alice", created_at=utcnow()))
+    pid = ray.get(store._handle.pid.remote())
+    reads: list[float] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                assert store.get_run("r-1").owner == "alice"
+                reads.append(time.monotonic())
+            except BaseException as exc:  # the test reports every failure
+                errors.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    time.sleep(0.3)
+    killed = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    deadline = killed + 60
+    while not [t for t in reads if t > killed + 0.5] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    thread.join(60)
+    assert errors == []
+    after = [t for t in reads if t > killed]
+    assert after, "no read succeeded after the kill"
+    assert ray.get(store._handle.pid.remote()) != pid  # a new process: it really restarted
+    print(f"\nmetadata actor killed: first read answered {after[0] - killed:.2f} s later")
 
 
 def test_concurrent_tasks_lose_no_metric_points(actor_settings: Settings) -> None:
