@@ -274,6 +274,24 @@ def _port_free(port: int) -> bool:
     return True
 
 
+PORTS_FREE_WAIT_S = 10.0
+"""How long ``down`` waits for the ports its head used to be free again (a process that has
+exited can hold a listening socket a moment longer while the kernel closes it)."""
+
+
+def _wait_ports_free(ports: list[int]) -> list[int]:
+    """Wait until every port in ``ports`` could be listened on again, for up to
+    ``PORTS_FREE_WAIT_S``; returns those still taken (logged: something else holds them)."""
+    deadline = time.monotonic() + PORTS_FREE_WAIT_S
+    while True:
+        taken = [p for p in ports if p and not _port_free(p)]
+        if not taken or time.monotonic() > deadline:
+            if taken:
+                log.warning("ports %s are still in use after the head stopped", taken)
+            return taken
+        time.sleep(0.1)
+
+
 def _worker_port_range(avoid: set[int]) -> tuple[int, int]:
     """A run of free ports below the kernel's ephemeral range, for Ray's workers."""
     rng = random.Random()
@@ -889,6 +907,7 @@ def down(settings: Settings, progress: Progress | None = None) -> DownResult:
             left = sorted(set(left) | set(_session_pids(record.session_id)))
         if left:
             raise BackendUnavailable(f"processes {left} of the Ray head did not stop")
+        _wait_ports_free([record.api_port, *record.ports.values()])
     cluster_file(settings).unlink(missing_ok=True)
     what = (
         f"stopped the Ray head ({len(stopped)} processes)"

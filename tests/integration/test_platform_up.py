@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dlplatform import runtime
+
 pytestmark = pytest.mark.integration
 
 
@@ -176,3 +178,5 @@ def test_up_status_users_down(home: Path) -> None:
     assert not (home / "cluster.json").exists()
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{api}/healthz", timeout=5)
+    # down returns once its ports are free: `dlp down && dlp up` on the same port works at once
+    assert runtime._port_free(port)
