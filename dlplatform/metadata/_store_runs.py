@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -12,6 +11,7 @@ import pyarrow as pa
 from pydantic import ValidationError
 
 from dlplatform.errors import AlreadyExists, InvalidInput, NotFound
+from dlplatform.metadata._changes import MAX_WAIT_S, ChangeCounters
 from dlplatform.metadata._db import Database, _translate, insert
 from dlplatform.metadata.records import MetricPoint, Run, invalid_input, utcnow
 
@@ -33,38 +33,26 @@ _RUN_MUTABLE = {
 }
 
 
-MAX_RUN_WAIT_S = 60.0
+MAX_RUN_WAIT_S = MAX_WAIT_S
 """The longest one ``wait_run_change`` call blocks."""
 
 
 class RunTables:
     _db: Database
-    _run_changed: threading.Condition  # these three are made by MetadataStore.__init__
-    _run_versions: dict[str, int]
-    _run_version_base: int
+    _run_changes: ChangeCounters  # made by MetadataStore.__init__
 
     # --- change notification: a follower learns of a new metric or status at once -----------
 
     def run_version(self, run_id: str) -> int:
-        """A number that changes whenever the run is updated or gets metric points. In memory
-        only, from a random base each time the store is opened (never mistaken for the last)."""
-        with self._run_changed:
-            return self._run_version_base + self._run_versions.get(run_id, 0)
+        """A number that changes whenever the run is updated or gets metric points (in memory,
+        from a random base each time the store is opened: see ``_changes``)."""
+        return self._run_changes.value(run_id)
 
     def wait_run_change(self, run_id: str, known: int | None, timeout_s: float) -> int:
         """``run_version`` as soon as it differs from ``known``, else after ``timeout_s`` (at
         most ``MAX_RUN_WAIT_S``). Blocks the calling thread: the metadata actor runs it in a
         thread group of its own (``StoreClient.watch_run``), never through ``call``."""
-        timeout_s = min(max(float(timeout_s), 0.0), MAX_RUN_WAIT_S)
-        with self._run_changed:
-            self._run_changed.wait_for(lambda: self.run_version(run_id) != known, timeout_s)
-            return self.run_version(run_id)
-
-    def _bump_runs(self, run_ids: Sequence[str]) -> None:
-        with self._run_changed:
-            for run_id in set(run_ids):
-                self._run_versions[run_id] = self._run_versions.get(run_id, 0) + 1
-            self._run_changed.notify_all()
+        return self._run_changes.wait(run_id, known, timeout_s)
 
     def create_run(self, run: Run, *, idempotency_key: str | None = None) -> Run:
         """Record a new run.
@@ -187,7 +175,7 @@ class RunTables:
             self._db.run(
                 f"UPDATE runs SET {sets} WHERE id = ?", [*(dumped[k] for k in changes), run_id]
             )
-            self._bump_runs([run_id])
+            self._run_changes.bump([run_id])
         return updated
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
@@ -252,7 +240,7 @@ class RunTables:
                         con.unregister("_metric_batch")
             except duckdb.Error as exc:
                 raise _translate(exc) from exc
-        self._bump_runs(run_ids)
+        self._run_changes.bump(run_ids)
         return n
 
     def log_metrics(self, points: Sequence[MetricPoint]) -> int:

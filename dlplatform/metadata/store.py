@@ -9,8 +9,6 @@ unit tests run this same class in-process.
 
 from __future__ import annotations
 
-import secrets
-import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dlplatform.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from dlplatform.metadata._changes import MAX_WAIT_S, ChangeCounters
 from dlplatform.metadata._db import Database, insert
 from dlplatform.metadata._store_data import DatasetTables
 from dlplatform.metadata._store_models import ModelTables
@@ -47,8 +46,9 @@ _TOKEN_COLUMNS = (
     "id, user_name AS user, prefix, created_at, revoked_at, last_used_at, run_id, expires_at"
 )
 _WALK_CHUNK = 1024  # most ids bound in one IN (...) lookup
-MAX_EPOCH_WAIT_S = 60.0
+MAX_EPOCH_WAIT_S = MAX_WAIT_S
 """The longest one ``wait_token_epoch`` call blocks."""
+_TOKENS = "tokens"
 
 EXPORTED_TABLES = (
     "users", "tokens", "audit_log", "datasets", "commits", "commit_parts", "push_keys", "runs",
@@ -67,11 +67,8 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables, Snaps
 
     def __init__(self, path: str | Path) -> None:
         self._db = Database(path)
-        self._token_epoch = secrets.randbits(62)
-        self._epoch_changed = threading.Condition()
-        self._run_changed = threading.Condition(threading.RLock())  # run_version re-enters
-        self._run_versions: dict[str, int] = {}
-        self._run_version_base = secrets.randbits(40)
+        self._token_changes = ChangeCounters()  # the token epoch (one key)
+        self._run_changes = ChangeCounters()  # each run's version
 
     @property
     def path(self) -> str:
@@ -247,30 +244,23 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables, Snaps
     def token_epoch(self) -> int:
         """A number that changes whenever a credential loses power: a token is revoked, a user
         is disabled or given another role. A process that remembers accepted tokens (a model
-        replica) forgets them all when it changes (``wait_token_epoch``).
-
-        It lives in memory and starts at a random value each time the store is opened: a
-        restarted store is never mistaken for the one before (whose waiters fail anyway).
+        replica) forgets them all when it changes (``wait_token_epoch``). In memory, from a
+        random base each time the store is opened (``_changes``).
         """
-        return self._token_epoch
+        return self._token_changes.value(_TOKENS)
 
     def wait_token_epoch(self, known: int | None, timeout_s: float) -> int:
         """The token epoch as soon as it differs from ``known``, else after ``timeout_s`` (at
         most ``MAX_EPOCH_WAIT_S``). Blocks the calling thread: the metadata actor runs it in a
         thread group of its own (``StoreClient.watch_token_epoch``), never through ``call``.
         """
-        timeout_s = min(max(float(timeout_s), 0.0), MAX_EPOCH_WAIT_S)
-        with self._epoch_changed:
-            self._epoch_changed.wait_for(lambda: self._token_epoch != known, timeout_s)
-            return self._token_epoch
+        return self._token_changes.wait(_TOKENS, known, timeout_s)
 
     def _bump_token_epoch(self) -> None:
         """Move the token epoch and wake its waiters. Every method that revokes a token or
         changes a user's ``disabled`` flag or role calls it, after its change is committed
         (``tests/unit/metadata/test_token_epoch.py`` checks that each one does)."""
-        with self._epoch_changed:
-            self._token_epoch += 1
-            self._epoch_changed.notify_all()
+        self._token_changes.bump([_TOKENS])
 
     # --- audit log --------------------------------------------------------------------------
 

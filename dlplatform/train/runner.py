@@ -338,11 +338,16 @@ def iter_chunks(shard: Any, rows: int, dtypes: dict[str, torch.dtype],
     views are read-only: the loop only gathers from them, which copies.
     """
     for batch in shard.iter_batches(batch_size=rows, batch_format="numpy", prefetch_batches=2):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            chunk = {k: torch.as_tensor(v).to(device=device, dtype=dtypes[k])
-                     for k, v in batch.items()}  # fmt: skip
-        yield chunk
+        yield _tensors(batch, dtypes, device)
+
+
+def _tensors(batch: dict[str, np.ndarray], dtypes: dict[str, torch.dtype],
+             device: torch.device) -> dict[str, torch.Tensor]:  # fmt: skip
+    """NumPy columns (read-only views of the object store) as tensors, without a copy where the
+    dtype and device already match."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return {k: torch.as_tensor(v).to(device=device, dtype=dtypes[k]) for k, v in batch.items()}
 
 
 STEP_REPORT_S = 1.0
@@ -414,11 +419,8 @@ class ProgressReporter:
 def iter_array_chunks(rows: dict[str, np.ndarray], size: int, dtypes: dict[str, torch.dtype],
                       device: torch.device) -> Iterator[dict[str, torch.Tensor]]:  # fmt: skip
     """A rank's in-memory rows (``TrainInputs.arrays``) as tensors, ``size`` rows at a time."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        for start in range(0, len(rows["y"]), size):
-            yield {k: torch.as_tensor(v[start : start + size]).to(device=device, dtype=dtypes[k])
-                   for k, v in rows.items()}  # fmt: skip
+    for start in range(0, len(rows["y"]), size):
+        yield _tensors({k: v[start : start + size] for k, v in rows.items()}, dtypes, device)
 
 
 def builtin_train_loop(config: dict[str, Any]) -> dict[str, Any]:
@@ -676,7 +678,6 @@ def fit(
         "kill_at_epoch": spec.fault_injection_kill_at_epoch,
         "fault_marker": os.path.join(tempfile.gettempdir(), f"dlp-fault-injected-{run_id}"),
         "torch_threads": torch_threads,
-        "run_id": run_id,
     }
     marks = {**(startup or {}), "fit_started": _startup.now()}
     if spec.is_builtin:  # a user's function gets plain values only; its driver's marks stay
