@@ -407,7 +407,10 @@ def write_backup(members: Iterable[Member], directory: str | Path) -> BackupMani
     """Write a backup's members into ``directory``, checking each against the manifest.
 
     A new directory is written as a hidden sibling and renamed once complete; into an empty one
-    the manifest is written last. On any failure nothing of the backup is left.
+    the manifest is written last. On any failure nothing of the backup is left. A backup holds
+    token hashes, the audit log and (with artifacts) every dataset, so it is private: the
+    directory and its folders 0700, its files 0600 (an empty directory of the caller's is made
+    0700 too), whatever the process's umask.
 
     Raises:
         InvalidInput: ``directory`` is not new or empty, or not writable.
@@ -421,6 +424,8 @@ def write_backup(members: Iterable[Member], directory: str | Path) -> BackupMani
         work = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
     else:
         work = target
+        if target.stat().st_uid == os.getuid():
+            target.chmod(0o700)
     try:
         manifest = _write_members(members, work)
         if fresh:
@@ -439,10 +444,15 @@ def write_backup(members: Iterable[Member], directory: str | Path) -> BackupMani
 
 
 def _write_file(chunks: Iterable[bytes], path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a new file (0600, in folders made 0700) from ``chunks``; its size and sha256."""
+    for folder in reversed(path.parents):  # each one made is 0700, not only the last
+        if not folder.is_dir():
+            with contextlib.suppress(FileExistsError):
+                folder.mkdir(mode=0o700)
     digest = hashlib.sha256()
     size = 0
-    with path.open("xb") as out:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
         for chunk in chunks:
             digest.update(chunk)
             size += len(chunk)

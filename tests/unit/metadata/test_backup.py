@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import socket
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -242,9 +243,33 @@ def test_a_backup_only_goes_to_a_new_or_empty_directory(
 def test_an_empty_directory_gets_the_backup_in_place(
     settings: Settings, populated: dict[str, Any], tmp_path: Path
 ) -> None:
-    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty").mkdir(mode=0o755)
     backups.backup_home(settings, tmp_path / "empty", with_artifacts=False)
     assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == [MANIFEST_FILE, METADATA_FILE]
+    assert _modes(tmp_path / "empty") == {".": 0o700, MANIFEST_FILE: 0o600, METADATA_FILE: 0o600}
+
+
+def _modes(root: Path) -> dict[str, int]:
+    return {
+        str(p.relative_to(root)): stat.S_IMODE(p.stat().st_mode) for p in [root, *root.rglob("*")]
+    }
+
+
+def test_a_backup_is_private_whatever_the_umask(
+    settings: Settings, populated: dict[str, Any], tmp_path: Path
+) -> None:
+    """Token hashes, the audit log and every dataset are in it: no other local user reads it."""
+    old = os.umask(0o022)
+    try:
+        backups.backup_home(settings, tmp_path / "bk", with_artifacts=True)
+    finally:
+        os.umask(old)
+    modes = _modes(tmp_path / "bk")
+    folders = {name for name in modes if (tmp_path / "bk" / name).is_dir()}
+    assert len(modes) > 4 and len(folders) > 1
+    assert {
+        name: mode for name, mode in modes.items() if mode != (0o700 if name in folders else 0o600)
+    } == {}
 
 
 def _running_marker(settings: Settings) -> socket.socket:
