@@ -11,6 +11,7 @@ p.models.promote("digits-mlp", 1, "production")
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -160,13 +161,29 @@ class TrainingClient:
     def __init__(self, http: HttpClient) -> None:
         self._http = http
 
-    def submit(self, spec: TrainingJobSpec | None = None, /, **fields: Any) -> JobHandle:
-        """Queue a job from a spec or from its fields (``dataset=``, ``model=``, ``label=``, ...)."""
+    def submit(
+        self,
+        spec: TrainingJobSpec | None = None,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> JobHandle:
+        """Queue a job from a spec or from its fields (``dataset=``, ``model=``, ``label=``, ...).
+
+        The submit carries an idempotency key (a new one unless given), so a retry after a lost
+        connection or a gateway restart returns the same job instead of queuing a second one;
+        a key of your own makes a repeated submit (a script run again) find its first job.
+        """
         if spec is None:
             spec = build(TrainingJobSpec, **fields)
         elif fields:
             raise InvalidInput("pass either a TrainingJobSpec or its fields, not both")
-        job = self._http.post("training/jobs", TrainingJob, spec)
+        key = idempotency_key or uuid.uuid4().hex
+        job: TrainingJob = self._http.call(
+            "POST", "training/jobs", TrainingJob, json_body=spec,
+            headers={"Idempotency-Key": key},
+        )  # fmt: skip
         return JobHandle(self._http, job.id)
 
     def get(self, job_id: str) -> JobHandle:

@@ -145,7 +145,7 @@ def submit(
 
     key = check_idempotency_key(idempotency_key) if idempotency_key is not None else None
     authorize(backend.store, principal, Permission.TRAIN_SUBMIT, f"dataset:{spec.dataset_name}")
-    if key is not None and (earlier := _submitted(backend, principal, key)) is not None:
+    if key is not None and (earlier := _submitted(backend, principal, key, spec)) is not None:
         return earlier
     pinned, commit = prepare(backend, principal, spec)
     scheduler = _scheduler(backend)
@@ -153,7 +153,7 @@ def submit(
     try:
         run = create_run(backend, principal, pinned, commit, idempotency_key=key)
     except AlreadyExists:  # a concurrent submit with the same key won: its job stands
-        earlier = _submitted(backend, principal, key) if key is not None else None
+        earlier = _submitted(backend, principal, key, spec) if key is not None else None
         if earlier is None:
             raise
         return earlier
@@ -161,15 +161,33 @@ def submit(
     return _view(backend, principal, run)
 
 
-def _submitted(backend: Backend, principal: Principal, key: str) -> TrainingJob | None:
+def _submitted(
+    backend: Backend, principal: Principal, key: str, spec: TrainingJobSpec
+) -> TrainingJob | None:
     """The job an earlier submit by the caller with ``key`` made (audited as replayed), else
-    None."""
+    None.
+
+    Raises:
+        Conflict: that submit asked for a different job (another spec or dataset); a key names
+            one submit, so reusing it for another is a mistake, not a retry.
+    """
     try:
         run = backend.store.get_run_by_submit_key(principal.name, key)
     except NotFound:
         return None
+    earlier = TrainingJobSpec.model_validate_json(run.spec_json)
+    same_commit = spec.dataset_commit in (None, earlier.dataset_commit)
+    if not same_commit or _unpinned(earlier) != _unpinned(spec):
+        raise Conflict(
+            f"idempotency key {key!r} was used for job {run.id} with a different spec; "
+            "use a new key for a new job"
+        )
     audit(backend.store, principal, "train.submit", f"run:{run.id}", f"replayed key={key}")
     return _view(backend, principal, run)
+
+
+def _unpinned(spec: TrainingJobSpec) -> dict[str, Any]:
+    return spec.model_dump(mode="json") | {"dataset": spec.dataset_name}
 
 
 def _positions(backend: Backend) -> dict[str, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from dlplatform import train
@@ -26,9 +26,18 @@ router = APIRouter(tags=["training"])
 
 
 @router.post("/training/jobs", status_code=201)
-def submit_job(spec: TrainingJobSpec, ctx: Ctx) -> TrainingJob:
-    """Validate, pin the dataset version and queue a training job."""
-    return train.submit(ctx.backend, ctx.principal, spec)
+def submit_job(
+    spec: TrainingJobSpec,
+    ctx: Ctx,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> TrainingJob:
+    """Validate, pin the dataset version and queue a training job.
+
+    A retry with the ``Idempotency-Key`` of an earlier submit by the caller queues nothing and
+    answers that job as it is now (the SDK sends a fresh key with every submit, so a submit
+    retried after a lost connection or a gateway restart makes one job, not two).
+    """
+    return train.submit(ctx.backend, ctx.principal, spec, idempotency_key=idempotency_key)
 
 
 @router.get("/training/jobs")

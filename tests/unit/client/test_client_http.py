@@ -21,11 +21,15 @@ from dlplatform.context import Backend
 from dlplatform.errors import (
     AlreadyExists,
     BackendUnavailable,
+    Conflict,
     InvalidInput,
     NotFound,
     PermissionDenied,
     Unauthenticated,
 )
+from dlplatform.metadata import Run
+from dlplatform.metadata.records import utcnow
+from dlplatform.train import TrainingJobSpec
 
 with warnings.catch_warnings():  # starlette prefers httpx2; the client is on httpx
     warnings.simplefilter("ignore")
@@ -283,3 +287,36 @@ def test_models_load_over_http_is_verified_end_to_end(
     weights_path.write_bytes(b"not the weights")
     with pytest.raises(IntegrityError):
         p.models.load("m1")
+
+
+def test_training_submit_carries_a_key_and_a_replay_finds_its_job(
+    transport: httpx.BaseTransport, admin_token: str, backend: Backend
+) -> None:
+    # The first submit of a key needs the scheduler (a real cluster: the workflow engine's
+    # re-attach test covers it); the replay is answered before the scheduler is asked.
+    p = _platform(transport, admin_token)
+    commit = p.datasets.create("digits").push(pa.table({"x": [1.0, 2.0], "y": [0, 1]}))
+    spec = TrainingJobSpec(dataset=f"digits@{commit.id}", label="y", epochs=2)
+    backend.store.create_run(Run(id="run-keyed", owner="admin", spec_json=spec.model_dump_json(),
+                                 created_at=utcnow()), idempotency_key="nightly-1")  # fmt: skip
+    again = p.training.submit(dataset="digits", label="y", epochs=2, idempotency_key="nightly-1")
+    assert again.id == "run-keyed"
+    with pytest.raises(Conflict, match="'nightly-1' was used for job run-keyed"):
+        p.training.submit(dataset="digits", label="y", epochs=5, idempotency_key="nightly-1")
+    with pytest.raises(InvalidInput, match="invalid idempotency key"):
+        p.training.submit(dataset="digits", label="y", idempotency_key="no spaces")
+
+    keys: list[str | None] = []  # without a key of its own, each submit gets a fresh one that
+    # every retry of that submit repeats, so a retried POST makes one job
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers.get("Idempotency-Key"))
+        return httpx.Response(503, text="restarting")
+
+    http = HttpClient(BASE, "t", transport=httpx.MockTransport(handler), retries=2,
+                      backoff_s=0.001)  # fmt: skip
+    for _ in range(2):
+        with pytest.raises(BackendUnavailable):
+            Platform(http).training.submit(dataset="digits", label="y")
+    assert len(keys) == 6 and keys[0] and len(set(keys[:3])) == 1 and keys[3] != keys[0]
+    assert len(set(keys[3:])) == 1
