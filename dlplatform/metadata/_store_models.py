@@ -146,6 +146,12 @@ class ModelTables:
         return event
 
     def alias_history(self, model: str) -> list[AliasEvent]:
+        """Every alias move of ``model``, oldest first.
+
+        Raises:
+            NotFound: no such model (an empty history is a model never promoted).
+        """
+        self.get_model(model)
         rows = self._db.dicts('SELECT * FROM alias_events WHERE model = ? ORDER BY "at"', [model])
         return [AliasEvent(**r) for r in rows]
 

@@ -51,6 +51,8 @@ def test_model_routes(backend: Backend, client: TestClient, admin_token: str) ->
     assert client.get("/api/v1/models", headers=admin).json() == []
     missing = client.get("/api/v1/models/nope/versions", headers=admin)
     assert missing.status_code == 404
+    history = client.get("/api/v1/models/nope/aliases", headers=admin)  # not an empty history
+    assert history.status_code == 404 and "model 'nope' does not exist" in history.text
     reply = client.post(
         "/api/v1/models/nope/aliases/production", json={"version": 1}, headers=admin
     )
