@@ -226,6 +226,50 @@ def show(
         print(_epoch_line(rows[-1]))
 
 
+@app.command("reproduce")
+@handle_errors
+def reproduce(
+    job_id: str = typer.Argument(..., help="The ended job (run) to re-run."),
+    allow_code_change: bool = typer.Option(
+        False, "--allow-code-change", help="Run it even if the installed code differs (recorded)."
+    ),
+    wait: bool = typer.Option(False, "--wait", help="Follow it, then compare the metrics."),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Re-run a job exactly (its dataset commit, seed, spec and code) and, with --wait, compare
+    its per-epoch metrics with the original's: identical on CPU, within a tolerance on GPU.
+    Exits 1 when they differ, naming the first difference."""
+    p = _common.platform(home)
+    again = p.training.get(job_id).reproduce(allow_code_change=allow_code_change)
+    job = again.status()
+    if not wait:
+        emit(job if as_json else _row(job), as_json)
+        return
+    print(f"submitted {job.id}, a re-run of {job_id}", file=sys.stderr)
+    _wait(p, job.id, job.spec.epochs)
+    result = again.reproduction()
+    if as_json:
+        emit(result, True)
+    else:
+        print(_reproduction_line(result))
+    if result.status not in ("identical", "within_tolerance"):
+        raise typer.Exit(1)
+
+
+def _reproduction_line(r: Any) -> str:
+    head = f"{r.reproduction} reproduces {r.original}: {r.status}"
+    if r.status == "failed":
+        return f"{head} ({r.reason})"
+    line = f"{head} over {r.epochs} epochs, {len(r.keys)} metrics"
+    if r.tolerance:
+        line += f" (relative tolerance {r.tolerance:g})"
+    if r.first_difference is not None:
+        d = r.first_difference
+        line += f"; first difference: epoch {d.epoch} {d.key} {d.original} vs {d.reproduced}"
+    return line + ("; the code differed (allowed)" if r.code_changed else "")
+
+
 @app.command("cancel")
 @handle_errors
 def cancel(

@@ -27,6 +27,7 @@ from dlplatform.train.spec import (
     JobChange,
     JobLogs,
     MetricsLogged,
+    Reproduction,
     TrainingJob,
     TrainingJobSpec,
     epoch_table,
@@ -153,6 +154,22 @@ class JobHandle:
     def model_version(self) -> str | None:
         """``name@N`` once the job SUCCEEDED and registered a version."""
         return self.status().model_version
+
+    def reproduce(self, *, allow_code_change: bool = False) -> JobHandle:
+        """Queue an exact re-run of this ended job (same dataset commit, seed and code); compare
+        the two with the new handle's ``reproduction()`` once it ends."""
+        job: TrainingJob = self._http.post(
+            self._path("reproduce"), TrainingJob, {"allow_code_change": allow_code_change}
+        )
+        return JobHandle(self._http, job.id)
+
+    def reproduction(self) -> Reproduction:
+        """How this re-run's per-epoch metrics compare with the run it reproduces."""
+        return self._http.get(self._path("reproduction"), Reproduction)
+
+    def reproduced_by(self) -> list[TrainingJob]:
+        """This job's re-runs, oldest first."""
+        return self._http.get(self._path("reproduced-by"), list[TrainingJob])
 
 
 class TrainingClient:

@@ -25,6 +25,11 @@ if TYPE_CHECKING:
         resolve_version,
         verify_version,
     )
+    from dlplatform.train.reproduce import (
+        compare_reproduction,
+        reproduce_run,
+        reproduced_by,
+    )
     from dlplatform.train.service import (
         cancel_job,
         count_jobs,
@@ -42,6 +47,7 @@ if TYPE_CHECKING:
     from dlplatform.train.spec import (
         BUILTIN_MODELS,
         ModelSignature,
+        Reproduction,
         TrainingJob,
         TrainingJobSpec,
         epoch_table,
@@ -51,6 +57,10 @@ if TYPE_CHECKING:
 # Loaded on first use (see dlplatform._lazy): importing a spec must not load Ray or torch.
 _EXPORTS = {
     "BUILTIN_MODELS": "dlplatform.train.spec",
+    "Reproduction": "dlplatform.train.spec",
+    "compare_reproduction": "dlplatform.train.reproduce",
+    "reproduce_run": "dlplatform.train.reproduce",
+    "reproduced_by": "dlplatform.train.reproduce",
     "ModelSignature": "dlplatform.train.spec",
     "TrainingJob": "dlplatform.train.spec",
     "TrainingJobSpec": "dlplatform.train.spec",
@@ -88,6 +98,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
     "BUILTIN_MODELS",
     "ModelSignature",
+    "Reproduction",
     "TrainingJob",
     "TrainingJobSpec",
     "TrialSummary",
@@ -95,6 +106,7 @@ __all__ = [
     "TuningJobSpec",
     "alias_history",
     "cancel_job",
+    "compare_reproduction",
     "count_jobs",
     "epoch_table",
     "get_job",
@@ -113,6 +125,8 @@ __all__ = [
     "promote",
     "read_logs",
     "read_model_object",
+    "reproduce_run",
+    "reproduced_by",
     "resolve_version",
     "submit",
     "verify_version",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import json
 import os
@@ -66,10 +67,9 @@ def code_version(spec: TrainingJobSpec) -> str:
     Built-in models hash ``models.py`` and ``runner.py``; user code hashes the source files of
     the modules of ``model`` and ``model_factory``.
     """
-    if spec.is_builtin:
-        from dlplatform.train import models, runner
-
-        files = [Path(inspect.getfile(models)), Path(inspect.getfile(runner))]
+    if spec.is_builtin:  # located, not imported: the gateway checks re-runs without torch
+        files = [Path(str(importlib.util.find_spec(f"dlplatform.train.{name}").origin))
+                 for name in ("models", "runner")]  # type: ignore[union-attr]  # fmt: skip
     else:
         files = []
         for ref in (spec.model, spec.model_factory):
@@ -100,7 +100,7 @@ def execute(
     import ray
 
     from dlplatform import data
-    from dlplatform.train import registry, runner
+    from dlplatform.train import registry, reproduce, runner
 
     store = backend.store
     run = store.get_run(run_id)
@@ -125,6 +125,9 @@ def execute(
         marks["planned"] = _startup.now()
         code = code_version(spec)
         store.update_run(run_id, dataset_commit=commit.id, code_version=code)
+        if (original := reproduce.reproduces(run)) is not None:  # user code is checked here
+            allowed = reproduce.ALLOW_CODE_CHANGE_TAG in run.tags
+            reproduce.check_code(store.get_run(original), code, allowed)
         store.add_edges(
             [LineageEdge(src=f"commit:{commit.id}", dst=f"run:{run_id}", relation="trained_on")]
         )
@@ -159,6 +162,7 @@ def execute(
             "metrics": outcome.metrics,
             "final_metrics": outcome.final_metrics,
             "train_path": outcome.result_path,
+            "use_gpu": bool(use_gpu),
         }
         if outcome.checkpoint_dir is not None:
             try:

@@ -21,8 +21,14 @@ from dlplatform.context import Backend
 from dlplatform.errors import InvalidInput
 from dlplatform.metadata import AliasEvent, MetricPoint, Model, ModelVersion, Run
 from dlplatform.metadata.records import build
-from dlplatform.train import registry, service
-from dlplatform.train.spec import ModelSignature, TrainingJob, TrainingJobSpec, epoch_table
+from dlplatform.train import registry, reproduce, service
+from dlplatform.train.spec import (
+    ModelSignature,
+    Reproduction,
+    TrainingJob,
+    TrainingJobSpec,
+    epoch_table,
+)
 
 
 class JobHandle:
@@ -67,6 +73,16 @@ class JobHandle:
     def model_version(self) -> str | None:
         """``name@N`` once the job SUCCEEDED and registered a version."""
         return self.status().model_version
+
+    def reproduce(self, *, allow_code_change: bool = False) -> JobHandle:
+        """Queue an exact re-run of this ended job (``reproduce.reproduce_run``)."""
+        job = reproduce.reproduce_run(self._backend, self._principal, self.id,
+                                      allow_code_change=allow_code_change)  # fmt: skip
+        return JobHandle(self._backend, self._principal, job.id)
+
+    def reproduction(self) -> Reproduction:
+        """How this re-run's per-epoch metrics compare with the run it reproduces."""
+        return reproduce.compare_reproduction(self._backend, self._principal, self.id)
 
 
 class TrainingClient:

@@ -233,6 +233,31 @@ class TrainingJob(BaseModel, frozen=True, extra="forbid"):
         return self.run.status.value
 
 
+class Difference(BaseModel, frozen=True, extra="forbid"):
+    epoch: int
+    key: str
+    original: float | None = Field(description="None: the original has no value there.")
+    reproduced: float | None = Field(description="None: the re-run has no value there.")
+
+
+class Reproduction(BaseModel, frozen=True, extra="forbid"):
+    """How a re-run compares with the run it reproduces."""
+
+    original: str
+    reproduction: str
+    status: Literal["pending", "identical", "within_tolerance", "different", "failed"] = Field(
+        description="pending: the re-run has not ended; failed: it did not succeed (its error "
+        "is in `reason`)."
+    )
+    tolerance: float = Field(description="Relative tolerance used: 0 on CPU, GPU_RTOL on GPU.")
+    epochs: int = Field(description="Epochs compared.")
+    keys: tuple[str, ...] = Field(description="Metric keys compared.")
+    first_difference: Difference | None = None
+    max_relative_difference: float = 0.0
+    code_changed: bool = Field(description="The re-run ran other code (allow_code_change).")
+    reason: str = ""
+
+
 MAX_WATCH_S = 30.0
 """The longest one ``GET /training/jobs/{id}/watch`` waits for a change (a client then asks
 again)."""

@@ -333,3 +333,28 @@ def test_ray_job_submit_path_records_the_run_and_reproduces(world: World) -> Non
     connect_scheduler(w.settings).tick()
     assert train.get_job(w.backend, SYSTEM, direct.id).status == "SUCCEEDED"
     assert RunStatus.SUCCEEDED.is_final
+
+
+def test_an_ended_job_reproduced_over_http_has_identical_metrics(world: World) -> None:
+    """`dlp train reproduce`'s route: the scheduled 2-worker job again on its commit, seed and
+    code; on CPU every per-epoch result is bitwise the same as the original's."""
+    w = world
+    done = train.list_jobs(w.backend, w.alice, status=["SUCCEEDED"])
+    original = next(j for j in done if j.spec.model_name is None and j.run.owner == "alice")
+    with TestClient(create_app(w.backend), base_url="http://127.0.0.1") as client:
+        auth = {"Authorization": f"Bearer {w.alice_token}"}
+        reply = client.post(f"/api/v1/training/jobs/{original.id}/reproduce", headers=auth)
+        assert reply.status_code == 201, reply.text
+        again = reply.json()["run"]["id"]
+        pending = client.get(f"/api/v1/training/jobs/{again}/reproduction", headers=auth).json()
+        assert pending["status"] == "pending" and pending["original"] == original.id
+        job = _wait(w, again)
+        assert job.status == "SUCCEEDED", job.run.error
+        assert job.spec.dataset == original.spec.dataset and job.spec.seed == original.spec.seed
+        assert job.run.code_version == original.run.code_version
+        result = client.get(f"/api/v1/training/jobs/{again}/reproduction", headers=auth).json()
+        assert result["status"] == "identical", result
+        assert {"loss", "val_loss", "val_accuracy"} <= set(result["keys"]) and result["epochs"] == 3
+        by = client.get(f"/api/v1/training/jobs/{original.id}/reproduced-by", headers=auth)
+        assert [j["run"]["id"] for j in by.json()] == [again]
+    assert f"run:{again}" in {n.entity for n in w.backend.store.downstream(f"run:{original.id}")}

@@ -615,6 +615,34 @@ def test_not_found_pages_and_expired_token(browser: Any, seeded: Seeded) -> None
     assert _console_errors(browser) == []
 
 
+def test_a_re_runs_page_compares_it_with_the_original(browser: Any, seeded: Seeded) -> None:
+    """A re-run's page says how its metrics compare with the run it reproduces (the first
+    difference named); the original's page links to its re-runs and offers "Reproduce run"."""
+    store, original = seeded.backend.store, seeded.runs[0]
+    first = store.get_run(original)
+    store.create_run(first.model_copy(update={
+        "id": "run-ui-again", "name": "mlp-0-again", "created_at": utcnow(),
+        "tags": (f"reproduces:{original}",),
+    }))  # fmt: skip
+    store.add_edges([LineageEdge(src=f"run:{original}", dst="run:run-ui-again",
+                                 relation="reproduced_by")])  # fmt: skip
+    points = store.get_metrics(original)  # the same, but the loss of epoch 3
+    store.log_metric_batch(["run-ui-again"] * len(points), [p.key for p in points],
+                           [p.value + (0.25 if (p.key, p.step) == ("loss", 3) else 0.0)
+                            for p in points], [p.step for p in points])  # fmt: skip
+    browser.set_window_size(1280, 800)
+    _sign_in(browser, seeded.url, seeded.admin)
+    _go(browser, "runs/run-ui-again")
+    section = browser.find_element(By.XPATH, "//section[h2='Reproduction']").text
+    assert f"Reproduces\n{original}" in section and "different" in section, section
+    assert "First difference\nepoch 3 loss: 0.25 vs 0.5" in section, section
+    _shot(browser, "05c-run-reproduction")
+    _go(browser, f"runs/{original}")
+    link = browser.find_element(By.CSS_SELECTOR, "[data-reproduced-by] a")
+    assert link.text == "run-ui-again"
+    assert browser.find_elements(By.XPATH, "//button[.='Reproduce run']")
+
+
 def test_runs_list_pages_through_10000_runs(
     browser: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

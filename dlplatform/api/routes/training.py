@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from dlplatform import train
@@ -18,6 +19,7 @@ from dlplatform.train.spec import (
     JobLogs,
     MetricBatch,
     MetricsLogged,
+    Reproduction,
     TrainingJob,
     TrainingJobSpec,
 )
@@ -65,6 +67,37 @@ def get_job(job_id: str, ctx: Ctx) -> TrainingJob:
 def cancel_job(job_id: str, ctx: Ctx) -> TrainingJob:
     """Cancel a queued or running job (409 when it already finished)."""
     return train.cancel_job(ctx.backend, ctx.principal, job_id)
+
+
+class ReproduceRequest(BaseModel, extra="forbid"):
+    allow_code_change: bool = Field(
+        default=False,
+        description="Run it even if the installed code differs from the run's (recorded).",
+    )
+
+
+@router.post("/training/jobs/{job_id}/reproduce", status_code=201)
+def reproduce_job(job_id: str, ctx: Ctx, body: ReproduceRequest | None = None) -> TrainingJob:
+    """Queue an exact re-run of an ended job: its pinned spec on the same dataset commit, seed
+    and code (409 when the installed code differs, unless ``allow_code_change``; 404 when its
+    dataset commit is gone). Compare them with ``GET .../reproduction`` once it ends."""
+    allow = body.allow_code_change if body is not None else False
+    return train.reproduce_run(ctx.backend, ctx.principal, job_id, allow_code_change=allow)
+
+
+@router.get("/training/jobs/{job_id}/reproduction")
+def get_reproduction(job_id: str, ctx: Ctx) -> Reproduction:
+    """How a re-run's per-epoch metrics compare with the run it reproduces (identical on CPU,
+    within a tolerance on GPU; the first difference named); 404 for a job that is no re-run."""
+    return train.compare_reproduction(ctx.backend, ctx.principal, job_id)
+
+
+@router.get("/training/jobs/{job_id}/reproduced-by")
+def get_reproduced_by(job_id: str, ctx: Ctx) -> list[TrainingJob]:
+    """The re-runs of a job, oldest first."""
+    train.get_job(ctx.backend, ctx.principal, job_id)  # 404 / 403 as for the job itself
+    return [train.get_job(ctx.backend, ctx.principal, again)
+            for again in train.reproduced_by(ctx.backend, job_id)]  # fmt: skip
 
 
 @router.get("/training/jobs/{job_id}/logs")

@@ -192,3 +192,13 @@ def test_tune_status_list_and_cancel(backend: Backend, dlp: Callable[..., Result
     assert finished.exit_code == 1 and _one_error_line(finished)
     missing = dlp("tune", "status", "run-nope")
     assert missing.exit_code == 1 and "run-nope" in _one_error_line(missing)
+
+
+def test_reproduce_refuses_with_one_line(backend: Backend, dlp: Callable[..., Result]) -> None:
+    """What comes back before a re-run is queued (the queued path: test_training_e2e)."""
+    _run(backend, "run-live", RunStatus.RUNNING)
+    result = dlp("train", "reproduce", "run-live")
+    assert result.exit_code == 1
+    assert "run-live is RUNNING: reproduce it once it has ended" in _one_error_line(result)
+    result = dlp("train", "reproduce", "run-nope", "--wait")
+    assert result.exit_code == 1 and "run-nope" in _one_error_line(result)

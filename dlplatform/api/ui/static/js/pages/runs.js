@@ -146,7 +146,16 @@ async function detailPage(params, _query, { session, rerender }) {
     h("p", {}, h("a", { href: entityHref(`run:${run.id}`) }, "Lineage of this run")),
     actions,
   );
+  if (FINAL.includes(run.status) && api.has(`${LIST}/{id}/reproduce`, "post")
+      && ["admin", "data-scientist", "researcher"].includes(session.principal.role)) {
+    actions.push(actionButton("Reproduce run", {
+      confirmText: `Re-run ${run.id} exactly (its dataset commit, seed and code)?`,
+      run: () => api.post(`${LIST}/${api.seg(run.id)}/reproduce`, {}),
+      onDone: (job) => { location.hash = runHref(job.run.id); },
+    }));
+  }
   if (run.error) body.push(section("Error", h("pre", { class: "raw error-text" }, run.error)));
+  body.push(await reproductionSection(run));
   if (!FINAL.includes(run.status) && api.has(`${LIST}/{id}/watch`)) body.push(liveProgress(run, rerender));
   const stages = Object.entries(detail.startup || {}).filter(([k]) => k !== "total");
   if (stages.length) {
@@ -222,6 +231,37 @@ async function detailPage(params, _query, { session, rerender }) {
 }
 
 const FINAL = ["SUCCEEDED", "FAILED", "CANCELLED", "STOPPED"];
+
+/** For a re-run, how its per-epoch metrics compare with the run it reproduces (the first
+ * difference named); for any run, links to its re-runs. Null when there is neither. */
+async function reproductionSection(run) {
+  const base = `${LIST}/${api.seg(run.id)}`;
+  const parts = [];
+  try {
+    if (api.has(`${LIST}/{id}/reproduced-by`)) {
+      const jobs = await api.get(`${base}/reproduced-by`);
+      if (jobs.length) {
+        parts.push(h("p", { "data-reproduced-by": "" }, "Reproduced by ",
+          jobs.map((j, i) => [i ? ", " : "", h("a", { href: runHref(j.run.id) }, j.run.id), " ", badge(j.run.status)])));
+      }
+    }
+    if ((run.tags || []).some((t) => t.startsWith("reproduces:")) && api.has(`${LIST}/{id}/reproduction`)) {
+      const r = await api.get(`${base}/reproduction`);
+      const d = r.first_difference;
+      parts.push(facts([
+        ["Reproduces", h("a", { href: runHref(r.original) }, r.original)],
+        ["Result", badge(r.status)],
+        ["Compared", `${r.epochs} epochs, ${r.keys.length} metrics${r.tolerance ? `, relative tolerance ${r.tolerance}` : " (bitwise)"}`],
+        d ? ["First difference", `epoch ${d.epoch} ${d.key}: ${show(d.original)} vs ${show(d.reproduced)}`] : null,
+        r.code_changed ? ["Code", "differed from the original's (allowed)"] : null,
+        r.reason ? ["Reason", r.reason] : null,
+      ]));
+    }
+  } catch (err) {
+    return partError("Reproduction", err);
+  }
+  return parts.length ? section("Reproduction", parts) : null;
+}
 
 /** A running job's live line: the latest step-level progress (``step/...`` metrics), refreshed
  * each time the job changes (the ``watch`` long poll answers at once on a new metric point or
