@@ -524,10 +524,9 @@ def get_manager(settings: Settings, *, create: bool = True, timeout_s: float = 6
             lifetime="detached",
             get_if_exists=True,
         ).remote(settings)
-    try:
-        ray.get(handle.ping.remote(), timeout=timeout_s)
-    except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as exc:
-        raise BackendUnavailable(f"the workflow manager is unavailable: {exc}") from exc
+    # a ping while the manager restarts waits for it (up to FAILOVER_WAIT_S), as the call after it
+    # would: reads and checks see a delay, not a 503
+    call_actor(handle.ping.remote, retry=True, what="the workflow manager", timeout_s=timeout_s)
     return handle
 
 
