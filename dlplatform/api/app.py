@@ -56,6 +56,7 @@ log = logging.getLogger("dlplatform.api")
 # (method, regex on the full path, name of the Settings field holding the limit). Add yours.
 BODY_LIMITS: list[tuple[str, str, str]] = [
     ("POST", rf"^{API_PREFIX}/datasets/[^/]+/commits$", "max_upload_bytes"),
+    ("POST", rf"^{API_PREFIX}/runs/[^/]+/artifacts$", "max_upload_bytes"),
 ]
 
 _HTTP_CODES = {

@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "datasets": "dlplatform.cli.datasets",
     "users": "dlplatform.cli.users",
     "train": "dlplatform.cli.train",
+    "runs": "dlplatform.cli.runs",
     "tune": "dlplatform.cli.tune",
     "models": "dlplatform.cli.models",
     "serve": "dlplatform.cli.serve",

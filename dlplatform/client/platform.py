@@ -20,6 +20,7 @@ from dlplatform.errors import Unauthenticated
 if TYPE_CHECKING:
     from dlplatform.client.admin import AlertsClient, AuditClient, LineageClient, UsersClient
     from dlplatform.client.datasets import DatasetsClient
+    from dlplatform.client.runs import RunsClient
     from dlplatform.client.serving import ServingClient
     from dlplatform.client.training import ModelsClient, TrainingClient, TuningClient
     from dlplatform.client.workflows import WorkflowsClient
@@ -55,6 +56,13 @@ class Platform:
         from dlplatform.client.training import TrainingClient
 
         return TrainingClient(self.http)
+
+    @cached_property
+    def runs(self) -> RunsClient:
+        """Track runs from your own code (``p.runs.start``) and search runs of every kind."""
+        from dlplatform.client.runs import RunsClient
+
+        return RunsClient(self.http)
 
     @cached_property
     def tuning(self) -> TuningClient:
@@ -105,6 +113,10 @@ class Platform:
         return AlertsClient(self.http)
 
     def close(self) -> None:
+        """End the runs still open through this client (``p.runs.start``), then close it."""
+        runs = sys.modules.get("dlplatform.client.runs")  # loaded once a run was started
+        if runs is not None:
+            runs.end_open_runs(self.http)
         self.http.close()
 
     def __enter__(self) -> Platform:

@@ -6,14 +6,21 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 from pydantic import ValidationError
 
 from dlplatform.errors import AlreadyExists, InvalidInput, NotFound
 from dlplatform.metadata._changes import MAX_WAIT_S, ChangeCounters
-from dlplatform.metadata._db import Database, _translate, insert
-from dlplatform.metadata.records import MetricPoint, Run, invalid_input, utcnow
+from dlplatform.metadata._db import Database, insert
+from dlplatform.metadata._run_search import compile_search
+from dlplatform.metadata.records import (
+    MetricPoint,
+    Run,
+    RunArtifact,
+    check_page,
+    invalid_input,
+    utcnow,
+)
 
 _SMALL_BATCH = 8
 
@@ -32,6 +39,19 @@ _RUN_MUTABLE = {
     "startup_json",
 }
 
+
+# The final point of each (run, key) in a batch joins run_latest_metrics when its step is at
+# least the stored one's (at equal steps the later point wins, in a batch the later in it): one
+# upsert per batch.
+_UPSERT_LATEST = (
+    "INSERT INTO run_latest_metrics "
+    "SELECT b.run_id, b.key, arg_max(b.value, (b.step, b.ts, b.seq)), max(b.step), "
+    "arg_max(b.ts, (b.step, b.ts, b.seq)) FROM {source} AS b(run_id, key, value, step, ts, seq) "
+    "GROUP BY b.run_id, b.key ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, "
+    "step = excluded.step, ts = excluded.ts WHERE excluded.step >= run_latest_metrics.step"
+)
+MAX_SEARCH_RUNS = 1000
+"""The most runs one ``search_runs`` page holds."""
 
 MAX_RUN_WAIT_S = MAX_WAIT_S
 """The longest one ``wait_run_change`` call blocks."""
@@ -225,21 +245,25 @@ class RunTables:
             raise InvalidInput(f"invalid metric values: {exc}") from exc
         if n == 0:
             return 0
-        with self._db.lock:
-            con = self._db.raw()
-            try:
-                if n <= _SMALL_BATCH:  # a VALUES insert is 2x cheaper than an Arrow scan here
-                    rows = [list(r.values()) for r in batch.to_pylist()]
-                    marks = ", ".join(["(?, ?, ?, ?, ?)"] * n)
-                    con.execute(f"INSERT INTO metrics VALUES {marks}", [v for r in rows for v in r])
-                else:
-                    con.register("_metric_batch", batch)
-                    try:
-                        con.execute("INSERT INTO metrics SELECT * FROM _metric_batch")
-                    finally:
-                        con.unregister("_metric_batch")
-            except duckdb.Error as exc:
-                raise _translate(exc) from exc
+        with self._db.tx() as con:
+            if n <= _SMALL_BATCH:  # a VALUES insert is 2x cheaper than an Arrow scan here
+                rows = [list(r.values()) for r in batch.to_pylist()]
+                marks = ", ".join(["(?, ?, ?, ?, ?)"] * n)
+                con.execute(f"INSERT INTO metrics VALUES {marks}", [v for r in rows for v in r])
+                numbered = ", ".join(["(?, ?, ?, ?, ?, ?)"] * n)
+                con.execute(
+                    _UPSERT_LATEST.format(source=f"(VALUES {numbered})"),
+                    [v for i, r in enumerate(rows) for v in (*r, i)],
+                )
+            else:
+                con.register("_metric_batch", batch)
+                try:
+                    con.execute("INSERT INTO metrics SELECT * FROM _metric_batch")
+                    con.register("_metric_seq", batch.append_column("seq", pa.array(range(n))))
+                    con.execute(_UPSERT_LATEST.format(source="_metric_seq"))
+                finally:
+                    con.unregister("_metric_batch")
+                    con.unregister("_metric_seq")
         self._run_changes.bump(run_ids)
         return n
 
@@ -283,3 +307,82 @@ class RunTables:
             [run_id],
         )
         return {r["key"]: r["value"] for r in rows}
+
+    # --- tracked runs: search, final metrics, artifacts --------------------------------------
+
+    def search_runs(
+        self,
+        filter_text: str | None = None,
+        order_by: str | None = None,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[Run], int]:
+        """One page of the runs matching ``filter_text``, sorted by ``order_by`` (see
+        ``_run_search`` for both languages), and how many match.
+
+        Raises:
+            InvalidInput: a malformed filter or sort (naming the token and its position), or a
+                page out of range.
+        """
+        check_page(limit, offset, MAX_SEARCH_RUNS)
+        q = compile_search(filter_text, order_by)
+        rows = self._db.dicts(
+            f"SELECT r.*, count(*) OVER () AS _total FROM runs r {q.joins} WHERE {q.where} "
+            f"ORDER BY {q.order} LIMIT ? OFFSET ?",
+            [*q.join_params, *q.where_params, limit, offset],
+        )
+        if not rows and offset:
+            row = self._db.one(f"SELECT count(*) FROM runs r WHERE {q.where}", q.where_params)
+            return [], int(row[0]) if row else 0
+        total = int(rows[0]["_total"]) if rows else 0
+        return [Run(**{k: v for k, v in r.items() if k != "_total"}) for r in rows], total
+
+    def get_final_metrics(self, run_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+        """The final value of each metric key (the point at the highest step) of each run."""
+        return self._by_run("run_latest_metrics", run_ids)
+
+    def get_params_of(self, run_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The params of each of ``run_ids`` (``get_params`` for many runs in one query)."""
+        return self._by_run("params", run_ids)
+
+    def _by_run(self, table: str, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """``{run_id: {key: value}}`` from ``table`` (ours: params or run_latest_metrics)."""
+        out: dict[str, dict[str, Any]] = {run_id: {} for run_id in run_ids}
+        for chunk in _chunks(list(run_ids)):
+            marks = ", ".join("?" for _ in chunk)
+            for r in self._db.dicts(
+                f"SELECT run_id, key, value FROM {table} WHERE run_id IN ({marks}) "
+                "ORDER BY run_id, key",
+                chunk,
+            ):
+                out[r["run_id"]][r["key"]] = r["value"]
+        return out
+
+    def add_run_artifact(self, artifact: RunArtifact) -> RunArtifact:
+        """Record a file of a run; logging the same path again points it at the new bytes."""
+        self._db.run(
+            "INSERT OR REPLACE INTO run_artifacts VALUES (?, ?, ?, ?, ?)",
+            [artifact.run_id, artifact.path, artifact.sha256, artifact.size_bytes,
+             artifact.created_at],
+        )  # fmt: skip
+        return artifact
+
+    def list_run_artifacts(self, run_id: str) -> list[RunArtifact]:
+        rows = self._db.dicts(
+            "SELECT * FROM run_artifacts WHERE run_id = ? ORDER BY path", [run_id]
+        )
+        return [RunArtifact(**r) for r in rows]
+
+    def get_run_artifact(self, run_id: str, path: str) -> RunArtifact:
+        """Raises NotFound."""
+        rows = self._db.dicts(
+            "SELECT * FROM run_artifacts WHERE run_id = ? AND path = ?", [run_id, path]
+        )
+        if not rows:
+            raise NotFound(f"run {run_id} has no artifact {path!r}")
+        return RunArtifact(**rows[0])
+
+
+def _chunks(ids: list[str], size: int = 1000) -> list[list[str]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]

@@ -188,7 +188,7 @@ class Commit(Record):
 
 class Run(Record):
     id: str
-    kind: Literal["train", "tune", "trial", "batch", "transform"] = "train"
+    kind: Literal["train", "tune", "trial", "batch", "transform", "tracked"] = "train"
     parent_id: str | None = None
     name: str = ""
     owner: str
@@ -206,14 +206,26 @@ class Run(Record):
     startup_json: str | None = None
 
 
-class MetricPoint(BaseModel, frozen=True, extra="forbid"):
-    """One metric value. Not a Record subclass: it is created in hot loops."""
+class MetricPoint(BaseModel, frozen=True, extra="forbid", ser_json_inf_nan="strings"):
+    """One metric value. Not a Record subclass: it is created in hot loops. NaN and infinite
+    values travel in JSON as the strings "NaN", "Infinity", "-Infinity" (JSON has no such
+    numbers), and are read back as floats."""
 
     run_id: str
     key: str
     value: float
     step: int = 0
     timestamp: float = 0.0  # unix seconds; 0 means "now" when stored
+
+
+class RunArtifact(Record):
+    """A file a tracked run logged: ``path`` under the run, bytes in the artifact store."""
+
+    run_id: str
+    path: str
+    sha256: str
+    size_bytes: int
+    created_at: datetime
 
 
 # --- models, deployments --------------------------------------------------------------------

@@ -47,9 +47,9 @@ def register_version(
     builder: str | None,
     metrics: dict[str, float],
     params: dict[str, Any],
-    dataset_commit: str,
+    dataset_commit: str | None,
     dataset_version_hash: str | None,
-    code_version: str,
+    code_version: str | None,
 ) -> ModelVersion:
     """Store the weights + config as one artifact and register the next version of ``model_name``.
 

@@ -30,7 +30,7 @@ from dlplatform.errors import (
 )
 from dlplatform.metadata import Commit, MetricPoint, Run, RunStatus
 from dlplatform.metadata.records import check_idempotency_key, check_page, utcnow
-from dlplatform.train import _startup, models
+from dlplatform.train import _startup, models, tracking
 from dlplatform.train._usercode import authorize_code, masked, may_see_env
 from dlplatform.train.spec import (
     MAX_LOG_CHUNK_BYTES,
@@ -42,6 +42,7 @@ from dlplatform.train.spec import (
     TrainingJob,
     TrainingJobSpec,
 )
+from dlplatform.train.tracking import check_run_writer
 
 
 def new_run_id() -> str:
@@ -405,14 +406,14 @@ def get_metrics_page(
     check_page(limit, offset, MAX_METRICS_PAGE)
     authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
     _get_train_run(backend, run_id)
-    page = backend.store.get_metrics(run_id, key, limit=limit, offset=offset)
-    return page, backend.store.count_metrics(run_id, key)
+    return tracking.get_metrics_page(backend, principal, run_id, key, limit=limit, offset=offset)
 
 
 def log_metrics(
     backend: Backend, principal: Principal, run_id: str, batch: MetricBatch
 ) -> MetricsLogged:
-    """Append metric points to a run (its owner, e.g. the job's run token, or an admin).
+    """Append metric points to a run (its owner, e.g. the job's run token, or an admin) that
+    has not ended (a job's code, or a run tracked from any code: ``tracking``).
 
     Not audited point by point: this is a training loop's hot path, like the platform's own
     metric logging.
@@ -420,12 +421,9 @@ def log_metrics(
     Raises:
         NotFound: no such run.
         PermissionDenied: the caller neither owns the run nor is an admin.
+        Conflict: the run has ended.
     """
-    run = backend.store.get_run(run_id)
-    if run.owner != principal.name and not principal.is_admin:
-        reason = f"run {run_id} belongs to {run.owner}"
-        backend.store.append_audit(principal.name, "metrics.log", f"run:{run_id}", "denied", reason)
-        raise PermissionDenied(f"{principal.name} may not log metrics to run {run_id}: {reason}")
+    run = check_run_writer(backend, principal, run_id, "metrics.log")
     n = len(batch.keys)
     count = backend.store.log_metric_batch(
         [run.id] * n, batch.keys, batch.values, batch.steps or [0] * n, batch.timestamps

@@ -10,6 +10,7 @@ ROUTERS: list[str] = [
     "dlplatform.api.routes.dataset_stats",
     "dlplatform.api.routes.deployments",
     "dlplatform.api.routes.training",
+    "dlplatform.api.routes.runs",
     "dlplatform.api.routes.tuning",
     "dlplatform.api.routes.models",
     "dlplatform.api.routes.workflows",

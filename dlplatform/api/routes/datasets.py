@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dlplatform import data
 from dlplatform.api.deps import Ctx
+from dlplatform.api.uploads import stage_body
 from dlplatform.data.spec import (
     ARROW_STREAM_MEDIA_TYPE,
     COMMIT_HEADER,
@@ -25,7 +24,7 @@ from dlplatform.data.spec import (
     VERSION_HASH_HEADER,
     ReadGrant,
 )
-from dlplatform.errors import InvalidInput, TooLarge
+from dlplatform.errors import InvalidInput
 from dlplatform.metadata import Commit, CommitMode, Dataset, DatasetType
 from dlplatform.metadata.records import Name
 
@@ -119,24 +118,8 @@ def _format_of(request: Request, fmt: str | None, filename: str | None) -> str |
 
 
 async def _stage_body(request: Request, directory: Path, limit: int, fmt: str | None) -> Path:
-    """Stream the body to a new file under ``directory``, never holding it in memory."""
-    directory.mkdir(parents=True, exist_ok=True)
     suffix = f".{fmt}" if fmt and _SUFFIX.fullmatch(fmt) else ""
-    fd, name = tempfile.mkstemp(dir=directory, prefix="upload-", suffix=suffix)
-    path = Path(name)
-    size = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise TooLarge(f"upload exceeds the limit of {limit} bytes")
-                out.write(chunk)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            path.unlink()
-        raise
-    return path
+    return await stage_body(request, directory, limit, suffix)
 
 
 @router.post(
