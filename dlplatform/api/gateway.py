@@ -38,9 +38,11 @@ class Gateway:
         from dlplatform.api.app import create_app
         from dlplatform.metadata.actor import connect_store
         from dlplatform.metadata.artifacts import ArtifactStore
+        from dlplatform.metadata.shared_reads import SharedReads
 
+        store = connect_store(self._settings, create=False)
         backend = Backend(
-            store=connect_store(self._settings, create=False),
+            store=SharedReads(store, self._settings.metadata_path),  # type: ignore[arg-type]
             artifacts=ArtifactStore.from_settings(self._settings),
             settings=self._settings,
         )

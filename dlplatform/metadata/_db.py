@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 import duckdb
 
 from dlplatform.errors import AlreadyExists, BackendUnavailable, DLPlatformError, InvalidInput
+from dlplatform.metadata._generation import SUFFIX as GENERATION_SUFFIX
+from dlplatform.metadata._generation import SharedGeneration
 
 R = TypeVar("R")
 
@@ -93,10 +95,13 @@ class _CacheState:
     )
     hits: int = 0
     misses: int = 0
+    shared: SharedGeneration | None = None  # published for other processes (the actor's)
 
     def bump(self, tables: frozenset[str]) -> None:
         if not tables:
             return
+        if self.shared is not None:
+            self.shared.bump()
         gens = self.generations
         for table in tables:
             gens[table] = gens.get(table, 0) + 1
@@ -320,6 +325,19 @@ class Database:
             while len(cache.entries) > self._cache_entries:
                 cache.entries.popitem(last=False)
         return rows  # type: ignore[no-any-return]
+
+    def publish_generation(self) -> SharedGeneration:
+        """Publish this file's write generation beside it (``_generation``), for readers in
+        other processes on this machine; every later write moves it before it returns."""
+        if self.path == ":memory:":
+            raise InvalidInput("an in-memory metadata database has no file to publish beside")
+        with self._lock:
+            if self._cache.shared is None:
+                self._cache.shared = SharedGeneration(self.path + GENERATION_SUFFIX)
+            return self._cache.shared
+
+    def generation_publisher(self) -> SharedGeneration | None:
+        return self._cache.shared
 
     def cache_counts(self) -> tuple[int, int]:
         """(hits, misses) of the read cache of this database file, for tests and benchmarks."""

@@ -7,6 +7,7 @@ every call is forwarded to the actor and returns the same records, raising the s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -38,6 +39,8 @@ class _MetadataActor:
 
     def __init__(self, path: str, prediction_input_retention_days: float = 0.0) -> None:
         self._store = MetadataStore(path)
+        with contextlib.suppress(OSError):  # without it the gateway just asks every time
+            self._store.publish_generation()  # for the gateway's read cache (``shared_reads``)
         self._retention = RetentionSweeper(self._store, prediction_input_retention_days).start()
 
     def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
@@ -115,7 +118,7 @@ FAILOVER_PAUSE_S = 0.1
 _READ_PREFIXES = ("get_", "list_", "count_", "read_", "export_")
 _READS = frozenset({"run_version", "token_epoch", "upstream", "downstream", "edges_of",
                     "latest_metrics", "referenced_artifacts", "resolve_alias", "schema_version",
-                    "user_for_token_hash", "ping"})  # fmt: skip
+                    "user_for_token_hash", "ping", "search_runs"})  # fmt: skip
 _IDEMPOTENT_WRITES = frozenset({"update_run", "update_user", "update_dataset", "touch_token",
                                 "log_params", "put_deployment", "update_workflow_run",
                                 "update_workflow_trigger"})  # fmt: skip

@@ -54,7 +54,7 @@ EXPORTED_TABLES = (
     "users", "tokens", "audit_log", "datasets", "commits", "commit_parts", "push_keys", "runs",
     "params", "metrics", "artifacts", "models", "model_versions", "model_aliases", "alias_events",
     "deployments", "predictions", "feedback", "alerts", "workflow_runs", "workflow_steps", "workflow_triggers",
-    "workflow_registry", "lineage_edges", "submit_keys",
+    "workflow_registry", "lineage_edges", "submit_keys", "run_latest_metrics", "run_artifacts",
 )  # fmt: skip
 
 
@@ -82,6 +82,17 @@ class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables, Snaps
 
     def ping(self) -> str:
         return "ok"
+
+    def publish_generation(self) -> tuple[int, int]:
+        """Publish the write generation beside the file (``metadata._generation``; the metadata
+        actor does, for the gateway's read cache); its (nonce, counter)."""
+        return self._db.publish_generation().stamp()
+
+    def get_generation_stamp(self) -> tuple[int, int] | None:
+        """The published (nonce, counter), or None when this store publishes none: a reader
+        checks that the file it maps is the live writer's."""
+        shared = self._db.generation_publisher()
+        return None if shared is None else shared.stamp()
 
     # --- users and tokens -------------------------------------------------------------------
 
