@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -34,9 +35,16 @@ class WorkflowsClient:
     def run(
         self, factory: Factory, params: dict[str, Any] | None = None, run_id: str | None = None
     ) -> WorkflowRun:
-        """Start a run; it is driven by the platform's manager and outlives this client."""
+        """Start a run; it is driven by the platform's manager and outlives this client.
+
+        The run id is chosen here unless given, so a start retried after a lost connection or a
+        gateway or manager restart makes one run, not two (the same caller, workflow and params
+        with a taken id get that run back).
+        """
+        run_id = run_id or f"wf-{uuid.uuid4().hex[:12]}"
         body = {"workflow": factory_path(factory), "params": params or {}, "run_id": run_id}
-        return self._http.post("workflows/runs", WorkflowRun, body)
+        return self._http.call("POST", "workflows/runs", WorkflowRun, json_body=body,
+                               headers={"Idempotency-Key": run_id})  # fmt: skip
 
     def get(self, run_id: str) -> WorkflowRun:
         return self.status(run_id).run

@@ -534,11 +534,22 @@ _RETRY_SAFE = frozenset({"check", "ping"})
 """Manager calls that may be sent again after it died mid-call (see ``call_actor``)."""
 
 
-def call(settings: Settings, method: str, *args: Any, timeout_s: float | None = None) -> Any:
-    """Call a manager method and return its value, raising the typed error it replied with."""
+def call(
+    settings: Settings,
+    method: str,
+    *args: Any,
+    timeout_s: float | None = None,
+    retry_safe: bool = False,
+) -> Any:
+    """Call a manager method and return its value, raising the typed error it replied with.
+
+    ``retry_safe``: this call may be sent again if the manager dies under it (a ``start`` with
+    the caller's run id: a repeat is answered ``AlreadyExists``, which the service resolves);
+    ``check`` and ``ping`` always are.
+    """
     handle = get_manager(settings)
     reply = call_actor(
-        lambda: getattr(handle, method).remote(*args), retry=method in _RETRY_SAFE,
+        lambda: getattr(handle, method).remote(*args), retry=retry_safe or method in _RETRY_SAFE,
         what="the workflow manager", timeout_s=timeout_s,
     )  # fmt: skip
     if reply[0] == "ok":

@@ -66,10 +66,10 @@ def _admin_only(store: MetadataStore, principal: Principal, action: str, target:
         raise PermissionDenied(f"{principal.name} may not {action} {target}: {reason}")
 
 
-def _manager(backend: Backend, method: str, *args: Any) -> Any:
+def _manager(backend: Backend, method: str, *args: Any, retry_safe: bool = False) -> Any:
     """Call the workflow manager that drives ``backend``'s runs (see ``Backend.on_cluster``)."""
     backend.require_cluster("running workflows")
-    return manager.call(backend.settings, method, *args)
+    return manager.call(backend.settings, method, *args, retry_safe=retry_safe)
 
 
 def ensure_manager(settings: Settings) -> None:
@@ -95,7 +95,8 @@ def run_workflow(
     Raises:
         InvalidInput: a malformed or unregistered name (nothing is imported to find out), params
             the factory does not accept, a cycle.
-        AlreadyExists: ``run_id`` is taken.
+        AlreadyExists: ``run_id`` is taken by another run (a start of the same workflow with the
+            same params by the same caller is a repeat: that run is returned as it is).
         PermissionDenied: the caller lacks ``workflow.run``.
         BackendUnavailable: Ray or the manager cannot be reached.
     """
@@ -106,7 +107,18 @@ def run_workflow(
     store = backend.store
     authorize(store, principal, Permission.WORKFLOW_RUN, f"workflow:{workflow}")
     name = registry.resolve(store, workflow).name  # unknown: InvalidInput, no trip to the manager
-    run: WorkflowRun = _manager(backend, "start", name, clean, run_id, principal.name, None)
+    try:  # with the caller's run id a start may be sent again (the manager died under it)
+        run: WorkflowRun = _manager(backend, "start", name, clean, run_id, principal.name, None,
+                                    retry_safe=run_id is not None)  # fmt: skip
+    except AlreadyExists:
+        run = store.get_workflow_run(run_id)  # type: ignore[arg-type]  # only with a run id
+        same = (run.owner, run.workflow, json.loads(run.params_json)) == (
+            principal.name, name, clean
+        )  # fmt: skip
+        if not same:
+            raise
+        audit(store, principal, "workflow.run", _run_target(run.id), f"{name} replayed")
+        return run
     audit(store, principal, "workflow.run", _run_target(run.id), name)
     return run
 

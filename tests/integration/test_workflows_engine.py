@@ -62,6 +62,9 @@ def test_fan_out_fan_in_run_records_and_persists_every_step(wf: Platform) -> Non
     assert [r.id for r in wf.workflows.list()] == ["fan-1"]
     with pytest.raises(AlreadyExists):
         wf.workflows.run("fan", {"n": 2}, run_id="fan-1")
+    again = wf.workflows.run("fan", {"n": 4}, run_id="fan-1")  # a repeat of the same start
+    assert again.id == "fan-1" and again.status is RunStatus.SUCCEEDED
+    assert [r.id for r in wf.workflows.list()] == ["fan-1"]
     with pytest.raises(Conflict, match="already succeeded"):
         wf.workflows.resume("fan-1")
 

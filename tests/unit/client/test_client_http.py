@@ -6,6 +6,7 @@ error mapping and JSON (de)serialization; only the socket is skipped.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -320,3 +321,19 @@ def test_training_submit_carries_a_key_and_a_replay_finds_its_job(
             Platform(http).training.submit(dataset="digits", label="y")
     assert len(keys) == 6 and keys[0] and len(set(keys[:3])) == 1 and keys[3] != keys[0]
     assert len(set(keys[3:])) == 1
+
+
+def test_a_workflow_start_picks_its_run_id_so_a_retry_makes_one_run() -> None:
+    sent: list[tuple[str | None, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append((request.headers.get("Idempotency-Key"), json.loads(request.content)["run_id"]))
+        return httpx.Response(503, text="restarting")
+
+    http = HttpClient(BASE, "t", transport=httpx.MockTransport(handler), retries=2,
+                      backoff_s=0.001)  # fmt: skip
+    with pytest.raises(BackendUnavailable):
+        Platform(http).workflows.run("fan", {"n": 1})
+    assert len(sent) == 3 and len(set(sent)) == 1  # the same id, every attempt
+    key, run_id = sent[0]
+    assert key == run_id and run_id.startswith("wf-")
