@@ -40,16 +40,26 @@ _RUN_MUTABLE = {
 }
 
 
-# The final point of each (run, key) in a batch joins run_latest_metrics when its step is at
-# least the stored one's (at equal steps the later point wins, in a batch the later in it): one
-# upsert per batch.
+# The final point of each (run, key) in a batch (picked in Python: a GROUP BY with arg_max over
+# a struct made a 10,000-point batch ~4x slower) replaces the stored one when its step is at least
+# the stored one's: at equal steps the later point wins, in a batch the later in it.
 _UPSERT_LATEST = (
-    "INSERT INTO run_latest_metrics "
-    "SELECT b.run_id, b.key, arg_max(b.value, (b.step, b.ts, b.seq)), max(b.step), "
-    "arg_max(b.ts, (b.step, b.ts, b.seq)) FROM {source} AS b(run_id, key, value, step, ts, seq) "
-    "GROUP BY b.run_id, b.key ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, "
-    "step = excluded.step, ts = excluded.ts WHERE excluded.step >= run_latest_metrics.step"
+    "INSERT INTO run_latest_metrics {source} ON CONFLICT (run_id, key) DO UPDATE SET "
+    "value = excluded.value, step = excluded.step, ts = excluded.ts "
+    "WHERE excluded.step >= run_latest_metrics.step"
 )
+
+
+def _latest_rows(batch: pa.Table) -> pa.Table:
+    """The final point of each (run, key) of a batch: the highest (step, timestamp), the later
+    one in the batch at a tie (a stable sort, then the last row of each group, in order)."""
+    ordered = batch.sort_by([("step", "ascending"), ("ts", "ascending")])
+    last = ordered.group_by(["run_id", "key"], use_threads=False).aggregate(
+        [("value", "last"), ("step", "last"), ("ts", "last")]
+    )
+    return last.select(["run_id", "key", "value_last", "step_last", "ts_last"])
+
+
 MAX_SEARCH_RUNS = 1000
 """The most runs one ``search_runs`` page holds."""
 
@@ -245,25 +255,28 @@ class RunTables:
             raise InvalidInput(f"invalid metric values: {exc}") from exc
         if n == 0:
             return 0
+        latest = _latest_rows(batch)
         with self._db.tx() as con:
             if n <= _SMALL_BATCH:  # a VALUES insert is 2x cheaper than an Arrow scan here
                 rows = [list(r.values()) for r in batch.to_pylist()]
                 marks = ", ".join(["(?, ?, ?, ?, ?)"] * n)
                 con.execute(f"INSERT INTO metrics VALUES {marks}", [v for r in rows for v in r])
-                numbered = ", ".join(["(?, ?, ?, ?, ?, ?)"] * n)
-                con.execute(
-                    _UPSERT_LATEST.format(source=f"(VALUES {numbered})"),
-                    [v for i, r in enumerate(rows) for v in (*r, i)],
-                )
             else:
                 con.register("_metric_batch", batch)
                 try:
                     con.execute("INSERT INTO metrics SELECT * FROM _metric_batch")
-                    con.register("_metric_seq", batch.append_column("seq", pa.array(range(n))))
-                    con.execute(_UPSERT_LATEST.format(source="_metric_seq"))
                 finally:
                     con.unregister("_metric_batch")
-                    con.unregister("_metric_seq")
+            if latest.num_rows <= _SMALL_BATCH:
+                marks = ", ".join(["(?, ?, ?, ?, ?)"] * latest.num_rows)
+                con.execute(_UPSERT_LATEST.format(source=f"VALUES {marks}"),
+                            [v for row in latest.to_pylist() for v in row.values()])  # fmt: skip
+            else:
+                con.register("_metric_latest", latest)
+                try:
+                    con.execute(_UPSERT_LATEST.format(source="SELECT * FROM _metric_latest"))
+                finally:
+                    con.unregister("_metric_latest")
         self._run_changes.bump(run_ids)
         return n
 
