@@ -7,7 +7,14 @@ then it starts the metadata actor, creates the admin token on first start and de
 that is how ``attach``, ``status`` and ``down`` find it, and why two homes never collide.
 
 ``down`` stops exactly what ``up`` started: the gateway, the metadata actor, and the processes of
-the head's session (never ``ray stop``, which would hit every Ray process of the user).
+the head's session and the job drivers it started (never ``ray stop``, which would hit every Ray
+process of the user).
+
+After a hard stop (every process killed, no ``down``), ``up`` on the same home is the recovery:
+it stops what the dead head left running, makes Ray's temp dir private again, checks the
+database, starts a new head and, from the database, redeploys every recorded deployment, resumes
+the RUNNING workflow runs (the manager) and fails the RUNNING jobs whose Ray job died with the
+old head (the scheduler), saying why.
 
 This module is an entry point (CLI, SDK ``connect``): it reads the caller's environment for Ray's
 auth mode and sets Ray's auth variables in-process before connecting.
@@ -24,6 +31,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -60,6 +68,14 @@ HEAD_ENV_DEFAULTS: dict[str, str] = {
     "RAY_AIR_NEW_OUTPUT": "0",
     # A local head advertises 127.0.0.1 rather than the machine's outward address.
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    # Serve's controller restarts a proxy (HAProxy and its manager actor) after 3 failed health
+    # checks in a row, one per period: with Serve's 10 s a killed HAProxy left the API
+    # unanswered for about 35 s. A check is one admin-socket command.
+    "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "2",
+    # A new proxy actor that is not ready within this is killed and started again. Serve's 5 s
+    # is shorter than a worker's start on a loaded 2-core machine: the first proxy of each
+    # `dlp up` and the replacement of a dead HAProxy were restarted over and over.
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
 }
 
 Progress = Callable[[str], None]
@@ -165,16 +181,21 @@ def _write_cluster(settings: Settings, record: ClusterRecord) -> None:
 # --- processes --------------------------------------------------------------------------------
 
 
-def _proc_stat(pid: int) -> tuple[int, int] | None:
-    """(process group, session) of a live, non-zombie process, or None."""
+def _proc_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, parent, process group,
+    session, ...) of a live, non-zombie process, or None."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = raw[raw.rfind(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[2]), int(fields[3])
+    return None if fields[0] in ("Z", "X") else fields
+
+
+def _proc_stat(pid: int) -> tuple[int, int] | None:
+    """(process group, session) of a live, non-zombie process, or None."""
+    fields = _proc_fields(pid)
+    return None if fields is None else (int(fields[2]), int(fields[3]))
 
 
 def _session_pids(session_id: int) -> list[int]:
@@ -188,6 +209,26 @@ def _session_pids(session_id: int) -> list[int]:
     return sorted(out)
 
 
+def _offspring(session_id: int) -> dict[int, int]:
+    """pid → session of every live process outside the session ``session_id`` that descends
+    from one of its members: Ray's job supervisors start each job's driver (a training job's
+    ``python -m dlplatform.train.entrypoint``) in a session of its own."""
+    parents: dict[int, tuple[int, int]] = {}  # pid -> (parent, session)
+    for entry in Path("/proc").iterdir():
+        fields = _proc_fields(int(entry.name)) if entry.name.isdigit() else None
+        if fields is not None:
+            parents[int(entry.name)] = (int(fields[1]), int(fields[3]))
+    out: dict[int, int] = {}
+    for pid, (parent, session) in parents.items():
+        ancestor, hops = parent, 0  # hops: a pid reused during the scan could make a loop
+        while session != session_id and ancestor in parents and hops < 64:
+            if parents[ancestor][1] == session_id:
+                out[pid] = session
+                break
+            ancestor, hops = parents[ancestor][0], hops + 1
+    return out
+
+
 def _alive(pids: list[int], session_id: int | None) -> list[int]:
     """Recorded pids that still run in the recorded session (a reused pid does not count)."""
     alive = []
@@ -199,12 +240,19 @@ def _alive(pids: list[int], session_id: int | None) -> list[int]:
 
 
 def _stop_session(record: ClusterRecord, progress: Progress | None = None) -> list[int]:
-    """SIGTERM, then SIGKILL, every process of the head's session. Returns the pids signalled."""
+    """SIGTERM, then SIGKILL, every process of the head's session and every process started
+    from it in a session of its own (job drivers). Returns the pids signalled."""
     if record.session_id is None:
         return []
-    targets = sorted(
-        set(_session_pids(record.session_id)) | set(_alive(record.pids, record.session_id))
-    )
+    session_id = record.session_id
+    # Found once, while their parents live: once the session is gone they belong to init.
+    offspring = _offspring(session_id)
+
+    def remaining() -> list[int]:
+        gone = [pid for pid, sid in offspring.items() if (_proc_stat(pid) or (0, 0))[1] != sid]
+        return sorted(set(_session_pids(session_id)) | (offspring.keys() - set(gone)))
+
+    targets = sorted(set(remaining()) | set(_alive(record.pids, session_id)))
     if not targets:
         return []
     if progress:
@@ -213,10 +261,10 @@ def _stop_session(record: ClusterRecord, progress: Progress | None = None) -> li
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + _STOP_GRACE_S
-    while time.monotonic() < deadline and _session_pids(record.session_id):
+    while time.monotonic() < deadline and remaining():
         time.sleep(0.25)
     for _ in range(3):
-        left = _session_pids(record.session_id)
+        left = remaining()
         if not left:
             break
         for pid in left:
@@ -312,6 +360,25 @@ def _temp_dir(settings: Settings) -> Path:
     return Path("/tmp") / f"dlp-{digest}"
 
 
+def _private_temp_dir(temp_dir: Path, home: Path) -> None:
+    """Make Ray's temp dir ours and private again before a head starts in it.
+
+    Ray makes its temp dir world-writable (``try_make_directory_shared``: mode 777), so a second
+    start on the same home (after ``dlp down`` or a crash) finds it so. Inside the home, which is
+    private (0700), nobody else could have put anything there: it is made 0700 again and the last
+    session's logs stay for a post-mortem. Under ``/tmp`` (a long home path) its contents cannot
+    be trusted: they are removed first. ``make_private_dir`` refuses whatever is left.
+    """
+    with contextlib.suppress(OSError):
+        info = os.lstat(temp_dir)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and info.st_mode & 0o002:
+            if temp_dir.parent == home:
+                os.chmod(temp_dir, 0o700)
+            else:
+                shutil.rmtree(temp_dir, ignore_errors=True)
+    make_private_dir(temp_dir)
+
+
 def _ray_executable() -> str:
     beside = Path(sys.executable).with_name("ray")
     found = str(beside) if beside.is_file() else shutil.which("ray")
@@ -399,7 +466,7 @@ def _ingress_env(settings: Settings, ports: dict[str, int]) -> dict[str, str]:
 def _start_head(settings: Settings, progress: Progress | None) -> ClusterRecord:
     _check_ray_internals(settings)
     temp_dir = _temp_dir(settings)
-    make_private_dir(temp_dir)
+    _private_temp_dir(temp_dir, settings.home)
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     names = ["gcs", "dashboard", "client", "node_manager", "object_manager", "agent_listen",
@@ -698,6 +765,7 @@ def deploy_platform(
     from dlplatform.access import bootstrap_admin
     from dlplatform.api.gateway import deploy_gateway
     from dlplatform.metadata.actor import connect_store
+    from dlplatform.train.scheduler import connect_scheduler
 
     if progress:
         progress("starting the metadata actor")
@@ -716,8 +784,13 @@ def deploy_platform(
     from dlplatform.workflows import ensure_manager
 
     if progress:
-        progress("starting the workflow manager and redeploying recorded models")
-    ensure_manager(settings)  # triggers fire and a missed schedule runs once
+        progress("starting the training scheduler and the workflow manager")
+    # The scheduler's first pass marks FAILED, with the reason, every run left RUNNING by a
+    # platform that stopped without `dlp down` (its Ray job is gone with the old head).
+    connect_scheduler(settings)
+    ensure_manager(settings)  # triggers fire, a missed schedule runs once, RUNNING runs resume
+    if progress and fresh:
+        progress("redeploying recorded models")
     backend = Backend(
         store=store, artifacts=ArtifactStore.from_settings(settings), settings=settings
     )  # type: ignore[arg-type]

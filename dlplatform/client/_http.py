@@ -3,9 +3,12 @@ gateway's ``{"error", "message"}`` answers turned back into the platform's typed
 
 Retries: a request is retried (exponential backoff from ``backoff_s``, at most ``retries`` times)
 when the connection could not be made, or, for idempotent requests only, when the connection broke
-or the gateway answered 502/503/504 (a restarting gateway). Idempotent means GET, HEAD, PUT, DELETE,
-or any request carrying an ``Idempotency-Key`` (the server honours it, e.g. dataset pushes). A
-streaming body is re-created for each attempt from the factory given in ``body``.
+or a proxy answered for a gateway or model replica that is restarting: 502/503/504, or a 500 that
+the platform did not write (Serve's HAProxy ingress turns its 502/503/504 into a plain-text 500;
+the platform's own errors are JSON and are not retried). Idempotent means GET, HEAD, PUT, DELETE,
+any request carrying an ``Idempotency-Key`` (the server honours it, e.g. dataset pushes), or a call
+that says so (``idempotent=True``: predictions, see ``ServingClient.predict``). A streaming body is
+re-created for each attempt from the factory given in ``body``.
 """
 
 from __future__ import annotations
@@ -114,11 +117,17 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
         stream: bool = False,
+        idempotent: bool = False,
     ) -> httpx.Response:
-        """Send with retries; return a 2xx response (streamed when ``stream``) or raise."""
+        """Send with retries; return a 2xx response (streamed when ``stream``) or raise.
+
+        ``idempotent``: the caller knows that sending the request twice is safe (else the method
+        or an ``Idempotency-Key`` header decides)."""
         url = path if path.startswith("/") else f"{API_PREFIX}/{path}"
         what = f"{method} {self.url}{url}"
-        idempotent = method in _IDEMPOTENT or bool(headers and "Idempotency-Key" in headers)
+        idempotent = (
+            idempotent or method in _IDEMPOTENT or bool(headers and "Idempotency-Key" in headers)
+        )
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         attempt = 0
         while True:
@@ -147,7 +156,7 @@ class HttpClient:
             else:
                 if response.is_success:
                     return response
-                if not (idempotent and response.status_code in _RETRY_STATUS):
+                if not (idempotent and _from_a_proxy(response)):
                     try:
                         raise error_from_response(response, what)
                     finally:
@@ -170,8 +179,10 @@ class HttpClient:
         body: BodyFactory | None = None,
         headers: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
+        idempotent: bool = False,
     ) -> Any:
-        """One JSON call; the answer is validated as ``kind`` (a model, ``list[Model]``, ...)."""
+        """One JSON call; the answer is validated as ``kind`` (a model, ``list[Model]``, ...).
+        ``idempotent``: safe to send twice, so retried like a GET (see the module docstring)."""
         response = self._send(
             method,
             path,
@@ -180,6 +191,7 @@ class HttpClient:
             body=body,
             headers=headers,
             timeout_s=timeout_s,
+            idempotent=idempotent,
         )
         if kind is None or response.status_code == 204:
             return None
@@ -219,6 +231,16 @@ class HttpClient:
             yield response
         finally:
             response.close()
+
+
+def _from_a_proxy(response: httpx.Response) -> bool:
+    """Whether an error answer came from a proxy whose backend is down or restarting (worth a
+    retry), not from the platform: 502/503/504, or a 500 without the platform's JSON body (Serve's
+    HAProxy answers its own 502/503/504 as ``500 Internal Server Error`` in plain text)."""
+    if response.status_code in _RETRY_STATUS:
+        return True
+    content_type = response.headers.get("content-type", "")
+    return response.status_code == 500 and "json" not in content_type
 
 
 def _reason(exc: Exception) -> str:

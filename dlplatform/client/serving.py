@@ -69,10 +69,16 @@ class ServingClient:
                                json_body=body, timeout_s=300.0)  # fmt: skip
 
     def predict(self, name: str, inputs: Any) -> PredictionResult:
-        """``POST /models/<name>`` on the model application (same host as the gateway)."""
+        """``POST /models/<name>`` on the model application (same host as the gateway).
+
+        Retried like a read when a replica dies under it (connection lost, or its proxy answers
+        for it): a prediction changes nothing but the prediction log, where a retried request whose
+        first answer was lost on the way may be recorded twice (each with its own request id).
+        """
         return self._http.call(
-            "POST", f"/models/{_seg(name)}", PredictionResult, json_body={"inputs": inputs}
-        )
+            "POST", f"/models/{_seg(name)}", PredictionResult, json_body={"inputs": inputs},
+            idempotent=True,
+        )  # fmt: skip
 
     def feedback(self, request_id: str, label: Any) -> Feedback:
         return self._http.post("feedback", Feedback, {"request_id": request_id, "label": label})

@@ -6,6 +6,7 @@ the actor keeps no state that a restart could lose. Every ``POLL_S`` (and on ``w
 
 1. reconciles RUNNING train runs with their Ray Jobs: a job that ended while its run is still
    RUNNING (driver killed, node lost, cluster restarted) marks the run FAILED with the reason;
+   ``dlp up`` starts the actor, so runs a hard stop left RUNNING fail on the first pass;
 2. admits QUEUED runs in priority order while the cluster has room: a run needs
    ``workers x CPU-per-worker`` CPUs (plus GPUs), and one CPU stays free for Ray Data's
    read/encode tasks (without it Train and Data deadlock). A run that does not fit waits, with
@@ -361,7 +362,9 @@ class _Scheduler:
         except Exception as exc:
             if "does not exist" in str(exc) or "404" in str(exc):
                 self._fail_if_running(
-                    run.id, f"its Ray job {run.name} no longer exists (cluster restarted?)"
+                    run.id,
+                    f"the platform stopped while it ran: its Ray job {run.name} no longer "
+                    "exists (the Ray head was restarted or lost)",
                 )
             return
         status = str(getattr(info.status, "value", info.status))
