@@ -406,7 +406,7 @@ def get_metrics_page(
     check_page(limit, offset, MAX_METRICS_PAGE)
     authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
     _get_train_run(backend, run_id)
-    return tracking.get_metrics_page(backend, principal, run_id, key, limit=limit, offset=offset)
+    return tracking.metrics_page(backend.store, run_id, key, limit, offset)
 
 
 def log_metrics(

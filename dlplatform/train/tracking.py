@@ -408,5 +408,13 @@ def get_metrics_page(
     check_page(limit, offset, MAX_METRICS_PAGE)
     authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
     backend.store.get_run(run_id)
-    page = backend.store.get_metrics(run_id, key, limit=limit, offset=offset)
-    return page, backend.store.count_metrics(run_id, key)
+    return metrics_page(backend.store, run_id, key, limit, offset)
+
+
+def metrics_page(
+    store: Any, run_id: str, key: str | None, limit: int, offset: int
+) -> tuple[list[MetricPoint], int]:
+    """One page of a run's points and how many there are (the caller checked access)."""
+    return store.get_metrics(run_id, key, limit=limit, offset=offset), store.count_metrics(
+        run_id, key
+    )
