@@ -13,6 +13,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    # Plain help: Rich's help panels import rich.markdown and its parsers, 0.2 s of `dlp --help`
+    # (the sub-commands inherit the root's mode).
+    rich_markup_mode=None,
 )
 
 # command group -> module holding `app` (a typer.Typer); modules holding top-level commands

@@ -4,7 +4,7 @@
 ds = p.datasets.create("digits", description="8x8 handwritten digits")
 c = ds.push(table_or_dataframe_or_path, message="first batch")   # one commit, retried safely
 v = ds.get(c.id)                  # a pinned version
-v.to_arrow(); v.to_pandas(); v.iter_batches()   # Arrow IPC streamed from the gateway
+v.to_arrow(); v.to_pandas(); v.iter_batches()   # streamed from the gateway, hash-checked
 v.to_ray()                        # on the cluster only: Ray Data reads the parts directly
 ```
 """
@@ -183,12 +183,68 @@ class VersionHandle:
         yield from self._batches(columns, None)
 
     def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
-        """The whole version as one Arrow table (complete, or an ``IntegrityError``)."""
+        """The whole version as one Arrow table (complete, or an ``IntegrityError``).
+
+        All columns come as the version's Parquet parts, byte for byte, which this process
+        verifies against their sha256 and decodes, each part while the next one arrives; a subset
+        of columns comes as an Arrow IPC stream, projected by the gateway.
+        """
+        if columns is None:
+            return self._from_parts()
         import pyarrow as pa
 
         schema: list[pa.Schema] = []
         batches = list(self._batches(columns, schema.append))
         return pa.Table.from_batches(batches, schema=schema[0])
+
+    def _from_parts(self) -> pa.Table:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from dlplatform.data import part_table
+
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="dlp-parts") as pool,
+            self._http.stream("GET", self._path("parquet")) as resp,
+        ):
+            # Part i is verified and decoded on the pool's thread while part i + 1 arrives.
+            tables = [
+                pool.submit(part_table, self.commit, i, buf)
+                for i, buf in enumerate(self._part_buffers(resp))
+            ]
+            return _concat([t.result() for t in tables], self.commit)
+
+    def _part_buffers(self, resp: httpx.Response) -> Iterator[bytearray]:
+        """The response's bytes cut into the commit's parts (by their sizes).
+
+        Raises:
+            IntegrityError: the body ended before the last part, or ran past it.
+        """
+        total = sum(p.size_bytes for p in self.commit.parts)
+        chunks = resp.iter_bytes()
+        pending = memoryview(b"")
+        received = 0
+        try:
+            for part in self.commit.parts:
+                buf = bytearray(part.size_bytes)
+                view, filled = memoryview(buf), 0
+                while filled < part.size_bytes:
+                    if not pending:
+                        chunk = next(chunks, None)
+                        if chunk is None:
+                            raise IntegrityError("the body ended early")
+                        pending = memoryview(chunk)
+                    n = min(part.size_bytes - filled, len(pending))
+                    view[filled : filled + n] = pending[:n]
+                    pending, filled, received = pending[n:], filled + n, received + n
+                yield buf
+            extra = len(pending) + sum(len(c) for c in chunks)
+        except Exception as exc:
+            raise IntegrityError(
+                f"download of {self.ref} was cut off after {received} of {total} bytes "
+                f"({_first_line(exc)})"
+            ) from None
+        if extra:
+            raise IntegrityError(f"download of {self.ref} ran {extra} bytes past its parts")
 
     def _batches(
         self, columns: list[str] | None, on_schema: Callable[[pa.Schema], None] | None
@@ -280,6 +336,16 @@ class VersionHandle:
 
     def __repr__(self) -> str:
         return f"<Version {self.ref} rows={self.commit.row_count} hash={self.commit.version_hash[:12]}>"
+
+
+def _concat(tables: list[pa.Table], commit: Commit) -> pa.Table:
+    import pyarrow as pa
+
+    if tables:
+        return pa.concat_tables(tables)
+    from dlplatform.data import arrow_schema
+
+    return arrow_schema(commit).empty_table()
 
 
 def _first_line(exc: BaseException) -> str:

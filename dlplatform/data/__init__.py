@@ -9,6 +9,7 @@ if TYPE_CHECKING:
         arrow_schema,
         commit_datasource,
         part_paths,
+        part_table,
         sample,
         split,
         to_arrow,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
         grant_read,
         grant_to_ray,
         open_arrow_stream,
+        open_parts_stream,
     )
 
 # Loaded on first use (see dlplatform._lazy): importing a spec must not load Ray or torch.
@@ -75,6 +77,7 @@ _EXPORTS = {
     "list_commits_page": "dlplatform.data.service",
     "list_datasets": "dlplatform.data.service",
     "open_arrow_stream": "dlplatform.data.transfer",
+    "open_parts_stream": "dlplatform.data.transfer",
     "parse_ref": "dlplatform.data.service",
     "parse_schema": "dlplatform.data.service",
     "part_paths": "dlplatform.data._read",
@@ -84,6 +87,7 @@ _EXPORTS = {
     "rollback": "dlplatform.data.service",
     "sample": "dlplatform.data._read",
     "split": "dlplatform.data._read",
+    "part_table": "dlplatform.data._read",
     "to_arrow": "dlplatform.data._read",
     "to_pandas": "dlplatform.data._read",
     "to_ray": "dlplatform.data._read",
@@ -117,9 +121,11 @@ __all__ = [
     "list_commits_page",
     "list_datasets",
     "open_arrow_stream",
+    "open_parts_stream",
     "parse_ref",
     "parse_schema",
     "part_paths",
+    "part_table",
     "push",
     "read_sample",
     "resolve",

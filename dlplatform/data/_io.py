@@ -362,6 +362,13 @@ def read_part(
             buf = f.read_buffer()
     if not verify:
         return pq.read_table(pa.BufferReader(buf), columns=columns)
+    return verified_part(buf, sha256, columns)
+
+
+def verified_part(buf: Any, sha256: str, columns: list[str] | None = None) -> pa.Table:
+    """A part's Parquet bytes (``buf``: a pyarrow Buffer or anything bytes-like) as a table,
+    returned only once they match ``sha256``; the hash runs while Parquet decodes."""
+    buf = pa.py_buffer(buf) if not isinstance(buf, pa.Buffer) else buf
     digest = _HASHER.submit(lambda: hashlib.sha256(memoryview(buf)).hexdigest())
     try:
         table = pq.read_table(pa.BufferReader(buf), columns=columns)

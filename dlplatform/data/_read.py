@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.ipc as paipc
 
-from dlplatform.data._io import read_part
+from dlplatform.data._io import read_part, verified_part
 from dlplatform.data._schema import conform, schema_from_json
 from dlplatform.errors import InvalidInput
 from dlplatform.metadata import Commit
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 READ_THREADS = 4
 STREAM_BATCH_BYTES = 4 * 1024 * 1024  # about this much Arrow data per chunk of an IPC stream
+PART_CHUNK_BYTES = 8 * 1024 * 1024  # a raw part download is read and sent in chunks of this size
 SPLIT_NAMES = {2: ("train", "test"), 3: ("train", "validation", "test")}
 
 
@@ -236,6 +237,32 @@ def arrow_stream(
     fs, paths = part_paths(backend, commit)
     shas = [p.sha256 for p in commit.parts]
     return _ipc_chunks(fs, list(zip(paths, shas, strict=True)), schema)
+
+
+def part_bytes(backend: Backend, commit: Commit) -> Iterator[bytes]:
+    """The commit's Parquet parts, byte for byte and in order, in chunks of at most
+    ``PART_CHUNK_BYTES``: nothing is decoded or re-encoded on the way.
+
+    The reader checks each part against its sha256 (``part_table``), so a part damaged in
+    the store, or on the way, is caught where the rows are used. A part that cannot be read raises
+    out of the iterator, which cuts the response short of its ``Content-Length``.
+    """
+    fs, paths = part_paths(backend, commit)
+    for path in paths:
+        with fs.open_input_stream(path) as f:
+            while chunk := f.read(PART_CHUNK_BYTES):
+                yield chunk
+
+
+def part_table(commit: Commit, index: int, data: Any) -> pa.Table:
+    """Part ``index`` of the commit from its bytes (a pyarrow Buffer or anything bytes-like), as
+    ``to_arrow`` reads a part: verified against its sha256, cast to the commit's schema.
+
+    Raises:
+        IntegrityError: the bytes are not the ones the part's sha256 names.
+    """
+    schema = arrow_schema(commit)
+    return conform(verified_part(data, commit.parts[index].sha256, schema.names), schema)
 
 
 def _ipc_chunks(

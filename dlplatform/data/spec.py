@@ -13,6 +13,10 @@ from dlplatform.metadata.records import Commit
 ARROW_STREAM_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
 """Media type of a download: an Arrow IPC stream (``pyarrow.ipc.open_stream`` reads it)."""
 
+PARQUET_PARTS_MEDIA_TYPE = "application/vnd.dlp.parquet-parts"
+"""Media type of a whole-commit download: the commit's Parquet parts, byte for byte, one after
+another in the commit's order (``Commit.parts`` gives each part's size and sha256)."""
+
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 COMMIT_HEADER = "X-DLP-Commit"
 ROW_COUNT_HEADER = "X-DLP-Row-Count"

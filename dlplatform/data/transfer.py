@@ -1,7 +1,9 @@
 """Reading a commit over HTTP: an Arrow IPC download stream, and read grants for the cluster.
 
-A client off the cluster downloads the rows as one Arrow IPC stream (``open_arrow_stream``),
-built part by part with each part's sha256 verified. A client whose Ray workers share the
+A client off the cluster downloads a whole commit as its Parquet parts, byte for byte
+(``open_parts_stream``), and verifies and decodes them itself; a subset of columns, or a read
+batch by batch, comes as one Arrow IPC stream (``open_arrow_stream``), built part by part with
+each part's sha256 verified. A client whose Ray workers share the
 artifact store asks for a ``ReadGrant`` instead (``grant_read``): the parts' URIs, which
 ``grant_to_ray`` reads on the cluster without the rows passing through the gateway. Both are
 ``dataset.read`` and audited like every other read (``resolve``).
@@ -45,6 +47,22 @@ def open_arrow_stream(
     """
     commit = resolve(backend, principal, ref)
     return commit, _read.arrow_stream(backend, commit, columns)
+
+
+def open_parts_stream(
+    backend: Backend, principal: Principal, ref: str
+) -> tuple[Commit, Iterator[bytes]]:
+    """The commit ``ref`` names and its Parquet parts' bytes, in order (the fast whole-commit
+    download: the gateway sends the stored files as they are and the reader verifies and decodes
+    them, ``part_table``). Checked and audited like ``open_arrow_stream``.
+
+    Raises:
+        InvalidInput: a malformed reference.
+        NotFound: no such dataset or commit, or the dataset has no commits.
+        PermissionDenied: the caller may not read the dataset.
+    """
+    commit = resolve(backend, principal, ref)
+    return commit, _read.part_bytes(backend, commit)
 
 
 def grant_read(backend: Backend, principal: Principal, ref: str) -> ReadGrant:

@@ -10,6 +10,7 @@ import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pyarrow as pa
@@ -134,7 +135,7 @@ def test_idempotent_calls_are_retried_and_posts_are_not() -> None:
 
 
 def test_cut_off_download_raises(admin_token: str, backend: Backend) -> None:
-    """A stream that ends early is an error, never a short table."""
+    """A stream that ends early, or runs long, is an error, never a short table."""
     from dlplatform.errors import IntegrityError
 
     with TestClient(create_app(backend), base_url=BASE) as tc:
@@ -142,19 +143,50 @@ def test_cut_off_download_raises(admin_token: str, backend: Backend) -> None:
         p = _platform(real, admin_token)
         ds = p.datasets.create("cut")
         ds.push(pa.table({"v": list(range(50_000))}))
+        ds.push(pa.table({"v": list(range(50_000, 60_000))}))
         version = ds.get()
+        assert len(version.commit.parts) == 2
 
-        def truncated(request: httpx.Request) -> httpx.Response:
-            answer = real.handle_request(request)
-            if not request.url.path.endswith("/arrow"):
-                return answer
-            whole = answer.read()
-            return httpx.Response(200, headers=answer.headers, content=whole[: len(whole) // 2])
+        def altered(change: Any) -> Platform:
+            def handler(request: httpx.Request) -> httpx.Response:
+                answer = real.handle_request(request)
+                if request.url.path.rsplit("/", 1)[-1] not in ("arrow", "parquet"):
+                    return answer
+                return httpx.Response(200, headers=answer.headers, content=change(answer.read()))
 
-        cut = Platform(HttpClient(BASE, admin_token, transport=httpx.MockTransport(truncated)))
-        assert version.to_arrow().num_rows == 50_000
-        with pytest.raises(IntegrityError, match="cut off"):
-            cut.datasets.resolve(f"cut@{version.id}").to_arrow()
+            transport = httpx.MockTransport(handler)
+            return Platform(HttpClient(BASE, admin_token, transport=transport))
+
+        assert version.to_arrow().num_rows == 60_000
+        for whole in (lambda raw: raw[: len(raw) // 2], lambda raw: raw[:-1]):
+            cut = altered(whole).datasets.resolve(f"cut@{version.id}")
+            with pytest.raises(IntegrityError, match="cut off"):
+                cut.to_arrow()  # the Parquet parts
+            with pytest.raises(IntegrityError, match="cut off"):
+                cut.to_arrow(columns=["v"])  # Arrow IPC
+        longer = altered(lambda raw: raw + b"x").datasets.resolve(f"cut@{version.id}")
+        with pytest.raises(IntegrityError, match="ran 1 bytes past"):
+            longer.to_arrow()
+
+
+def test_a_damaged_part_fails_the_download_with_its_name(
+    transport: httpx.BaseTransport, admin_token: str, backend: Backend
+) -> None:
+    """The client checks every part it receives against its sha256 (end to end)."""
+    from dlplatform.errors import IntegrityError
+
+    p = _platform(transport, admin_token)
+    ds = p.datasets.create("rot")
+    ds.push(pa.table({"v": list(range(1000))}))
+    commit = ds.push(pa.table({"v": list(range(1000, 2000))}))
+    path = Path(backend.artifacts.path_for(commit.parts[1].sha256))
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    path.chmod(0o600)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError, match=f"part {commit.parts[1].sha256} "):
+        ds.get().to_arrow()
+    assert ds.get(ds.commits()[-1].id).to_arrow().num_rows == 1000  # the good part alone
 
 
 def test_download_of_record_batches_larger_than_a_read_chunk(

@@ -28,7 +28,7 @@ from dlplatform.access import SYSTEM, Principal, UserSpec
 from dlplatform.api.app import create_app
 from dlplatform.context import Backend
 from dlplatform.errors import IntegrityError, NotFound
-from dlplatform.metadata import Role
+from dlplatform.metadata import Commit, Role
 from dlplatform.metadata.artifacts import ArtifactStore
 
 with warnings.catch_warnings():
@@ -330,6 +330,41 @@ def test_the_service_stream_raises_on_a_damaged_part(backend: Backend) -> None:
         reader.read_next_batch()
 
 
+# --- whole-commit downloads as the stored Parquet parts ---------------------------------------
+
+
+def test_the_parquet_download_is_the_stored_parts_back_to_back(
+    client: TestClient, backend: Backend
+) -> None:
+    commits = _three_parts(client)
+    r = client.get(f"{API}/datasets/d/commits/head/parquet")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/vnd.dlp.parquet-parts"
+    parts = commits[-1]["parts"]
+    stored = [Path(backend.artifacts.path_for(p["sha256"])).read_bytes() for p in parts]
+    assert r.content == b"".join(stored)
+    assert int(r.headers["content-length"]) == sum(p["size_bytes"] for p in parts)
+    assert (r.headers["X-DLP-Commit"], r.headers["X-DLP-Row-Count"]) == (commits[-1]["id"], "300")
+    head = Commit.model_validate(commits[-1])
+    tables = [data.part_table(head, i, raw) for i, raw in enumerate(stored)]
+    assert pa.concat_tables(tables).equals(
+        pa.concat_tables([_table(100, 0), _table(100, 100), _table(100, 250)])
+    )
+    with pytest.raises(IntegrityError, match="is corrupt"):
+        data.part_table(head, 0, stored[1])  # another part's bytes are not this part
+
+
+def test_part_table_casts_an_older_narrower_part_to_the_commit_schema(backend: Backend) -> None:
+    narrow = pa.table({"x": pa.array([1, 2], pa.int32()), "name": pa.array(["a", "b"])})
+    data.create_dataset(backend, SYSTEM, "narrow")
+    data.push(backend, SYSTEM, "narrow", narrow)
+    head = data.push(backend, SYSTEM, "narrow", _table(3).drop_columns(["score"]))
+    raws = [Path(backend.artifacts.path_for(p.sha256)).read_bytes() for p in head.parts]
+    table = pa.concat_tables([data.part_table(head, i, raw) for i, raw in enumerate(raws)])
+    assert table.equals(data.to_arrow(backend, head))
+    assert table.schema.field("x").type == pa.int64()
+
+
 @contextlib.contextmanager
 def _served(app: FastAPI) -> Iterator[str]:
     """The app behind a real uvicorn server on a loopback port, in a thread."""
@@ -379,8 +414,10 @@ def test_downloads_and_grants_are_audited_reads(client: TestClient, backend: Bac
     commits = _three_parts(client)
     client.get(f"{API}/datasets/d/commits/head/arrow")
     client.get(f"{API}/datasets/d/commits/{commits[0]['id']}/parts")
+    client.get(f"{API}/datasets/d/commits/{commits[1]['id']}/parquet")
     reads = backend.store.list_audit(actor="admin", action="dataset.read")
     assert [(e.target, e.detail) for e in reads] == [
+        ("dataset:d", f"commit={commits[1]['id']}"),
         ("dataset:d", f"commit={commits[0]['id']}"),
         ("dataset:d", f"commit={commits[-1]['id']}"),
     ]
@@ -393,7 +430,7 @@ def test_readers_without_access_are_refused(client: TestClient, backend: Backend
     viewer = _token(backend, "vic", Role.VIEWER, ("medical",))
     outsider = _token(backend, "rita", Role.RESEARCHER)
     member = _token(backend, "mo", Role.RESEARCHER, ("medical",))
-    for route in ("arrow", "parts"):
+    for route in ("arrow", "parts", "parquet"):
         r = client.get(f"{API}/datasets/secret/commits/head/{route}", headers=_auth(viewer))
         assert r.status_code == 403, r.text  # a member whose role may not read
         assert r.json()["error"] == "permission_denied"
@@ -411,7 +448,7 @@ def test_readers_without_access_are_refused(client: TestClient, backend: Backend
         ("rita", "dataset.read", "dataset:secret"),
     }
     reads = backend.store.list_audit(action="dataset.read", outcome="ok")
-    assert [e.actor for e in reads] == ["mo", "mo"]
+    assert [e.actor for e in reads] == ["mo", "mo", "mo"]
 
 
 # --- read grants ---------------------------------------------------------------------------------
