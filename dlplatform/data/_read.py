@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 READ_THREADS = 4
 STREAM_BATCH_BYTES = 4 * 1024 * 1024  # about this much Arrow data per chunk of an IPC stream
-PART_CHUNK_BYTES = 8 * 1024 * 1024  # a raw part download is read and sent in chunks of this size
+PART_CHUNK_BYTES = 1024 * 1024  # a raw part download is read and sent in chunks of this size
 SPLIT_NAMES = {2: ("train", "test"), 3: ("train", "validation", "test")}
 
 

@@ -24,6 +24,7 @@ SERVE_HEAD_ENV: dict[str, str] = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
     "RAY_SERVE_HAPROXY_NBTHREAD": "1",
+    "RAY_SERVE_HAPROXY_TUNE_BUFSIZE": "65536",
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
 }
 """Environment for the process that starts the Ray head, switching Serve to its fast ingress.
@@ -34,7 +35,9 @@ throughput mode + the HAProxy ingress the same deployment answers in ≈ 0.4 ms 
 ≈ 3,000+ req/s at c32, on par with a plain uvicorn server. HAProxy's own metrics cost ≈ 0.27 of a
 core of parsing, so they are off: the platform exports its own request metrics
 (``dlp_serve_requests_total`` and friends). One HAProxy thread leaves the other core to the
-replica. The draining period is shortened from 30 s so a rollout or undeploy frees its replicas
+replica. Buffers of 64 KiB instead of 16 KiB cut HAProxy's CPU for a large download by a third
+(a whole dataset version: 0.042 -> 0.029 s of CPU per 67 MB; 256 KiB gained nothing more), at
+most 2 x 64 KiB per active connection. The draining period is shortened from 30 s so a rollout or undeploy frees its replicas
 quickly. These variables only work in the environment of the process that starts Ray (the head);
 set ``http_options`` hosts to loopback explicitly (HAProxy mode binds all interfaces otherwise).
 ``dlp up`` starts its head with them, plus per-home HAProxy paths, ports and loopback binds
