@@ -3,8 +3,9 @@
     python benchmarks/train_bench.py [--rows 200000] [--epochs 5] [--batch-size 256]
 
 Pushes a synthetic tabular dataset version (``--rows`` rows, 32 float features, 10 classes),
-then trains the built-in MLP on it through the platform (submit → scheduler → Ray Job →
-TorchTrainer, Ray Data streaming) with 1 and 2 workers, and runs a plain single-process PyTorch
+then trains the built-in MLP on it through the platform with 1 and 2 workers: submit →
+scheduler → the warm pool's workers, started before the jobs as ``dlp up`` starts them
+(``--pool-size 0``: a Ray Job running TorchTrainer, the path of jobs the pool does not take), and runs a plain single-process PyTorch
 loop over the same rows held in memory (same model, batch size, epochs, 1 torch thread like one
 platform worker with 1 CPU), written as a user would: ``torch.optim.Adam`` with its defaults.
 The platform's workers use fused Adam; a second baseline, the plain loop with fused Adam, shows
@@ -112,6 +113,8 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--num-cpus", type=int, default=4, help="logical CPUs of the local Ray")
     parser.add_argument("--workers", default="1,2", help="worker counts to run, comma-separated")
+    parser.add_argument("--pool-size", type=int, default=2,
+                        help="warm pool members (0: every job through Ray Jobs and Ray Train)")  # fmt: skip
     args = parser.parse_args()
 
     import ray
@@ -122,7 +125,7 @@ def main() -> None:
     from dlplatform.context import Backend
     from dlplatform.metadata.actor import connect_store, stop_store
     from dlplatform.metadata.artifacts import ArtifactStore
-    from dlplatform.train.scheduler import job_client, stop_scheduler
+    from dlplatform.train.scheduler import connect_scheduler, job_client, stop_scheduler
 
     lr = 1e-3
     table = make_table(args.rows)
@@ -155,9 +158,11 @@ def main() -> None:
     run_floor()
     ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=True, log_to_driver=False,
              logging_level="WARNING", _temp_dir=str(home / "ray"))  # fmt: skip
-    settings = load_settings(home=home / "home", namespace=f"bench-{uuid.uuid4().hex[:6]}")
+    settings = load_settings(home=home / "home", namespace=f"bench-{uuid.uuid4().hex[:6]}",
+                             train_pool_size=args.pool_size)  # fmt: skip
     backend = Backend(store=connect_store(settings), artifacts=ArtifactStore.from_settings(settings),
                       settings=settings)  # fmt: skip
+    connect_scheduler(settings).warm_pool()  # as `dlp up` does
     data.create_dataset(backend, SYSTEM, "bench")
     commit = data.push(backend, SYSTEM, "bench", table)
     platform: dict[int, tuple[float, float, list[float]]] = {}
@@ -194,7 +199,7 @@ def main() -> None:
             created = done.run.created_at.timestamp()
             epoch_end = min(p.timestamp for p in points if p.step == 0 and p.key == "epoch_time_s")
             starts[workers] = (done.startup.get("total", float("nan")), epoch_end - created)
-            print(f"  startup: {done.startup}", flush=True)
+            print(f"  startup ({done.run.name}): {done.startup}", flush=True)
             waits = [round(r.get("data_wait_s", float("nan")), 3) for r in rows]
             print(f"{workers} worker(s): samples/s per epoch {[round(r) for r in rates]}, "
                   f"waiting for data {waits} s, "

@@ -97,6 +97,15 @@ class Settings(BaseSettings):
         "version, outputs and latency stay) by the metadata actor about once an hour; 0 keeps "
         "them forever.",
     )
+    train_pool_size: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="Warm training workers the scheduler keeps started (torch imported): a job "
+        "of a built-in model without a runtime_env, on CPUs, with at most this many workers "
+        "and a version small enough to train in memory runs on them instead of a new Ray Job "
+        "and Ray Train worker group; 0 turns the pool off.",
+    )
     metric_flush_interval_s: float = Field(
         default=1.0, gt=0, le=60, description="How often buffered metrics are flushed."
     )

@@ -786,8 +786,9 @@ def deploy_platform(
     if progress:
         progress("starting the training scheduler and the workflow manager")
     # The scheduler's first pass marks FAILED, with the reason, every run left RUNNING by a
-    # platform that stopped without `dlp down` (its Ray job is gone with the old head).
-    connect_scheduler(settings)
+    # platform that stopped without `dlp down` (its Ray job is gone with the old head). Its warm
+    # pool of training workers starts now, not with the first job (they end with the scheduler).
+    connect_scheduler(settings).warm_pool()
     ensure_manager(settings)  # triggers fire, a missed schedule runs once, RUNNING runs resume
     if progress and fresh:
         progress("redeploying recorded models")

@@ -22,7 +22,11 @@ from dlplatform.context import Backend
 
 @pytest.fixture(scope="session")
 def gateway_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return load_settings(home=tmp_path_factory.mktemp("gateway-home"), namespace="dlp-gw-tests")
+    # No warm pool: the remote tour's job runs as a Ray Job, whose run token (in its runtime_env)
+    # the test uses after the run ended; the pool path is tested in test_training_e2e.py.
+    return load_settings(
+        home=tmp_path_factory.mktemp("gateway-home"), namespace="dlp-gw-tests", train_pool_size=0
+    )
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ limit is left for the next read, so offsets stay byte positions and the text sta
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -80,6 +81,18 @@ def driver_log_path(submission_id: str) -> Path | None:
         return Path(JobLogStorageClient().get_log_file_path(submission_id))
     except (AttributeError, ImportError):  # no Ray node in this process, or Ray moved it
         return None
+
+
+POOL_NAME_PREFIX = "pool-"
+"""The name of a run on the warm pool is this and its id (a Ray Job's is ``dlp-<id>``)."""
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def pool_log_path(home: Path, run_id: str) -> Path:
+    """The log of a run on the warm pool: its driver's lines and its workers' output."""
+    if not _RUN_ID.fullmatch(run_id) or ".." in run_id:
+        raise ValueError(f"invalid run id {run_id[:80]!r}")
+    return home / "logs" / "train" / f"{run_id}.log"
 
 
 RAY_NOISE = (

@@ -3,7 +3,9 @@
 Each stage records the wall-clock time (unix seconds) at which it ended, under its name. Three
 processes add marks: the scheduler (``submitted``, ``admitted``, ``job_submitted``), the job
 driver (``driver_started`` to ``fit_started``) and rank 0 of the worker group (``worker_started``
-to ``first_step``). The driver stores what it has before the workers start (so a run whose
+to ``first_step``). A job on the warm pool (``pool``) has no Ray Job and no driver process: the
+scheduler drives it, so it skips ``job_submitted`` to ``driver_ready`` and marks
+``workers_assigned`` instead; its ``worker_started`` is when the warm worker took the run up. The driver stores what it has before the workers start (so a run whose
 workers never start still shows where it stopped); rank 0 stores the whole record once its first
 step is done. Kept in ``runs.startup_json``.
 
@@ -27,8 +29,9 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("driver_ready", "driver imports and Ray connect"),
     ("planned", "dataset resolved, model planned"),
     ("data_ready", "dataset read and encoded"),
+    ("workers_assigned", "warm pool workers assigned"),
     ("fit_started", "run recorded, trainer configured"),
-    ("worker_started", "Train controller and worker processes start"),
+    ("worker_started", "Train controller and worker processes start (pool: run handed over)"),
     ("loop_started", "worker setup and torch.distributed init"),
     ("model_ready", "model built and wrapped"),
     ("first_batch", "first batch from Ray Data"),

@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -81,21 +82,30 @@ def code_version(spec: TrainingJobSpec) -> str:
 
 def _finish(backend: Backend, run_id: str, status: RunStatus, **changes: Any) -> Run:
     """End the run with ``status`` (unless it was cancelled meanwhile: the user's decision stays)
-    and revoke its run token: the job's code can no longer act as the owner."""
+    and revoke its run token: the job's code can no longer act as the owner. The token goes
+    first, so whoever sees the run ended finds its token revoked too."""
     current = backend.store.get_run(run_id)
+    ending = current.status if current.status.is_final else status
+    revoke_run_tokens(backend.store, run_id, f"its run ended ({ending.value})")
     if not current.status.is_final:
         current = backend.store.update_run(run_id, status=status, ended_at=utcnow(), **changes)
-    revoke_run_tokens(backend.store, run_id, f"its run ended ({current.status.value})")
     return current
 
 
 def execute(
-    backend: Backend, run_id: str, *, torch_threads: int = 1, marks: dict[str, float] | None = None
+    backend: Backend,
+    run_id: str,
+    *,
+    torch_threads: int = 1,
+    marks: dict[str, float] | None = None,
+    fit: Callable[..., Any] | None = None,
 ) -> Run:
     """Train the run to the end, register its model, and record the outcome. Never raises for a
     training failure: the run ends FAILED with the reason.
 
     ``marks``: the startup stages this process has passed already (see ``_startup``).
+    ``fit``: what trains, ``runner.fit`` (Ray Train) unless given (the warm pool's
+    ``PoolJob.fit``, with the same arguments and outcome).
     """
     import ray
 
@@ -149,7 +159,7 @@ def execute(
         marks["data_ready"] = _startup.now()
         marks = _startup.merge(store, run_id, marks)
         try:
-            outcome = runner.fit(
+            outcome = (fit or runner.fit)(
                 run_id=run_id, spec=spec, train_plan=train_plan, datasets=datasets,
                 store=store, artifacts=backend.artifacts, use_gpu=bool(use_gpu),
                 torch_threads=torch_threads, startup=marks,
@@ -280,11 +290,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.run_id:  # recorded here: the run starts with this process
         marks["submitted"] = started
     run = execute(backend, run_id, marks=marks)
+    ok = run.status is RunStatus.SUCCEEDED
+    print(outcome_line(run), file=sys.stdout if ok else sys.stderr, flush=True)
+    return 0 if ok else 1
+
+
+def outcome_line(run: Run) -> str:
+    """The job log's last line: how the run ended, with its result or error."""
     if run.status is RunStatus.SUCCEEDED:
-        print(f"run {run_id} SUCCEEDED: {run.result_json}", flush=True)
-        return 0
-    print(f"run {run_id} {run.status.value}: {run.error}", file=sys.stderr, flush=True)
-    return 1
+        return f"run {run.id} SUCCEEDED: {run.result_json}"
+    return f"run {run.id} {run.status.value}: {run.error}"
 
 
 if __name__ == "__main__":

@@ -21,10 +21,11 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import numpy as np
@@ -222,13 +223,19 @@ def _column_numpy(column: pa.ChunkedArray) -> np.ndarray:
     return column.to_numpy()
 
 
+def is_small(spec: TrainingJobSpec, rows: int, features: int) -> bool:
+    """Whether a version of ``rows`` x ``features`` trained by ``spec`` is read and encoded once
+    in the driver and dealt to the ranks in memory (``IN_MEMORY_BYTES``)."""
+    estimated = rows * (features + 1) * 8
+    return spec.is_builtin and estimated <= IN_MEMORY_BYTES and _fits_object_store(estimated)
+
+
 def build_inputs(
     backend: Any, commit: Any, spec: TrainingJobSpec, train_plan: TrainPlan
 ) -> TrainInputs:
     """The run's training (and validation) inputs: in memory for a small version and a built-in
     model (``IN_MEMORY_BYTES``), otherwise Ray Datasets (``build_datasets``)."""
-    estimated = commit.row_count * (len(train_plan.features) + 1) * 8
-    if spec.is_builtin and estimated <= IN_MEMORY_BYTES and _fits_object_store(estimated):
+    if is_small(spec, commit.row_count, len(train_plan.features)):
         return _in_memory_inputs(backend, commit, spec, train_plan)
     return TrainInputs(datasets=build_datasets(backend, commit, spec, train_plan), arrays={})
 
@@ -321,6 +328,19 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
+def warm_up() -> None:
+    """Build a small model and take one optimizer step, for a process that trains later (a
+    warm pool member): PyTorch imports much of itself on first use, the first optimizer alone
+    about 1 s here (``torch._dynamo``)."""
+    model = models.build_model({"model": "mlp", "input_shape": [4], "num_outputs": 2,
+                                "params": {}})  # fmt: skip
+    optimizer = make_optimizer(model, 1e-3, 0.0)
+    torch.nn.CrossEntropyLoss()(
+        model(torch.zeros(2, 4)), torch.zeros(2, dtype=torch.int64)
+    ).backward()
+    optimizer.step()
+
+
 def fetch_rows(signature: ModelSignature, batch_size: int) -> int:
     """Rows per chunk fetched from Ray Data: about ``FETCH_BYTES``, a whole number of batches."""
     row_bytes = 4 * max(1, int(np.prod(signature.input_shape)))
@@ -377,11 +397,11 @@ class ProgressReporter:
         self._samples = 0
         self._rank_samples = 0
 
-    def worker_ready(self, loop_started: float) -> None:
-        """This worker's marks up to a built model (its process start, the loop's start)."""
+    def worker_ready(self, worker_started: float, loop_started: float) -> None:
+        """This worker's marks up to a built model (when it took up the run, the loop's start)."""
         if not self.marks:
             return
-        self.marks["worker_started"] = _startup.process_start_time() or loop_started
+        self.marks["worker_started"] = worker_started
         self.marks["loop_started"] = loop_started
         self.marks["model_ready"] = _startup.now()
 
@@ -423,24 +443,98 @@ def iter_array_chunks(rows: dict[str, np.ndarray], size: int, dtypes: dict[str, 
         yield _tensors({k: v[start : start + size] for k, v in rows.items()}, dtypes, device)
 
 
+class LoopSession(Protocol):
+    """What the built-in loop needs from whatever runs it: Ray Train (``RayTrainSession``) or a
+    warm pool worker (``pool.PoolSession``). The loop itself is the same code on both paths,
+    which is what makes their metrics identical for the same seed."""
+
+    rank: int
+    world: int
+    started_at: float
+    """When this worker took up the run (its process start under Ray Train)."""
+
+    def resume_dir(self) -> AbstractContextManager[str | None]:
+        """The checkpoint to resume from, as a local directory, or None."""
+        ...
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model on this worker's device, wrapped in DDP when there are several ranks."""
+        ...
+
+    def shard(self, side: str) -> Any:
+        """This rank's Ray Data shard of ``side`` (streamed versions only)."""
+        ...
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: str | None) -> None:
+        """An epoch's metrics, with rank 0's checkpoint when one was written."""
+        ...
+
+
+class RayTrainSession:
+    """The loop run by a Ray Train worker (``TorchTrainer``)."""
+
+    def __init__(self) -> None:
+        import ray.train
+
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.started_at = _startup.process_start_time() or _startup.now()
+
+    def resume_dir(self) -> AbstractContextManager[str | None]:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        return nullcontext(None) if checkpoint is None else checkpoint.as_directory()
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model)  # type: ignore[no-any-return]
+
+    def shard(self, side: str) -> Any:
+        import ray.train
+
+        return ray.train.get_dataset_shard(side)
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: str | None) -> None:
+        import ray.train
+
+        checkpoint = None if checkpoint_dir is None else (
+            ray.train.Checkpoint.from_directory(checkpoint_dir)
+        )  # fmt: skip
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
 def builtin_train_loop(config: dict[str, Any]) -> dict[str, Any]:
-    """The per-worker loop of the built-in models (DDP over gloo on CPU, NCCL on GPU)."""
-    import ray.train
-    import ray.train.torch
+    """The per-worker loop of the built-in models under Ray Train (DDP over gloo on CPU, NCCL
+    on GPU)."""
+    loop_started = _startup.now()
+    return run_loop(config, RayTrainSession(), loop_started)
+
+
+def _local(value: Any) -> Any:
+    """A rank's rows: fetched from the object store, or already here (a test without Ray)."""
+    if isinstance(value, dict):
+        return value
+    import ray
+
+    return ray.get(value)
+
+
+def run_loop(config: dict[str, Any], session: LoopSession, loop_started: float) -> dict[str, Any]:
+    """Train the built-in model of ``config`` on this rank to the last epoch, resuming from the
+    session's checkpoint; ``loop_started``: when this worker's setup (process group) was done."""
     import torch.distributed as dist
 
-    loop_started = _startup.now()
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank, world = session.rank, session.world
     progress: ProgressReporter | None = config.get("progress") if rank == 0 else None
     signature = ModelSignature.model_validate(config["signature"])
     seed_everything(int(config["seed"]))
     torch.set_num_threads(max(1, int(config.get("torch_threads", 1))))
     model = models.build_model(config["model_config"])
     start_epoch, restarts, optimizer_state = 0, 0, None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
+    with session.resume_dir() as d:
+        if d is not None:
             model.load_state_dict(
                 torch.load(os.path.join(d, CHECKPOINT_MODEL), map_location="cpu", weights_only=True)
             )
@@ -448,20 +542,20 @@ def builtin_train_loop(config: dict[str, Any]) -> dict[str, Any]:
                                weights_only=True)  # fmt: skip
             optimizer_state = state["optimizer"]
             meta = json.loads(Path(d, CHECKPOINT_META).read_text())
-        start_epoch, restarts = int(meta["epoch"]) + 1, int(meta["restarts"]) + 1
-    elif config.get("fault_marker") and os.path.exists(str(config["fault_marker"])):
+            start_epoch, restarts = int(meta["epoch"]) + 1, int(meta["restarts"]) + 1
+    if not restarts and config.get("fault_marker") and os.path.exists(str(config["fault_marker"])):
         restarts = 1  # restarted after an injected fault that came before any checkpoint
-    if progress is not None and (checkpoint is not None or restarts):
+    if progress is not None and restarts:
         progress.marks = {}  # a restarted group: the run's startup was recorded the first time
     # Moves the model to this worker's device (its GPU when it has one); DDP only when world > 1.
-    net = ray.train.torch.prepare_model(model)
+    net = session.prepare_model(model)
     device = next(model.parameters()).device
     optimizer = make_optimizer(model, float(config["lr"]),
                                float(config["model_config"]["params"].get("weight_decay", 0.0)))  # fmt: skip
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     if progress is not None:
-        progress.worker_ready(loop_started)
+        progress.worker_ready(session.started_at, loop_started)
     loss_fn: Callable[..., torch.Tensor] = (
         torch.nn.CrossEntropyLoss(reduction="sum")
         if signature.task == "classification"
@@ -472,14 +566,12 @@ def builtin_train_loop(config: dict[str, Any]) -> dict[str, Any]:
     dtypes = {"x": x_dtype, "y": y_dtype}
     arrays = config.get("arrays") or {}
     if arrays:  # small version: this rank's rows, in the object store (zero-copy views)
-        import ray
-
-        mine = {side: ray.get(refs[rank]) for side, refs in arrays.items()}
+        mine = {side: _local(refs[rank]) for side, refs in arrays.items()}
 
         def chunks_of(side: str) -> Iterator[dict[str, torch.Tensor]]:
             return iter_array_chunks(mine[side], fetch, dtypes, device)
     else:
-        shards = {side: ray.train.get_dataset_shard(side)
+        shards = {side: session.shard(side)
                   for side in (["train", "val"] if config["has_val"] else ["train"])}  # fmt: skip
 
         def chunks_of(side: str) -> Iterator[dict[str, torch.Tensor]]:
@@ -565,11 +657,9 @@ def builtin_train_loop(config: dict[str, Any]) -> dict[str, Any]:
             with tempfile.TemporaryDirectory() as tmp:
                 if rank == 0:
                     _save_checkpoint(tmp, model, optimizer, epoch, restarts)
-                    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-                else:
-                    ray.train.report(metrics)
+                session.report(metrics, tmp if rank == 0 else None)
         else:
-            ray.train.report(metrics)
+            session.report(metrics, None)
     return {"restarts": restarts}
 
 
@@ -590,19 +680,24 @@ def _metrics_forwarder(store: Any, run_id: str) -> Any:
         ) -> None:
             if not metrics:
                 return
-            m = metrics[0]
-            step = int(m.get("epoch", self.reports))
+            log_epoch_metrics(store, run_id, metrics[0], self.reports)
             self.reports += 1
-            items = [(k, float(v)) for k, v in m.items()
-                     if isinstance(v, int | float) and not isinstance(v, bool) and k != "epoch"]  # fmt: skip
-            items.append(("epoch", float(step)))
-            n = len(items)
-            store.call_async(
-                "log_metric_batch", [run_id] * n, [k for k, _ in items], [v for _, v in items],
-                [step] * n, [time.time()] * n,
-            )  # fmt: skip
 
     return MetricsForwarder()
+
+
+def log_epoch_metrics(store: Any, run_id: str, metrics: dict[str, Any], report: int) -> None:
+    """Send rank 0's report of an epoch to the metadata actor without waiting: every numeric
+    value at step ``epoch`` (the ``report``-th report when it has no epoch)."""
+    step = int(metrics.get("epoch", report))
+    items = [(k, float(v)) for k, v in metrics.items()
+             if isinstance(v, int | float) and not isinstance(v, bool) and k != "epoch"]  # fmt: skip
+    items.append(("epoch", float(step)))
+    n = len(items)
+    store.call_async(
+        "log_metric_batch", [run_id] * n, [k for k, _ in items], [v for _, v in items],
+        [step] * n, [time.time()] * n,
+    )  # fmt: skip
 
 
 def checkpoint_storage(artifacts: Any) -> tuple[str, Any]:
@@ -630,6 +725,26 @@ def import_user_function(ref: str) -> Callable[..., Any]:
     if not callable(fn):
         raise InvalidInput(f"user code {ref!r}: {module_name} has no function {fn_name!r}")
     return fn  # type: ignore[no-any-return]
+
+
+def loop_config(run_id: str, spec: TrainingJobSpec, train_plan: TrainPlan, datasets: TrainInputs,
+                torch_threads: int) -> dict[str, Any]:  # fmt: skip
+    """The config every rank's loop gets (Ray Train's ``train_loop_config``, a pool task's)."""
+    return {
+        "signature": train_plan.signature.model_dump(mode="json"),
+        "model_config": train_plan.model_config,
+        "params": dict(spec.params),
+        "epochs": spec.epochs,
+        "batch_size": spec.batch_size,
+        "lr": spec.lr,
+        "seed": spec.seed,
+        "checkpoint_every": spec.checkpoint_every,
+        "has_val": "val" in datasets.sides,
+        "arrays": datasets.arrays,
+        "kill_at_epoch": spec.fault_injection_kill_at_epoch,
+        "fault_marker": os.path.join(tempfile.gettempdir(), f"dlp-fault-injected-{run_id}"),
+        "torch_threads": torch_threads,
+    }
 
 
 def fit(
@@ -664,21 +779,7 @@ def fit(
     if use_gpu:
         resources.setdefault("GPU", 1.0)
     storage_path, storage_fs = checkpoint_storage(artifacts)
-    config = {
-        "signature": train_plan.signature.model_dump(mode="json"),
-        "model_config": train_plan.model_config,
-        "params": dict(spec.params),
-        "epochs": spec.epochs,
-        "batch_size": spec.batch_size,
-        "lr": spec.lr,
-        "seed": spec.seed,
-        "checkpoint_every": spec.checkpoint_every,
-        "has_val": "val" in datasets.sides,
-        "arrays": datasets.arrays,
-        "kill_at_epoch": spec.fault_injection_kill_at_epoch,
-        "fault_marker": os.path.join(tempfile.gettempdir(), f"dlp-fault-injected-{run_id}"),
-        "torch_threads": torch_threads,
-    }
+    config = loop_config(run_id, spec, train_plan, datasets, torch_threads)
     marks = {**(startup or {}), "fit_started": _startup.now()}
     if spec.is_builtin:  # a user's function gets plain values only; its driver's marks stay
         config["progress"] = ProgressReporter(store, run_id, marks)

@@ -12,7 +12,10 @@ the actor keeps no state that a restart could lose. Every ``POLL_S`` (and on ``w
    read/encode tasks (without it Train and Data deadlock). A run that does not fit waits, with
    the reason shown; strict order, so a big high-priority run is not starved by small ones.
 
-Each admitted run becomes a Ray Job ``python -m dlplatform.train.entrypoint --run-id <id>`` with
+An admitted run that the warm pool can take (``pool``: a built-in model without a runtime_env,
+on CPUs, a small version, free members) runs there, driven by a thread of this actor, named
+``pool-<run id>``. Any other admitted run becomes a Ray Job
+``python -m dlplatform.train.entrypoint --run-id <id>`` with
 the ``DLP_*`` settings in its ``runtime_env``, submission id ``dlp-<run id>`` (kept as the run's
 ``name``), so ``ray job logs``/``stop`` work on it too. The job's code reaches the platform as the
 run's owner: ``DLP_URL`` is the gateway and ``DLP_TOKEN`` a run token of the owner, refused once
@@ -47,7 +50,15 @@ if TYPE_CHECKING:
     from dlplatform.context import Backend
 from dlplatform.metadata.records import utcnow
 from dlplatform.train import _startup
-from dlplatform.train._joblog import LogChunk, driver_log_path, read_log_range, slice_log
+from dlplatform.train._joblog import (
+    POOL_NAME_PREFIX,
+    LogChunk,
+    driver_log_path,
+    pool_log_path,
+    read_log_range,
+    slice_log,
+)
+from dlplatform.train.pool import PoolJob, WarmPool, eligible
 from dlplatform.train.spec import TrainingJobSpec
 
 SCHEDULER_NAME = "dlp-train-scheduler"
@@ -217,6 +228,9 @@ class _Scheduler:
         self._client: Any = None
         self._stopped = False
         self.errors: list[str] = []
+        self._pool = WarmPool(self._settings.train_pool_size,
+                              node_id=ray.get_runtime_context().get_node_id())  # fmt: skip
+        self._pool_jobs: dict[str, PoolJob] = {}
         self._thread = threading.Thread(target=self._loop, name="dlp-train-scheduler", daemon=True)
         self._thread.start()
 
@@ -253,6 +267,15 @@ class _Scheduler:
 
     def recent_errors(self) -> list[str]:
         return list(self.errors[-20:])
+
+    def warm_pool(self) -> None:
+        """Start the pool's members and import the training code here (``dlp up`` calls this;
+        otherwise the first job that can use the pool starts it)."""
+        self._pool.fill()
+        threading.Thread(target=_import_training, name="dlp-warm-imports", daemon=True).start()
+
+    def pool_status(self) -> dict[str, Any]:
+        return self._pool.status()
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -325,6 +348,9 @@ class _Scheduler:
                 run.id, status=RunStatus.FAILED, ended_at=utcnow(), error=exc.message
             )
             return
+        if self._takes_pool(run, spec, has_gpus):
+            self._start_on_pool(run)
+            return
         sid = submission_id(run.id)
         marks = {"submitted": run.created_at.timestamp(), "admitted": _startup.now()}
         self._store.update_run(
@@ -354,8 +380,57 @@ class _Scheduler:
                     run.id, status=RunStatus.FAILED, ended_at=utcnow(), error=why
                 )
 
+    def _takes_pool(self, run: Run, spec: TrainingJobSpec, has_gpus: bool) -> bool:
+        """Whether ``run`` runs on the warm pool; when it does, its members are held for it."""
+        if run.kind != "train" or not eligible(spec, has_gpus):
+            return False
+        if spec.workers > self._pool.size or not self._pool.is_healthy:
+            return False
+        if sum(1 for node in ray.nodes() if node.get("Alive")) != 1 or not self._is_small(
+            run, spec
+        ):
+            return False
+        return self._pool.take(run.id, spec.workers)
+
+    def _is_small(self, run: Run, spec: TrainingJobSpec) -> bool:
+        # torch: this actor imports the training code for the pool's jobs (see warm_pool)
+        from dlplatform import data
+        from dlplatform.train import runner
+
+        commit = self._store.get_commit(run.dataset_commit)
+        names = spec.features or [n for n in data.arrow_schema(commit).names if n != spec.label]
+        features = len(names)
+        return runner.is_small(spec, commit.row_count, features)
+
+    def _start_on_pool(self, run: Run) -> None:
+        from dlplatform.context import Backend
+        from dlplatform.metadata.artifacts import ArtifactStore
+
+        marks = {"submitted": run.created_at.timestamp(), "admitted": _startup.now()}
+        self._store.update_run(
+            run.id, status=RunStatus.RUNNING, started_at=utcnow(),
+            name=f"{POOL_NAME_PREFIX}{run.id}", startup_json=_startup.dump(marks),
+        )  # fmt: skip
+        backend = Backend(store=self._store, settings=self._settings,
+                          artifacts=ArtifactStore.from_settings(self._settings))  # fmt: skip
+        job = PoolJob(self._pool, backend, run.id, pool_log_path(self._settings.home, run.id),
+                      on_end=self._pool_job_ended)  # fmt: skip
+        self._pool_jobs[run.id] = job
+        job.start()
+
+    def _pool_job_ended(self, run_id: str) -> None:
+        self._pool_jobs.pop(run_id, None)
+        self._wake.set()  # its CPUs are free for the queue now
+
     def _reconcile(self, run: Run) -> None:
         if not run.name:
+            return
+        if run.name.startswith(POOL_NAME_PREFIX):
+            if run.id not in self._pool_jobs:  # this actor restarted: its driver thread is gone
+                self._fail_if_running(
+                    run.id, "the training scheduler restarted while the job ran on the warm "
+                    "pool; submit it again",
+                )  # fmt: skip
             return
         try:
             info = self._jobs().get_job_info(run.name)
@@ -405,7 +480,10 @@ class _Scheduler:
             run_id, status=RunStatus.CANCELLED, ended_at=utcnow(), error=f"cancelled by {by}"
         )
         close_children(self._store, run_id, RunStatus.CANCELLED, f"its job was cancelled by {by}")
-        if run.status is RunStatus.RUNNING and run.name:
+        pool_job = getattr(self, "_pool_jobs", {}).get(run_id)
+        if pool_job is not None:
+            pool_job.cancel()  # kills its members; the pool starts others
+        elif run.status is RunStatus.RUNNING and run.name:
             try:
                 self._jobs().stop_job(run.name)
             except Exception as exc:
@@ -418,6 +496,14 @@ class _Scheduler:
         run = self._store.get_run(run_id)
         if not run.name:
             return LogChunk("", offset, 0)
+        if run.name.startswith(POOL_NAME_PREFIX):
+            job = getattr(self, "_pool_jobs", {}).get(run_id)
+            if job is not None and run.status.is_final:
+                job.join(2.0)  # the run ended a moment before its log's last line is written
+            pool_log = pool_log_path(self._settings.home, run_id)
+            return read_log_range(pool_log, offset, limit) if pool_log.is_file() else (
+                LogChunk("", offset, 0)
+            )  # fmt: skip
         path = driver_log_path(run.name)
         if path is not None and path.is_file():  # the driver ran here, on the head: seek
             return read_log_range(path, offset, limit)
@@ -429,6 +515,12 @@ class _Scheduler:
             else:
                 raise BackendUnavailable(f"cannot read the logs of {run.name}: {exc}") from exc
         return slice_log(whole.encode(), offset, limit)
+
+
+def _import_training() -> None:
+    """Import what a pool job's driver needs (torch among it) before the first job needs it."""
+    from dlplatform import data  # noqa: F401
+    from dlplatform.train import entrypoint, registry, reproduce, runner  # noqa: F401
 
 
 def close_children(store: Any, run_id: str, status: RunStatus, reason: str) -> None:
@@ -476,6 +568,14 @@ class SchedulerClient:
 
     def tick(self) -> None:
         self._unwrap(self._get(self._handle.tick.remote, retry=False))
+
+    def warm_pool(self) -> None:
+        self._get(self._handle.warm_pool.remote)
+
+    def pool_status(self) -> dict[str, Any]:
+        """The warm pool: ``size``, ``free``, ``free_pids``, ``busy`` (run id -> member pids),
+        ``healthy`` and ``last_error``."""
+        return dict(self._get(self._handle.pool_status.remote))
 
     def recent_errors(self) -> list[str]:
         return list(self._get(self._handle.recent_errors.remote))

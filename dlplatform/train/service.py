@@ -31,6 +31,7 @@ from dlplatform.errors import (
 from dlplatform.metadata import Commit, MetricPoint, Run, RunStatus
 from dlplatform.metadata.records import check_idempotency_key, check_page, utcnow
 from dlplatform.train import _startup, models, tracking
+from dlplatform.train._joblog import POOL_NAME_PREFIX
 from dlplatform.train._usercode import authorize_code, masked, may_see_env
 from dlplatform.train.spec import (
     MAX_LOG_CHUNK_BYTES,
@@ -235,7 +236,7 @@ def _view(
         spec=spec,
         queue_position=position,
         waiting_reason=reason,
-        ray_job_id=run.name or None,
+        ray_job_id=None if not run.name or run.name.startswith(POOL_NAME_PREFIX) else run.name,
         model_version=result.get("model_version"),
         startup=_startup.breakdown(_startup.parse(run.startup_json)),
     )

@@ -213,7 +213,9 @@ class TrainingJob(BaseModel, frozen=True, extra="forbid"):
         default=None, description="1 = next to start; None when not queued."
     )
     waiting_reason: str | None = Field(default=None, description="Why a queued job waits.")
-    ray_job_id: str | None = Field(default=None, description="The Ray Job's submission id.")
+    ray_job_id: str | None = Field(
+        default=None, description="The Ray Job's submission id; None on the warm pool."
+    )
     model_version: str | None = Field(
         default=None, description="'name@N' of the registered version once SUCCEEDED."
     )

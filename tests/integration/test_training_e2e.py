@@ -1,14 +1,19 @@
-"""Training end to end on the shared local Ray cluster: queue → Ray Job → TorchTrainer (2 workers)
-→ per-epoch metrics → registered model version with lineage → promote; a worker process killed
-mid-run; user code that raises; bad input; the direct `ray job submit` path; reproducibility.
+"""Training end to end on the shared local Ray cluster: queue → the warm pool (built-in models) or
+Ray Job → TorchTrainer (user code, bigger jobs) → per-epoch metrics → registered model version
+with lineage → promote; a worker process killed mid-run; a pool job cancelled, and one whose
+data read fails or whose worker dies at its start; user code that raises; bad input; the direct
+`ray job submit` path; reproducibility across the two paths.
 
-Costs: four real 2-worker TorchTrainer runs on 600 rows of sklearn digits (one job at a time on
-the 4-CPU test cluster: 2 workers + 1 CPU for data), a few seconds of training each.
+Costs: the built-in jobs run on the pool's two warm workers (seconds each); user code and the
+direct `ray job submit` job run through Ray Train (one job at a time on the 4-CPU test cluster:
+2 workers + 1 CPU for data).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 import uuid
 import warnings
@@ -34,6 +39,8 @@ from dlplatform.metadata.records import utcnow
 from dlplatform.sdk import Platform
 from dlplatform.train import TrainingJobSpec, models
 from dlplatform.train.scheduler import connect_scheduler, job_client, job_env, stop_scheduler
+
+POOL_SIZE = 2
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -62,11 +69,13 @@ def world(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     from sklearn.datasets import load_digits
 
     home = tmp_path_factory.mktemp("train-home")
-    settings = load_settings(home=home, namespace=f"t-train-{uuid.uuid4().hex[:8]}")
+    settings = load_settings(home=home, namespace=f"t-train-{uuid.uuid4().hex[:8]}",
+                             train_pool_size=POOL_SIZE)  # fmt: skip
     backend = Backend(
         store=connect_store(settings), artifacts=ArtifactStore.from_settings(settings),
         settings=settings,
     )  # fmt: skip
+    connect_scheduler(settings).warm_pool()  # as `dlp up` does: the pool starts meanwhile
     users = {}
     for name, role in (("alice", Role.DATA_SCIENTIST), ("bob", Role.RESEARCHER)):
         user = User(name=name, role=role, created_at=utcnow())
@@ -131,8 +140,13 @@ def _assert_startup_adds_up(w: World, job: train.TrainingJob) -> None:
     sent right after the first step), and step-level metrics came before the first epoch
     ended."""
     startup = job.startup
-    assert {"admitted", "job_submitted", "driver_started", "driver_ready", "data_ready",
-            "worker_started", "loop_started", "first_batch", "first_step"} <= set(startup)  # fmt: skip
+    if job.run.name.startswith("pool-"):  # no Ray Job: the scheduler drives it, warm workers
+        stages = {"admitted", "planned", "data_ready", "workers_assigned", "fit_started"}
+        assert not {"job_submitted", "driver_started", "driver_ready"} & set(startup)
+    else:
+        stages = {"admitted", "job_submitted", "driver_started", "driver_ready", "data_ready"}
+    assert stages | {"worker_started", "loop_started", "first_batch",
+                     "first_step"} <= set(startup), startup  # fmt: skip
     parts = sum(v for k, v in startup.items() if k != "total")
     assert parts == pytest.approx(startup["total"], abs=0.02)
     points = train.get_metrics(w.backend, w.alice, job.id)
@@ -141,6 +155,27 @@ def _assert_startup_adds_up(w: World, job: train.TrainingJob) -> None:
     assert startup["total"] == pytest.approx(measured, abs=0.5), (startup, measured)
     epoch_0_end = min(p.timestamp for p in points if p.key == "epoch_time_s" and p.step == 0)
     assert first_step < epoch_0_end
+
+
+def _gone(pid: int) -> bool:
+    deadline = time.monotonic() + 60  # a killed process is reaped by Ray shortly after
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _assert_pool_whole(w: World, gone: list[int]) -> None:
+    """No job holds a pool member, the pool has all its members again, and the processes of
+    ``gone`` (killed members) are not among them, nor running."""
+    status = connect_scheduler(w.settings).pool_status()
+    assert status["busy"] == {} and status["healthy"], status
+    assert status["size"] == status["free"] == POOL_SIZE, status
+    for pid in gone:
+        assert pid not in status["free_pids"] and _gone(pid), (pid, status)
 
 
 def test_queue_train_register_promote(world: World) -> None:
@@ -153,7 +188,8 @@ def test_queue_train_register_promote(world: World) -> None:
     # a 1-worker job would fit beside `main`; it waits behind `boom` (strict priority order)
     killed = _submit(w, fault_injection_kill_at_epoch=1, max_failures=2, model_name="digits-ft",
                      priority=-1, workers=1)  # fmt: skip
-    orphan = _submit(w, priority=-2, model_name="orphan")
+    # more workers than the pool has: a Ray Job and Ray Train, as every job before the pool
+    orphan = _submit(w, priority=-2, model_name="orphan", workers=POOL_SIZE + 1)
     doomed = _submit(w, priority=-5, model_name="never")
     # One 2-worker job fits the 4-CPU cluster at a time (2 workers + 1 CPU for data): a queue.
     deadline = time.monotonic() + 120
@@ -161,9 +197,10 @@ def test_queue_train_register_promote(world: World) -> None:
         jobs = {j.id: j for j in train.list_jobs(w.backend, w.alice)}
         if jobs[main].status != "QUEUED" or time.monotonic() > deadline:
             break
-        time.sleep(0.5)
+        time.sleep(0.1)
     assert jobs[main].status == "RUNNING", (jobs[main].run.error, jobs[main].waiting_reason)
-    assert jobs[main].ray_job_id == f"dlp-{main}"
+    # a built-in model, no runtime_env, 2 workers: the warm pool's, no Ray Job
+    assert jobs[main].run.name == f"pool-{main}" and jobs[main].ray_job_id is None
     assert [jobs[i].queue_position for i in (boom, killed, orphan, doomed)] == [1, 2, 3, 4]
     assert "waiting for 2 free CPUs" in (jobs[boom].waiting_reason or "")
     cancelled = train.cancel_job(w.backend, w.alice, doomed)
@@ -237,14 +274,21 @@ def test_queue_train_register_promote(world: World) -> None:
     with pytest.raises(NotFound):
         train.list_versions(w.backend, w.alice, "boom-model")
 
-    # a worker process SIGKILLed at epoch 1: resumed from the epoch-0 checkpoint, finished
+    # a pool worker SIGKILLed at epoch 1: resumed from the epoch-0 checkpoint on another warm
+    # worker, finished; the pool replaced the dead one
     job = _wait(w, killed)
     assert job.status == "SUCCEEDED", job.run.error
+    assert job.run.name == f"pool-{killed}"
     rows = train.epoch_table(train.get_metrics(w.backend, w.alice, killed))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     assert [r["restarts"] for r in rows] == [0, 1, 1]
     assert job.model_version == "digits-ft@1"
     _assert_startup_adds_up(w, job)  # a 1-worker job; the restart kept the first startup
+    log = train.get_logs(w.backend, w.alice, killed)
+    died = re.search(r"rank 0: WorkerProcessDied: the warm pool worker's process \(pid (\d+)\) "
+                     r"died.*restarting from the last checkpoint \(1 of 2 restarts\)", log)  # fmt: skip
+    assert died is not None, log
+    _assert_pool_whole(w, gone=[int(died.group(1))])
 
     # the job driver dies (its Ray job is stopped behind the platform's back): FAILED with the
     # reason, never RUNNING forever
@@ -298,10 +342,47 @@ def test_the_job_acts_as_its_owner_with_a_run_token(world: World, tmp_path: Path
     assert reply.status_code == 401 and reply.json()["error"] == "unauthenticated", reply.text
 
 
+def test_pool_jobs_cancelled_or_failing_at_start_leave_the_pool_whole(world: World) -> None:
+    """On the warm pool: a running job cancelled (its worker killed, another started); a job
+    whose data read fails and one whose worker dies as it starts each fail with one reason; no
+    job holds a member afterwards and the pool has all its members again."""
+    w = world
+    scheduler = connect_scheduler(w.settings)
+    running = _submit(w, workers=1, epochs=10_000, model_name="cancelled")
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not any(p.key == "step/loss" for p in train.get_metrics(w.backend, w.alice, running)):
+        assert time.monotonic() < deadline, train.get_job(w.backend, w.alice, running).run
+        time.sleep(0.2)
+    (held,) = scheduler.pool_status()["busy"][running]
+    assert train.cancel_job(w.backend, w.alice, running).status == "CANCELLED"
+
+    data.create_dataset(w.backend, SYSTEM, "torn")
+    torn = data.push(w.backend, SYSTEM, "torn", pa.table(
+        {"x": np.arange(40.0) + uuid.uuid4().int % 1000, "y": np.arange(40) % 2}))  # fmt: skip
+    part = Path(w.backend.artifacts.path_for(torn.parts[0].sha256))
+    part.chmod(0o600)
+    part.write_bytes(b"not parquet any more")  # the read after submit fails its hash check
+    unreadable = train.submit(w.backend, w.alice, TrainingJobSpec(
+        dataset="torn", label="y", workers=1, epochs=1)).id  # fmt: skip
+    dies = _submit(w, workers=1, epochs=2, fault_injection_kill_at_epoch=0, max_failures=0,
+                   model_name="dies")  # fmt: skip
+    job = _wait(w, unreadable)
+    assert job.status == "FAILED" and job.run.name == f"pool-{unreadable}"
+    assert "is corrupt" in (job.run.error or ""), job.run.error
+    job = _wait(w, dies)
+    assert job.status == "FAILED" and job.run.name == f"pool-{dies}"
+    assert (job.run.error or "").startswith(
+        "training failed on worker rank 0: WorkerProcessDied: the warm pool worker's process"
+    ), job.run.error
+    assert train.get_job(w.backend, w.alice, running).status == "CANCELLED"
+    _assert_pool_whole(w, gone=[held])
+
+
 def test_ray_job_submit_path_records_the_run_and_reproduces(world: World) -> None:
     """`ray job submit -- python -m dlplatform.train.entrypoint --spec-json ...` (here through the
     same Jobs REST API the CLI uses): the run is recorded, and the same spec on the same dataset
-    version with the same seed gives the same final metrics as the scheduled run."""
+    version with the same seed gives the same final metrics through Ray Train as the scheduled
+    run gave on the warm pool."""
     w = world
     first = train.list_jobs(w.backend, w.alice, status=["SUCCEEDED"])
     reference = next(j for j in first if j.spec.model_name is None and j.spec.model == "mlp")

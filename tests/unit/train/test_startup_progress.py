@@ -74,7 +74,7 @@ def test_progress_reports_startup_once_and_steps_at_most_once_a_second(
     monkeypatch.setattr(runner.time, "monotonic", lambda: clock["now"])
     reporter = runner.ProgressReporter(LocalStoreClient(store), "run-live",
                                        {"submitted": time.time() - 5, "fit_started": time.time()})  # fmt: skip
-    reporter.worker_ready(time.time())
+    reporter.worker_ready(time.time() - 1, time.time())
     reporter.mark("first_batch")
     reporter.step(0, loss_sum=20.0, samples=10, world=2)  # the first step: reported at once
     for _ in range(50):  # 0.5 s of steps: none reported
@@ -99,7 +99,7 @@ def test_progress_reports_startup_once_and_steps_at_most_once_a_second(
 def test_a_restarted_worker_group_keeps_the_first_startup(store: MetadataStore) -> None:
     _running(store, startup_json=_startup.dump({"submitted": 1.0, "first_step": 9.0}))
     reporter = runner.ProgressReporter(LocalStoreClient(store), "run-live", {})
-    reporter.worker_ready(time.time())
+    reporter.worker_ready(time.time(), time.time())
     reporter.step(3, loss_sum=1.0, samples=1, world=1)
     assert _startup.parse(store.get_run("run-live").startup_json) == {
         "submitted": 1.0, "first_step": 9.0}  # fmt: skip
