@@ -1,7 +1,8 @@
 """Tracking runs from your own code and searching them: the platform's ``p.runs`` against
 MLflow's ``MlflowClient``, side by side in one run.
 
-Run: ``python benchmarks/tracking_bench.py`` (needs MLflow, in the ``bench`` extra). Starts a
+Run: ``python benchmarks/tracking_bench.py`` (needs MLflow: ``mlflow-skinny`` with its SQL store
+from the ``dev`` extra is enough, or ``mlflow`` from the ``bench`` extra). Starts a
 platform with ``dlp up --home <tmp> --port <free>`` and a local ``mlflow server`` (sqlite, 1
 worker; both helpers from ``client_bench.py``), then measures:
 

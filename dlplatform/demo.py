@@ -127,7 +127,7 @@ def _train_gate_deploy(p: Platform, commit: str, say: Say) -> tuple[str, str, st
                     say(f"  training job {candidate.id}: {candidate.spec.workers} workers")
                     break
         if job:
-            for row in job[0].metrics():
+            for row in job[0].epochs():
                 epoch = int(row.get("epoch", -1))
                 if epoch >= 0 and epoch not in seen_epochs:
                     seen_epochs.add(epoch)

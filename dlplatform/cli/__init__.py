@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, str] = {
     "models": "dlplatform.cli.models",
     "serve": "dlplatform.cli.serve",
     "k8s": "dlplatform.cli.k8s",
+    "import": "dlplatform.cli.imports",
 }
 TOP_LEVEL: list[str] = [
     "dlplatform.cli.demo",

@@ -21,14 +21,16 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """Start the platform, then data → training → gate → serving → predictions → lineage."""
-        from dlplatform.cli._common import settings_for
+        from dlplatform.cli._common import quiet_ray, settings_for
         from dlplatform.demo import run_demo
 
         def say(line: str) -> None:
             print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
 
         with _stdout_to_stderr() if as_json else contextlib.nullcontext():
-            result = run_demo(settings_for(home), say, stop=stop)
+            settings = settings_for(home)
+            quiet_ray(settings)
+            result = run_demo(settings, say, stop=stop)
         if as_json:
             emit(result, True)
         else:

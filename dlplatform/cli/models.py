@@ -6,12 +6,20 @@ A client of the gateway (``p.models``): nothing here imports Ray, torch or a ser
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from dlplatform.cli import _common
-from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors
+from dlplatform.cli._common import (
+    HomeOpt,
+    JsonOpt,
+    emit,
+    emit_files,
+    handle_errors,
+    human_bytes,
+)
 
 if TYPE_CHECKING:
     from dlplatform.metadata import ModelVersion
@@ -83,3 +91,34 @@ def history(name: str = typer.Argument(...), home: str | None = HomeOpt,
             as_json: bool = JsonOpt) -> None:  # fmt: skip
     """Every alias move of a model."""
     emit(_common.platform(home).models.history(name), as_json, title="alias moves")
+
+
+@app.command("artifacts")
+@handle_errors
+def artifacts(
+    ref: str = typer.Argument(..., help="NAME@VERSION, NAME@ALIAS or NAME (the latest)."),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """The files of a model version (weights.pt, model.json), with sizes and sha256."""
+    files = _common.platform(home).models.artifacts(ref)
+    emit_files(files, as_json, "files")
+
+
+@app.command("download")
+@handle_errors
+def download(
+    ref: str = typer.Argument(..., help="NAME@VERSION, NAME@ALIAS or NAME (the latest)."),
+    directory: Path = typer.Argument(..., help="Directory for the files (new or empty)."),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty directory."),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Download a model version's files, each checked against its sha256; all or nothing."""
+    written = _common.platform(home).models.download(ref, directory, force=force)
+    rows = [{"file": str(f), "size_bytes": f.stat().st_size} for f in written]
+    if as_json:
+        emit(rows, True)
+        return
+    for row in rows:
+        print(f"wrote {row['file']} ({human_bytes(int(row['size_bytes']))})")

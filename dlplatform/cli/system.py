@@ -23,6 +23,8 @@ from dlplatform.cli._common import (
     emit,
     fail,
     handle_errors,
+    human_bytes,
+    quiet_ray,
     settings_for,
 )
 from dlplatform.errors import IntegrityError, InvalidInput
@@ -53,7 +55,15 @@ def up(
     from dlplatform import runtime  # Ray: only for the commands that start processes
 
     settings = settings_for(home, ray_address=address, port=port)
-    info = runtime.up(settings, progress=None if as_json else _progress)
+
+    def progress(message: str) -> None:
+        # Called first once the database passed its check and Ray is imported, before Ray is
+        # started or joined: from here Ray's own lines go to the noise log, not the terminal.
+        quiet_ray(settings)
+        if not as_json:
+            _progress(message)
+
+    info = runtime.up(settings, progress=progress)
     if as_json:
         emit(info, True)
         return
@@ -71,7 +81,10 @@ def down(home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     """Stop what `dlp up` started under this home (and nothing else)."""
     from dlplatform import runtime
 
-    result = runtime.down(settings_for(home), progress=None if as_json else _progress)
+    settings = settings_for(home)
+    if runtime.read_cluster(settings) is not None:  # Ray is joined only when something runs
+        quiet_ray(settings)
+    result = runtime.down(settings, progress=None if as_json else _progress)
     if as_json:
         emit(result, True)
     else:
@@ -83,15 +96,32 @@ def status(home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     """Show the cluster, the platform's actors and apps, and their health."""
     from dlplatform import runtime
 
-    info = runtime.status(settings_for(home))
+    settings = settings_for(home)
+    if runtime.read_cluster(settings) is not None:  # Ray is joined only when something runs
+        quiet_ray(settings)
+    info = runtime.status(settings)
     if as_json:
         emit(info, True)
         return
     if not info.running:
         print(f"not running under {info.home}")
         return
-    emit(info.model_dump(exclude={"apps"}), False)
+    shown = info.model_dump(exclude={"apps"})
+    shown["resources"] = human_resources(info.resources)
+    emit(shown, False)
     emit([a.model_dump() for a in info.apps], False, title="Serve applications")
+
+
+def human_resources(resources: dict[str, float]) -> str:
+    """Ray's resources as people read them: memory in GiB (Ray counts bytes), counts without
+    a trailing .0, e.g. ``CPU 2, memory 7.6 GiB, object_store_memory 3.8 GiB``."""
+    parts = []
+    for key, value in sorted(resources.items()):
+        if "memory" in key:
+            parts.append(f"{key} {human_bytes(value)}")
+        else:
+            parts.append(f"{key} {value:g}")
+    return ", ".join(parts)
 
 
 @handle_errors

@@ -221,7 +221,7 @@ def show(
         stages.append({"stage": "total", "seconds": f"{job.startup['total']:.2f}",
                        "what": "submit to the first training step"})  # fmt: skip
         emit(stages, False, columns=["stage", "seconds", "what"], title="startup")
-    rows = handle.metrics()
+    rows = handle.epochs()
     if rows:
         print(_epoch_line(rows[-1]))
 
@@ -286,7 +286,7 @@ def metrics(
     job_id: str = typer.Argument(...), home: str | None = HomeOpt, as_json: bool = JsonOpt
 ) -> None:
     """Per-epoch metrics (one row per epoch)."""
-    rows = _common.platform(home).training.get(job_id).metrics()
+    rows = _common.platform(home).training.get(job_id).epochs()
     columns = ["epoch", *sorted({k for r in rows for k in r} - {"epoch"})]
     emit([{k: (f"{v:.5g}" if not as_json else v) for k, v in r.items()} for r in rows],
          as_json, columns=columns, title="metrics")  # fmt: skip
@@ -298,9 +298,14 @@ def logs(
     job_id: str = typer.Argument(...),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job ends."),
     home: str | None = HomeOpt,
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print JSON: one object per chunk ({text, offset, next_offset, final}), one per line.",
+    ),
 ) -> None:
     """The job driver's output (Ray Job logs), read a bounded chunk at a time."""
     handle = _common.platform(home).training.get(job_id)
     for chunk in handle.follow_logs(follow=follow):
-        sys.stdout.write(chunk.text)
+        sys.stdout.write(chunk.model_dump_json() + "\n" if as_json else chunk.text)
         sys.stdout.flush()

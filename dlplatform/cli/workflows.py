@@ -237,11 +237,15 @@ def register(
 def unregister(
     name: str = typer.Argument(..., help="Registered name."),
     home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Remove an admin's registration (admin)."""
     p = _common.platform(home)
     p.workflows.unregister(name)
-    print(f"unregistered {name}")
+    if as_json:
+        emit({"unregistered": name}, True)
+    else:
+        print(f"unregistered {name}")
 
 
 @app.command("triggers")
@@ -259,8 +263,12 @@ def triggers(home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
 def delete_trigger(
     trigger_id: str = typer.Argument(..., help="Trigger id (see `dlp workflows triggers`)."),
     home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Remove a schedule or commit trigger."""
     p = _common.platform(home)
     p.workflows.delete_trigger(trigger_id)
-    print(f"deleted {trigger_id}")
+    if as_json:
+        emit({"deleted": trigger_id}, True)
+    else:
+        print(f"deleted {trigger_id}")

@@ -8,6 +8,8 @@ with p.runs.start(name="lr-sweep-1", params={"lr": 0.01}, tags={"team": "vision"
     run.log_artifact("confusion.png")
     run.log_model(module, signature)                 # weights only, a new registry version
 df = p.runs.search('params.lr < 0.1 and metrics.loss < 0.5', order_by="metrics.loss")
+p.runs.compare(df.run_id[:3])                        # params and final metrics side by side
+p.runs.download_artifact(run.id, "confusion.png", "out/")   # checked against its sha256
 ```
 
 Buffering: ``log_metric`` and ``log_metrics`` append to a buffer in memory; a background thread
@@ -30,17 +32,24 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from dlplatform.client._files import download, safe_parts
 from dlplatform.client._http import HttpClient
-from dlplatform.errors import BackendUnavailable, Conflict, DLPlatformError
-from dlplatform.metadata.records import NAME_PATTERN, MetricPoint, ModelVersion, RunArtifact
+from dlplatform.errors import BackendUnavailable, Conflict, DLPlatformError, NotFound
+from dlplatform.metadata.records import (
+    NAME_PATTERN,
+    ArtifactFile,
+    MetricPoint,
+    ModelVersion,
+    RunArtifact,
+)
 from dlplatform.train.spec import MAX_METRICS_PAGE, MetricsLogged, ModelSignature
-from dlplatform.train.tracking import MAX_RUNS_PAGE, RunView
+from dlplatform.train.tracking import MAX_RUNS_PAGE, RunComparison, RunView
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -222,6 +231,14 @@ class ActiveRun:
         }  # fmt: skip
         return self._http.post(f"runs/{_seg(self.id)}/model", ModelVersion, body)  # type: ignore[no-any-return]
 
+    def artifacts(self) -> list[ArtifactFile]:
+        """The files this run logged (path, size, sha256, media type)."""
+        return list_artifacts(self._http, self.id)
+
+    def download_artifact(self, path: str, dest: str | os.PathLike[str] | None = None) -> Path:
+        """Download the run's file ``path`` (see ``RunsClient.download_artifact``)."""
+        return download_artifact(self._http, self.id, path, dest)
+
     def _default_model_name(self) -> str:
         import re
 
@@ -266,6 +283,24 @@ def _batches(keys: list[str]) -> Iterator[tuple[int, int]]:
             start, size = i, len(key) + 48
     if start < len(keys):
         yield start, len(keys)
+
+
+def list_artifacts(http: HttpClient, run_id: str) -> list[ArtifactFile]:
+    return http.get(f"runs/{_seg(run_id)}/artifacts", list[ArtifactFile])  # type: ignore[no-any-return]
+
+
+def download_artifact(
+    http: HttpClient, run_id: str, path: str, dest: str | os.PathLike[str] | None
+) -> Path:
+    parts = safe_parts(path)
+    found = next((f for f in list_artifacts(http, run_id) if f.path == path), None)
+    if found is None:
+        raise NotFound(f"run {run_id} has no artifact {path!r}")
+    target = Path(dest) if dest is not None else Path(parts[-1])
+    if target.is_dir() or (dest is not None and str(dest).endswith(("/", os.sep))):
+        target = target / parts[-1]
+    url = f"runs/{_seg(run_id)}/artifacts/{'/'.join(_seg(p) for p in parts)}"
+    return download(http, url, found, target)
 
 
 @atexit.register
@@ -316,6 +351,41 @@ class RunsClient:
         """Every metric point of a run (a page at a time)."""
         return self._http.get_all(f"runs/{_seg(run_id)}/metrics", MetricPoint,
                                   page_size=MAX_METRICS_PAGE, key=key)  # fmt: skip
+
+    def artifacts(self, run_id: str) -> list[ArtifactFile]:
+        """The files a run logged: ``path``, ``size_bytes``, ``sha256``, ``media_type``."""
+        return list_artifacts(self._http, run_id)
+
+    def download_artifact(
+        self, run_id: str, path: str, dest: str | os.PathLike[str] | None = None
+    ) -> Path:
+        """Download a run's file ``path`` to ``dest`` (a file name, or a directory to put it in;
+        default: its name in the current directory), checked against its sha256; returns where
+        it was written. A damaged or cut-off download raises ``IntegrityError`` and leaves no
+        file behind.
+
+        Raises:
+            NotFound: no such run or file.
+            InvalidInput: ``path`` is absolute or has ``..``.
+            IntegrityError: the bytes do not match the file's sha256.
+        """
+        return download_artifact(self._http, run_id, path, dest)
+
+    def compare(self, run_ids: Iterable[str], *, only_differing: bool = False) -> pd.DataFrame:
+        """Runs side by side: one column per run (its id, in the order given), one row per
+        ``params.KEY`` and ``metrics.KEY`` (the final value; a key a run lacks is None/NaN), and
+        a boolean ``differs`` column; ``only_differing`` keeps the rows that differ.
+
+        Raises:
+            NotFound: a run does not exist (the message names it).
+            InvalidInput: no ids, or more than 50.
+        """
+        return comparison_frame(self.comparison(run_ids), only_differing=only_differing)
+
+    def comparison(self, run_ids: Iterable[str]) -> RunComparison:
+        """``compare`` as the gateway answers it (no pandas): the runs with their params and
+        final metrics, the rows, and the rows that differ."""
+        return self._http.get("runs/compare", RunComparison, ids=list(run_ids))  # type: ignore[no-any-return]
 
     def list(
         self,
@@ -376,3 +446,27 @@ def runs_frame(views: list[RunView]) -> pd.DataFrame:
     columns = ["run_id", "name", "kind", "status", "owner", "dataset", "created_at",
                "started_at", "ended_at"]  # fmt: skip
     return pd.DataFrame(rows, columns=list(dict.fromkeys(columns + [k for r in rows for k in r])))
+
+
+def comparison_values(found: RunComparison) -> dict[str, list[Any]]:
+    """Each row of a comparison (``params.KEY``, ``metrics.KEY``) with one value per run (None
+    where the run lacks the key)."""
+    out: dict[str, list[Any]] = {}
+    for row in found.rows:
+        kind, _, key = row.partition(".")
+        out[row] = [(v.params if kind == "params" else v.metrics).get(key) for v in found.runs]
+    return out
+
+
+def comparison_frame(found: RunComparison, *, only_differing: bool = False) -> pd.DataFrame:
+    """A comparison as a DataFrame (see ``RunsClient.compare``)."""
+    import pandas as pd  # only where a DataFrame is asked for
+
+    differing = set(found.differing)
+    rows = [r for r in found.rows if r in differing or not only_differing]
+    values = comparison_values(found)
+    columns = [v.run.id for v in found.runs]
+    frame = pd.DataFrame([values[r] for r in rows], index=pd.Index(rows, name="key"),
+                         columns=columns, dtype=object)  # fmt: skip
+    frame["differs"] = [r in differing for r in rows]
+    return frame

@@ -3,22 +3,32 @@
 ```python
 job = p.training.submit(dataset="digits", model="mlp", label="target", workers=2)
 run = job.wait()                       # the finished Run record
-job.metrics()                          # one dict per epoch
+job.metrics()                          # a DataFrame, one row per epoch
 p.models.promote("digits-mlp", 1, "production")
 ```
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from dlplatform.client._files import download_all, safe_parts
 from dlplatform.client._http import HttpClient
 from dlplatform.errors import BackendUnavailable, IntegrityError, InvalidInput
-from dlplatform.metadata import AliasEvent, MetricPoint, Model, ModelVersion, Run
+from dlplatform.metadata import (
+    AliasEvent,
+    ArtifactFile,
+    MetricPoint,
+    ModelSummary,
+    ModelVersion,
+    Run,
+)
 from dlplatform.metadata.records import build
 from dlplatform.train.spec import (
     MAX_LOG_CHUNK_BYTES,
@@ -33,6 +43,9 @@ from dlplatform.train.spec import (
     epoch_table,
 )
 from dlplatform.train.tune import TrialSummary, TuningJob, TuningJobSpec, build_spec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _seg(value: object) -> str:
@@ -111,8 +124,20 @@ class JobHandle:
                                             params=params, timeout_s=timeout_s + 10)  # fmt: skip
         return change.version
 
-    def metrics(self) -> list[dict[str, float]]:
-        """One row per epoch: loss, val_loss, val_accuracy, throughput, restarts, ..."""
+    def metrics(self) -> pd.DataFrame:
+        """The per-epoch metrics as a DataFrame, one row per epoch: an integer ``epoch`` column,
+        then loss, val_loss, val_accuracy, throughput, restarts, ... (step-level ``step/*`` keys
+        are left out; ``metric_points()`` has every point). Loads pandas."""
+        import pandas as pd  # only where a DataFrame is asked for
+
+        rows = self.epochs()
+        frame = pd.DataFrame(rows, columns=list(dict.fromkeys(k for r in rows for k in r))
+                             or ["epoch"])  # fmt: skip
+        frame["epoch"] = frame["epoch"].astype("int64")
+        return frame
+
+    def epochs(self) -> list[dict[str, float]]:
+        """The per-epoch metrics as plain rows, one dict per epoch (what ``metrics()`` holds)."""
         return epoch_table(self.metric_points())
 
     def metric_points(self, key: str | None = None) -> list[MetricPoint]:
@@ -287,23 +312,28 @@ class TuningClient:
         return self._http.get("tuning/jobs", list[TuningJob], status=status, limit=limit)
 
 
+def _model_ref(name: str, version_or_alias: str | int | None) -> tuple[str, str | int]:
+    """(name, version or alias) of ``"name@3"``, ``("name", 3)`` or ``"name"`` (latest)."""
+    if version_or_alias is None and "@" in name:
+        name, _, version_or_alias = name.partition("@")
+    return name, "latest" if version_or_alias is None else version_or_alias
+
+
 class ModelsClient:
     """``p.models``: the model registry."""
 
     def __init__(self, http: HttpClient) -> None:
         self._http = http
 
-    def list(self) -> list[Model]:
-        return self._http.get("models", list[Model])
+    def list(self) -> list[ModelSummary]:
+        return self._http.get("models", list[ModelSummary])
 
     def versions(self, name: str) -> list[ModelVersion]:
         return self._http.get(f"models/{_seg(name)}/versions", list[ModelVersion])
 
     def get(self, name: str, version_or_alias: str | int | None = None) -> ModelVersion:
         """A version by number or alias; ``"name@3"`` works too; latest when omitted."""
-        if version_or_alias is None and "@" in name:
-            name, _, version_or_alias = name.partition("@")
-        which = "latest" if version_or_alias is None else version_or_alias
+        name, which = _model_ref(name, version_or_alias)
         return self._http.get(f"models/{_seg(name)}/versions/{_seg(which)}", ModelVersion)
 
     def promote(self, name: str, version: int | str, alias: str) -> AliasEvent:
@@ -315,6 +345,39 @@ class ModelsClient:
 
     def history(self, name: str) -> list[AliasEvent]:
         return self._http.get(f"models/{_seg(name)}/aliases", list[AliasEvent])
+
+    def artifacts(self, name: str, version_or_alias: str | int | None = None) -> list[ArtifactFile]:
+        """The files of a version (``"name@3"`` works too; latest when omitted): the state dict
+        ``weights.pt`` and ``model.json``, with sizes and sha256."""
+        name, which = _model_ref(name, version_or_alias)
+        path = f"models/{_seg(name)}/versions/{_seg(which)}/artifacts"
+        return self._http.get(path, list[ArtifactFile])  # type: ignore[no-any-return]
+
+    def download(
+        self,
+        name: str,
+        directory: str | os.PathLike[str],
+        version_or_alias: str | int | None = None,
+        *,
+        force: bool = False,
+    ) -> list[Path]:
+        """Download a version's files (``"name@3"``, ``"name@production"``; latest when
+        omitted) into ``directory``, each checked against its sha256, all or nothing: they are
+        written to a temporary directory first, so a failure leaves no partial file. Returns
+        the files written.
+
+        Raises:
+            AlreadyExists: ``directory`` is not empty (``force=True`` writes into it).
+            NotFound: no such model, version or alias.
+            IntegrityError: a downloaded file does not match its sha256.
+        """
+        mv = self.get(name, version_or_alias)
+        files = self.artifacts(mv.model, mv.version)
+        base = f"models/{_seg(mv.model)}/versions/{mv.version}/artifacts"
+        return download_all(
+            self._http, lambda f: f"{base}/{'/'.join(_seg(p) for p in safe_parts(f.path))}",
+            files, Path(directory), force=force,
+        )  # fmt: skip
 
     def load(
         self, name: str, version_or_alias: str | int | None = None, *, allow_code: bool = False

@@ -68,45 +68,74 @@ def rows_html(rows: list[dict[str, Any]], title: str = "") -> str:
     return f"<table style='{_STYLE}'>{caption}<tr>{head}</tr>{body}</table>"
 
 
+# Columns of a record type in tables and single-record views; a dotted name reads a nested field
+# (``run.id`` of a RunView). Types not listed show their top-level fields.
+_FIELDS: dict[str, list[str]] = {
+    "Commit": ["id", "dataset", "parent", "mode", "message", "author", "created_at", "row_count",
+               "size_bytes", "version_hash", "notes"],
+    "Dataset": ["name", "description", "type", "tags", "groups", "head", "created_by",
+                "created_at"],
+    "Run": ["id", "kind", "name", "status", "owner", "dataset_commit", "created_at", "started_at",
+            "ended_at", "error", "result_json"],
+    "ModelVersion": ["model", "version", "aliases", "run_id", "dataset_commit", "metrics_json",
+                     "params_json", "artifact_sha256", "created_at"],
+    "WorkflowRun": ["id", "workflow", "status", "owner", "params_json", "created_at", "ended_at",
+                    "error"],
+    "RunView": ["run.id", "run.name", "run.kind", "run.status", "run.owner", "dataset", "params",
+                "metrics", "tags", "run.created_at"],
+    "TrainingJob": ["run.id", "run.status", "spec.dataset", "spec.model", "spec.workers",
+                    "model_version", "run.owner", "run.created_at"],
+    "TuningJob": ["run.id", "run.status", "best_trial", "best_metric", "model_version",
+                  "run.owner", "run.created_at"],
+    "Deployment": ["name", "model", "version", "status", "created_by", "updated_at"],
+    "ArtifactFile": ["path", "size_bytes", "media_type", "sha256", "created_at"],
+}  # fmt: skip
+MAX_ROWS = 200
+"""The most rows a list renders as (the rest are counted below the table)."""
+
+
+def _get(data: dict[str, Any], dotted: str) -> Any:
+    value: Any = data
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _fields_of(record: BaseModel) -> list[str]:
+    fields = _FIELDS.get(type(record).__name__)
+    return fields if fields is not None else list(type(record).model_fields)
+
+
+def list_html(items: list[Any]) -> str | None:
+    """A list of records of one type as one table (its first ``MAX_ROWS`` rows), or None for
+    any other list (IPython then shows its text)."""
+    if not items or not isinstance(items[0], BaseModel):
+        return None
+    kind = type(items[0])
+    if not all(type(item) is kind for item in items):
+        return None
+    cols = _fields_of(items[0])
+    rows = [{c: _get(item.model_dump(), c) for c in cols} for item in items[:MAX_ROWS]]
+    more = len(items) - len(rows)
+    title = f"{kind.__name__}: {len(items)}" + (f" (the first {MAX_ROWS} shown)" if more else "")
+    return rows_html(rows, title)
+
+
 def _views() -> dict[type, Callable[[Any], str]]:
     from dlplatform.metadata.records import Commit, Dataset, ModelVersion, Run, WorkflowRun
 
-    def commit(c: Commit) -> str:
-        return record_html(
-            c, f"commit {c.id} of {c.dataset}",
-            ["id", "parent", "mode", "message", "author", "created_at", "row_count",
-             "size_bytes", "version_hash", "notes"],
-        )  # fmt: skip
-
-    def dataset(d: Dataset) -> str:
-        return record_html(
-            d, f"dataset {d.name}",
-            ["name", "description", "type", "tags", "groups", "head", "created_by", "created_at"],
-        )  # fmt: skip
-
-    def run(r: Run) -> str:
-        return record_html(
-            r, f"{r.kind} run {r.id}",
-            ["id", "kind", "status", "owner", "dataset_commit", "created_at", "started_at",
-             "ended_at", "error", "result_json"],
-        )  # fmt: skip
-
-    def version(v: ModelVersion) -> str:
-        return record_html(
-            v, f"model version {v.model}@{v.version}",
-            ["model", "version", "aliases", "run_id", "dataset_commit", "metrics_json",
-             "params_json", "artifact_sha256", "created_at"],
-        )  # fmt: skip
-
-    def workflow(w: WorkflowRun) -> str:
-        return record_html(
-            w, f"workflow run {w.id}",
-            ["id", "workflow", "status", "owner", "params_json", "created_at", "ended_at", "error"],
-        )  # fmt: skip
+    def record(title: Callable[[Any], str]) -> Callable[[Any], str]:
+        return lambda r: record_html(r, title(r), _fields_of(r))
 
     views: dict[type, Callable[[Any], str]] = {
-        Commit: commit, Dataset: dataset, Run: run, ModelVersion: version, WorkflowRun: workflow,
-    }  # fmt: skip
+        Commit: record(lambda c: f"commit {c.id} of {c.dataset}"),
+        Dataset: record(lambda d: f"dataset {d.name}"),
+        Run: record(lambda r: f"{r.kind} run {r.id}"),
+        ModelVersion: record(lambda v: f"model version {v.model}@{v.version}"),
+        WorkflowRun: record(lambda w: f"workflow run {w.id}"),
+        list: list_html,
+    }
+    workflow = views[WorkflowRun]
     try:
         from dlplatform.data._stats import CommitStats
 
@@ -118,25 +147,10 @@ def _views() -> dict[type, Callable[[Any], str]]:
     try:
         from dlplatform.workflows.spec import WorkflowRunDetail
 
+        step_fields = {"step_id", "name", "status", "attempts", "started_at", "ended_at", "error"}
         views[WorkflowRunDetail] = lambda d: (
             workflow(d.run)
-            + rows_html(
-                [
-                    s.model_dump(
-                        include={
-                            "step_id",
-                            "name",
-                            "status",
-                            "attempts",
-                            "started_at",
-                            "ended_at",
-                            "error",
-                        }
-                    )
-                    for s in d.steps
-                ],
-                "steps",
-            )
+            + rows_html([s.model_dump(include=step_fields) for s in d.steps], "steps")
         )
     except ImportError:
         pass

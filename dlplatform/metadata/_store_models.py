@@ -15,6 +15,7 @@ from dlplatform.metadata.records import (
     Feedback,
     LineageEdge,
     Model,
+    ModelSummary,
     ModelVersion,
     Prediction,
     check_name,
@@ -41,8 +42,13 @@ class ModelTables:
             raise NotFound(f"model {name!r} does not exist")
         return Model(**rows[0])
 
-    def list_models(self) -> list[Model]:
-        return [Model(**r) for r in self._db.dicts("SELECT * FROM models ORDER BY name")]
+    def list_models(self) -> list[ModelSummary]:
+        """Every model by name, with the number of its newest version."""
+        rows = self._db.dicts(
+            "SELECT m.*, (SELECT max(v.version) FROM model_versions v WHERE v.model = m.name) "
+            "AS latest_version FROM models m ORDER BY m.name"
+        )
+        return [ModelSummary(**r) for r in rows]
 
     def add_model_version(
         self,

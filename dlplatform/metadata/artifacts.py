@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlparse
 import pyarrow.fs as pafs
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from dlplatform._atomic import atomic_write
 from dlplatform.config import Settings
 from dlplatform.errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
 
@@ -225,6 +226,15 @@ class _VerifyingReader(io.RawIOBase):
         if not self.closed:
             self._stream.close()
         super().close()
+
+
+def _held_back(reader: BinaryIO, current: bytes, ahead: bytes) -> Iterator[bytes]:
+    """``current``, ``ahead`` and the rest of ``reader``, each chunk given after the next was
+    read (the verifying reader checks the hash when it reaches the end)."""
+    with reader:
+        while current:
+            yield current
+            current, ahead = ahead, (reader.read(CHUNK_BYTES) if ahead else b"")
 
 
 def _is_old(info: pafs.FileInfo, min_age_s: float, now_ns: int) -> bool:
@@ -459,18 +469,44 @@ class ArtifactStore:
         corrupt object leaves nothing at ``dest``.
         """
         dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with self.open(ref_or_sha) as reader:
-            fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    shutil.copyfileobj(reader, out, CHUNK_BYTES)
-                os.replace(tmp_name, dest)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp_name)
-                raise
+        with self.open(ref_or_sha) as reader, atomic_write(dest) as out:
+            shutil.copyfileobj(reader, out, CHUNK_BYTES)
         return dest
+
+    def iter_verified(self, ref_or_sha: ArtifactRef | str) -> Iterator[bytes]:
+        """The object's bytes in chunks of up to 1 MiB, each chunk given only once the next one
+        was read: the last chunk comes after the whole object matched its sha256 (and size), so
+        a damaged object raises ``IntegrityError`` before its end is given, never after.
+
+        The object is opened, and its first two chunks read, before this returns: a missing
+        object, or a damaged one of one chunk, raises here rather than in the iteration.
+
+        Raises:
+            InvalidInput: the sha is malformed.
+            NotFound: no such object.
+            IntegrityError: the object (read so far) does not match its sha256.
+        """
+        reader = self.open(ref_or_sha)
+        try:
+            first = reader.read(CHUNK_BYTES)
+            second = reader.read(CHUNK_BYTES) if first else b""
+        except BaseException:
+            reader.close()
+            raise
+        return _held_back(reader, first, second)
+
+    def read_manifest(self, ref_or_sha: ArtifactRef | str) -> dict[str, ArtifactRef]:
+        """The files a directory manifest lists, ``{relative_path: ref}``, the manifest verified
+        against its sha and every path checked (relative, no "..", no backslash).
+
+        Raises:
+            IntegrityError: the manifest is damaged or not a manifest.
+            NotFound: no such object.
+        """
+        return {
+            rel: ArtifactRef(sha256=e.sha256, size_bytes=e.size_bytes)
+            for rel, e in self._read_manifest(ref_or_sha).items()
+        }
 
     def _read_manifest(self, ref_or_sha: ArtifactRef | str) -> dict[str, _ManifestEntry]:
         return _parse_manifest(_sha_of(ref_or_sha), self.get_bytes(ref_or_sha))

@@ -6,6 +6,8 @@ Components build specs of their own; what they persist is one of these.
 
 from __future__ import annotations
 
+import functools
+import mimetypes
 import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, NewType, TypeVar
@@ -228,6 +230,46 @@ class RunArtifact(Record):
     created_at: datetime
 
 
+# Files of ML work that the standard tables miss or misname (".pt" is a SNES page table there).
+_ML_TYPES = {
+    "pt": "application/octet-stream", "pth": "application/octet-stream",
+    "ckpt": "application/octet-stream", "safetensors": "application/octet-stream",
+    "npy": "application/octet-stream", "npz": "application/octet-stream",
+    "parquet": "application/vnd.apache.parquet", "arrow": "application/vnd.apache.arrow.file",
+    "jsonl": "application/jsonl", "md": "text/markdown", "log": "text/plain",
+    "yaml": "application/yaml", "yml": "application/yaml", "csv": "text/csv",
+    "tsv": "text/tab-separated-values", "ipynb": "application/x-ipynb+json",
+}  # fmt: skip
+
+
+@functools.cache
+def _mime_types() -> mimetypes.MimeTypes:
+    """Python's own table, never the machine's (/etc/mime.types differs between hosts)."""
+    return mimetypes.MimeTypes()
+
+
+class ArtifactFile(BaseModel, frozen=True, extra="forbid"):
+    """A file of a run's or a model version's artifacts, as listed (``GET .../artifacts``) and
+    downloaded (``GET .../artifacts/{path}``, its bytes checked against ``sha256``)."""
+
+    path: str = Field(description="Relative path under the run or model version.")
+    size_bytes: int = Field(ge=0)
+    sha256: str = Field(description="sha256 of the file's bytes (64 lowercase hex).")
+    media_type: str = Field(description="Guessed from the file name, e.g. image/png.")
+    created_at: datetime | None = Field(default=None, description="When it was logged.")
+
+    @classmethod
+    def of(
+        cls, path: str, sha256: str, size_bytes: int, created_at: datetime | None = None
+    ) -> ArtifactFile:
+        """The file at ``path``, its media type guessed from the name (else octet-stream)."""
+        suffix = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+        guessed = _ML_TYPES.get(suffix) or _mime_types().guess_type(path, strict=False)[0]
+        guessed = guessed or "application/octet-stream"
+        return cls(path=path, size_bytes=size_bytes, sha256=sha256, media_type=guessed,
+                   created_at=created_at)  # fmt: skip
+
+
 # --- models, deployments --------------------------------------------------------------------
 
 
@@ -236,6 +278,13 @@ class Model(Record):
     description: str = ""
     owner: str
     created_at: datetime
+
+
+class ModelSummary(Model):
+    """A model as the registry lists it (``GET /models``): the record and the number of its
+    newest version (``None`` while it has none)."""
+
+    latest_version: int | None = None
 
 
 class ModelVersion(Record):

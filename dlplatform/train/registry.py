@@ -17,6 +17,7 @@ import importlib
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ import torch
 from dlplatform.access import Permission, Principal, audit, authorize
 from dlplatform.context import Backend
 from dlplatform.errors import IntegrityError, InvalidInput, NotFound
-from dlplatform.metadata import AliasEvent, ArtifactRecord, Model, ModelVersion, Run
-from dlplatform.metadata.records import utcnow
+from dlplatform.metadata import AliasEvent, ArtifactRecord, ModelSummary, ModelVersion, Run
+from dlplatform.metadata.records import ArtifactFile, utcnow
 from dlplatform.train import models
 from dlplatform.train.spec import ModelSignature, is_code_path
 
@@ -124,7 +125,8 @@ def resolve_version(
     return store.get_model_version(model, store.resolve_alias(model, str(version_or_alias)))
 
 
-def list_models(backend: Backend, principal: Principal) -> list[Model]:
+def list_models(backend: Backend, principal: Principal) -> list[ModelSummary]:
+    """Every model by name, with the number of its newest version."""
     authorize(backend.store, principal, Permission.MODEL_VIEW, "models")
     return backend.store.list_models()
 
@@ -299,3 +301,45 @@ def read_model_object(
     data = backend.artifacts.get_bytes(sha256)
     audit(backend.store, principal, "model.download", f"{target}@{version.version}", sha256[:16])
     return data
+
+
+def list_version_artifacts(
+    backend: Backend, principal: Principal, model: str, version_or_alias: str | int | None
+) -> list[ArtifactFile]:
+    """The files of a version's weights-only artifact (``weights.pt``, ``model.json``), read
+    from its manifest (verified against the version's ``artifact_sha256``).
+
+    Raises:
+        NotFound: no such model, version or alias.
+        PermissionDenied: the caller lacks ``model.view``.
+        IntegrityError: the stored manifest is damaged.
+    """
+    authorize(backend.store, principal, Permission.MODEL_VIEW, f"model:{model}")
+    version = resolve_version(backend, model, version_or_alias)
+    files = backend.artifacts.read_manifest(version.artifact_sha256)
+    return [
+        ArtifactFile.of(path, ref.sha256, ref.size_bytes, version.created_at)
+        for path, ref in sorted(files.items())
+    ]
+
+
+def open_version_artifact(
+    backend: Backend, principal: Principal, model: str, version_or_alias: str | int, path: str
+) -> tuple[ArtifactFile, Iterator[bytes]]:
+    """One file of a version's artifact and its bytes, verified as they are read (a damaged
+    file raises ``IntegrityError`` before its last chunk); the download is audited. ``path``
+    must be one the manifest lists, exactly, so nothing outside the version is ever named.
+
+    Raises:
+        NotFound: no such version, or it has no file ``path``.
+        PermissionDenied: the caller lacks ``model.view``.
+    """
+    target = f"model:{model}"
+    authorize(backend.store, principal, Permission.MODEL_VIEW, target)
+    version = resolve_version(backend, model, version_or_alias)
+    ref = backend.artifacts.read_manifest(version.artifact_sha256).get(path)
+    if ref is None:
+        raise NotFound(f"model {model}@{version.version} has no file {path[:200]!r}")
+    chunks = backend.artifacts.iter_verified(ref)
+    audit(backend.store, principal, "model.download", f"{target}@{version.version}", path)
+    return ArtifactFile.of(path, ref.sha256, ref.size_bytes, version.created_at), chunks

@@ -19,7 +19,7 @@ import torch
 from dlplatform.access import Principal
 from dlplatform.context import Backend
 from dlplatform.errors import InvalidInput
-from dlplatform.metadata import AliasEvent, MetricPoint, Model, ModelVersion, Run
+from dlplatform.metadata import AliasEvent, MetricPoint, ModelSummary, ModelVersion, Run
 from dlplatform.metadata.records import build
 from dlplatform.train import registry, reproduce, service
 from dlplatform.train.spec import (
@@ -116,7 +116,7 @@ class ModelsClient:
         self._backend = backend
         self._principal = principal
 
-    def list(self) -> list[Model]:
+    def list(self) -> list[ModelSummary]:
         return registry.list_models(self._backend, self._principal)
 
     def versions(self, name: str) -> list[ModelVersion]:

@@ -19,6 +19,7 @@ import pickle
 import re
 import secrets
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -28,6 +29,7 @@ from dlplatform.access import Permission, Principal, audit, authorize
 from dlplatform.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from dlplatform.metadata.enums import RunStatus
 from dlplatform.metadata.records import (
+    ArtifactFile,
     ArtifactRecord,
     LineageEdge,
     MetricPoint,
@@ -46,6 +48,8 @@ KIND = "tracked"
 MAX_RUNS_PAGE = 1000
 """The most runs one ``GET /runs`` page holds (``search_runs``)."""
 MAX_PARAMS = 1000
+MAX_COMPARE = 50
+"""The most runs one comparison holds (``compare_runs``)."""
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,127}")
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # no "", ".", "..", "\\", "%2e"
 
@@ -153,6 +157,19 @@ class RunView(BaseModel, frozen=True, extra="forbid", ser_json_inf_nan="strings"
     artifacts: list[RunArtifact] = Field(default_factory=list)
 
 
+class RunComparison(BaseModel, frozen=True, extra="forbid", ser_json_inf_nan="strings"):
+    """Runs side by side (``GET /runs/compare``): each run as ``GET /runs/{id}`` shows it (in the
+    order asked), the comparison's rows (``params.KEY`` then ``metrics.KEY``, each sorted by key;
+    a metric's value is its final one) and the rows whose values differ between the runs."""
+
+    runs: list[RunView]
+    rows: list[str] = Field(description='e.g. ["params.lr", "metrics.loss"]')
+    differing: list[str] = Field(
+        description="The rows whose values are not all equal (a key one run lacks differs; "
+        "NaN equals NaN)."
+    )
+
+
 def tags_of(run: Run) -> dict[str, str]:
     """A run's tags as a mapping: ``key=value`` entries, and plain labels (a training job's
     tags) with an empty value."""
@@ -257,6 +274,40 @@ def search_runs(
     return _views(backend, runs), total
 
 
+def compare_runs(backend: Backend, principal: Principal, run_ids: Sequence[str]) -> RunComparison:
+    """Runs of any kind side by side: their params and final metrics, and which differ.
+
+    Args:
+        run_ids: run ids, each item possibly several joined by commas (``?ids=a,b``); a repeated
+            id counts once.
+
+    Raises:
+        InvalidInput: no ids, or more than ``MAX_COMPARE``.
+        NotFound: a run does not exist (the message names it).
+    """
+    ids = list(dict.fromkeys(i.strip() for item in run_ids for i in item.split(",") if i.strip()))
+    if not ids:
+        raise InvalidInput("give at least one run id to compare")
+    if len(ids) > MAX_COMPARE:
+        raise InvalidInput(f"at most {MAX_COMPARE} runs can be compared at once, got {len(ids)}")
+    authorize(backend.store, principal, Permission.TRAIN_VIEW, "runs")
+    views = _views(backend, [backend.store.get_run(i) for i in ids])
+    rows: list[str] = []
+    differing: list[str] = []
+    for prefix, values_of in (("params", lambda v: v.params), ("metrics", lambda v: v.metrics)):
+        for key in sorted({k for v in views for k in values_of(v)}):
+            row = f"{prefix}.{key}"
+            rows.append(row)
+            if len({_comparable(values_of(v).get(key)) for v in views}) > 1:
+                differing.append(row)
+    return RunComparison(runs=views, rows=rows, differing=differing)
+
+
+def _comparable(value: object) -> object:
+    """A value as compared: NaN equals NaN (it never equals itself as a float)."""
+    return "NaN" if isinstance(value, float) and math.isnan(value) else value
+
+
 def _views(backend: Backend, runs: list[Run]) -> list[RunView]:
     if not runs:
         return []
@@ -346,6 +397,45 @@ def log_artifact(
     backend.store.add_run_artifact(artifact)
     audit(backend.store, principal, "run.log_artifact", f"run:{run_id}", path)
     return artifact
+
+
+def list_run_artifacts(backend: Backend, principal: Principal, run_id: str) -> list[ArtifactFile]:
+    """The files a run logged, by path.
+
+    Raises:
+        NotFound: no such run.
+        PermissionDenied: the caller lacks ``train.view``.
+    """
+    authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
+    backend.store.get_run(run_id)  # an unknown run is a 404, not an empty list
+    return [
+        ArtifactFile.of(a.path, a.sha256, a.size_bytes, a.created_at)
+        for a in backend.store.list_run_artifacts(run_id)
+    ]
+
+
+def open_run_artifact(
+    backend: Backend, principal: Principal, run_id: str, path: str
+) -> tuple[ArtifactFile, Iterator[bytes]]:
+    """A file the run logged and its bytes (``ArtifactStore.iter_verified``: a damaged stored
+    file raises ``IntegrityError`` before its last chunk is given). The read is audited.
+
+    Raises:
+        InvalidInput: ``path`` is absolute, has ``..`` or other unusable segments.
+        NotFound: no such run, or the run has no file ``path``.
+        PermissionDenied: the caller lacks ``train.view``.
+        IntegrityError: a damaged file of one chunk (found before the first byte).
+    """
+    from dlplatform.metadata.artifacts import ArtifactRef  # pyarrow: not for the SDK's imports
+
+    check_artifact_path(path)
+    authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
+    backend.store.get_run(run_id)
+    found = backend.store.get_run_artifact(run_id, path)
+    ref = ArtifactRef(sha256=found.sha256, size_bytes=found.size_bytes)
+    chunks = backend.artifacts.iter_verified(ref)
+    audit(backend.store, principal, "run.read_artifact", f"run:{run_id}", path)
+    return ArtifactFile.of(path, found.sha256, found.size_bytes, found.created_at), chunks
 
 
 def log_model(backend: Backend, principal: Principal, run_id: str, spec: ModelLog) -> ModelVersion:

@@ -76,8 +76,8 @@ def tour(summary: dict[str, Any]) -> None:
         summary["run_id"] = run.id
         summary["run_status"] = run.status.value
         assert run.status.value == "SUCCEEDED", run.error
-        epochs = job.metrics()
-        summary["epochs"] = [int(row["epoch"]) for row in epochs]
+        epochs = job.metrics()  # a DataFrame, one row per epoch
+        summary["epochs"] = [int(e) for e in epochs["epoch"]]
         model_version = job.model_version
         assert model_version is not None
         summary["model_version"] = model_version

@@ -19,6 +19,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -151,6 +152,11 @@ def _dlp(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]
         [sys.executable, "-c", "from dlplatform.cli import main; main()", *args],
         env=_env(), capture_output=True, text=True, timeout=timeout_s, check=False,
     )  # fmt: skip
+
+
+def _ray_log_lines(output: str) -> list[str]:
+    """Lines of Ray's or Serve's loggers (``2026-... INFO worker.py:...``, ``INFO ... serve``)."""
+    return [line for line in output.splitlines() if re.search(r"\b(DEBUG|INFO|WARNING)\b", line)]
 
 
 @dataclass(frozen=True)
@@ -370,9 +376,13 @@ def test_up_status_users(platform: Up) -> None:
     st = json.loads(status.stdout)
     assert st["running"] and st["metadata_actor"] and st["gateway_healthy"]
     assert {a["name"]: a["status"] for a in st["apps"]}["dlp-gateway"] == "RUNNING"
+    plain = _dlp("status", "--home", str(home))  # sizes in GiB, no Ray or Serve log lines
+    assert plain.returncode == 0 and "GiB" in plain.stdout, plain.stderr[-3000:]
+    assert not _ray_log_lines(status.stderr + plain.stdout + plain.stderr)
 
     again = _dlp("up", "--home", str(home), "--port", str(port), "--json")
     assert again.returncode == 0, again.stderr[-3000:]
+    assert not _ray_log_lines(again.stderr)  # they go to <home>/logs/ray-noise.log
     assert json.loads(again.stdout)["started"] is False
     assert token_file.read_text().strip() == token  # the admin token is created only once
 

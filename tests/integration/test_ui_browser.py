@@ -8,21 +8,25 @@ every page land in ``fixtures_browser.SCREENSHOT_DIR`` (``/tmp/dlplatform-ui-scr
 from __future__ import annotations
 
 import json
+import struct
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pyarrow as pa
 import pytest
 from fixtures_browser import live_gateway, screenshot
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from dlplatform import data, train
 from dlplatform.access import Principal, bootstrap_admin, issue_token
@@ -43,7 +47,8 @@ from dlplatform.metadata import (
 )
 from dlplatform.metadata.artifacts import ArtifactStore
 from dlplatform.metadata.records import utcnow
-from dlplatform.train import TrainingJobSpec, _startup
+from dlplatform.train import TrainingJobSpec, _startup, tracking
+from dlplatform.train.tune import TuningJobSpec
 
 pytestmark = pytest.mark.integration
 
@@ -60,6 +65,8 @@ class Seeded:
     viewer_token_id: str
     commits: list[str]  # oldest first
     runs: list[str]
+    tracked: list[str]  # exp-a, exp-b: tracked runs with params, tags, curves, artifacts
+    tune: str  # a tuning run with five trials
     workflow_run: str
     routes: set[tuple[str, str]]
 
@@ -166,7 +173,123 @@ def _seed(backend: Backend) -> dict[str, Any]:
     return {
         "admin": admin_token, "viewer": viewer_token, "viewer_token_id": viewer_info.id,
         "commits": [first.id, second.id], "runs": runs, "workflow_run": wf.id,
+        "tracked": _seed_tracked(backend, second.id), "tune": _seed_tuning(backend, second.id),
     }  # fmt: skip
+
+
+def _add_model_version(backend: Backend, model: str, run_id: str) -> int:
+    """A version whose artifact is a real weights-only directory (its bytes are not a usable
+    state dict: only listed and previewed here)."""
+    folder = backend.settings.home / f"ui-model-{time.monotonic_ns()}"
+    folder.mkdir(parents=True)
+    (folder / "model.json").write_text(json.dumps({"format": "dlplatform.model/1"}, indent=1))
+    (folder / "weights.pt").write_bytes(bytes(range(256)) * 8)
+    ref = backend.artifacts.put_dir(folder)
+    version = backend.store.add_model_version(
+        ModelVersion(model=model, version=0, run_id=run_id, artifact_sha256=ref.sha256,
+                     signature_json="{}", created_at=utcnow()),
+    )  # fmt: skip
+    return version.version
+
+
+def _png(width: int, height: int) -> bytes:
+    """A small RGB PNG (orange), made by hand."""
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(tag + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", crc)
+
+    rows = b"".join(b"\x00" + b"\xc2\x41\x0c" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _seed_tracked(backend: Backend, commit: str) -> list[str]:
+    """Two runs tracked from "a notebook" through the service the gateway calls: params, tags,
+    six epochs of loss/accuracy (train and val), bookkeeping keys, a NaN; files on the first."""
+    ids = []
+    t0 = time.time() - 3600
+    for name, lr, hidden, slope in [("exp-a", 0.01, 32, 1.0), ("exp-b", 0.05, 64, 0.7)]:
+        view = tracking.start_run(
+            backend, ADMIN, tracking.TrackedRunSpec(
+                name=name, params={"lr": lr, "hidden": hidden}, tags={"team": "vision"},
+                dataset=f"digits@{commit}",
+            ),
+        )  # fmt: skip
+        run_id = view.run.id
+        keys, values, steps, stamps = [], [], [], []
+        for e in range(6):
+            point = {
+                "loss": slope / (e + 1), "val_loss": slope * 1.2 / (e + 1) + 0.05,
+                "accuracy": 0.5 + 0.08 * e * slope, "val_accuracy": 0.45 + 0.07 * e * slope,
+                "epoch": float(e), "samples": 1000.0, "restarts": 0.0,
+                "grad_norm": float("nan") if e == 2 else 2.0 - 0.2 * e,
+            }  # fmt: skip
+            for key, value in point.items():
+                keys.append(key)
+                values.append(value)
+                steps.append(e)
+                stamps.append(t0 + 30 * e)
+        backend.store.log_metric_batch([run_id] * len(keys), keys, values, steps, stamps)
+        ids.append(run_id)
+    files = {
+        "notes.txt": "".join(f"line {i:03d}: the quick brown fox\n" for i in range(80)).encode(),
+        "plots/curve.png": _png(16, 8),
+        "tables/sample.csv": ("epoch,loss,note\n" + "".join(
+            f'{i},{1 / (i + 1):.4f},"row {i}, quoted"\n' for i in range(30))).encode(),
+    }  # fmt: skip
+    staging = backend.settings.home / "ui-staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    for path, body in files.items():
+        staged = staging / path.replace("/", "_")
+        staged.write_bytes(body)
+        tracking.log_artifact(backend, ADMIN, ids[0], path, staged)
+    for run_id in ids:
+        tracking.end_run(backend, ADMIN, run_id, tracking.RunEnd(status="SUCCEEDED"))
+    return ids
+
+
+def _seed_tuning(backend: Backend, commit: str) -> str:
+    """A finished ASHA search over lr (log), hidden (choice) and optimizer (a category) with
+    five trials, two of them stopped early; its records as ``tune.execute`` leaves them."""
+    store, now = backend.store, utcnow()
+    spec = TuningJobSpec(
+        training=TrainingJobSpec(dataset=f"digits@{commit}", label="label", epochs=4),
+        space={"lr": "loguniform(1e-4,1e-1)", "hidden": "choice(16,32,64)",
+               "optimizer": "choice('adam','sgd')"},
+        samples=5, metric="val_loss", mode="min",
+    )  # fmt: skip
+    tune_id = "run-ui-tune"
+    trials = [  # (val_loss at the last epoch, epochs, stopped early, lr, hidden, optimizer)
+        (0.40, 4, False, 0.003, 32, "adam"), (0.25, 4, False, 0.01, 64, "adam"),
+        (0.60, 1, True, 0.0002, 16, "sgd"), (0.31, 4, False, 0.02, 32, "sgd"),
+        (0.90, 1, True, 0.08, 16, "sgd"),
+    ]  # fmt: skip
+    store.create_run(Run(
+        id=tune_id, kind="tune", name="search-1", owner="admin", status=RunStatus.SUCCEEDED,
+        spec_json=spec.model_dump_json(), dataset_commit=commit, created_at=now,
+        started_at=now, ended_at=now,
+        result_json=json.dumps({"best_trial": f"{tune_id}.t1", "best_metric": 0.25}),
+    ))  # fmt: skip
+    for i, (final, epochs, stopped, lr, hidden, optimizer) in enumerate(trials):
+        trial = f"{tune_id}.t{i}"
+        store.create_run(Run(
+            id=trial, kind="trial", parent_id=tune_id, name=trial, owner="admin",
+            status=RunStatus.STOPPED if stopped else RunStatus.SUCCEEDED,
+            spec_json=spec.training.model_dump_json(), dataset_commit=commit, created_at=now,
+            error=f"stopped early by ASHA after {epochs} epoch(s)" if stopped else None,
+        ))  # fmt: skip
+        store.log_params(trial, {"space.lr": str(lr), "space.hidden": str(hidden),
+                                 "space.optimizer": optimizer})  # fmt: skip
+        losses = [final + 0.1 * (epochs - 1 - e) for e in range(epochs)]
+        store.log_metric_batch([trial] * 2 * epochs, ["loss"] * epochs + ["val_loss"] * epochs,
+                               [v - 0.05 for v in losses] + losses, [*range(epochs)] * 2)  # fmt: skip
+    return tune_id
 
 
 @pytest.fixture(scope="module")
@@ -346,36 +469,248 @@ def test_viewer_sees_no_rollback_and_no_audit(browser: Any, seeded: Seeded) -> N
     _shot(browser, "03-audit-viewer-forbidden")
 
 
-def test_run_metric_chart_params_and_compare(browser: Any, seeded: Seeded) -> None:
+def _search(driver: Any, text: str, sort: str = "") -> None:
+    """Run a search from the runs page's form and wait for its page."""
+    for field, value in (("run-filter", text), ("run-sort", sort)):
+        box = driver.find_element(By.ID, field)
+        box.clear()
+        box.send_keys(value)
+    driver.find_element(By.CSS_SELECTOR, "#run-search button[type=submit]").click()
+    _ready(driver, "runs?" + urlencode({k: v for k, v in (("filter", text), ("sort", sort)) if v}))
+
+
+def _cells(driver: Any, column: int) -> list[str]:
+    rows = driver.find_elements(By.CSS_SELECTOR, "#compare-form tbody tr")
+    return [r.find_elements(By.TAG_NAME, "td")[column].text for r in rows]
+
+
+def test_runs_search_filter_error_and_compare_overlays(browser: Any, seeded: Seeded) -> None:
+    """Runs of every kind in one list; a filter filters, a malformed one is an inline error
+    naming the token; two runs compared: differing params marked, curves overlaid."""
     browser.set_window_size(1280, 800)
     _sign_in(browser, seeded.url, seeded.admin)
     _go(browser, "runs")
-    rows = browser.find_elements(By.CSS_SELECTOR, "main tbody tr")
-    assert len(rows) == 3
-    assert "RUNNING" in rows[0].text and "FAILED" in rows[1].text
+    kinds = set(_cells(browser, 2))
+    assert {"train", "tracked", "tune"} <= kinds and not any("trial" in k for k in kinds), kinds
     _shot(browser, "04-runs")
-    browser.find_element(By.LINK_TEXT, "mlp-0").click()
-    _ready(browser, f"runs/{seeded.runs[0]}")
-    paths = browser.find_elements(By.CSS_SELECTOR, "figure.chart svg path.series-line")
-    assert len(paths) == 2  # accuracy and loss
-    for path in paths:
-        d = path.get_attribute("d")
-        assert d.startswith("M") and d.count("L") == 4, d  # five epochs
-    params = browser.find_element(By.XPATH, "//section[h2='Parameters']").text
-    assert "hidden" in params and "lr" in params
-    _shot(browser, "05-run")
 
-    _go(browser, "runs")
-    for box in browser.find_elements(By.CSS_SELECTOR, 'input[name="run"]')[:2]:
+    _search(browser, 'params.lr < 0.02 and tags.team = "vision"', "metrics.val_accuracy DESC")
+    assert _cells(browser, 1) == ["exp-a"]
+    header = browser.find_element(By.CSS_SELECTOR, "#compare-form thead").text
+    assert "param lr" in header and "val_accuracy" in header, header
+
+    _search(browser, "params.lr <<< 1")
+    error = browser.find_element(By.ID, "run-filter-error").text
+    assert "position 11 ('<')" in error and "expected a value" in error, error
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Runs"
+    assert browser.find_element(By.ID, "run-filter").get_attribute("aria-invalid") == "true"
+    assert not browser.find_elements(By.ID, "compare-form")
+    _shot(browser, "04a-runs-filter-error")
+
+    _search(browser, 'kind = "tracked"')
+    boxes = browser.find_elements(By.CSS_SELECTOR, 'input[name="run"]')
+    ids = [b.get_attribute("value") for b in boxes]
+    assert sorted(ids) == sorted(seeded.tracked)
+    for box in boxes:
         box.click()
-    browser.find_element(By.XPATH, "//button[.='Compare selected']").click()
-    _ready(browser, f"runs/compare?ids={seeded.runs[2]},{seeded.runs[1]}")
-    table = browser.find_element(By.CSS_SELECTOR, "table.compare").text
-    assert "mlp-1" in table and "mlp-2" in table and "lr (param)" in table
-    assert browser.find_elements(By.CSS_SELECTOR, "tr.differs")
-    lines = browser.find_elements(By.CSS_SELECTOR, "figure.chart path.series-line")
-    assert len(lines) == 4  # two metrics x two runs
+    browser.find_element(By.ID, "compare-button").click()
+    _ready(browser, f"runs/compare?ids={','.join(ids)}")
+    table = browser.find_element(By.CSS_SELECTOR, "table.compare")
+    lr = table.find_element(By.CSS_SELECTOR, 'tr[data-row="params.lr"]')
+    assert "differs" in lr.get_attribute("class") and "0.01" in lr.text and "0.05" in lr.text
+    same = table.find_element(By.CSS_SELECTOR, 'tr[data-row="dataset"]')
+    assert "differs" not in (same.get_attribute("class") or "")
+    assert "NaN" not in table.text  # the NaN was not a final value
+    figures = browser.find_elements(By.CSS_SELECTOR, "figure.metric-chart")
+    assert {f.get_attribute("data-group") for f in figures} == {"loss", "accuracy", "grad_norm"}
+    loss = browser.find_element(By.CSS_SELECTOR, 'figure.metric-chart[data-group="loss"]')
+    assert loss.get_attribute("data-series") == "4"  # two runs x (loss, val_loss)
+    legend = loss.find_element(By.CSS_SELECTOR, ".u-legend").text
+    assert "exp-a loss" in legend and "exp-b val_loss" in legend, legend
     _shot(browser, "06-compare")
+    assert _console_errors(browser) == []
+
+
+def _range(figure: Any) -> tuple[float, float]:
+    return float(figure.get_attribute("data-x-min")), float(figure.get_attribute("data-x-max"))
+
+
+def _ticks(figure: Any, axis: str) -> list[float]:
+    return [float(t) for t in figure.get_attribute(f"data-{axis}-ticks").split(",")]
+
+
+def _figure(driver: Any, group: str) -> Any:
+    return driver.find_element(By.CSS_SELECTOR, f'figure.metric-chart[data-group="{group}"]')
+
+
+def test_run_charts_hover_zoom_bookkeeping_and_artifacts(browser: Any, seeded: Seeded) -> None:
+    """A tracked run's charts: related keys on one chart, bookkeeping hidden until asked for,
+    integer epoch ticks, a readout that follows the mouse, drag to zoom, double-click back, a
+    sensible axis for an all-zero series, log scale, wall time; its artifacts listed and
+    previewed (text, image, CSV)."""
+    browser.set_window_size(1280, 900)
+    _sign_in(browser, seeded.url, seeded.admin)
+    run_id = seeded.tracked[0]
+    _go(browser, f"runs/{run_id}")
+    groups = [
+        f.get_attribute("data-group")
+        for f in browser.find_elements(By.CSS_SELECTOR, "figure.metric-chart")
+    ]
+    assert groups == ["accuracy", "grad_norm", "loss"], groups
+    loss = _figure(browser, "loss")
+    assert loss.find_element(By.TAG_NAME, "figcaption").text == "loss · val_loss"
+    assert loss.get_attribute("data-x-mode") == "epoch"
+    assert (
+        "3 bookkeeping metric(s) hidden"
+        in browser.find_element(By.CSS_SELECTOR, ".chart-note").text
+    )
+    assert all(t == int(t) for t in _ticks(loss, "x")), _ticks(loss, "x")
+    assert _range(loss) == (0.0, 5.0)
+
+    over = loss.find_element(By.CSS_SELECTOR, ".u-over")
+    width = over.size["width"]
+
+    def readout_of(figure: Any) -> list[str]:
+        return [v.text for v in figure.find_elements(By.CSS_SELECTOR, ".u-legend .u-value")]
+
+    def readout() -> list[str]:
+        return readout_of(loss)
+
+    ActionChains(browser).move_to_element_with_offset(over, -width // 3, 0).perform()
+    left = readout()
+    ActionChains(browser).move_to_element_with_offset(over, width // 3, 0).perform()
+    right = readout()
+    assert left[0] != right[0] and left[1] != right[1], (left, right)  # epoch and loss moved
+    assert float(left[1]) > float(right[1])  # the loss falls
+    grad = _figure(browser, "grad_norm")  # a NaN at epoch 2: a gap, read out as NaN
+    grad_over = grad.find_element(By.CSS_SELECTOR, ".u-over")
+    ActionChains(browser).move_to_element_with_offset(
+        grad_over, -grad_over.size["width"] // 10, 0
+    ).perform()
+    assert readout_of(grad) == ["2", "NaN"], readout_of(grad)
+    _shot(browser, "05-run-hover")
+
+    ActionChains(browser).move_to_element_with_offset(
+        over, -width * 2 // 5, 0
+    ).click_and_hold().move_by_offset(width * 2 // 5, 0).release().perform()
+    zoomed = _range(loss)
+    assert 0.0 <= zoomed[0] < zoomed[1] <= 5.0 and zoomed[1] - zoomed[0] < 4, zoomed
+    ActionChains(browser).double_click(over).perform()
+    WebDriverWait(browser, WAIT_S).until(lambda _: _range(loss) == (0.0, 5.0))
+
+    browser.find_element(By.ID, "chart-bookkeeping").click()
+    groups = [
+        f.get_attribute("data-group")
+        for f in browser.find_elements(By.CSS_SELECTOR, "figure.metric-chart")
+    ]
+    assert groups[:3] == ["accuracy", "grad_norm", "loss"] and set(groups[3:]) == {
+        "epoch",
+        "restarts",
+        "samples",
+    }
+    restarts = _ticks(_figure(browser, "restarts"), "y")  # all zeros: 0 at the bottom, not -1..1
+    assert min(restarts) == 0 and max(restarts) == 1, restarts
+    _shot(browser, "05a-run-bookkeeping")
+
+    # away from the plot the legend shows the last values; smoothing (EMA 0.9) lifts the last loss
+    ActionChains(browser).move_to_element(browser.find_element(By.TAG_NAME, "h1")).perform()
+    assert readout_of(_figure(browser, "loss"))[1] == "0.1667"
+    browser.execute_script(
+        "const r = document.getElementById('chart-smoothing');"
+        "r.value = '0.9'; r.dispatchEvent(new Event('input'))"
+    )
+    assert float(readout_of(_figure(browser, "loss"))[1]) > 0.3
+    assert browser.find_element(By.ID, "chart-smoothing-value").text == "0.9"
+
+    browser.find_element(By.ID, "chart-log").click()
+    log_ticks = _ticks(_figure(browser, "loss"), "y")
+    assert all(t > 0 for t in log_ticks) and max(log_ticks) / min(log_ticks) >= 10, log_ticks
+    Select(browser.find_element(By.ID, "chart-x")).select_by_value("time")
+    assert _figure(browser, "loss").get_attribute("data-x-mode") == "time"
+    assert _range(_figure(browser, "loss")) == (0.0, 150.0)  # six epochs, 30 s apart
+    _shot(browser, "05b-run-log-time")
+
+    browser.find_element(By.PARTIAL_LINK_TEXT, "Browse and preview 3 artifacts").click()
+    _ready(browser, f"runs/{run_id}/artifacts")
+    files = browser.find_element(By.XPATH, "//section[h2='Files']").text
+    assert "notes.txt" in files and "2.3 KiB" in files and "plots/curve.png" in files, files
+    for path, kind in (
+        ("notes.txt", "text"),
+        ("plots/curve.png", "image"),
+        ("tables/sample.csv", "table"),
+    ):
+        browser.find_element(By.LINK_TEXT, path).click()
+        _ready(browser, f"runs/{run_id}/artifacts?path={quote(path, safe='')}")
+        preview = browser.find_element(By.CSS_SELECTOR, ".artifact-preview")
+        assert preview.get_attribute("data-kind") == kind
+        if kind == "text":
+            text = preview.find_element(By.TAG_NAME, "pre").text
+            assert (
+                text.startswith("line 000: the quick")
+                and "line 033" in text
+                and "line 035" not in text
+            )
+            assert "The first 1,024 bytes of 2.3 KiB" in preview.text
+        elif kind == "image":
+            img = preview.find_element(By.TAG_NAME, "img")
+            WebDriverWait(browser, WAIT_S).until(
+                lambda d, img=img: d.execute_script("return arguments[0].naturalWidth", img) == 16
+            )
+            assert img.get_attribute("src").startswith("blob:")
+            _shot(browser, "05c-run-artifact-image")
+        else:
+            rows = preview.find_elements(By.CSS_SELECTOR, "tbody tr")
+            assert len(rows) == 20 and "row 3, quoted" in rows[3].text
+            assert preview.find_element(By.CSS_SELECTOR, "thead").text.split() == [
+                "epoch",
+                "loss",
+                "note",
+            ]
+    _shot(browser, "05d-run-artifacts")
+    assert _console_errors(browser) == []
+
+
+def test_tuning_page_trials_sorted_and_parallel_coordinates(browser: Any, seeded: Seeded) -> None:
+    """A tuning run is listed with the runs (its trials on asking), and its page has the trials
+    best first with the early-stopped ones marked, and a line per trial across the params."""
+    browser.set_window_size(1280, 800)
+    _sign_in(browser, seeded.url, seeded.admin)
+    _go(browser, "runs?trials=1")
+    assert sum("trial of" in k for k in _cells(browser, 2)) == 5
+    browser.find_element(By.LINK_TEXT, "search-1").click()
+    _ready(browser, f"runs/{seeded.tune}")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Tuning run search-1"
+    trials = browser.find_element(By.XPATH, "//section[h2='Trials']")
+    rows = trials.find_elements(By.CSS_SELECTOR, "tbody tr")
+    order = [r.get_attribute("data-trial").rsplit(".", 1)[1] for r in rows]
+    assert order == ["t1", "t3", "t0", "t2", "t4"], order  # val_loss ascending
+    stopped = [r.get_attribute("data-trial").rsplit(".", 1)[1] for r in rows
+               if "early-stopped" in (r.get_attribute("class") or "")]  # fmt: skip
+    assert stopped == ["t2", "t4"] and "stopped early" in rows[3].text
+    assert rows[0].text.startswith("1 ") and "0.25" in rows[0].text
+    lines = browser.find_elements(By.CSS_SELECTOR, "svg.pc-svg path.pc-line")
+    assert len(lines) == 5
+    assert (
+        len(browser.find_elements(By.CSS_SELECTOR, "svg.pc-svg g.pc-axis")) == 4
+    )  # 3 params + val_loss
+    assert all(line.get_attribute("d").count("L") == 3 for line in lines)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "path.pc-line.pc-dashed")) == 2
+    _shot(browser, "06a-tuning")
+    browser.find_element(By.LINK_TEXT, "Compare the best 5 trials").click()
+    _settled(browser, "runs/compare?ids=")
+    assert _figure(browser, "loss").get_attribute("data-series") == "10"  # 5 trials x 2 keys
+    _go(browser, f"runs/{seeded.tune}.t2")
+    assert "Trial of\n" + seeded.tune in _text(browser)
+
+
+def _settled(driver: Any, prefix: str) -> None:
+    WebDriverWait(driver, WAIT_S).until(
+        lambda d: d.execute_script(
+            "const m = document.getElementById('main');"
+            "return m.getAttribute('aria-busy') === 'false' && (m.dataset.route || '').startsWith(arguments[0])",
+            prefix,
+        )
+    )
 
 
 def test_a_running_jobs_page_follows_it_live(browser: Any, seeded: Seeded) -> None:
@@ -412,7 +747,8 @@ def test_a_running_jobs_page_follows_it_live(browser: Any, seeded: Seeded) -> No
     store.log_metric_batch([run_id] * 2, ["loss", "epoch_time_s"], [0.5, 1.0], [0, 0])
     WebDriverWait(browser, WAIT_S).until(lambda d: "Epoch 2, step 7" in live_text(d))
     captions = [f.text for f in browser.find_elements(By.CSS_SELECTOR, "figure.chart figcaption")]
-    assert "epoch_time_s" in captions and "step/loss" in captions
+    assert captions == ["loss"], captions  # epoch_time_s and step/* are bookkeeping: hidden
+    assert "3 bookkeeping metric(s) hidden" in _text(browser)
     store.update_run(run_id, status=RunStatus.SUCCEEDED, ended_at=utcnow())
 
     def ended(driver: Any) -> bool:
@@ -430,7 +766,8 @@ def test_models_versions_aliases_history_deployments(browser: Any, seeded: Seede
     browser.set_window_size(1280, 800)
     _sign_in(browser, seeded.url, seeded.admin)
     _go(browser, "models")
-    assert "digits-mlp" in _text(browser)
+    row = browser.find_element(By.XPATH, "//main//tr[td/a='digits-mlp']")
+    assert row.find_elements(By.TAG_NAME, "td")[2].text == "v1"  # the latest version, from the API
     browser.find_element(By.LINK_TEXT, "digits-mlp").click()
     _ready(browser, "models/digits-mlp")
     versions = browser.find_element(By.XPATH, "//section[h2='Versions']").text
@@ -454,6 +791,21 @@ def test_models_versions_aliases_history_deployments(browser: Any, seeded: Seede
     else:
         assert _unavailable(browser)
     _shot(browser, "07-model")
+    # a new version: the list's latest version follows; its files (the weights-only artifact's
+    # manifest) are listed, model.json previewed
+    latest = _add_model_version(seeded.backend, "digits-mlp", seeded.runs[0])
+    _go(browser, "models")
+    row = browser.find_element(By.XPATH, "//main//tr[td/a='digits-mlp']")
+    assert row.find_elements(By.TAG_NAME, "td")[2].text == f"v{latest}"
+    _go(browser, "models/digits-mlp")
+    browser.find_elements(By.LINK_TEXT, "Artifacts")[0].click()
+    _ready(browser, f"models/digits-mlp/versions/{latest}/artifacts")
+    files = browser.find_element(By.XPATH, "//section[h2='Files']").text
+    assert "model.json" in files and "weights.pt" in files, files
+    preview = browser.find_element(By.CSS_SELECTOR, ".artifact-preview")
+    assert preview.get_attribute("data-path") == "model.json"
+    assert '"format": "dlplatform.model/1"' in preview.find_element(By.TAG_NAME, "pre").text
+    _shot(browser, "07a-model-artifacts")
 
 
 def test_lineage_graph_navigates_from_model_version_to_commit(browser: Any, seeded: Seeded) -> None:
@@ -576,11 +928,17 @@ def test_narrow_window_has_no_horizontal_overflow(browser: Any, seeded: Seeded) 
         pages = [
             "datasets", "datasets/digits", "runs", f"runs/{seeded.runs[0]}", "models",
             "models/digits-mlp", "lineage/model_version/digits-mlp%401", "workflows",
-            f"workflows/{seeded.workflow_run}", "alerts", "audit",
+            f"workflows/{seeded.workflow_run}", "alerts", "audit", f"runs/{seeded.tune}",
+            f"runs/compare?ids={','.join(seeded.tracked)}", f"runs/{seeded.tracked[0]}/artifacts",
         ]  # fmt: skip
         for i, page in enumerate(pages):
             _go(browser, page)
             _no_overflow(browser)
+            bare = browser.execute_script(
+                "return [...document.querySelectorAll('figure.metric-chart')]"
+                ".filter((f) => !f.querySelector('.uplot canvas')).length"
+            )
+            assert bare == 0, f"{page}: {bare} chart(s) without a plot"
             _shot(browser, f"2{i:02d}-narrow-{page.split('/')[0]}")
         assert browser.execute_script("return window.innerWidth") <= 400
     finally:

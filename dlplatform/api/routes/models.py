@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from dlplatform import train
 from dlplatform.api.deps import Ctx
-from dlplatform.metadata import AliasEvent, Model, ModelVersion
+from dlplatform.api.downloads import FILE_RESPONSES, file_response
+from dlplatform.metadata import AliasEvent, ArtifactFile, ModelSummary, ModelVersion
 
 router = APIRouter(tags=["models"])
 
@@ -19,7 +21,8 @@ class AliasRequest(BaseModel, frozen=True, extra="forbid"):
 
 
 @router.get("/models")
-def list_models(ctx: Ctx) -> list[Model]:
+def list_models(ctx: Ctx) -> list[ModelSummary]:
+    """Models by name, each with its newest version number (``latest_version``)."""
     return train.list_models(ctx.backend, ctx.principal)
 
 
@@ -62,3 +65,26 @@ def read_model_object(
     ``artifact_sha256``) or a file it lists. ``p.models.load()`` fetches and verifies them."""
     data = train.read_model_object(ctx.backend, ctx.principal, name, version, sha256)
     return Response(data, media_type="application/octet-stream", headers={"X-DLP-Sha256": sha256})
+
+
+@router.get("/models/{name}/versions/{version}/artifacts")
+def list_artifacts(name: str, version: str, ctx: Ctx) -> list[ArtifactFile]:
+    """The files of a version (by number or alias): ``weights.pt`` (the state dict) and
+    ``model.json`` (format, model config, signature, builder), with sizes and sha256."""
+    from dlplatform.train import registry  # torch: loaded where a model's files are read
+
+    return registry.list_version_artifacts(ctx.backend, ctx.principal, name, version)
+
+
+@router.get(
+    "/models/{name}/versions/{version}/artifacts/{path:path}",
+    response_class=StreamingResponse,
+    responses=FILE_RESPONSES,
+)
+def read_artifact(name: str, version: str, path: str, ctx: Ctx) -> StreamingResponse:
+    """One file of a version, streamed and checked against its sha256 on the way (header
+    ``X-DLP-SHA256``); only a path the version lists is served. The download is audited."""
+    from dlplatform.train import registry
+
+    found = registry.open_version_artifact(ctx.backend, ctx.principal, name, version, path)
+    return file_response(*found)

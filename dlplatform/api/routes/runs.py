@@ -7,18 +7,22 @@ import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from dlplatform.api.deps import Ctx
+from dlplatform.api.downloads import FILE_RESPONSES, file_response
 from dlplatform.api.uploads import stage_body
 from dlplatform.metadata import MetricPoint, ModelVersion
-from dlplatform.metadata.records import RunArtifact
+from dlplatform.metadata.records import ArtifactFile, RunArtifact
 from dlplatform.train import tracking
 from dlplatform.train.spec import MAX_METRICS_PAGE
 from dlplatform.train.tracking import (
+    MAX_COMPARE,
     MAX_RUNS_PAGE,
     ModelLog,
     ParamsUpdate,
+    RunComparison,
     RunEnd,
     RunView,
     TagsUpdate,
@@ -56,6 +60,22 @@ def search_runs(
     )
     response.headers["X-Total-Count"] = str(total)
     return runs
+
+
+@router.get("/runs/compare")
+def compare_runs(
+    ctx: Ctx,
+    ids: Annotated[
+        list[str],
+        Query(
+            description="Run ids: repeated (?ids=a&ids=b) or joined by commas (?ids=a,b); at "
+            f"most {MAX_COMPARE}."
+        ),
+    ],
+) -> RunComparison:
+    """Runs side by side: each run's params and final metrics, the rows (``params.KEY``,
+    ``metrics.KEY``) and those whose values differ. An unknown run is a 404 naming it."""
+    return tracking.compare_runs(ctx.backend, ctx.principal, ids)
 
 
 @router.get("/runs/{run_id}")
@@ -132,6 +152,23 @@ async def log_artifact(
     finally:
         with contextlib.suppress(OSError):
             staged.unlink()
+
+
+@router.get("/runs/{run_id}/artifacts")
+def list_artifacts(run_id: str, ctx: Ctx) -> list[ArtifactFile]:
+    """The files the run logged: ``path``, ``size_bytes``, ``sha256``, ``media_type``."""
+    return tracking.list_run_artifacts(ctx.backend, ctx.principal, run_id)
+
+
+@router.get(
+    "/runs/{run_id}/artifacts/{path:path}",
+    response_class=StreamingResponse,
+    responses=FILE_RESPONSES,
+)
+def read_artifact(run_id: str, path: str, ctx: Ctx) -> StreamingResponse:
+    """One file the run logged, streamed and checked against its sha256 on the way (header
+    ``X-DLP-SHA256``); a path that is absolute or has ``..`` is a 422. The read is audited."""
+    return file_response(*tracking.open_run_artifact(ctx.backend, ctx.principal, run_id, path))
 
 
 @router.post("/runs/{run_id}/model", status_code=201)

@@ -3,7 +3,11 @@
 The shell needs no token; every page fetches its data from ``/api/v1`` with the user's token in
 the ``Authorization`` header, so the UI obeys exactly the permissions of the API. Assets ship in
 the package (no build step, no network at install). Responses carry a strict Content Security
-Policy: scripts, styles and data only from the gateway itself, no inline code, no framing.
+Policy: scripts, styles and data only from the gateway itself, no inline code, no framing. Images
+may also come from ``blob:`` URLs: the artifacts page fetches a file with the token and shows it
+from memory (an ``<img>`` could not send the token). The charts are uPlot's (MIT, vendored in
+``static/vendor/uplot`` with its licence): it draws on canvas and styles through the CSSOM, which
+the policy allows, and injects no script or ``<style>``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ __all__ = ["ASSETS_DIR", "CONTENT_SECURITY_POLICY", "UI_PATH", "mount_ui"]
 ASSETS_DIR = Path(__file__).resolve().parent / "static"
 UI_PATH = "/ui"
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )

@@ -17,6 +17,8 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 JS_FILES = sorted(p.relative_to(ASSETS_DIR).as_posix() for p in ASSETS_DIR.rglob("*.js"))
+MODULES = [name for name in JS_FILES if name.startswith("js/")]  # ours, not vendor/
+UPLOT = ASSETS_DIR / "vendor" / "uplot"
 
 
 def test_assets_exist_in_the_package() -> None:
@@ -39,6 +41,7 @@ def test_assets_exist_in_the_package() -> None:
         ("/ui/", "text/html"),
         ("/ui/index.html", "text/html"),
         ("/ui/style.css", "text/css"),
+        ("/ui/vendor/uplot/uPlot.min.css", "text/css"),
         *[(f"/ui/{name}", "javascript") for name in JS_FILES],
     ],
 )
@@ -134,3 +137,39 @@ def test_assets_are_package_data() -> None:
     pyproject = Path(__file__).resolve().parents[3] / "pyproject.toml"
     data = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["dlplatform"]
     assert "api/ui/**/*" in data
+
+
+def test_uplot_is_vendored_with_its_licence_and_loaded_by_the_shell() -> None:
+    for name in ("uPlot.iife.min.js", "uPlot.min.css", "LICENSE", "NOTICE"):
+        assert (UPLOT / name).is_file(), name
+    assert "MIT License" in (UPLOT / "LICENSE").read_text()
+    html = (ASSETS_DIR / "index.html").read_text()
+    # a classic deferred script runs before the (deferred) app module: the global is there
+    assert html.index('src="vendor/uplot/uPlot.iife.min.js" defer') < html.index('src="js/app.js"')
+    assert 'href="vendor/uplot/uPlot.min.css"' in html
+
+
+def test_policy_allows_blob_images_only() -> None:
+    """The artifacts page shows images it fetched with the token from blob: URLs; scripts,
+    styles and connections stay same-origin."""
+    directives = dict(d.strip().split(" ", 1) for d in CONTENT_SECURITY_POLICY.split(";"))
+    assert directives["img-src"] == "'self' data: blob:"
+    for name in ("script-src", "style-src", "connect-src", "default-src"):
+        assert "blob:" not in directives[name] and "unsafe" not in directives[name], name
+
+
+_IMPORT = re.compile(r'import\s+(?:\{([^}]*)\}|\*\s+as\s+\w+)\s+from\s+"([^"]+)"')
+_EXPORT = re.compile(r"export\s+(?:async\s+)?(?:function|const|let|class)\s+(\w+)")
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_imports_resolve_to_exported_names(name: str) -> None:
+    """Each ``import {a, b} from "./x.js"`` names a file that exists and exports a and b (no
+    browser needed to catch a typo that would break every page)."""
+    source = (ASSETS_DIR / name).read_text()
+    for names, target in _IMPORT.findall(source):
+        path = ((ASSETS_DIR / name).parent / target).resolve()
+        assert path.is_file() and path.is_relative_to(ASSETS_DIR), f"{name}: {target}"
+        exported = set(_EXPORT.findall(path.read_text()))
+        wanted = {n.split(" as ")[0].strip() for n in names.split(",") if n.strip()}
+        assert wanted <= exported, f"{name} imports {wanted - exported} that {target} lacks"

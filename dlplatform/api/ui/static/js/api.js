@@ -80,6 +80,50 @@ export async function request(path, { method = "GET", query, body, token } = {})
   return { data, total: Number.isFinite(total) ? total : null, headers: response.headers };
 }
 
+/**
+ * Fetch a file's bytes with the token (an <img> or a link cannot send the Authorization header).
+ * With `limitBytes`, reading stops once that many bytes came (the rest is never downloaded).
+ * Returns {blob, truncated, type, sha256}; throws ApiError as `request` does.
+ */
+export async function download(path, { limitBytes } = {}) {
+  const headers = {};
+  const secret = getToken();
+  if (secret) headers.Authorization = `Bearer ${secret}`;
+  let response;
+  try {
+    response = await fetch(buildUrl(path), { headers, credentials: "omit", cache: "no-store" });
+  } catch (err) {
+    throw new ApiError(0, "network", `the platform did not answer (${err.message})`);
+  }
+  const type = response.headers.get("content-type") || "application/octet-stream";
+  if (!response.ok) {
+    const data = type.includes("application/json") ? await response.json().catch(() => null) : null;
+    const message = (data && data.message) || response.statusText || "request failed";
+    if (response.status === 401) onUnauthenticated(message);
+    throw new ApiError(response.status, (data && data.error) || `http_${response.status}`, message);
+  }
+  const sha256 = response.headers.get("x-dlp-sha256");
+  if (!limitBytes || !response.body) {
+    return { blob: await response.blob(), truncated: false, type, sha256 };
+  }
+  const reader = response.body.getReader();
+  const chunks = [];
+  let size = 0;
+  let truncated = false;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    size += value.length;
+    if (size >= limitBytes) {
+      truncated = true;
+      await reader.cancel();
+      break;
+    }
+  }
+  return { blob: new Blob(chunks, { type }).slice(0, limitBytes, type), truncated, type, sha256 };
+}
+
 export async function get(path, query) {
   return (await request(path, { query })).data;
 }

@@ -5,13 +5,14 @@ import { announce, clear, h, notice } from "./dom.js";
 import { errorPage, notFoundPage } from "./common.js";
 import { routes as datasetRoutes } from "./pages/datasets.js";
 import { routes as runRoutes } from "./pages/runs.js";
+import { routes as artifactRoutes } from "./pages/artifacts.js";
 import { routes as modelRoutes } from "./pages/models.js";
 import { routes as lineageRoutes } from "./pages/lineage.js";
 import { routes as workflowRoutes } from "./pages/workflows.js";
 import { routes as adminRoutes } from "./pages/admin.js";
 
 const ROUTES = [
-  ...datasetRoutes, ...runRoutes, ...modelRoutes, ...lineageRoutes, ...workflowRoutes, ...adminRoutes,
+  ...datasetRoutes, ...runRoutes, ...artifactRoutes, ...modelRoutes, ...lineageRoutes, ...workflowRoutes, ...adminRoutes,
 ];
 
 const main = document.getElementById("main");

@@ -1,93 +1,9 @@
-// Inline SVG charts: line charts for metrics and a layered graph for lineage. No dependencies.
+// Inline SVG charts: a layered graph for lineage and parallel coordinates for tuning trials.
+// Metric line charts are uPlot's: metric_charts.js.
 
 import { fmtNumber, h, s, short } from "./dom.js";
 
 export const PALETTE = ["#1d4ed8", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0e7490", "#a16207", "#374151"];
-
-function niceTicks(min, max, count = 5) {
-  if (min === max) {
-    const pad = min === 0 ? 1 : Math.abs(min) * 0.1;
-    return niceTicks(min - pad, max + pad, count);
-  }
-  const span = max - min;
-  const raw = span / count;
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((v) => span / v <= count) || 10 * mag;
-  const start = Math.floor(min / step) * step;
-  const ticks = [];
-  for (let v = start; v <= max + step * 0.5; v += step) ticks.push(Number(v.toPrecision(12)));
-  return ticks;
-}
-
-/**
- * A line chart. series: [{name, points: [[x, y], ...]}]. Returns a <figure> with an SVG whose
- * lines are <path class="series-line"> elements, a legend, and an accessible summary.
- */
-export function lineChart({ title, series, xLabel = "step", width = 560, height = 260 }) {
-  const drawn = series.filter((ser) => ser.points.length > 0);
-  const margin = { top: 12, right: 16, bottom: 36, left: 60 };
-  const innerW = width - margin.left - margin.right;
-  const innerH = height - margin.top - margin.bottom;
-  const xs = drawn.flatMap((ser) => ser.points.map((p) => p[0]));
-  const ys = drawn.flatMap((ser) => ser.points.map((p) => p[1])).filter(Number.isFinite);
-  const figure = h("figure", { class: "chart" });
-  if (title) figure.append(h("figcaption", {}, title));
-  if (ys.length === 0) {
-    figure.append(h("p", { class: "empty" }, "No values recorded."));
-    return figure;
-  }
-  const xTicks = niceTicks(Math.min(...xs), Math.max(...xs));
-  const yTicks = niceTicks(Math.min(...ys), Math.max(...ys));
-  const [x0, x1] = [xTicks[0], xTicks[xTicks.length - 1]];
-  const [y0, y1] = [yTicks[0], yTicks[yTicks.length - 1]];
-  const sx = (x) => margin.left + ((x - x0) / (x1 - x0 || 1)) * innerW;
-  const sy = (y) => margin.top + innerH - ((y - y0) / (y1 - y0 || 1)) * innerH;
-  const summary = drawn
-    .map((ser) => {
-      const last = ser.points[ser.points.length - 1];
-      return `${ser.name}: ${ser.points.length} points, last ${fmtNumber(last[1])} at ${xLabel} ${last[0]}`;
-    })
-    .join("; ");
-  const svg = s(
-    "svg",
-    { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `${title || "chart"}. ${summary}`, class: "chart-svg" },
-    s("title", {}, `${title || "chart"}. ${summary}`),
-    // grid and axes
-    yTicks.map((t) => [
-      s("line", { x1: margin.left, x2: width - margin.right, y1: sy(t), y2: sy(t), class: "grid" }),
-      s("text", { x: margin.left - 6, y: sy(t) + 4, class: "tick", "text-anchor": "end" }, fmtNumber(t)),
-    ]),
-    xTicks.map((t) => [
-      s("line", { x1: sx(t), x2: sx(t), y1: margin.top + innerH, y2: margin.top + innerH + 4, class: "axis" }),
-      s("text", { x: sx(t), y: margin.top + innerH + 16, class: "tick", "text-anchor": "middle" }, fmtNumber(t)),
-    ]),
-    s("line", { x1: margin.left, x2: width - margin.right, y1: margin.top + innerH, y2: margin.top + innerH, class: "axis" }),
-    s("line", { x1: margin.left, x2: margin.left, y1: margin.top, y2: margin.top + innerH, class: "axis" }),
-    s("text", { x: margin.left + innerW / 2, y: height - 4, class: "axis-label", "text-anchor": "middle" }, xLabel),
-    drawn.map((ser, i) => {
-      const color = PALETTE[i % PALETTE.length];
-      const pts = ser.points.filter((p) => Number.isFinite(p[1]));
-      const d = pts.map((p, j) => `${j ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" ");
-      return s(
-        "g",
-        { class: "series" },
-        s("path", { d, class: "series-line", stroke: color, fill: "none", "data-series": ser.name }),
-        pts.length <= 60
-          ? pts.map((p) => s("circle", { cx: sx(p[0]), cy: sy(p[1]), r: 2.5, fill: color },
-              s("title", {}, `${ser.name} ${xLabel} ${p[0]}: ${fmtNumber(p[1])}`)))
-          : null,
-      );
-    }),
-  );
-  figure.append(svg);
-  if (drawn.length > 1 || (drawn[0] && drawn[0].name)) {
-    figure.append(
-      h("ul", { class: "legend" },
-        drawn.map((ser, i) => h("li", {}, h("span", { class: `swatch swatch-${i % PALETTE.length}`, "aria-hidden": "true" }), ser.name))),
-    );
-  }
-  return figure;
-}
 
 /**
  * A layered left-to-right graph. nodes: [{id, label, sub, layer, href, current}],
@@ -162,4 +78,82 @@ export function layeredGraph({ nodes, edges, title }) {
     }),
   );
   return h("div", { class: "graph-scroll", tabindex: "-1" }, svg);
+}
+
+/** Where a value sits on one axis of the parallel coordinates, from 0 (bottom) to 1 (top). */
+function axisScale(dim, values) {
+  if (dim.kind === "category") {
+    const cats = [...new Set(values.filter((v) => v !== null && v !== undefined).map(String))].sort();
+    const at = (v) => (cats.length < 2 ? 0.5 : cats.indexOf(String(v)) / (cats.length - 1));
+    return { at, ticks: cats.map((c) => [at(c), c]) };
+  }
+  const log = dim.kind === "log";
+  const f = (v) => (log ? Math.log10(v) : v);
+  const nums = values.map(Number).filter((v) => Number.isFinite(v) && (!log || v > 0));
+  let lo = nums.length ? Math.min(...nums.map(f)) : 0;
+  let hi = nums.length ? Math.max(...nums.map(f)) : 1;
+  if (lo === hi) [lo, hi] = [lo - 1, hi + 1];
+  const raw = (v) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || (log && n <= 0)) return null;
+    return (f(n) - lo) / (hi - lo);
+  };
+  const at = dim.invert ? (v) => { const t = raw(v); return t === null ? null : 1 - t; } : raw;
+  const back = (t) => (log ? 10 ** (lo + t * (hi - lo)) : lo + t * (hi - lo));
+  const ticks = [0, 0.5, 1].map((t) => [dim.invert ? 1 - t : t, fmtNumber(Number(back(t).toPrecision(3)))]);
+  return { at, ticks };
+}
+
+/**
+ * Parallel coordinates: one vertical axis per dimension (a parameter, then the objective), one
+ * line per item (a trial). dims: [{key, label, kind: "linear"|"log"|"category", invert}];
+ * items: [{id, values: {key: value}, rank: 0 (best) .. 1, dashed, title}]; an item without a
+ * rank is drawn grey and dotted. Lines are <path class="pc-line" data-item=id>.
+ */
+export function parallelCoordinates({ title, dims, items }) {
+  const gap = 150;
+  const pad = { left: 80, right: 80, top: 46, bottom: 24 };
+  const innerH = 220;
+  const width = pad.left + pad.right + Math.max(1, dims.length - 1) * gap;
+  const height = pad.top + innerH + pad.bottom;
+  const scales = dims.map((d) => axisScale(d, items.map((it) => it.values[d.key])));
+  const xOf = (i) => pad.left + i * gap;
+  const yOf = (t) => pad.top + (1 - t) * innerH;
+  const colour = (rank) => `hsl(${Math.round(222 - 190 * rank)}, 75%, ${Math.round(32 + 18 * rank)}%)`;
+  const ordered = items.slice().sort((a, b) => (b.rank ?? 2) - (a.rank ?? 2)); // best drawn last
+  const svg = s(
+    "svg",
+    { viewBox: `0 0 ${width} ${height}`, width, height, role: "img", class: "pc-svg", "aria-label": title },
+    s("title", {}, title),
+    ordered.map((it) => {
+      let d = "";
+      let pen = false;
+      dims.forEach((dim, i) => {
+        const t = scales[i].at(it.values[dim.key]);
+        if (t === null || t === undefined || Number.isNaN(t)) {
+          pen = false;
+          return;
+        }
+        d += `${pen ? "L" : "M"}${xOf(i).toFixed(1)},${yOf(t).toFixed(1)} `;
+        pen = true;
+      });
+      const ranked = it.rank !== null && it.rank !== undefined;
+      return s("path", {
+        d: d.trim(), class: `pc-line${it.dashed ? " pc-dashed" : ""}${ranked ? "" : " pc-unranked"}`,
+        stroke: ranked ? colour(it.rank) : "#9ca3af", fill: "none", "data-item": it.id,
+      }, s("title", {}, it.title || it.id));
+    }),
+    dims.map((dim, i) => s(
+      "g",
+      { class: "pc-axis", "data-key": dim.key },
+      s("line", { x1: xOf(i), x2: xOf(i), y1: pad.top, y2: pad.top + innerH, class: "axis" }),
+      s("text", { x: xOf(i), y: pad.top - 26, class: "pc-label", "text-anchor": "middle" }, short(dim.label, 22)),
+      dim.note ? s("text", { x: xOf(i), y: pad.top - 12, class: "tick", "text-anchor": "middle" }, dim.note) : null,
+      scales[i].ticks.map(([t, label]) => [
+        s("line", { x1: xOf(i) - 4, x2: xOf(i), y1: yOf(t), y2: yOf(t), class: "axis" }),
+        s("text", { x: xOf(i) - 7, y: yOf(t) + 4, class: "tick", "text-anchor": "end" }, short(label, 12)),
+      ]),
+    )),
+  );
+  return h("div", { class: "graph-scroll pc-scroll", tabindex: "0", "aria-label": title }, svg);
 }

@@ -60,8 +60,10 @@ export function fmtNumber(value) {
   if (!Number.isFinite(n)) return String(value);
   if (Number.isInteger(n)) return n.toLocaleString("en-US");
   const abs = Math.abs(n);
-  if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) return n.toExponential(3);
-  return n.toPrecision(4).replace(/\.?0+$/, "");
+  if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) return n.toExponential(3).replace(/\.?0+e/, "e");
+  if (abs >= 999.5) return n.toLocaleString("en-US", { maximumFractionDigits: 1 });
+  const text = n.toPrecision(4); // below 1000: four significant digits, trailing zeros dropped
+  return text.includes(".") ? text.replace(/\.?0+$/, "") : text;
 }
 
 export function fmtBytes(n) {

@@ -21,7 +21,8 @@ async function listPage(_params, query) {
       [
         { label: "Model", render: (m) => h("a", { href: `#/models/${encodeURIComponent(m.name || m.model)}` }, m.name || m.model) },
         { label: "Description", render: (m) => m.description || "" },
-        { label: "Latest version", numeric: true, render: (m) => fmtNumber(m.latest_version ?? m.versions ?? null) },
+        { label: "Latest version", numeric: true, render: (m) => (typeof m.latest_version === "number"
+          ? h("a", { href: entityHref(versionEntity(m.name, m.latest_version)) }, `v${m.latest_version}`) : "—") },
         { label: "Owner", render: (m) => m.owner || "—" },
         { label: "Created", render: (m) => fmtDate(m.created_at) },
       ],
@@ -165,6 +166,9 @@ async function detailPage(params, _query, { session, rerender }) {
       { label: "Dataset commit", render: (v) => (v.dataset_commit ? h("a", { href: entityHref(`commit:${v.dataset_commit}`) }, short(v.dataset_commit, 14)) : "—") },
       { label: "Metrics", render: (v) => Object.entries(parseJSON(v.metrics_json, {}) || {}).map(([k, x]) => `${k}=${fmtNumber(x)}`).join(", ") || "—" },
       { label: "Created", render: (v) => fmtDate(v.created_at) },
+      ...(api.has("/models/{name}/versions/{version}/artifacts")
+        ? [{ label: "Files", render: (v) => h("a", { href: `#/models/${encodeURIComponent(name)}/versions/${v.version}/artifacts` }, "Artifacts") }]
+        : []),
     ],
     versions,
     { caption: "Versions, newest first; aliases are the stages (e.g. production)" },

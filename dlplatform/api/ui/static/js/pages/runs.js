@@ -1,66 +1,192 @@
-// Runs: queue and history, one run (params, metric charts, logs), compare runs side by side.
+// Runs of every kind (tracked from any code, training, tuning, trials): search with the filter
+// language of GET /runs, pick runs to compare; one run's page (params, tags, metric charts,
+// artifacts, logs). A tuning run's page is the tuning page (tuning.js).
 
 import * as api from "../api.js";
-import { actionButton, entityHref, fetchAll, fetchPage, pageOf, pager, partError, unavailable } from "../common.js";
-import { lineChart } from "../charts.js";
-import { badge, facts, fmtDate, fmtNumber, h, parseJSON, section, short, table } from "../dom.js";
+import { actionButton, entityHref, fetchPage, pageOf, pager, partError, unavailable } from "../common.js";
+import { isBookkeeping } from "../metric_charts.js";
+import { badge, facts, fmtBytes, fmtDate, fmtNumber, h, section, short, table } from "../dom.js";
+import { artifactsLink } from "./artifacts.js";
+import {
+  FINAL, RUN_WRITERS, duration, metricsSection, paramsOf, runHref, runLabel, show,
+} from "./run_parts.js";
+import { comparePage } from "./run_compare.js";
+import { tuningPage } from "./tuning.js";
 
-const LIST = "/training/jobs";
+const JOBS = "/training/jobs";
 const LOG_POLL_MS = 3000;
-const FILTERS = [
-  ["", "All"], ["QUEUED", "Queued"], ["RUNNING", "Running"], ["SUCCEEDED", "Succeeded"], ["FAILED", "Failed"], ["CANCELLED", "Cancelled"],
-];
+const MAX_COLUMNS = 8;
+const EXAMPLES = ['kind = "tracked"', 'kind = "tune"', 'status = "FAILED"', "metrics.val_accuracy > 0.9"];
+const FIELD_REF = /\b(params|metrics)\.([A-Za-z0-9_][A-Za-z0-9_./-]*)/g;
+// the filter names the kind itself: then trials are not left out
+const KIND_CLAUSE = /(^|[\s(])kind\s*(=|!=|<>|\bnot\b|\bin\b|\bi?like\b)/i;
 
-function runHref(id) {
-  return `#/runs/${encodeURIComponent(id)}`;
+function listHref({ filter, sort, trials, cols, page }) {
+  const q = new URLSearchParams();
+  if (filter) q.set("filter", filter);
+  if (sort) q.set("sort", sort);
+  if (trials) q.set("trials", "1");
+  if (cols) q.set("cols", cols.join(","));
+  if (page && page > 1) q.set("page", String(page));
+  const text = q.toString();
+  return `#/runs${text ? `?${text}` : ""}`;
 }
 
-function duration(run) {
-  if (!run.started_at) return "—";
-  const end = run.ended_at ? new Date(run.ended_at) : new Date();
-  const secs = Math.max(0, (end - new Date(run.started_at)) / 1000);
-  if (secs < 60) return `${secs.toFixed(0)} s`;
-  if (secs < 3600) return `${(secs / 60).toFixed(1)} min`;
-  return `${(secs / 3600).toFixed(1)} h`;
+/** The extra columns: those the user picked, else the params and metrics the filter or sort
+ * names and the metrics most runs on the page have. */
+function columnsFor(state, rows) {
+  if (state.cols) return state.cols;
+  const named = [...`${state.filter} ${state.sort}`.matchAll(FIELD_REF)].map((m) => `${m[1]}.${m[2]}`);
+  const counts = new Map();
+  for (const r of rows) {
+    for (const k of Object.keys(r.metrics || {})) {
+      if (!isBookkeeping(k)) counts.set(k, (counts.get(k) || 0) + 1);
+    }
+  }
+  const common = [...counts.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+    .slice(0, 3).map(([k]) => `metrics.${k}`);
+  return [...new Set([...named, ...common])].slice(0, MAX_COLUMNS);
+}
+
+function columnValue(row, col) {
+  const at = col.indexOf(".");
+  const [kind, key] = [col.slice(0, at), col.slice(at + 1)];
+  const bag = kind === "metrics" ? row.metrics : row.params;
+  return bag ? bag[key] : undefined;
+}
+
+function sortHeader(state, label, field) {
+  const current = (state.sort || "").trim().split(/\s+/);
+  const active = current[0] === field;
+  const desc = !active || (current[1] || "ASC").toUpperCase() === "ASC";
+  const next = `${field} ${desc ? "DESC" : "ASC"}`;
+  return h("a", { href: listHref({ ...state, sort: next, page: 1 }), class: "sort-link", title: `Sort by ${field}` }, label, active ? (desc ? " ▲" : " ▼") : "");
+}
+
+function searchForm(state) {
+  const filter = h("input", {
+    id: "run-filter", name: "filter", type: "search", value: state.filter, spellcheck: "false", autocomplete: "off",
+    placeholder: 'params.lr < 0.01 and metrics.val_accuracy > 0.9 and tags.team = "vision"',
+    "aria-describedby": "run-filter-help run-filter-error",
+  });
+  const sort = h("input", { id: "run-sort", name: "sort", value: state.sort, spellcheck: "false", autocomplete: "off",
+    placeholder: "created DESC", list: "run-sort-keys" });
+  const trials = h("input", { id: "run-trials", name: "trials", type: "checkbox", checked: state.trials });
+  const error = h("p", { class: "form-error", id: "run-filter-error", role: "alert" });
+  const keys = h("datalist", { id: "run-sort-keys" });
+  const form = h("form", { class: "run-search", id: "run-search", role: "search" },
+    h("div", { class: "run-search-row" },
+      h("label", { for: "run-filter" }, "Filter"), filter),
+    h("div", { class: "run-search-row" },
+      h("label", { for: "run-sort" }, "Sort"), sort, keys,
+      h("label", { class: "check" }, trials, " Include trials"),
+      h("button", { type: "submit", class: "primary" }, "Search"),
+      state.filter || state.sort ? h("a", { href: "#/runs", class: "button" }, "Clear") : null),
+    error,
+    h("p", { class: "help", id: "run-filter-help" },
+      "Clauses joined by ", h("code", {}, "and"), ": ", h("code", {}, "params.KEY"), ", ", h("code", {}, "metrics.KEY"),
+      " (final value), ", h("code", {}, "tags.KEY"), ", status, kind, owner, dataset, created; operators = != < <= > >= LIKE IN. Try: ",
+      EXAMPLES.map((ex, i) => [i ? " · " : "", h("a", { href: listHref({ filter: ex }) }, ex)])),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const target = listHref({ filter: filter.value.trim(), sort: sort.value.trim(), trials: trials.checked, cols: state.cols });
+    if (window.location.hash === target) window.dispatchEvent(new HashChangeEvent("hashchange"));
+    else window.location.hash = target;
+  });
+  return { form, error, keys };
+}
+
+function columnPicker(state, rows, shown) {
+  const keys = new Set(shown);
+  for (const r of rows) {
+    for (const k of Object.keys(r.params || {})) keys.add(`params.${k}`);
+    for (const k of Object.keys(r.metrics || {})) keys.add(`metrics.${k}`);
+  }
+  if (keys.size === 0) return null;
+  const boxes = [...keys].sort().map((k) => h("label", { class: "check" },
+    h("input", { type: "checkbox", name: "col", value: k, checked: shown.includes(k) }), ` ${k}`));
+  const apply = h("button", { type: "button" }, "Show these columns");
+  apply.addEventListener("click", () => {
+    const cols = boxes.map((b) => b.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
+    window.location.hash = listHref({ ...state, cols: cols.length ? cols : [""], page: 1 });
+  });
+  return h("details", { class: "column-picker" }, h("summary", {}, "Columns"), h("div", { class: "column-list" }, boxes), apply);
 }
 
 async function listPage(_params, query) {
+  const state = {
+    filter: query.get("filter") || "", sort: query.get("sort") || "", trials: query.get("trials") === "1",
+    cols: query.has("cols") ? query.get("cols").split(",").filter(Boolean) : null,
+  };
   const page = pageOf(query);
-  const status = query.get("status") || "";
   const body = [h("h1", {}, "Runs")];
-  if (!api.has(LIST)) {
-    body.push(unavailable("Training runs", LIST));
+  if (!api.has("/runs")) {
+    body.push(unavailable("Runs", "/runs"));
     return h("div", {}, body);
   }
-  const filterable = api.paramsOf(LIST).includes("status");
-  if (filterable) {
-    body.push(h("nav", { class: "filters", "aria-label": "Filter by status" },
-      FILTERS.map(([value, label]) => h("a", {
-        href: `#/runs${value ? `?status=${value}` : ""}`, class: "chip", "aria-current": value === status ? "true" : null,
-      }, label))));
+  const search = searchForm(state);
+  body.push(search.form);
+  const leaveOutTrials = !state.trials && !KIND_CLAUSE.test(state.filter);
+  const filter = leaveOutTrials ? [state.filter, 'kind != "trial"'].filter(Boolean).join(" and ") : state.filter;
+  let result;
+  try {
+    result = await fetchPage("/runs", query, page, { filter, order_by: state.sort || null });
+  } catch (err) {
+    if (err.status !== 422 && err.status !== 400) throw err;
+    // a malformed filter or sort: the message names the token (and its position in what the
+    // user wrote, so ask again without the clause added here); the page stays usable
+    const own = leaveOutTrials && state.filter
+      ? await api.request("/runs", { query: { filter: state.filter, order_by: state.sort || null, limit: 1 } }).then(() => err, (e) => e)
+      : err;
+    search.error.textContent = `The search failed: ${own.message}`;
+    const inSort = Boolean(state.sort) && /sort|order/i.test(own.message);
+    search.form.querySelector(inSort ? "#run-sort" : "#run-filter").setAttribute("aria-invalid", "true");
+    const at = /position (\d+)/.exec(own.message);
+    if (at) {
+      // point at the token: the text as written, a caret under the offending position
+      const text = inSort ? state.sort : state.filter;
+      const pos = Math.min(Number(at[1]), text.length);
+      search.error.after(h("pre", { class: "filter-caret", "aria-hidden": "true" }, `${text}\n${" ".repeat(pos)}^`));
+    }
+    body.push(h("p", { class: "empty" }, "No runs shown: correct the filter or sort above."));
+    return h("div", {}, body);
   }
-  const result = await fetchPage(LIST, query, page, filterable && status ? { status } : {});
-  result.rows = result.rows.map((job) => (job && job.run ? { ...job.run, job } : job));
-  const hrefFor = (p) => `#/runs?page=${p}${status ? `&status=${status}` : ""}`;
+  const rows = result.rows;
+  const cols = columnsFor(state, rows);
+  const metricKeys = [...new Set(rows.flatMap((r) => Object.keys(r.metrics || {})))].filter((k) => !isBookkeeping(k)).sort();
+  search.keys.append(...["created DESC", "created ASC", "name ASC", ...metricKeys.flatMap((k) => [`metrics.${k} DESC`, `metrics.${k} ASC`])]
+    .map((v) => h("option", { value: v })));
+  const hrefFor = (p) => listHref({ ...state, page: p });
+  const picker = columnPicker(state, rows, cols);
+  if (picker) body.push(picker);
   body.push(pager(result, hrefFor));
   const form = h("form", { class: "compare-form", id: "compare-form" });
+  const label = (r) => h("a", { href: runHref(r.run.id) }, runLabel(r.run));
   form.append(
     table(
       [
-        { label: "Compare", render: (r) => h("input", { type: "checkbox", name: "run", value: r.id, "aria-label": `compare run ${r.id}` }) },
-        { label: "Run", render: (r) => h("a", { href: runHref(r.id) }, r.name ? `${r.name}` : short(r.id, 16)) },
-        { label: "Status", render: (r) => badge(r.status) },
-        { label: "Kind", render: (r) => r.kind || "train" },
-        { label: "Owner", render: (r) => r.owner || "—" },
-        { label: "Priority", numeric: true, render: (r) => fmtNumber(r.priority ?? 0) },
-        { label: "Queue", render: (r) => (r.job && r.job.queue_position ? `#${r.job.queue_position}` : "—") },
-        { label: "Created", render: (r) => fmtDate(r.created_at) },
-        { label: "Duration", render: (r) => duration(r) },
+        { label: "Compare", render: (r) => h("input", { type: "checkbox", name: "run", value: r.run.id, "aria-label": `compare run ${r.run.id}` }) },
+        { label: "Run", render: label },
+        { label: "Kind", render: (r) => (r.run.kind === "trial" && r.run.parent_id
+          ? ["trial of ", h("a", { href: runHref(r.run.parent_id) }, short(r.run.parent_id, 16))] : r.run.kind) },
+        { label: "Status", render: (r) => badge(r.run.status) },
+        { label: "Owner", render: (r) => r.run.owner || "—" },
+        { label: "Dataset", render: (r) => (r.dataset ? short(r.dataset, 28) : "—") },
+        ...cols.map((c) => ({
+          label: sortHeader(state, c.replace(/^metrics\./, "").replace(/^params\./, "param "), c),
+          numeric: c.startsWith("metrics."), render: (r) => show(columnValue(r, c)),
+        })),
+        { label: sortHeader(state, "Created", "created"), render: (r) => fmtDate(r.run.created_at) },
+        { label: "Duration", render: (r) => duration(r.run) },
       ],
-      result.rows,
-      { caption: status ? `Runs with status ${status}` : "Queue and history, newest first", empty: "No runs yet." },
+      rows,
+      {
+        caption: state.filter ? `Runs matching ${state.filter}` : "Runs of every kind, newest first",
+        empty: state.filter ? "No run matches this filter." : "No runs yet.",
+      },
     ),
-    h("button", { type: "submit" }, "Compare selected"),
+    h("button", { type: "submit", id: "compare-button" }, "Compare selected"),
     h("span", { class: "form-error", role: "alert", id: "compare-error" }),
   );
   form.addEventListener("submit", (event) => {
@@ -76,176 +202,143 @@ async function listPage(_params, query) {
   return h("div", {}, body);
 }
 
-/** Metrics as {key: [[step, value], ...]} from a list of points or a {key: [...]} object. */
-function seriesByKey(data) {
-  const out = {};
-  const add = (key, step, value) => {
-    (out[key] = out[key] || []).push([Number(step ?? 0), Number(value)]);
-  };
-  const points = Array.isArray(data) ? data : data && Array.isArray(data.points) ? data.points : null;
-  if (points) {
-    for (const p of points) add(p.key ?? p.name, p.step, p.value);
-  } else if (data && typeof data === "object") {
-    const obj = data.metrics && typeof data.metrics === "object" ? data.metrics : data;
-    for (const [key, values] of Object.entries(obj)) {
-      if (!Array.isArray(values)) continue;
-      values.forEach((v, i) => (Array.isArray(v) ? add(key, v[0], v[1]) : typeof v === "object" ? add(key, v.step ?? i, v.value) : add(key, i, v)));
-    }
-  }
-  for (const list of Object.values(out)) list.sort((a, b) => a[0] - b[0]);
-  return out;
-}
+// --- one run -----------------------------------------------------------------------------------
 
-async function loadMetrics(id) {
-  return seriesByKey(await fetchAll(`${LIST}/${api.seg(id)}/metrics`, `${LIST}/{id}/metrics`, {}, 10000));
-}
-
-const SPEC_PARAMS = ["model", "dataset", "label", "epochs", "batch_size", "lr", "workers", "seed", "validation_fraction", "use_gpu", "priority"];
-
-/** Hyperparameters: the job spec's params plus its training settings (or a run's spec_json). */
-function paramsOf(run, detail) {
-  const explicit = detail && detail.params;
-  if (explicit && typeof explicit === "object") return explicit;
-  const spec = (detail && detail.spec) || parseJSON(run.spec_json, {}) || {};
-  const out = {};
-  for (const key of SPEC_PARAMS) if (spec[key] !== undefined && spec[key] !== null) out[key] = spec[key];
-  if (spec.params && typeof spec.params === "object") Object.assign(out, spec.params);
-  return out;
-}
-
-function show(v) {
-  return v === null || v === undefined ? "—" : typeof v === "object" ? JSON.stringify(v) : typeof v === "number" ? fmtNumber(v) : String(v);
-}
-
-async function detailPage(params, _query, { session, rerender }) {
+async function detailPage(params, query, ctx) {
   const id = params.id;
-  if (!api.has(`${LIST}/{id}`)) return h("div", {}, h("h1", {}, `Run ${id}`), unavailable("Run details", `${LIST}/{id}`));
-  const detail = await api.get(`${LIST}/${api.seg(id)}`);
-  const run = detail.run || detail;
-  const body = [h("h1", {}, `Run ${run.name || run.id}`)];
-  const actions = [];
-  if (!["SUCCEEDED", "FAILED", "CANCELLED", "STOPPED"].includes(run.status) && api.has(`${LIST}/{id}/cancel`, "post")
-      && ["admin", "data-scientist", "researcher"].includes(session.principal.role)) {
-    actions.push(actionButton("Cancel run", {
+  if (!api.has("/runs/{id}")) return h("div", {}, h("h1", {}, `Run ${id}`), unavailable("Run details", "/runs/{id}"));
+  const view = await api.get(`/runs/${api.seg(id)}`);
+  const run = view.run;
+  if (run.kind === "tune") return tuningPage(view, ctx);
+  const job = run.kind === "train" && api.has(`${JOBS}/{id}`) ? await api.get(`${JOBS}/${api.seg(id)}`) : null;
+  const body = [h("h1", {}, `Run ${runLabel(run)}`)];
+  const actions = h("div", { class: "actions" });
+  const may = RUN_WRITERS.includes(ctx.session.principal.role);
+  if (job && !FINAL.includes(run.status) && may && api.has(`${JOBS}/{id}/cancel`, "post")) {
+    actions.append(actionButton("Cancel run", {
       kind: "danger", confirmText: `Cancel run ${run.id}?`,
-      run: () => api.post(`${LIST}/${api.seg(run.id)}/cancel`), onDone: () => rerender(),
+      run: () => api.post(`${JOBS}/${api.seg(run.id)}/cancel`), onDone: () => ctx.rerender(),
     }));
   }
+  if (job && FINAL.includes(run.status) && may && api.has(`${JOBS}/{id}/reproduce`, "post")) {
+    actions.append(actionButton("Reproduce run", {
+      confirmText: `Re-run ${run.id} exactly (its dataset commit, seed and code)?`,
+      run: () => api.post(`${JOBS}/${api.seg(run.id)}/reproduce`, {}),
+      onDone: (again) => { window.location.hash = runHref(again.run.id); },
+    }));
+  }
+  const tags = Object.entries(view.tags || {});
   body.push(
     facts([
       ["Id", h("code", {}, run.id)], ["Status", badge(run.status)], ["Kind", run.kind], ["Owner", run.owner],
-      ["Priority", fmtNumber(run.priority ?? 0)], ["Created", fmtDate(run.created_at)], ["Started", fmtDate(run.started_at)],
+      run.kind === "trial" && run.parent_id ? ["Trial of", h("a", { href: runHref(run.parent_id) }, run.parent_id)] : null,
+      run.kind !== "trial" && run.parent_id ? ["Parent run", h("a", { href: runHref(run.parent_id) }, run.parent_id)] : null,
+      ["Created", fmtDate(run.created_at)], ["Started", fmtDate(run.started_at)],
       ["Ended", fmtDate(run.ended_at)], ["Duration", duration(run)],
-      ["Dataset commit", run.dataset_commit ? h("a", { href: entityHref(`commit:${run.dataset_commit}`) }, short(run.dataset_commit, 20)) : "—"],
-      ["Code version", run.code_version || "—"],
-      detail.queue_position ? ["Queue position", `#${detail.queue_position}`] : null,
-      detail.waiting_reason ? ["Waiting because", detail.waiting_reason] : null,
-      detail.model_version ? ["Model version", h("a", { href: entityHref(`model_version:${detail.model_version}`) }, detail.model_version)] : null,
-      run.parent_id ? ["Parent run", h("a", { href: runHref(run.parent_id) }, run.parent_id)] : null,
+      ["Dataset", run.dataset_commit ? h("a", { href: entityHref(`commit:${run.dataset_commit}`) }, view.dataset || short(run.dataset_commit, 20)) : "—"],
+      run.code_version ? ["Code version", run.code_version] : null,
+      tags.length ? ["Tags", tags.map(([k, v]) => h("span", { class: "badge badge-muted" }, v ? `${k}=${v}` : k))] : null,
+      job && job.queue_position ? ["Queue position", `#${job.queue_position}`] : null,
+      job && job.waiting_reason ? ["Waiting because", job.waiting_reason] : null,
+      job && job.model_version ? ["Model version", h("a", { href: entityHref(`model_version:${job.model_version}`) }, job.model_version)] : null,
     ]),
     h("p", {}, h("a", { href: entityHref(`run:${run.id}`) }, "Lineage of this run")),
     actions,
   );
-  if (FINAL.includes(run.status) && api.has(`${LIST}/{id}/reproduce`, "post")
-      && ["admin", "data-scientist", "researcher"].includes(session.principal.role)) {
-    actions.push(actionButton("Reproduce run", {
-      confirmText: `Re-run ${run.id} exactly (its dataset commit, seed and code)?`,
-      run: () => api.post(`${LIST}/${api.seg(run.id)}/reproduce`, {}),
-      onDone: (job) => { location.hash = runHref(job.run.id); },
-    }));
-  }
   if (run.error) body.push(section("Error", h("pre", { class: "raw error-text" }, run.error)));
-  body.push(await reproductionSection(run));
-  if (!FINAL.includes(run.status) && api.has(`${LIST}/{id}/watch`)) body.push(liveProgress(run, rerender));
-  const stages = Object.entries(detail.startup || {}).filter(([k]) => k !== "total");
-  if (stages.length) {
-    body.push(section("Startup", [
-      h("p", { class: "help" }, `${fmtNumber(detail.startup.total)} s from submit to the first training step, by stage.`),
-      table(
-        [{ label: "Stage", render: ([k]) => h("code", {}, k) }, { label: "Seconds", render: ([, v]) => fmtNumber(v) }],
-        stages,
-        { empty: "Not started yet." },
-      ),
-    ]));
+  if (job) {
+    body.push(await reproductionSection(run));
+    if (!FINAL.includes(run.status) && api.has(`${JOBS}/{id}/watch`)) body.push(liveProgress(run, ctx.rerender));
+    const stages = Object.entries(job.startup || {}).filter(([k]) => k !== "total");
+    if (stages.length) {
+      body.push(section("Startup", [
+        h("p", { class: "help" }, `${fmtNumber(job.startup.total)} s from submit to the first training step, by stage.`),
+        table(
+          [{ label: "Stage", render: ([k]) => h("code", {}, k) }, { label: "Seconds", render: ([, v]) => fmtNumber(v) }],
+          stages,
+          { empty: "Not started yet." },
+        ),
+      ]));
+    }
   }
-  const p = paramsOf(run, detail);
   body.push(section("Parameters", table(
     [{ label: "Parameter", render: ([k]) => h("code", {}, k) }, { label: "Value", render: ([, v]) => show(v) }],
-    Object.entries(p || {}),
+    Object.entries(paramsOf(view)).sort(([a], [b]) => a.localeCompare(b)),
     { empty: "No parameters recorded." },
   )));
-  const charts = section("Metrics");
-  body.push(charts);
-  if (!api.has(`${LIST}/{id}/metrics`)) {
-    charts.append(unavailable("Metrics", `${LIST}/{id}/metrics`));
-  } else {
-    try {
-      const series = await loadMetrics(run.id);
-      const keys = Object.keys(series).sort();
-      if (keys.length === 0) charts.append(h("p", { class: "empty" }, "No metrics logged yet."));
-      charts.append(h("div", { class: "chart-grid" }, keys.map((k) => lineChart({ title: k, series: [{ name: k, points: series[k] }], xLabel: "epoch / step" }))));
-    } catch (err) {
-      charts.append(partError("Metrics", err));
-    }
-  }
-  const logs = section("Logs");
-  body.push(logs);
-  if (!api.has(`${LIST}/{id}/logs`)) {
-    logs.append(unavailable("Logs", `${LIST}/{id}/logs`));
-  } else {
-    try {
-      const path = `${LIST}/${api.seg(run.id)}/logs`;
-      const data = await api.get(path);
-      let text = data;
-      if (data && typeof data === "object") text = Array.isArray(data.lines) ? data.lines.join("\n") : data.logs ?? data.text ?? JSON.stringify(data, null, 2);
-      const pre = h("pre", { class: "logs", tabindex: "0", "aria-label": "run logs" }, String(text || ""));
-      const empty = h("p", { class: "empty" }, "No logs yet.");
-      empty.hidden = Boolean(text);
-      logs.append(empty, pre);
-      // The route answers a bounded chunk from a byte offset: read on at once while chunks
-      // come, then poll a running job's output until the job is final.
-      if (data && typeof data.next_offset === "number" && data.final === false) {
-        let offset = data.next_offset;
-        const follow = async () => {
-          if (!logs.isConnected) return;
-          try {
-            const more = await api.get(path, { offset });
-            if (more.text) {
-              pre.append(more.text);
-              empty.hidden = true;
-            }
-            const advanced = more.next_offset > offset;
-            offset = more.next_offset;
-            if (!more.final) setTimeout(follow, advanced ? 0 : LOG_POLL_MS);
-          } catch {
-            // stop following; what was read stays shown
-          }
-        };
-        setTimeout(follow, 0);
-      }
-    } catch (err) {
-      logs.append(partError("Logs", err));
-    }
-  }
+  body.push(await metricsSection([{ id: run.id, label: runLabel(run) }]));
+  body.push(artifactsSection(view));
+  if (job) body.push(await logsSection(run));
   return h("div", {}, body);
 }
 
-const FINAL = ["SUCCEEDED", "FAILED", "CANCELLED", "STOPPED"];
+function artifactsSection(view) {
+  const items = view.artifacts || [];
+  if (items.length === 0 && view.run.kind !== "tracked") return null;
+  return section("Artifacts",
+    table(
+      [{ label: "Path", render: (a) => h("code", {}, a.path) }, { label: "Size", numeric: true, render: (a) => fmtBytes(a.size_bytes) }],
+      items.slice(0, 10),
+      { empty: "No artifacts logged." },
+    ),
+    items.length ? artifactsLink(view.run.id, items.length) : null);
+}
+
+async function logsSection(run) {
+  const logs = section("Logs");
+  if (!api.has(`${JOBS}/{id}/logs`)) {
+    logs.append(unavailable("Logs", `${JOBS}/{id}/logs`));
+    return logs;
+  }
+  const path = `${JOBS}/${api.seg(run.id)}/logs`;
+  const pre = h("pre", { class: "logs", tabindex: "0", "aria-label": "run logs" });
+  const empty = h("p", { class: "empty" }, "No logs yet.");
+  let chunk;
+  try {
+    chunk = await api.get(path);
+  } catch (err) {
+    logs.append(partError("Logs", err));
+    return logs;
+  }
+  pre.append(chunk.text || "");
+  empty.hidden = Boolean(chunk.text);
+  logs.append(empty, pre);
+  // The route answers a bounded chunk from a byte offset: read on at once while chunks come,
+  // then poll a running job's output until the job is final.
+  let offset = chunk.next_offset;
+  const follow = async () => {
+    if (!logs.isConnected) return;
+    try {
+      const more = await api.get(path, { offset });
+      if (more.text) {
+        pre.append(more.text);
+        empty.hidden = true;
+      }
+      const advanced = more.next_offset > offset;
+      offset = more.next_offset;
+      if (!more.final) setTimeout(follow, advanced ? 0 : LOG_POLL_MS);
+    } catch {
+      // stop following; what was read stays shown
+    }
+  };
+  if (chunk.final === false) setTimeout(follow, 0);
+  return logs;
+}
 
 /** For a re-run, how its per-epoch metrics compare with the run it reproduces (the first
  * difference named); for any run, links to its re-runs. Null when there is neither. */
 async function reproductionSection(run) {
-  const base = `${LIST}/${api.seg(run.id)}`;
+  const base = `${JOBS}/${api.seg(run.id)}`;
   const parts = [];
   try {
-    if (api.has(`${LIST}/{id}/reproduced-by`)) {
+    if (api.has(`${JOBS}/{id}/reproduced-by`)) {
       const jobs = await api.get(`${base}/reproduced-by`);
       if (jobs.length) {
         parts.push(h("p", { "data-reproduced-by": "" }, "Reproduced by ",
           jobs.map((j, i) => [i ? ", " : "", h("a", { href: runHref(j.run.id) }, j.run.id), " ", badge(j.run.status)])));
       }
     }
-    if ((run.tags || []).some((t) => t.startsWith("reproduces:")) && api.has(`${LIST}/{id}/reproduction`)) {
+    if ((run.tags || []).some((t) => t.startsWith("reproduces:")) && api.has(`${JOBS}/{id}/reproduction`)) {
       const r = await api.get(`${base}/reproduction`);
       const d = r.first_difference;
       parts.push(facts([
@@ -268,7 +361,7 @@ async function reproductionSection(run) {
  * status); a new epoch or the end of the job renders the page again. */
 function liveProgress(run, rerender) {
   const line = h("p", { class: "live-progress", "data-live": "progress" }, "Waiting for the first training step…");
-  const path = `${LIST}/${api.seg(run.id)}`;
+  const path = `${JOBS}/${api.seg(run.id)}`;
   let version = null;
   let epochs = null;
   const latest = (points) => points.reduce((a, b) => (!a || b.timestamp >= a.timestamp ? b : a), null);
@@ -294,47 +387,6 @@ function liveProgress(run, rerender) {
   };
   setTimeout(tick, 0);
   return section("Progress", line);
-}
-
-async function comparePage(_params, query) {
-  const ids = (query.get("ids") || "").split(",").map((x) => x.trim()).filter(Boolean).slice(0, 8);
-  const body = [h("h1", {}, "Compare runs")];
-  if (ids.length < 2) {
-    body.push(h("p", {}, "Pick two or more runs on the ", h("a", { href: "#/runs" }, "runs page"), "."));
-    return h("div", {}, body);
-  }
-  const details = await Promise.all(ids.map((id) => api.get(`${LIST}/${api.seg(id)}`)));
-  const runs = details.map((d) => d.run || d);
-  const params = details.map((d, i) => paramsOf(runs[i], d) || {});
-  let metrics = runs.map(() => ({}));
-  if (api.has(`${LIST}/{id}/metrics`)) metrics = await Promise.all(runs.map((r) => loadMetrics(r.id).catch(() => ({}))));
-  const label = (r) => r.name || short(r.id, 16);
-  const paramKeys = [...new Set(params.flatMap((p) => Object.keys(p)))].sort();
-  const metricKeys = [...new Set(metrics.flatMap((m) => Object.keys(m)))].sort();
-  const last = (m, k) => (m[k] && m[k].length ? m[k][m[k].length - 1][1] : null);
-  const rows = [
-    { key: "Status", cells: runs.map((r) => badge(r.status)) },
-    { key: "Owner", cells: runs.map((r) => r.owner) },
-    { key: "Dataset commit", cells: runs.map((r) => (r.dataset_commit ? short(r.dataset_commit, 14) : "—")) },
-    ...paramKeys.map((k) => {
-      const values = params.map((p) => show(p[k]));
-      return { key: k, group: "param", differs: new Set(values).size > 1, cells: values };
-    }),
-    ...metricKeys.map((k) => ({ key: k, group: "metric (last)", cells: metrics.map((m) => fmtNumber(last(m, k))) })),
-  ];
-  body.push(h("div", { class: "table-wrap" }, h("table", { class: "compare" },
-    h("caption", {}, "Runs side by side; differing parameters are marked"),
-    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, ""), runs.map((r) => h("th", { scope: "col" }, h("a", { href: runHref(r.id) }, label(r)))))),
-    h("tbody", {}, rows.map((row) => h("tr", { class: row.differs ? "differs" : null },
-      h("th", { scope: "row" }, row.group ? `${row.key} (${row.group})` : row.key, row.differs ? h("span", { class: "differs-mark" }, " ≠") : null),
-      row.cells.map((c) => h("td", {}, c)))))),
-  ));
-  const charts = h("div", { class: "chart-grid" });
-  for (const k of metricKeys) {
-    charts.append(lineChart({ title: k, xLabel: "epoch / step", series: runs.map((r, i) => ({ name: label(r), points: metrics[i][k] || [] })) }));
-  }
-  body.push(section("Metrics", metricKeys.length ? charts : h("p", { class: "empty" }, "No metrics to compare.")));
-  return h("div", {}, body);
 }
 
 export const routes = [
