@@ -428,8 +428,8 @@ class _Scheduler:
         if run.name.startswith(POOL_NAME_PREFIX):
             if run.id not in self._pool_jobs:  # this actor restarted: its driver thread is gone
                 self._fail_if_running(
-                    run.id, "the training scheduler restarted while the job ran on the warm "
-                    "pool; submit it again",
+                    run.id, "the platform stopped while it ran on the warm pool (its training "
+                    "scheduler restarted and the pool's members with it); submit it again",
                 )  # fmt: skip
             return
         try:
