@@ -23,7 +23,8 @@ version small enough to train in memory) without a new process:
   be waiting in a collective), the pool starts replacements, and the job starts again from its
   last checkpoint on other members, up to ``max_failures`` times;
 - a cancel kills the job's members; the pool replaces them;
-- the job's log (``_joblog.pool_log_path``) has the driver's lines and the members' output.
+- the job's log (``_joblog.pool_log_path``) has the driver's lines and the members' output,
+  written by the members line by line as they print (``dlp train logs`` follows it live).
 
 Any other job, and every job while the pool has no free member, takes the Ray Jobs path as
 before.
@@ -71,8 +72,9 @@ MAX_START_FAILURES = 3
 """Members failing to start this many times in a row mark the pool broken: jobs take the Ray
 Jobs path for ``BROKEN_S``, then the pool is tried again."""
 BROKEN_S = 60.0
-OUTPUT_TAIL_BYTES = 64 << 10
-"""A member's captured output kept per attempt (the last bytes), appended to the job's log."""
+MEMBER_LOG_BYTES = 64 << 20
+"""At most this much of a member's output per attempt goes to the job's log (a runaway print
+loop must not fill the disk); a last line says what was dropped."""
 CHECKPOINT_MARKER = "metrics.json"
 """Written last into a pool checkpoint: a directory without it is incomplete."""
 
@@ -191,6 +193,9 @@ class RankTask:
     checkpoint_root: str
     filesystem: Any
     store: Any
+    log_path: str
+    """The job's log: members run on the scheduler's node (``eligible``), so they append their
+    output to it themselves, as it comes."""
 
 
 class PoolSession:
@@ -229,17 +234,46 @@ class PoolSession:
         self.last_metrics = dict(metrics)
 
 
-class _Tail(io.StringIO):
-    """Captured output, of which the last ``OUTPUT_TAIL_BYTES`` are kept."""
+class _LiveLog(io.TextIOBase):
+    """A member's stdout and stderr for one rank: each whole line is appended to the job's log
+    at once, as ``(rank N) line`` (O_APPEND: the driver and the other ranks append to the same
+    file), up to ``MEMBER_LOG_BYTES``."""
+
+    def __init__(self, path: str, rank: int) -> None:
+        self._out = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close)
+        self._prefix = f"(rank {rank}) "
+        self._partial = ""
+        self._left = MEMBER_LOG_BYTES
+        self._dropped = 0
+
+    def writable(self) -> bool:
+        return True
 
     def write(self, text: str) -> int:
-        n = super().write(text)
-        if self.tell() > 2 * OUTPUT_TAIL_BYTES:
-            kept = self.getvalue()[-OUTPUT_TAIL_BYTES:]
-            self.seek(0)
-            self.truncate()
-            super().write(kept)
-        return n
+        *lines, self._partial = (self._partial + text).split("\n")
+        if lines:
+            self._emit(lines)
+        return len(text)
+
+    def _emit(self, lines: list[str]) -> None:
+        block = "".join(f"{self._prefix}{line}\n" for line in lines)
+        if len(block) > self._left:
+            self._dropped += len(block)
+            return
+        self._left -= len(block)
+        self._out.write(block)
+        self._out.flush()
+
+    def close(self) -> None:
+        if self._out.closed:
+            return
+        if self._partial:
+            self._emit([self._partial])
+        if self._dropped:
+            self._out.write(f"{self._prefix}[output beyond {MEMBER_LOG_BYTES:,} characters "
+                            f"dropped: {self._dropped:,} more]\n")  # fmt: skip
+        self._out.close()
+        super().close()
 
 
 class _PoolWorker:
@@ -266,13 +300,13 @@ class _PoolWorker:
             return host, int(s.getsockname()[1])
 
     def train(self, task: RankTask) -> dict[str, Any]:
-        """Train ``task``'s rank to the end; returns rank 0's last metrics and the output."""
+        """Train ``task``'s rank to the end; returns rank 0's last metrics."""
         import torch.distributed as dist
 
         from dlplatform.train import runner
 
         started = _startup.now()
-        output = _Tail()
+        output = _LiveLog(task.log_path, task.rank)
         session = PoolSession(task, started)
         try:
             with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
@@ -285,10 +319,11 @@ class _PoolWorker:
                     )  # fmt: skip
                 runner.run_loop(task.config, session, _startup.now())
         finally:
+            output.close()
             if dist.is_initialized():
                 dist.destroy_process_group()
             gc.collect()
-        return {"final": session.last_metrics, "output": output.getvalue()}
+        return {"final": session.last_metrics}
 
 
 PoolWorker = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(_PoolWorker)
@@ -577,7 +612,7 @@ class PoolJob:
             member.handle.train.remote(RankTask(
                 run_id=self.run_id, rank=rank, world=world, master=master, config=config,
                 resume=resume, checkpoint_root=checkpoints.root, filesystem=checkpoints.fs,
-                store=store,
+                store=store, log_path=str(self.log_path),
             )): rank
             for rank, member in enumerate(members)
         }  # fmt: skip
@@ -591,9 +626,6 @@ class PoolJob:
                     reply = ray.get(ref)
                 except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
                     raise self._first_failure(refs, members, ref, exc) from exc
-                if reply["output"].strip():
-                    self.log("".join(f"(rank {rank}) {line}\n"
-                                     for line in reply["output"].splitlines()))  # fmt: skip
                 if rank == 0:
                     final = reply["final"]
         return final

@@ -82,7 +82,7 @@ def _train(store: MetadataStore, run_id: str, config: dict[str, Any], root: Path
            resume: str | None = None) -> pool.PoolSession:  # fmt: skip
     task = pool.RankTask(run_id=run_id, rank=0, world=1, master=None, config=config,
                          resume=resume, checkpoint_root=str(root), filesystem=None,
-                         store=LocalStoreClient(store))  # fmt: skip
+                         store=LocalStoreClient(store), log_path=str(root) + ".log")  # fmt: skip
     session = pool.PoolSession(task, time.time())
     runner.run_loop(config, session, time.time())
     return session
@@ -158,3 +158,30 @@ def test_the_scheduler_serves_a_pool_jobs_own_log(tmp_path: Path) -> None:
     for bad in ("../x", "a/b", "", ".."):
         with pytest.raises(ValueError, match="invalid run id"):
             pool_log_path(settings.home, bad)
+
+
+def test_members_write_their_output_to_the_job_log_as_it_comes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each whole line is in the log at once (``dlp train logs`` follows a running job), ranks
+    interleave by line, a partial line waits for its end or the close, and a runaway printer
+    is cut at ``MEMBER_LOG_BYTES`` with a line that says so."""
+    log = tmp_path / "run.log"
+    log.write_text("dlplatform run r: training on the warm pool\n")
+    rank0, rank1 = pool._LiveLog(str(log), 0), pool._LiveLog(str(log), 1)
+    rank0.write("epoch 0 starts\nhalf ")
+    rank1.write("hello from 1\n")
+    assert log.read_text().splitlines()[1:] == ["(rank 0) epoch 0 starts", "(rank 1) hello from 1"]
+    rank0.write("a line\n")
+    rank0.close()
+    rank1.close()
+    assert log.read_text().splitlines()[-1] == "(rank 0) half a line"
+
+    monkeypatch.setattr(pool, "MEMBER_LOG_BYTES", 40)
+    noisy = pool._LiveLog(str(log), 2)
+    for i in range(5):
+        noisy.write(f"line {i}\n")
+    noisy.close()
+    lines = [ln for ln in log.read_text().splitlines() if ln.startswith("(rank 2)")]
+    assert lines[:2] == ["(rank 2) line 0", "(rank 2) line 1"]  # 16 characters each
+    assert lines[2:] == ["(rank 2) [output beyond 40 characters dropped: 48 more]"]
