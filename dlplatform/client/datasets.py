@@ -24,6 +24,8 @@ from dlplatform.errors import BackendUnavailable, IntegrityError, InvalidInput
 from dlplatform.metadata import Commit, CommitMode, Dataset, DatasetType
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
+
     import httpx
     import pandas as pd
     import pyarrow as pa
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from dlplatform.data import CommitStats, DatasetGcReport
 
 CHUNK_BYTES = 1 << 20
+HASH_SLICE_BYTES = 4 << 20
+"""A downloaded part is hashed in slices of this size while the rest of it arrives."""
 Progress = Callable[[int, int], None]
 _SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl",
              ".ndjson": "jsonl", ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow"}  # fmt: skip
@@ -203,30 +207,41 @@ class VersionHandle:
         from dlplatform.data import part_table
 
         with (
-            ThreadPoolExecutor(1, thread_name_prefix="dlp-parts") as pool,
+            ThreadPoolExecutor(1, thread_name_prefix="dlp-parts") as decoder,
+            ThreadPoolExecutor(1, thread_name_prefix="dlp-hash") as hasher,
             self._http.stream("GET", self._path("parquet")) as resp,
         ):
-            # Part i is verified and decoded on the pool's thread while part i + 1 arrives.
+            # Each part is hashed while it arrives and decoded while the next one does.
             tables = [
-                pool.submit(part_table, self.commit, i, buf)
-                for i, buf in enumerate(self._part_buffers(resp))
+                decoder.submit(part_table, self.commit, i, buf, digest)
+                for i, (buf, digest) in enumerate(self._part_buffers(resp, hasher))
             ]
             return _concat([t.result() for t in tables], self.commit)
 
-    def _part_buffers(self, resp: httpx.Response) -> Iterator[bytearray]:
-        """The response's bytes cut into the commit's parts (by their sizes).
+    def _part_buffers(
+        self, resp: httpx.Response, hasher: Executor
+    ) -> Iterator[tuple[pa.Buffer, Future[str]]]:
+        """The response's bytes cut into the commit's parts (by their sizes), each with its
+        sha256, computed on ``hasher`` a slice at a time as the bytes arrive. The parts' buffers
+        come from Arrow's memory pool (reused from one download to the next, not zero-filled).
 
         Raises:
             IntegrityError: the body ended before the last part, or ran past it.
         """
+        import hashlib
+
+        import pyarrow as pa
+
         total = sum(p.size_bytes for p in self.commit.parts)
-        chunks = resp.iter_bytes()
+        coded = resp.headers.get("content-encoding", "identity") != "identity"
+        chunks = resp.iter_bytes() if coded else resp.iter_raw()  # raw: as they arrive
         pending = memoryview(b"")
         received = 0
         try:
             for part in self.commit.parts:
-                buf = bytearray(part.size_bytes)
-                view, filled = memoryview(buf), 0
+                buf = pa.allocate_buffer(part.size_bytes)
+                view, filled, hashed = memoryview(buf).cast("B"), 0, 0
+                sha = hashlib.sha256()
                 while filled < part.size_bytes:
                     if not pending:
                         chunk = next(chunks, None)
@@ -236,7 +251,10 @@ class VersionHandle:
                     n = min(part.size_bytes - filled, len(pending))
                     view[filled : filled + n] = pending[:n]
                     pending, filled, received = pending[n:], filled + n, received + n
-                yield buf
+                    if filled - hashed >= HASH_SLICE_BYTES or filled == part.size_bytes:
+                        hasher.submit(sha.update, view[hashed:filled])
+                        hashed = filled
+                yield buf, hasher.submit(sha.hexdigest)
             extra = len(pending) + sum(len(c) for c in chunks)
         except Exception as exc:
             raise IntegrityError(

@@ -365,11 +365,15 @@ def read_part(
     return verified_part(buf, sha256, columns)
 
 
-def verified_part(buf: Any, sha256: str, columns: list[str] | None = None) -> pa.Table:
+def verified_part(
+    buf: Any, sha256: str, columns: list[str] | None = None, digest: Future[str] | None = None
+) -> pa.Table:
     """A part's Parquet bytes (``buf``: a pyarrow Buffer or anything bytes-like) as a table,
-    returned only once they match ``sha256``; the hash runs while Parquet decodes."""
+    returned only once they match ``sha256``; the hash runs while Parquet decodes. ``digest``:
+    the bytes' sha256 (hex) as the caller computes it, e.g. while they arrived."""
     buf = pa.py_buffer(buf) if not isinstance(buf, pa.Buffer) else buf
-    digest = _HASHER.submit(lambda: hashlib.sha256(memoryview(buf)).hexdigest())
+    if digest is None:
+        digest = _HASHER.submit(lambda: hashlib.sha256(memoryview(buf)).hexdigest())
     try:
         table = pq.read_table(pa.BufferReader(buf), columns=columns)
     except (pa.ArrowException, OSError) as exc:

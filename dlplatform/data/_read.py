@@ -254,15 +254,18 @@ def part_bytes(backend: Backend, commit: Commit) -> Iterator[bytes]:
                 yield chunk
 
 
-def part_table(commit: Commit, index: int, data: Any) -> pa.Table:
+def part_table(
+    commit: Commit, index: int, data: Any, digest: Future[str] | None = None
+) -> pa.Table:
     """Part ``index`` of the commit from its bytes (a pyarrow Buffer or anything bytes-like), as
-    ``to_arrow`` reads a part: verified against its sha256, cast to the commit's schema.
+    ``to_arrow`` reads a part: verified against its sha256 (``digest``: the bytes' own, when the
+    caller hashed them already), cast to the commit's schema.
 
     Raises:
         IntegrityError: the bytes are not the ones the part's sha256 names.
     """
     schema = arrow_schema(commit)
-    return conform(verified_part(data, commit.parts[index].sha256, schema.names), schema)
+    return conform(verified_part(data, commit.parts[index].sha256, schema.names, digest), schema)
 
 
 def _ipc_chunks(

@@ -152,7 +152,8 @@ def test_cut_off_download_raises(admin_token: str, backend: Backend) -> None:
                 answer = real.handle_request(request)
                 if request.url.path.rsplit("/", 1)[-1] not in ("arrow", "parquet"):
                     return answer
-                return httpx.Response(200, headers=answer.headers, content=change(answer.read()))
+                body = httpx.ByteStream(change(answer.read()))  # streamed, as from a socket
+                return httpx.Response(200, headers=answer.headers, stream=body)
 
             transport = httpx.MockTransport(handler)
             return Platform(HttpClient(BASE, admin_token, transport=transport))
