@@ -45,7 +45,8 @@ def _version_row(mv: ModelVersion) -> dict[str, object]:
 @handle_errors
 def list_(home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     """Registered models."""
-    emit(_common.platform(home).models.list(), as_json, columns=["name", "owner", "created_at"],
+    emit(_common.platform(home).models.list(), as_json,
+         columns=["name", "latest_version", "owner", "created_at"],
          title="models")  # fmt: skip
 
 

@@ -761,6 +761,30 @@ def test_a_running_jobs_page_follows_it_live(browser: Any, seeded: Seeded) -> No
     WebDriverWait(browser, WAIT_S).until(ended)
     _shot(browser, "05b-run-live")
 
+    # A run logged from user code has no job to watch: its page reads it again while it runs.
+    tracked = tracking.start_run(seeded.backend, ADMIN, tracking.TrackedRunSpec(name="live-nb"))
+    _go(browser, f"runs/{tracked.run.id}")
+    WebDriverWait(browser, WAIT_S).until(lambda d: d.find_elements(By.CSS_SELECTOR,
+                                                                   "[data-live=tracked]"))  # fmt: skip
+    assert not browser.find_elements(By.CSS_SELECTOR, "figure.chart figcaption")
+    store.log_metric_batch([tracked.run.id] * 2, ["loss", "val_loss"], [0.9, 1.1], [0, 0])
+
+    def charted(driver: Any) -> list[str]:
+        try:
+            return [
+                f.text for f in driver.find_elements(By.CSS_SELECTOR, "figure.chart figcaption")
+            ]
+        except StaleElementReferenceException:
+            return []
+
+    WebDriverWait(browser, WAIT_S).until(lambda d: charted(d) == ["loss · val_loss"])
+    tracking.end_run(seeded.backend, ADMIN, tracked.run.id, tracking.RunEnd(status="SUCCEEDED"))
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: (
+            "SUCCEEDED" in _text(d) and not d.find_elements(By.CSS_SELECTOR, "[data-live=tracked]")
+        )
+    )
+
 
 def test_models_versions_aliases_history_deployments(browser: Any, seeded: Seeded) -> None:
     browser.set_window_size(1280, 800)

@@ -191,6 +191,11 @@ def test_artifacts_and_downloads(
     assert refused.exit_code == 1 and refused.stderr.startswith("error: refusing the file path")
 
     _model_version(backend, tmp_path)
+    models = dlp("models", "list")
+    assert models.exit_code == 0 and "latest_version" in models.stdout, models.output
+    assert [ln.split()[1:4] for ln in models.stdout.splitlines() if "admin" in ln] == [
+        ["m", "│", "1"]
+    ]
     shown = dlp("models", "artifacts", "m@1", "--json")
     assert [f["path"] for f in json.loads(shown.stdout)] == ["model.json", "weights.pt"]
     out = tmp_path / "out"

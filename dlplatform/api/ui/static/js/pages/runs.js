@@ -269,7 +269,33 @@ async function detailPage(params, query, ctx) {
   body.push(await metricsSection([{ id: run.id, label: runLabel(run) }]));
   body.push(artifactsSection(view));
   if (job) body.push(await logsSection(run));
+  if (!job && !FINAL.includes(run.status)) body.push(followTracked(view, ctx.rerender));
   return h("div", {}, body);
+}
+
+/** A run logged from user code (no platform job, so no watch route): while it runs, its view
+ * is read again every ``LOG_POLL_MS`` and the page renders again when its status, final metrics
+ * or artifacts changed (a new step logged, the run ended). */
+function followTracked(view, rerender) {
+  const note = h("p", { class: "help", "data-live": "tracked" },
+    `This run is in progress: the page follows it (checked every ${LOG_POLL_MS / 1000} s).`);
+  const signature = (v) => JSON.stringify([v.run.status, v.metrics, (v.artifacts || []).length]);
+  const known = signature(view);
+  const tick = async () => {
+    if (!note.isConnected) return;
+    try {
+      const now = await api.get(`/runs/${api.seg(view.run.id)}`);
+      if (signature(now) !== known) {
+        rerender();
+        return;
+      }
+    } catch {
+      // a failed read (gateway restarting): try again at the next tick
+    }
+    setTimeout(tick, LOG_POLL_MS);
+  };
+  setTimeout(tick, LOG_POLL_MS);
+  return note;
 }
 
 function artifactsSection(view) {
