@@ -7,6 +7,8 @@ actor's ``StoreClient``: a replica never opens the DuckDB file. Deployed by ``dl
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Any
 
 from ray import serve
@@ -18,6 +20,22 @@ from dlplatform.serve._ingress import prepare_replica_process
 
 GATEWAY_APP = "dlp-gateway"
 QUIET_LOGGING: dict[str, Any] = {"enable_access_log": False, "log_level": "WARNING"}
+
+
+def log_to_stderr() -> None:
+    """Send the platform's own warnings and errors (``dlplatform.*`` loggers: a failed request
+    with its traceback and request id) to this process's stderr, which Ray keeps in the worker's
+    ``.err`` log. Serve configures only its own logger in a replica, and nothing else reached a
+    file: an operator given "internal error (request id ...)" found only the exception's type
+    in the audit log. Idempotent."""
+    logger = logging.getLogger("dlplatform")
+    if any(getattr(h, "_dlp_stderr", False) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler._dlp_stderr = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
 
 
 @serve.deployment(
@@ -32,6 +50,7 @@ class Gateway:
 
     def __init__(self, settings: dict[str, Any]) -> None:
         prepare_replica_process()  # before Serve starts the replica's gRPC server
+        log_to_stderr()
         self._settings = Settings(**settings)
 
     def __serve_build_asgi_app__(self) -> Any:

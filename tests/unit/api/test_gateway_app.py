@@ -351,6 +351,35 @@ def test_unknown_error_is_500_with_a_logged_request_id(
     assert any("secret-value-xyz" in (r.exc_text or "") or r.exc_info for r in caplog.records)
 
 
+def test_a_replica_logs_failed_requests_to_its_stderr(
+    backend: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In a Serve replica the platform's loggers have no handler of Serve's: the gateway sends
+    them to stderr (the worker's .err log), so a request id leads to its traceback."""
+    from dlplatform.api.gateway import log_to_stderr
+
+    app = create_app(backend)
+
+    @app.get(f"{API_PREFIX}/boom-test")
+    def boom() -> None:
+        raise ImportError("cannot import name 'x' from 'y'")
+
+    logger = logging.getLogger("dlplatform")
+    before = list(logger.handlers)
+    try:
+        log_to_stderr()
+        log_to_stderr()  # idempotent: one handler
+        assert len(logger.handlers) == len(before) + 1
+        with TestClient(app, base_url=BASE, raise_server_exceptions=False) as c:
+            reply = c.get(f"{API_PREFIX}/boom-test")
+    finally:
+        for handler in logger.handlers[len(before) :]:
+            logger.removeHandler(handler)
+    request_id = _assert_error(reply, 500, "internal")["message"].rsplit(" ", 1)[-1].rstrip(")")
+    err = capsys.readouterr().err
+    assert f"request {request_id} (GET" in err and "ImportError: cannot import name" in err
+
+
 def test_unknown_route_and_method_keep_the_error_body(
     lenient_client: TestClient, admin_token: str
 ) -> None:
