@@ -11,13 +11,23 @@ from pathlib import Path
 import typer
 
 from dlplatform.cli import _common
-from dlplatform.cli._common import HomeOpt, JsonOpt, console, emit, fail, handle_errors
-from dlplatform.metadata import CommitMode, DatasetType
+from dlplatform.cli._common import (
+    HomeOpt,
+    JsonOpt,
+    console,
+    emit,
+    fail,
+    handle_errors,
+    human_bytes,
+)
+from dlplatform.metadata import Commit, CommitMode, DatasetType
 
 app = typer.Typer(no_args_is_help=True, help="Datasets: versioned commits of tabular data.")
 
-COMMIT_COLUMNS = ["id", "parent", "mode", "created_at", "author", "row_count", "size_bytes",
-                  "version_hash", "message"]  # fmt: skip
+COMMIT_COLUMNS = ["id", "created_at", "rows", "size", "message", "author", "mode", "parent",
+                  "version_hash"]  # fmt: skip
+"""``dlp datasets commits`` columns, the ones people read first on the left (a narrow terminal
+drops columns from the right; ``--json`` has every field)."""
 
 
 @contextmanager
@@ -51,10 +61,18 @@ def _progress(
         yield update
 
 
-def _short(commit: dict[str, object]) -> dict[str, object]:
-    out = {k: commit.get(k) for k in COMMIT_COLUMNS}
-    out["version_hash"] = str(out["version_hash"])[:16]
-    return out
+def _short(commit: Commit) -> dict[str, object]:
+    return {
+        "id": commit.id,
+        "created_at": commit.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        "rows": f"{commit.row_count:,}",
+        "size": human_bytes(commit.size_bytes),
+        "message": commit.message,
+        "author": commit.author,
+        "mode": getattr(commit.mode, "value", commit.mode),
+        "parent": commit.parent,
+        "version_hash": commit.version_hash[:16],
+    }
 
 
 @app.command("create")
@@ -179,7 +197,7 @@ def commits(
     if as_json:
         emit(history, True)
     else:
-        emit([_short(c.model_dump(mode="json")) for c in history], False, title="commits")
+        emit([_short(c) for c in history], False, columns=COMMIT_COLUMNS, title="commits")
 
 
 @app.command("rollback")

@@ -98,6 +98,15 @@ def test_ids_are_never_cut_at_80_columns(
     _fits(datasets.stdout)
     head = backend.store.get_dataset(long_name).head
     assert head is not None and head in datasets.stdout  # the head commit's id, whole
+    history = dlp("datasets", "commits", long_name)  # what people read first fits at 80
+    assert history.exit_code == 0, history.output
+    _fits(history.stdout)
+    header = next(ln for ln in history.stdout.splitlines() if "created_at" in ln)
+    assert header.split("┃")[1:5] == [" id               ", " created_at          ",
+                                      " rows ", " size  "], header  # fmt: skip
+    row = next(ln for ln in history.stdout.splitlines() if head in ln)
+    rows, size = (c.strip() for c in row.split("│")[3:5])
+    assert rows == "1" and size.endswith(" B") and size[:-2].isdigit(), row  # 1 row, in bytes
     narrow = CliRunner(env={"COLUMNS": "18"}).invoke(app, ["runs", "list"])  # an id alone: 16+4
     assert narrow.exit_code == 0 and all(f"id: {i}\n" in narrow.stdout for i in ids)
 
