@@ -105,11 +105,47 @@ def status(home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
         return
     if not info.running:
         print(f"not running under {info.home}")
+        remote = _configured_platform()
+        if remote is not None:
+            print(remote)
         return
     shown = info.model_dump(exclude={"apps"})
     shown["resources"] = human_resources(info.resources)
     emit(shown, False)
     emit([a.model_dump() for a in info.apps], False, title="Serve applications")
+
+
+def _configured_platform() -> str | None:
+    """A line about the platform this shell's commands talk to (``--url``, ``DLP_URL`` or a
+    profile) when it is not a local one: whether it answers, and as whom. None when none is
+    configured: ``status`` is about the local home, and that was said already."""
+    import httpx
+
+    from dlplatform.client import profiles
+    from dlplatform.errors import DLPlatformError
+
+    try:
+        target = profiles.resolve(_common.TARGET["url"], None, _common.TARGET["profile"])
+    except DLPlatformError:
+        return None
+    if target.url_source.startswith("local platform"):
+        return None
+    where = f"commands here use {target.url} (from {target.url_source}):"
+    try:
+        health = httpx.get(f"{target.url}/api/v1/healthz", timeout=5).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return f"{where} it does not answer ({type(exc).__name__})"
+    if target.token is None:
+        return f"{where} it answers ({health.get('status')}); no token for it (`dlp login`)"
+    with _common.platform() as p:
+        try:
+            me = p.whoami()
+        except DLPlatformError as exc:
+            return (
+                f"{where} it answers ({health.get('status')}) but refuses the token: {exc.message}"
+            )
+    role = getattr(me.role, "value", me.role)
+    return f"{where} it answers ({health.get('status')}), signed in as {me.name} ({role})"
 
 
 def human_resources(resources: dict[str, float]) -> str:

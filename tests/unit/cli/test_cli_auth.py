@@ -147,3 +147,25 @@ def test_config_show_without_a_platform_says_why(cli) -> None:  # type: ignore[n
     shown = json.loads(r.stdout)
     assert shown["url"] is None and shown["token"] == "-" and "dlp login" in shown["problem"]
     assert shown["home_source"] == "DLP_HOME" and shown["profiles"] == []
+
+
+def test_status_without_a_local_platform_says_which_one_commands_use(  # type: ignore[no-untyped-def]
+    cli, gateway: str, admin_token: str
+) -> None:
+    """``dlp status`` is about the local home; with a platform configured elsewhere it also
+    says which one the other commands use, whether it answers, and as whom."""
+    bare = cli("status")
+    assert bare.exit_code == 0 and bare.stdout.strip().startswith("not running under")
+    assert len(bare.stdout.strip().splitlines()) == 1  # nothing configured: nothing more to say
+    assert cli("login", gateway, "--token", admin_token).exit_code == 0
+    r = cli("status")
+    assert r.exit_code == 0, r.output
+    local, remote = r.stdout.strip().splitlines()
+    assert local.startswith("not running under")
+    assert remote == f"commands here use {gateway} (from profile default): it answers (ok), " \
+        "signed in as admin (admin)"  # fmt: skip
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    r = cli("--url", dead, "status")
+    assert r.exit_code == 0 and r.stdout.strip().endswith("it does not answer (ConnectError)")
