@@ -798,6 +798,9 @@ def deploy_platform(
     for info in restore_deployments(backend) if fresh else []:
         if progress:
             progress(f"model {info.name}@{info.version}: {info.status}")
+    from dlplatform.serve._rollout_driver import ensure_driver
+
+    ensure_driver(settings)  # after the restore: RUNNING rollouts go on from their recorded step
     return port
 
 

@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, str] = {
     "serve": "dlplatform.cli.serve",
     "k8s": "dlplatform.cli.k8s",
     "import": "dlplatform.cli.imports",
+    "quotas": "dlplatform.cli.usage",
 }
 TOP_LEVEL: list[str] = [
     "dlplatform.cli.demo",
@@ -39,6 +40,7 @@ TOP_LEVEL: list[str] = [
     "dlplatform.cli.predict",
     "dlplatform.cli.auth",
     "dlplatform.cli.backup",
+    "dlplatform.cli.usage",
 ]
 
 

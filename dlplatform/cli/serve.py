@@ -1,4 +1,4 @@
-"""``dlp serve``: deploy model versions on Ray Serve, list, undeploy, split traffic.
+"""``dlp serve``: deploy model versions on Ray Serve, list, undeploy, split traffic, roll out.
 
 A client of the gateway (``p.serving``): nothing here imports Ray, torch or a service module.
 """
@@ -14,7 +14,7 @@ from dlplatform.cli._common import HomeOpt, JsonOpt, emit, fail, handle_errors
 from dlplatform.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from dlplatform.serve.spec import DeploymentInfo
+    from dlplatform.serve.spec import DeploymentInfo, RolloutStatus
 
 app = typer.Typer(no_args_is_help=True, help="Model deployments on Ray Serve (POST /models/NAME).")
 
@@ -124,3 +124,68 @@ def traffic(
         return
     shown = " ".join(f"v{v}={w}%" for v, w in info.traffic.items())
     print(f"{name}: traffic {shown} ({info.status})")
+
+
+def _print_rollout(info: RolloutStatus) -> None:
+    steps = " -> ".join(f"{s}%" for s in info.spec.steps)
+    print(f"{info.deployment}: rollout {info.id} of v{info.to_version} over v{info.from_version} "
+          f"({steps}): {info.status} at step {info.percent}%")  # fmt: skip
+    if info.reason:
+        print(f"  reason: {info.reason}")
+    for e in info.events:
+        decision = f" [{e.decision}]" if e.decision else ""
+        print(f"  {e.seq:>3} {e.at[:19]} {e.kind:<8} {e.percent:>3}%{decision} {e.message}")
+        for check in e.numbers.get("checks", []):
+            print(f"        {check['name']}: {check['verdict']} ({check['detail']})")
+
+
+@app.command("rollout")
+@handle_errors
+def rollout(
+    name: str = typer.Argument(..., help="The deployment, or `status` followed by it."),
+    version: str = typer.Argument(
+        ..., help="The version to roll out (the deployment, after `status`)."
+    ),
+    steps: str = typer.Option(None, "--steps", help="Percents per step, e.g. 5,25,50,100."),
+    min_dwell_s: float = typer.Option(None, "--min-dwell-s", help="Shortest step (60 s)."),
+    min_requests: int = typer.Option(None, "--min-requests", help="Requests per step (100)."),
+    min_labels: int = typer.Option(None, "--min-labels", help="Labelled rows per step (0)."),
+    alpha: float = typer.Option(None, "--alpha", help="Significance level of rate tests (0.05)."),
+    min_samples: int = typer.Option(None, "--min-samples", help="Samples a test needs (100)."),
+    latency_tolerance: float = typer.Option(
+        None, "--latency-tolerance", help="Allowed relative rise of p99 latency (0.2)."
+    ),
+    latency_slack_ms: float = typer.Option(
+        None, "--latency-slack-ms", help="Allowed absolute rise of p99 latency (1 ms)."
+    ),
+    home: str | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Roll VERSION out to NAME in judged steps (`dlp serve rollout status NAME`: its progress)."""
+    platform = _common.platform
+    if name == "status":
+        status = platform(home).serving.rollout_status(version)
+        if as_json:
+            emit(status, True)
+        else:
+            _print_rollout(status)
+        return
+    if not version.isdigit():
+        fail(f"bad version {version!r}: use a version number, e.g. 4")
+    from dlplatform.serve.spec import rollout_spec
+
+    percents: list[int] | None = None
+    if steps is not None:
+        parts = [p.strip() for p in steps.split(",")]
+        if not all(p.isdigit() for p in parts):
+            fail(f"bad --steps {steps!r}: use percents, e.g. 5,25,50,100")
+        percents = [int(p) for p in parts]
+    options = {"steps": percents, "min_dwell_s": min_dwell_s, "min_requests": min_requests,
+               "min_labels": min_labels, "alpha": alpha, "min_samples": min_samples,
+               "latency_tolerance": latency_tolerance, "latency_slack_ms": latency_slack_ms}  # fmt: skip
+    rollout_spec(**options)  # a bad option fails here, before connecting
+    started = platform(home).serving.rollout(name, int(version), **options)
+    if as_json:
+        emit(started, True)
+        return
+    _print_rollout(started)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from dlplatform.client.runs import RunsClient
     from dlplatform.client.serving import ServingClient
     from dlplatform.client.training import ModelsClient, TrainingClient, TuningClient
+    from dlplatform.client.usage import UsageClient
     from dlplatform.client.workflows import WorkflowsClient
 
 
@@ -111,6 +112,13 @@ class Platform:
         from dlplatform.client.admin import AlertsClient
 
         return AlertsClient(self.http)
+
+    @cached_property
+    def usage(self) -> UsageClient:
+        """``p.usage(by="user", since="7d")``: resources held, as a DataFrame; and quotas."""
+        from dlplatform.client.usage import UsageClient
+
+        return UsageClient(self.http)
 
     def close(self) -> None:
         """End the runs still open through this client (``p.runs.start``), then close it."""

@@ -4,6 +4,8 @@
 p.serving.deploy("digits-mlp", max_replicas=2)          # POST /models/digits-mlp
 p.serving.predict("digits-mlp", [[0.0] * 64])
 p.serving.traffic("digits-mlp", {3: 90, 4: 10})
+p.serving.rollout("digits-mlp", 5, steps=[10, 50, 100])  # judged steps, then promoted
+p.serving.rollout_status("digits-mlp").status           # RUNNING, PROMOTED, ROLLED_BACK
 ```
 """
 
@@ -18,7 +20,10 @@ from dlplatform.serve.spec import (
     BatchPredictResult,
     DeploymentInfo,
     PredictionResult,
+    RolloutRequest,
+    RolloutStatus,
     deploy_request,
+    rollout_spec,
 )
 
 _DEPLOYMENTS_PAGE = 100  # the gateway's largest page (serve.service.MAX_DEPLOYMENTS_PAGE)
@@ -67,6 +72,17 @@ class ServingClient:
         body = {"traffic": {str(k): int(v) for k, v in split.items()}}
         return self._http.call("POST", f"deployments/{_seg(name)}/traffic", DeploymentInfo,
                                json_body=body, timeout_s=300.0)  # fmt: skip
+
+    def rollout(self, name: str, version: int, **spec: Any) -> RolloutStatus:
+        """Move ``name``'s traffic to ``version`` in judged steps (``RolloutSpec`` fields in
+        ``spec``: ``steps``, ``min_dwell_s``, ``min_requests``, ``alpha``, ...); returns at once."""
+        request = RolloutRequest(version=version, spec=rollout_spec(**spec))
+        return self._http.call("POST", f"deployments/{_seg(name)}/rollouts", RolloutStatus,
+                               json_body=request)  # fmt: skip
+
+    def rollout_status(self, name: str) -> RolloutStatus:
+        """The newest rollout of ``name`` with each step and decision."""
+        return self._http.get(f"deployments/{_seg(name)}/rollout", RolloutStatus)
 
     def predict(self, name: str, inputs: Any) -> PredictionResult:
         """``POST /models/<name>`` on the model application (same host as the gateway).

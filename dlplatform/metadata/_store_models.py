@@ -196,7 +196,7 @@ class ModelTables:
     def log_predictions(self, predictions: Sequence[Prediction]) -> int:
         with self._db.tx() as cur:
             cur.executemany(
-                "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [list(p.model_dump(mode="python").values()) for p in predictions],
             )
         return len(predictions)
@@ -211,17 +211,22 @@ class ModelTables:
         inputs_json: Sequence[str],
         outputs_json: Sequence[str],
         latencies_ms: Sequence[float],
+        errors: Sequence[str] | None = None,
     ) -> int:
         """Append many predictions given as columns, plus the lineage edge deployment → each.
 
         The serving hot path (one call per flush of a replica's buffer): Arrow inserts in one
         transaction, about 100x faster than ``log_predictions`` (row-by-row ``executemany``).
-        ``timestamps`` are unix seconds. Repeated request ids are ignored.
+        ``timestamps`` are unix seconds. ``errors``: the error code of each request the replica
+        failed to answer, "" for an answered one (default: all answered). Repeated request ids
+        are ignored.
         """
         import pyarrow as pa
 
         n = len(request_ids)
-        columns = (models, versions, timestamps, inputs_json, outputs_json, latencies_ms)
+        if errors is None:
+            errors = [""] * n
+        columns = (models, versions, timestamps, inputs_json, outputs_json, latencies_ms, errors)
         if any(len(c) != n for c in columns):
             raise InvalidInput("prediction columns must have the same length")
         if n == 0:
@@ -244,6 +249,7 @@ class ModelTables:
                     "inputs_json": pa.array(inputs_json, pa.string()),
                     "outputs_json": pa.array(outputs_json, pa.string()),
                     "latency_ms": pa.array(latencies_ms, pa.float64()),
+                    "error": pa.array(errors, pa.string()),
                 }
             )
             edges = pa.table(

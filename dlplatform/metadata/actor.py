@@ -118,7 +118,8 @@ FAILOVER_PAUSE_S = 0.1
 _READ_PREFIXES = ("get_", "list_", "count_", "read_", "export_")
 _READS = frozenset({"run_version", "token_epoch", "upstream", "downstream", "edges_of",
                     "latest_metrics", "referenced_artifacts", "resolve_alias", "schema_version",
-                    "user_for_token_hash", "ping", "search_runs"})  # fmt: skip
+                    "user_for_token_hash", "ping", "search_runs", "latest_rollout",
+                    "next_rollout_seq", "version_window"})  # fmt: skip
 _IDEMPOTENT_WRITES = frozenset({"update_run", "update_user", "update_dataset", "touch_token",
                                 "log_params", "put_deployment", "update_workflow_run",
                                 "update_workflow_trigger"})  # fmt: skip
@@ -245,8 +246,13 @@ def connect_store(settings: Settings, *, create: bool = True, timeout_s: float =
 
 def stop_store(settings: Settings) -> bool:
     """Kill the metadata actor (its state is in the DuckDB file). Returns whether one ran."""
+    return kill_named_actor(ACTOR_NAME, settings.namespace)
+
+
+def kill_named_actor(name: str, namespace: str) -> bool:
+    """Kill a platform actor for good (no restart). Returns whether one ran."""
     try:
-        handle = ray.get_actor(ACTOR_NAME, namespace=settings.namespace)
+        handle = ray.get_actor(name, namespace=namespace)
     except ValueError:
         return False
     ray.kill(handle, no_restart=True)

@@ -333,6 +333,50 @@ class Prediction(Record):
     inputs_json: str
     outputs_json: str
     latency_ms: float
+    error: str = ""  # the error code of a request the replica failed to answer ("" = answered)
+
+
+class Rollout(Record):
+    """A progressive rollout of ``deployment`` from ``from_version`` to ``to_version``
+    (``serve.rollout``); ``spec_json`` is its ``RolloutSpec``."""
+
+    id: str
+    deployment: str
+    model: str
+    from_version: int
+    to_version: int
+    spec_json: str
+    status: Literal["RUNNING", "PROMOTED", "ROLLED_BACK", "ABORTED"] = "RUNNING"
+    step: int = 0  # index into the spec's steps
+    step_started_at: datetime | None = None  # None: this step's traffic is not applied yet
+    reason: str = ""
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+
+
+class RolloutEvent(Record):
+    """One step or decision of a rollout, with the numbers it was made on."""
+
+    rollout_id: str
+    seq: int
+    at: datetime
+    kind: str  # start, traffic, step, rollback, promote, abort, resume
+    percent: int  # the new version's share of traffic when it happened
+    decision: str = ""  # pass, fail or "" (not a decision)
+    numbers_json: str = "{}"
+    message: str = ""
+
+
+class VersionWindow(Record):
+    """What one version of a deployment did since a time, from the prediction log."""
+
+    version: int
+    requests: int  # answered and failed
+    errors: int
+    p99_ms: float | None  # of answered requests; None without any
+    labelled: tuple[tuple[str, str], ...] = ()  # (outputs_json, label_json) of labelled requests
 
 
 class Feedback(Record):
@@ -444,6 +488,34 @@ class LineageNode(Record):
     depth: int
     relation: str
     via: str  # the neighbour this node was reached from
+
+
+class UsageInterval(Record):
+    """What a run or a deployment held from ``start_at`` to ``end_at`` (None: still holding):
+    the CPUs and GPUs allocated to it, and the peak resident memory sampled while it ran (None:
+    not measured). See ``dlplatform.usage``."""
+
+    kind: Literal["run", "deployment"]
+    subject: str  # run id or deployment name
+    owner: str
+    dataset: str | None = None
+    start_at: datetime
+    end_at: datetime | None = None
+    cpus: float = Field(ge=0)
+    gpus: float = Field(ge=0)
+    peak_mem_bytes: int | None = None
+
+
+class Quota(Record):
+    """Limits the training scheduler enforces for a user or a group (None: no limit)."""
+
+    scope: Literal["user", "group"]
+    name: Name
+    max_cpus: float | None = Field(default=None, ge=0)
+    max_gpus: float | None = Field(default=None, ge=0)
+    gpu_hours_per_day: float | None = Field(default=None, ge=0)
+    updated_by: str
+    updated_at: datetime
 
 
 class ArtifactRecord(Record):

@@ -22,8 +22,10 @@ from dlplatform.metadata._changes import MAX_WAIT_S, ChangeCounters
 from dlplatform.metadata._db import Database, insert
 from dlplatform.metadata._store_data import DatasetTables
 from dlplatform.metadata._store_models import ModelTables
+from dlplatform.metadata._store_rollouts import RolloutTables
 from dlplatform.metadata._store_runs import RunTables
 from dlplatform.metadata._store_snapshots import SnapshotFiles
+from dlplatform.metadata._store_usage import UsageTables
 from dlplatform.metadata._store_workflows import WorkflowTables
 from dlplatform.metadata.enums import Role
 from dlplatform.metadata.records import (
@@ -55,10 +57,19 @@ EXPORTED_TABLES = (
     "params", "metrics", "artifacts", "models", "model_versions", "model_aliases", "alias_events",
     "deployments", "predictions", "feedback", "alerts", "workflow_runs", "workflow_steps", "workflow_triggers",
     "workflow_registry", "lineage_edges", "submit_keys", "run_latest_metrics", "run_artifacts",
+    "usage_intervals", "quotas", "rollouts", "rollout_events",
 )  # fmt: skip
 
 
-class MetadataStore(DatasetTables, RunTables, ModelTables, WorkflowTables, SnapshotFiles):
+class MetadataStore(
+    DatasetTables,
+    RunTables,
+    ModelTables,
+    RolloutTables,
+    WorkflowTables,
+    SnapshotFiles,
+    UsageTables,
+):
     """Persistence for users, datasets, runs, models, deployments, workflows and lineage.
 
     Knows nothing of Ray or HTTP. Args:

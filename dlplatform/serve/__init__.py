@@ -9,7 +9,7 @@
 ``SERVE_HEAD_ENV`` is the environment the Ray head must be started with for Serve's fast
 ingress (see its docstring; ``dlp up`` uses it, kept on loopback and per home by
 ``serve._ingress``); ``restore_deployments(backend)`` redeploys what the metadata records after a
-restart.
+restart. ``start_rollout`` moves traffic to a new version in judged steps (``serve.rollout``).
 """
 
 from typing import TYPE_CHECKING
@@ -18,6 +18,7 @@ from dlplatform._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from dlplatform.serve.batch import batch_predict
+    from dlplatform.serve.rollout import rollout_status, start_rollout
     from dlplatform.serve.service import (
         deploy,
         feedback,
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
         DeployRequest,
         FeedbackRequest,
         PredictionResult,
+        RolloutRequest,
+        RolloutSpec,
+        RolloutStatus,
         TrafficSpec,
     )
 
@@ -50,6 +54,9 @@ _EXPORTS = {
     "DeploymentSpec": "dlplatform.serve.spec",
     "FeedbackRequest": "dlplatform.serve.spec",
     "PredictionResult": "dlplatform.serve.spec",
+    "RolloutRequest": "dlplatform.serve.spec",
+    "RolloutSpec": "dlplatform.serve.spec",
+    "RolloutStatus": "dlplatform.serve.spec",
     "SERVE_HEAD_ENV": "dlplatform.serve.spec",
     "TrafficSpec": "dlplatform.serve.spec",
     "batch_predict": "dlplatform.serve.batch",
@@ -60,7 +67,9 @@ _EXPORTS = {
     "list_deployments_page": "dlplatform.serve.service",
     "predict": "dlplatform.serve.service",
     "restore_deployments": "dlplatform.serve.service",
+    "rollout_status": "dlplatform.serve.rollout",
     "set_traffic": "dlplatform.serve.service",
+    "start_rollout": "dlplatform.serve.rollout",
     "undeploy": "dlplatform.serve.service",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
@@ -74,6 +83,9 @@ __all__ = [
     "DeploymentSpec",
     "FeedbackRequest",
     "PredictionResult",
+    "RolloutRequest",
+    "RolloutSpec",
+    "RolloutStatus",
     "TrafficSpec",
     "batch_predict",
     "deploy",
@@ -83,6 +95,8 @@ __all__ = [
     "list_deployments_page",
     "predict",
     "restore_deployments",
+    "rollout_status",
     "set_traffic",
+    "start_rollout",
     "undeploy",
 ]

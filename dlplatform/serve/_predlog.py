@@ -3,9 +3,9 @@
 ``record`` only appends a tuple to a list (no I/O, no JSON); a background asyncio task turns the
 buffer into columns and sends them to the metadata actor's ``log_prediction_batch`` every
 ``flush_interval_s`` (or sooner when ``flush_rows`` are waiting). Inputs and outputs are kept for
-a sampled share of requests (``sample_rate``); the request id, version and latency always are. If
-the metadata actor is unreachable the buffer is capped (oldest dropped, counted in ``dropped``),
-so serving never stalls on logging.
+a sampled share of requests (``sample_rate``); the request id, version, latency and error code (of
+a request the replica failed to answer) always are. If the metadata actor is unreachable the
+buffer is capped (oldest dropped, counted in ``dropped``), so serving never stalls on logging.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ import time
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+_Row = tuple[str, str, int, float, Any, Any, float, str]
+"""request id, model, version, unix time, inputs, outputs, latency ms, error code ("" answered)"""
 
 
 class PredictionLog:
@@ -40,7 +43,7 @@ class PredictionLog:
         self.flush_interval_s = flush_interval_s
         self.flush_rows = flush_rows
         self.max_buffer = max_buffer
-        self._buffer: list[tuple[str, str, int, float, Any, Any, float]] = []
+        self._buffer: list[_Row] = []
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.flushed = 0
@@ -55,8 +58,10 @@ class PredictionLog:
         inputs: Any,
         outputs: Any,
         latency_ms: float,
+        error: str = "",
     ) -> None:
-        """Queue one prediction (cheap: no I/O, no serialisation)."""
+        """Queue one prediction (cheap: no I/O, no serialisation); ``error``: the code of a
+        request the replica failed to answer (its error rate is judged by ``serve.rollout``)."""
         keep = self.sample_rate >= 1.0 or random.random() < self.sample_rate
         self._buffer.append(
             (
@@ -67,6 +72,7 @@ class PredictionLog:
                 inputs if keep else None,
                 outputs if keep else None,
                 latency_ms,
+                error,
             )
         )
         if len(self._buffer) >= self.flush_rows:
@@ -168,14 +174,14 @@ def _dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-def _as_text(columns: tuple[list[Any], ...]) -> list[tuple[str, str, int, float, Any, Any, float]]:
+def _as_text(columns: tuple[list[Any], ...]) -> list[_Row]:
     """Rows back from their columns, inputs and outputs as the JSON text already made (a
     request's body and parsed payload take several times the memory of that text)."""
-    ids, models, versions, times, inputs, outputs, latencies = columns
+    ids, models, versions, times, inputs, outputs, latencies, errors = columns
     return [
-        (rid, model, version, at, RawJSON(i) if i else None, RawJSON(o) if o else None, ms)
-        for rid, model, version, at, i, o, ms in zip(
-            ids, models, versions, times, inputs, outputs, latencies, strict=True
+        (rid, model, version, at, RawJSON(i) if i else None, RawJSON(o) if o else None, ms, err)
+        for rid, model, version, at, i, o, ms, err in zip(
+            ids, models, versions, times, inputs, outputs, latencies, errors, strict=True
         )
     ]
 
@@ -185,7 +191,7 @@ FLUSH_SLICE_ROWS = 64
 
 
 async def _columns_in_slices(
-    rows: list[tuple[str, str, int, float, Any, Any, float]],
+    rows: list[_Row],
 ) -> tuple[list[Any], ...]:
     """``_columns`` of a second's worth of rows, a slice at a time on the event loop.
 
@@ -193,7 +199,7 @@ async def _columns_in_slices(
     for up to Python's 5 ms switch interval at a time, and every request arriving meanwhile
     waited that long (the p99 at concurrency 1); between slices, a request waits at most one.
     """
-    columns: tuple[list[Any], ...] = tuple([] for _ in range(7))
+    columns: tuple[list[Any], ...] = tuple([] for _ in range(8))
     for start in range(0, len(rows), FLUSH_SLICE_ROWS):
         part_columns = _columns(rows[start : start + FLUSH_SLICE_ROWS])
         for whole, part in zip(columns, part_columns, strict=True):
@@ -202,7 +208,7 @@ async def _columns_in_slices(
     return columns
 
 
-def _columns(rows: list[tuple[str, str, int, float, Any, Any, float]]) -> tuple[list[Any], ...]:
+def _columns(rows: list[_Row]) -> tuple[list[Any], ...]:
     return (
         [r[0] for r in rows],
         [r[1] for r in rows],
@@ -211,4 +217,5 @@ def _columns(rows: list[tuple[str, str, int, float, Any, Any, float]]) -> tuple[
         [_dump(r[4]) for r in rows],
         [_dump(r[5]) for r in rows],
         [r[6] for r in rows],
+        [r[7] for r in rows],
     )

@@ -276,6 +276,11 @@ class ReplicaBase:
         except Exception:
             logger.exception("prediction failed")
             metrics.error(served.model, served.version, "internal")
+            # logged too: a version's error rate is judged from the log (``serve.rollout``)
+            failed_ms = (time.perf_counter() - start) * 1000
+            self._log_for(deployment, spec).record(
+                request_id, served.model, served.version, None, None, failed_ms, "internal"
+            )
             return error_response(DLPlatformError("prediction failed"), request_id)
         latency_ms = (time.perf_counter() - start) * 1000
         metrics.ok(served.model, served.version, latency_ms)

@@ -18,6 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from dlplatform import usage
 from dlplatform.access import Permission, Principal, audit, authorize
 from dlplatform.context import Backend
 from dlplatform.errors import (
@@ -73,7 +74,7 @@ def _parse_ref(ref: str) -> tuple[str, str | None]:
         raise InvalidInput(f"model reference {ref!r}: {exc}") from None
 
 
-def _verify_version(backend: Backend, model: str, version: int) -> None:
+def verify_deployable(backend: Backend, model: str, version: int) -> None:
     """Check the version here, so a bad artifact refuses the deploy with a clear message. This
     runs in the gateway: it never imports the model's ``model_factory`` (user code), which only
     the model's replicas import (``train.verify_version`` checks the path's form alone)."""
@@ -88,7 +89,7 @@ def _verify_version(backend: Backend, model: str, version: int) -> None:
         ) from exc
 
 
-def _traffic_of(record: Deployment) -> Traffic:
+def traffic_of(record: Deployment) -> Traffic:
     return {int(v): int(w) for v, w in json.loads(record.traffic_json or "{}").items()}
 
 
@@ -169,7 +170,7 @@ def _apply(backend: Backend, record: Deployment) -> None:
         if app_name(record.name) in serve.status().applications:
             serve.delete(app_name(record.name))
         return
-    app = model_app(_settings_dict(backend), record.name, record.model, _traffic_of(record), spec)
+    app = model_app(_settings_dict(backend), record.name, record.model, traffic_of(record), spec)
     _run_app(serve, app, app_name(record.name), f"{ROUTE_PREFIX}/{record.name}")
 
 
@@ -205,11 +206,21 @@ def _deploy_record(
                 dst=f"deployment:{record.name}",
                 relation="deployed",
             )
-            for v in _traffic_of(record)
+            for v in traffic_of(record)
         ]
     )
     audit(backend.store, principal, action, f"deployment:{record.name}", detail)
-    return _info(backend, saved)
+    return _accounted(backend, saved)
+
+
+def _accounted(backend: Backend, record: Deployment) -> DeploymentInfo:
+    """The deployment as it runs now, its usage interval opened for what it holds: its
+    replicas (at least ``min_replicas``) x CPUs per replica; 0 on the shared app."""
+    info = _info(backend, record)
+    spec = _spec_of(record)
+    replicas = 0 if spec.shared else max(info.replicas, spec.min_replicas)
+    usage.record_deployment(backend.store, record, replicas * spec.num_cpus)
+    return info
 
 
 def deploy(
@@ -230,7 +241,7 @@ def deploy(
     name, selector = _parse_ref(ref)
     authorize(backend.store, principal, Permission.DEPLOY_MANAGE, f"model:{name}")
     version = resolve_version(backend, name, selector)
-    _verify_version(backend, name, version.version)
+    verify_deployable(backend, name, version.version)
     spec = spec or DeploymentSpec()
     now = utcnow()
     try:
@@ -270,7 +281,7 @@ def set_traffic(
     record = backend.store.get_deployment(name)
     for v in split:
         backend.store.get_model_version(record.model, v)
-        _verify_version(backend, record.model, v)
+        verify_deployable(backend, record.model, v)
     primary = max(split, key=lambda v: (split[v], v))
     updated = record.model_copy(
         update={
@@ -293,6 +304,7 @@ def undeploy(backend: Backend, principal: Principal, name: str) -> Deployment:
     record = backend.store.get_deployment(name)
     serve = _require_serve(backend)
     backend.store.delete_deployment(name)
+    usage.record_undeploy(backend.store, name)
     apps = serve.status().applications
     if app_name(name) in apps:
         serve.delete(app_name(name))
@@ -457,8 +469,11 @@ def restore_deployments(backend: Backend) -> list[DeploymentInfo]:
             saved = _save(backend, record, "RUNNING")
         except DLPlatformError as exc:
             saved = _save(backend, record, "FAILED")
+            usage.record_undeploy(backend.store, record.name)
             backend.store.append_audit(
                 "system", "deploy.restore", f"deployment:{record.name}", "error", exc.message[:500]
             )
-        out.append(_info(backend, saved))
+            out.append(_info(backend, saved))
+            continue
+        out.append(_accounted(backend, saved))
     return out

@@ -11,6 +11,7 @@ quiet request never waits).
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any, Literal
 
@@ -294,13 +295,27 @@ def deployment_spec(**values: Any) -> DeploymentSpec:
         clean["max_replicas"] = max(clean["min_replicas"], 1)
     try:
         return DeploymentSpec(**clean)
-    except ValidationError as exc:  # one line naming each problem (the CLI prints it as is)
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(part) for part in err["loc"])
-            message = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {message}" if where else message)
-        raise InvalidInput(f"deployment options: {'; '.join(problems)}") from None
+    except ValidationError as exc:
+        raise options_error("deployment options", exc) from None
+
+
+def options_error(what: str, exc: ValidationError) -> InvalidInput:
+    """One line naming each problem of ``exc`` (the CLI prints it as is)."""
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return InvalidInput(f"{what}: {'; '.join(problems)}")
+
+
+def rollout_spec(**values: Any) -> RolloutSpec:
+    """A ``RolloutSpec`` from options (``None`` = the default). Raises InvalidInput naming a
+    bad option."""
+    try:
+        return RolloutSpec(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        raise options_error("rollout options", exc) from None
 
 
 def deploy_request(name_or_ref: Any, **options: Any) -> DeployRequest:
@@ -310,3 +325,120 @@ def deploy_request(name_or_ref: Any, **options: Any) -> DeployRequest:
     if not isinstance(ref, str):
         ref = f"{name_or_ref.model}@{name_or_ref.version}"
     return DeployRequest(model=ref, config=deployment_spec(**options))
+
+
+class RolloutSpec(BaseModel, frozen=True, extra="forbid"):
+    """How ``serve.rollout`` moves traffic to a new version and judges each step
+    (``serve._stats`` describes the tests)."""
+
+    steps: list[int] = Field(
+        default_factory=lambda: [5, 25, 50, 100],
+        min_length=1,
+        max_length=20,
+        description="The new version's percent of traffic at each step; rising, ending at 100.",
+    )
+    min_dwell_s: float = Field(
+        default=60, ge=0, le=86_400, description="Shortest time a step lasts before it is judged."
+    )
+    min_requests: int = Field(
+        default=100,
+        ge=1,
+        le=10_000_000,
+        description="Requests of the new version a step waits for.",
+    )
+    min_labels: int = Field(
+        default=0,
+        ge=0,
+        le=10_000_000,
+        description="Labelled rows (feedback) of the new version a step waits for (0: judge "
+        "accuracy only where labels happen to have arrived).",
+    )
+    alpha: float = Field(
+        default=0.05, gt=0, lt=0.5, description="Significance level of the rate tests."
+    )
+    min_samples: int = Field(
+        default=100,
+        ge=1,
+        le=10_000_000,
+        description="Samples each side a rate or latency comparison needs to count.",
+    )
+    latency_tolerance: float = Field(
+        default=0.2, ge=0, le=100, description="Allowed relative rise of p99 latency."
+    )
+    latency_slack_ms: float = Field(
+        default=1.0, ge=0, le=60_000, description="Allowed absolute rise of p99 latency (ms)."
+    )
+    baseline_window_s: float = Field(
+        default=600,
+        ge=0,
+        le=30 * 86_400,
+        description="The current version is judged on its requests since this long before the "
+        "rollout started.",
+    )
+    max_step_s: float = Field(
+        default=3600,
+        gt=0,
+        le=30 * 86_400,
+        description="A step still short of its minimum numbers after this long rolls back.",
+    )
+    promote_alias: str = Field(
+        default="production", description="Alias pointed at the new version when it passes."
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _rising_to_100(cls, steps: list[int]) -> list[int]:
+        if any(not 1 <= s <= 100 for s in steps):
+            raise ValueError(f"steps must be percents within 1..100, got {steps}")
+        if any(a >= b for a, b in itertools.pairwise(steps)):
+            raise ValueError(f"steps must rise strictly, got {steps}")
+        if steps[-1] != 100:
+            raise ValueError(f"the last step must be 100 (the new version takes all), got {steps}")
+        return steps
+
+    @field_validator("promote_alias")
+    @classmethod
+    def _alias(cls, alias: str) -> str:
+        check_name(alias)
+        if alias.isdigit():
+            raise ValueError(f"alias {alias!r} must not be a number")
+        return alias
+
+
+class RolloutRequest(BaseModel, frozen=True, extra="forbid"):
+    """``POST /api/v1/deployments/{name}/rollouts``: roll ``version`` out by ``spec``."""
+
+    version: int = Field(ge=1, description="The model version to roll out.")
+    spec: RolloutSpec = Field(default_factory=RolloutSpec)
+
+
+class RolloutEventInfo(BaseModel, frozen=True, extra="forbid"):
+    """One step or decision of a rollout, with its numbers."""
+
+    seq: int
+    at: str
+    kind: str
+    percent: int
+    decision: str
+    numbers: dict[str, Any]
+    message: str
+
+
+class RolloutStatus(BaseModel, frozen=True, extra="forbid"):
+    """A rollout as shown by ``dlp serve rollout status`` and the UI's deployment page."""
+
+    id: str
+    deployment: str
+    model: str
+    from_version: int
+    to_version: int
+    status: str = Field(description="RUNNING, PROMOTED, ROLLED_BACK or ABORTED.")
+    step: int = Field(description="Index of the current (or last) step in spec.steps.")
+    percent: int = Field(description="The new version's share of traffic in that step.")
+    reason: str
+    spec: RolloutSpec
+    created_by: str
+    created_at: str
+    updated_at: str
+    finished_at: str | None
+    events: list[RolloutEventInfo]

@@ -11,6 +11,10 @@ the actor keeps no state that a restart could lose. Every ``POLL_S`` (and on ``w
    ``workers x CPU-per-worker`` CPUs (plus GPUs), and one CPU stays free for Ray Data's
    read/encode tasks (without it Train and Data deadlock). A run that does not fit waits, with
    the reason shown; strict order, so a big high-priority run is not starved by small ones.
+   A run that would take its owner (or the owner's group) over a quota waits with the reason
+   and holds up no one else's (``dlplatform.usage``);
+3. keeps the usage records: opens a run's interval at admission, ends it when the run ended,
+   and samples the peak memory of running runs (``_account``).
 
 An admitted run that the warm pool can take (``pool``: a built-in model without a runtime_env,
 on CPUs, a small version, free members) runs there, driven by a thread of this actor, named
@@ -32,6 +36,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ray
+from ray.util.state import list_actors
 
 from dlplatform.access import SYSTEM, issue_run_token, revoke_run_tokens, run_owner
 from dlplatform.config import Settings
@@ -60,6 +65,7 @@ from dlplatform.train._joblog import (
 )
 from dlplatform.train.pool import PoolJob, WarmPool, eligible
 from dlplatform.train.spec import TrainingJobSpec
+from dlplatform.usage import QuotaGate, gpu_seconds_by_user, record_run_start, resident_bytes
 
 SCHEDULER_NAME = "dlp-train-scheduler"
 POLL_S = 1.0
@@ -75,6 +81,8 @@ JOB_ENV = {
 _TERMINAL_JOB = {"SUCCEEDED", "FAILED", "STOPPED"}
 SUBMIT_RETRY_S = 180.0
 """How long a run whose Ray job cannot be submitted (Jobs agent not up yet) is retried."""
+MEMORY_SAMPLE_S = 5.0
+"""How often the resident memory of running runs is sampled (see ``dlplatform.usage``)."""
 SCHEDULED_KINDS = ("train", "tune")
 """Run kinds this scheduler queues (a "tune" run is one Ray Job running the Tune driver)."""
 _ENTRYPOINTS = {"train": "dlplatform.train.entrypoint", "tune": "dlplatform.train._tune_entry"}
@@ -231,6 +239,9 @@ class _Scheduler:
         self._pool = WarmPool(self._settings.train_pool_size,
                               node_id=ray.get_runtime_context().get_node_id())  # fmt: skip
         self._pool_jobs: dict[str, PoolJob] = {}
+        self._accounted: set[str] = set()  # runs RUNNING at the last tick (see _account)
+        self._peaks: dict[str, int] = {}
+        self._sampled_at = 0.0
         self._thread = threading.Thread(target=self._loop, name="dlp-train-scheduler", daemon=True)
         self._thread.start()
 
@@ -300,6 +311,7 @@ class _Scheduler:
         for run in running:
             self._reconcile(run)
         running = _kinds(self._store, "RUNNING")
+        self._account(running)
         queued = sorted(
             _kinds(self._store, "QUEUED"),
             key=lambda r: (-r.priority, r.created_at, r.id),
@@ -314,10 +326,15 @@ class _Scheduler:
         for run in running:
             c, g = needs(resource_spec(run), has_gpus)
             reserved_cpu, reserved_gpu = reserved_cpu + c, reserved_gpu + g
+        gate = self._quota_gate(running, has_gpus)
         blocked = False
         for run in queued:
             spec = resource_spec(run)
             cpus, gpus = needs(spec, has_gpus)
+            why = gate.reason(run.owner, cpus, gpus) if gate is not None else None
+            if why is not None:  # a run over its owner's quota holds up no one else's
+                self._reasons[run.id] = why
+                continue
             if blocked:
                 self._reasons[run.id] = "waiting behind a higher-priority job"
                 continue
@@ -337,6 +354,8 @@ class _Scheduler:
                 blocked = True
                 continue
             self._launch(run, spec, has_gpus)
+            if gate is not None:
+                gate.admit(run.owner, cpus, gpus)
             reserved_cpu += cpus
             reserved_gpu += gpus
 
@@ -350,6 +369,7 @@ class _Scheduler:
             return
         if self._takes_pool(run, spec, has_gpus):
             self._start_on_pool(run)
+            self._record_start(run.id, spec, has_gpus)
             return
         sid = submission_id(run.id)
         marks = {"submitted": run.created_at.timestamp(), "admitted": _startup.now()}
@@ -367,7 +387,9 @@ class _Scheduler:
             )
             marks["job_submitted"] = _startup.now()
             self._store.update_run(run.id, startup_json=_startup.dump(marks))
+            submitted = True
         except Exception as exc:
+            submitted = False
             revoke_run_tokens(self._store, run.id, "its Ray job could not be started")
             # Often transient (the Jobs agent is still starting): back to the queue, a few times.
             first = self._submit_failures.setdefault(run.id, time.monotonic())
@@ -379,6 +401,86 @@ class _Scheduler:
                 self._store.update_run(
                     run.id, status=RunStatus.FAILED, ended_at=utcnow(), error=why
                 )
+        if submitted:
+            self._record_start(run.id, spec, has_gpus)
+
+    def _record_start(self, run_id: str, spec: TrainingJobSpec, has_gpus: bool) -> None:
+        """Open the run's usage interval: the CPUs and GPUs admitted for it."""
+        cpus, gpus = needs(spec, has_gpus)
+        record_run_start(self._store, self._store.get_run(run_id), cpus, gpus)
+
+    def _quota_gate(self, running: list[Run], has_gpus: bool) -> QuotaGate | None:
+        """The quotas as they apply to this pass (None: no quota is set)."""
+        quotas = self._store.list_quotas()
+        if not quotas:
+            return None
+        groups: dict[str, tuple[str, ...]] = {}
+
+        def groups_of(user: str) -> tuple[str, ...]:
+            if user not in groups:
+                try:
+                    groups[user] = self._store.get_user(user).groups
+                except DLPlatformError:  # the platform's own runs, a removed user
+                    groups[user] = ()
+            return groups[user]
+
+        held = [(r.owner, *needs(resource_spec(r), has_gpus)) for r in running]
+        used = gpu_seconds_by_user(self._store, utcnow()) if QuotaGate.needs_gpu_usage(
+            quotas) else {}  # fmt: skip
+        return QuotaGate(quotas, groups_of, held, used)
+
+    def _account(self, running: list[Run]) -> None:
+        """End the usage intervals of runs that ended since the last pass, and raise the peak
+        memory of the running ones: each pass for warm-pool runs (their members' pids are at
+        hand), every ``MEMORY_SAMPLE_S`` for Ray Jobs (Ray's state API is asked for theirs).
+        Writes only on a change: each write moves the store's generation, which empties the
+        gateway's read cache."""
+        ids = {r.id for r in running}
+        if self._accounted - ids:
+            self._store.close_ended_run_usage()
+            self._peaks = {k: v for k, v in self._peaks.items() if k in ids}
+        self._accounted = ids
+        if not running:
+            return
+        busy = self._pool.status()["busy"]
+        with_jobs = time.monotonic() - self._sampled_at >= MEMORY_SAMPLE_S
+        if with_jobs:
+            self._sampled_at = time.monotonic()
+        raised: dict[str, int] = {}
+        for run in running:
+            if run.id in busy:
+                pids = busy[run.id]
+            elif with_jobs:
+                pids = self._job_pids(run)
+            else:
+                continue
+            rss = resident_bytes(p for p in pids if p is not None)
+            if rss is not None and rss > self._peaks.get(run.id, 0):
+                self._peaks[run.id] = raised[run.id] = rss
+        if raised:
+            self._store.record_peak_memory(raised)
+
+    def _job_pids(self, run: Run) -> list[int]:
+        """The driver and worker processes of a run's Ray job ([] for a pool run or when Ray's
+        state API does not answer)."""
+        if not run.name or run.name.startswith(POOL_NAME_PREFIX):
+            return []
+        try:
+            info = self._jobs().get_job_info(run.name)
+        except Exception:  # accounting never stops the scheduler
+            return []
+        # /proc is this node's: processes elsewhere are not measured (a pid there means nothing)
+        here = ray.get_runtime_context().get_node_id()
+        driver = info.driver_info
+        pids = [int(driver.pid)] if driver and driver.pid and info.driver_node_id == here else []
+        try:  # the job's actors: Ray Train's workers, Tune's trials
+            actors = list_actors(dashboard_url(), limit=1000, raise_on_missing_output=False,
+                                 filters=[("job_id", "=", info.job_id), ("state", "=", "ALIVE"),
+                                          ("node_id", "=", here)])  # fmt: skip
+            pids += [int(a.pid) for a in actors if a.pid]
+        except Exception:
+            pass
+        return pids
 
     def _takes_pool(self, run: Run, spec: TrainingJobSpec, has_gpus: bool) -> bool:
         """Whether ``run`` runs on the warm pool; when it does, its members are held for it."""

@@ -44,6 +44,7 @@ from dlplatform.train.spec import (
     TrainingJobSpec,
 )
 from dlplatform.train.tracking import check_run_writer
+from dlplatform.usage import held_by
 
 
 def new_run_id() -> str:
@@ -252,7 +253,11 @@ def _get_train_run(backend: Backend, run_id: str) -> Run:
 def get_job(backend: Backend, principal: Principal, run_id: str) -> TrainingJob:
     """One training job with its queue position (QUEUED) and model version (SUCCEEDED)."""
     authorize(backend.store, principal, Permission.TRAIN_VIEW, f"run:{run_id}")
-    return _view(backend, principal, _get_train_run(backend, run_id))
+    run = _get_train_run(backend, run_id)
+    job = _view(backend, principal, run)
+    if run.started_at is None:
+        return job
+    return job.model_copy(update={"usage": held_by(backend.store, "run", run.id, run.started_at)})
 
 
 def list_jobs(

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from dlplatform.metadata.records import MetricPoint, Run, check_id, check_name
+from dlplatform.usage import UsageTotal
 
 _METRIC_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,127}")
 
@@ -224,6 +225,11 @@ class TrainingJob(BaseModel, frozen=True, extra="forbid"):
         description="Seconds spent in each stage from submit to the first training step, in "
         "order, and their 'total' (see dlplatform.train._startup.STAGES); filled in as the "
         "job starts.",
+    )
+    usage: UsageTotal | None = Field(
+        default=None,
+        description="What the job held so far: CPU/GPU-seconds as admitted, wall seconds, peak "
+        "memory sampled (see dlplatform.usage); set on a single job's view once it started.",
     )
 
     @property

@@ -2,8 +2,9 @@
 
 ``train_and_deploy``, typically on each new commit of a dataset (``dlp workflows on-commit DATASET
 train_and_deploy --param label=y``): train on the commit → evaluate on the held-out split → gate
-on acceptance criteria → promote to ``production`` and deploy; a rejected model stops the run at
-the gate with the reasons as its error, and nothing is promoted or deployed.
+on acceptance criteria → promote to ``production`` and deploy (or, with ``rollout``, roll the
+version out in judged steps: ``serve.rollout``); a rejected model stops the run at the gate with
+the reasons as its error, and nothing is promoted or deployed.
 
 ``monitor``, typically on a schedule (``dlp workflows schedule monitor --cron "*/15 * * * *"
 --param deployment=NAME``): accuracy of the deployed model from feedback labels over a window, and
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +39,7 @@ from dlplatform.context import Backend
 from dlplatform.errors import InvalidInput
 from dlplatform.metadata import Deployment, ModelVersion, Run, RunStatus
 from dlplatform.metadata.records import utcnow
+from dlplatform.serve.spec import rollout_spec
 from dlplatform.workflows._task import StepContext, current
 from dlplatform.workflows.dag import building_settings
 from dlplatform.workflows.steps import StepNode, step, workflow
@@ -181,6 +184,46 @@ def deploy_model(accepted: dict[str, Any], deployment: str | None) -> Deployment
     return backend.store.get_deployment(name)
 
 
+class RolloutFailed(Exception):
+    """The candidate's rollout ended without promotion (the reason is the message)."""
+
+
+ROLLOUT_POLL_S = 1.0
+
+
+@step(num_cpus=0)
+def roll_out_model(accepted: dict[str, Any], rollout: dict[str, Any]) -> dict[str, Any]:
+    """Roll the accepted version out to its model's deployment in judged steps
+    (``serve.start_rollout``) and wait for the outcome: promoted, or ``RolloutFailed``. A model
+    not deployed yet has nothing to compare with: it is promoted and deployed directly."""
+    from dlplatform import serve, train
+    from dlplatform.errors import NotFound
+
+    backend, principal = _context()
+    model, version = accepted["model"], accepted["version"]
+    spec = serve.RolloutSpec.model_validate(rollout)
+    try:
+        backend.store.get_deployment(model)
+    except NotFound:
+        train.promote(backend, principal, model, version, spec.promote_alias)
+        info = serve.deploy(backend, principal, f"{model}@{version}")
+        return {"model": model, "version": version, "status": "DEPLOYED", "deployment": info.name}
+    try:  # the step run again (the manager restarted): follow the rollout it started
+        status: serve.RolloutStatus | None = serve.rollout_status(backend, principal, model)
+    except NotFound:
+        status = None
+    if status is None or status.to_version != version:
+        status = serve.start_rollout(backend, principal, model, version, spec)
+    while status.status == "RUNNING":
+        time.sleep(ROLLOUT_POLL_S)
+        status = serve.rollout_status(backend, principal, model)
+    if status.status != "PROMOTED":
+        raise RolloutFailed(
+            f"rollout {status.id} of {model}@{version} {status.status}: {status.reason}"
+        )
+    return {"model": model, "version": version, "status": status.status, "rollout": status.id}
+
+
 @workflow
 def train_and_deploy(
     dataset: str,
@@ -195,11 +238,15 @@ def train_and_deploy(
     metric: str = "val_accuracy",
     min_score: float = 0.9,
     max_regression: float = 0.02,
+    rollout: dict[str, Any] | None = None,
 ) -> StepNode:
     """Train on ``dataset@commit`` → evaluate → gate (``metric >= min_score`` and not worse than
     production by more than ``max_regression``) → promote to production and deploy.
 
     ``training`` holds further ``TrainingJobSpec`` fields (e.g. ``lr``, ``batch_size``, ``seed``).
+    ``rollout`` (``RolloutSpec`` fields, ``{}`` for the defaults) ends the run in a judged rollout
+    of the deployed model instead of a direct deploy: promoted when every step passes, the run
+    failing when it is rolled back.
     """
     if not 0 <= min_score <= 1 or not 0 <= max_regression <= 1:
         raise InvalidInput("min_score and max_regression must be within 0..1")
@@ -211,6 +258,9 @@ def train_and_deploy(
         options["model_name"] = model_name
     trained = train_model.bind(dataset, commit, label, options)
     accepted = gate.bind(evaluate.bind(trained, metric), min_score, max_regression)
+    if rollout is not None:  # checked now, so a bad spec refuses the run before it trains
+        spec = rollout_spec(**rollout)
+        return roll_out_model.bind(accepted, spec.model_dump(mode="json"))
     return deploy_model.bind(accepted, None)
 
 

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,7 @@ from dlplatform import serve as serving
 from dlplatform.access import SYSTEM, Principal, issue_token, revoke_token
 from dlplatform.errors import IntegrityError, InvalidInput, NotFound, PermissionDenied, TooLarge
 from dlplatform.metadata import Role
+from dlplatform.metadata.records import utcnow
 from dlplatform.serve import DeploymentSpec, FeedbackRequest
 
 pytestmark = pytest.mark.integration
@@ -316,4 +318,12 @@ def test_gateway_routes_deploy_list_traffic_feedback_undeploy(env: Env) -> None:
         gone = api.delete(f"/api/v1/deployments/{name}", headers=headers)
         assert gone.status_code == 200 and gone.json()["name"] == name
         assert api.delete(f"/api/v1/deployments/{name}", headers=headers).status_code == 404
+        # what it held, deploy to undeploy: its replica(s) x 0.25 CPUs (the default num_cpus)
+        held = api.get("/api/v1/usage", params={"by": "deployment", "since": "1h"},
+                       headers=headers).json()  # fmt: skip
+        (mine,) = [t for t in held["totals"] if t["key"] == name]
+        assert mine["wall_seconds"] > 0 and mine["cpu_seconds"] >= 0.25 * mine["wall_seconds"]
+    intervals = env.backend.store.list_usage(utcnow() - timedelta(hours=1), utcnow(),
+                                             kind="deployment")  # fmt: skip
+    assert [i.end_at is not None for i in intervals if i.subject == name] == [True]
     assert env.post(name, {"inputs": [ROW]}).status_code == 404

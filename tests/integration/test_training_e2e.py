@@ -439,3 +439,47 @@ def test_an_ended_job_reproduced_over_http_has_identical_metrics(world: World) -
         by = client.get(f"/api/v1/training/jobs/{original.id}/reproduced-by", headers=auth)
         assert [j["run"]["id"] for j in by.json()] == [again]
     assert f"run:{again}" in {n.entity for n in w.backend.store.downstream(f"run:{original.id}")}
+
+
+def test_a_run_under_a_quota_waits_with_the_reason_and_starts_when_capacity_frees(
+    world: World,
+) -> None:
+    """Two 1-worker runs of a user allowed 1 CPU: the second waits, saying why, though the
+    cluster has room, and starts once the first ended; both runs' usage is recorded."""
+    from dlplatform import usage
+
+    w = world
+    name = f"quota-{uuid.uuid4().hex[:6]}"
+    user = User(name=name, role=Role.DATA_SCIENTIST, created_at=utcnow())
+    w.backend.store.create_user(user)
+    owner = Principal.of(user)
+    usage.set_quota(w.backend, SYSTEM, "user", name, usage.QuotaSpec(max_cpus=1))
+    try:
+        spec = TrainingJobSpec(**{"dataset": "digits", **BASE, "workers": 1, "epochs": 60})  # type: ignore[arg-type]
+        first = train.submit(w.backend, owner, spec).id
+        second = train.submit(w.backend, owner, spec).id
+        deadline = time.monotonic() + 120
+        while True:
+            jobs = {j.id: j for j in train.list_jobs(w.backend, owner)}
+            if jobs[first].status != "QUEUED" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert jobs[first].status == "RUNNING", jobs[first].waiting_reason
+        assert jobs[second].status == "QUEUED"
+        assert jobs[second].waiting_reason == (
+            f"waiting for quota: user {name} holds 1 of 1 CPUs (this run needs 1)"
+        )
+        done = [_wait(w, first), _wait(w, second)]
+        assert [j.status for j in done] == ["SUCCEEDED", "SUCCEEDED"], [j.run.error for j in done]
+        ended, started = done[0].run.ended_at, done[1].run.started_at
+        assert ended is not None and started is not None and started >= ended
+    finally:
+        usage.delete_quota(w.backend, SYSTEM, "user", name)
+    report = usage.usage_report(w.backend, owner, by="run", since="1h")
+    held = {t.key: t for t in report.totals}
+    assert set(held) == {first, second}
+    for total in held.values():  # 1 CPU (the worker's) for as long as the run held it
+        assert total.cpu_seconds == pytest.approx(total.wall_seconds) and total.cpu_seconds > 0
+    # measured: the resident memory of the pool member that trained it, sampled as it ran
+    assert all((t.peak_mem_bytes or 0) > 10 * 2**20 for t in held.values()), held
+    assert train.get_job(w.backend, owner, first).usage == held[first]  # on the job's view too

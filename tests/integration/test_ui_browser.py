@@ -28,7 +28,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from dlplatform import data, train
+from dlplatform import data, train, usage
 from dlplatform.access import Principal, bootstrap_admin, issue_token
 from dlplatform.api.app import create_app
 from dlplatform.config import load_settings
@@ -46,7 +46,7 @@ from dlplatform.metadata import (
     WorkflowStep,
 )
 from dlplatform.metadata.artifacts import ArtifactStore
-from dlplatform.metadata.records import utcnow
+from dlplatform.metadata.records import UsageInterval, utcnow
 from dlplatform.train import TrainingJobSpec, _startup, tracking
 from dlplatform.train.tune import TuningJobSpec
 
@@ -910,6 +910,29 @@ def test_alerts_and_audit_log_for_admin(browser: Any, seeded: Seeded) -> None:
     _ready(browser, "audit?action=alerts.resolve")
     rows = browser.find_elements(By.CSS_SELECTOR, "main tbody tr")
     assert len(rows) == 1 and "alert:" in rows[0].text
+
+
+def test_usage_page_totals_chart_and_a_bad_window(browser: Any, seeded: Seeded) -> None:
+    seeded.backend.store.open_usage(UsageInterval(
+        kind="deployment", subject="ui-usage-web", owner="admin",
+        start_at=utcnow() - timedelta(hours=3), cpus=2, gpus=0))  # fmt: skip
+    browser.set_window_size(1280, 800)
+    _sign_in(browser, seeded.url, seeded.admin)
+    _go(browser, "usage?by=deployment&since=1d&bucket=1h")
+    text = _text(browser)
+    assert "ui-usage-web" in text and "CPU-hours" in text
+    rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "main tbody tr")]
+    assert any(r.startswith("ui-usage-web 6") for r in rows), rows  # 2 CPUs x 3 hours
+    assert browser.find_elements(By.CSS_SELECTOR, 'figure.metric-chart[data-group="cpu_hours"]')
+    _go(browser, "usage?since=1h&until=2h")
+    assert "inverted time range" in _text(browser)
+    # a job's page shows what it held: 2 CPUs for its 9 minutes, and the peak memory sampled
+    store = seeded.backend.store
+    usage.record_run_start(store, store.get_run(seeded.runs[0]), 2.0, 0.0)
+    store.record_peak_memory({seeded.runs[0]: 300 * 2**20})
+    _go(browser, f"runs/{seeded.runs[0]}")
+    assert "0.3 CPU-hours, 0 GPU-hours, peak memory 300" in _text(browser)
+    assert _console_errors(browser) == []
 
 
 def test_keyboard_navigation(browser: Any, seeded: Seeded) -> None:

@@ -18,4 +18,5 @@ ROUTERS: list[str] = [
     "dlplatform.api.routes.batch",
     "dlplatform.api.routes.metadata",
     "dlplatform.api.routes.backup",
+    "dlplatform.api.routes.usage",
 ]

@@ -12,7 +12,14 @@ from fastapi import APIRouter, Path, Query, Response
 from dlplatform import serve
 from dlplatform.api.deps import Ctx
 from dlplatform.metadata import Deployment, Feedback
-from dlplatform.serve import DeploymentInfo, DeployRequest, FeedbackRequest, TrafficSpec
+from dlplatform.serve import (
+    DeploymentInfo,
+    DeployRequest,
+    FeedbackRequest,
+    RolloutRequest,
+    RolloutStatus,
+    TrafficSpec,
+)
 from dlplatform.serve.service import MAX_DEPLOYMENTS_PAGE
 
 router = APIRouter(tags=["deployments"])
@@ -58,6 +65,19 @@ def undeploy(name: NamePath, ctx: Ctx) -> Deployment:
 def set_traffic(name: NamePath, spec: TrafficSpec, ctx: Ctx) -> DeploymentInfo:
     """Split requests between versions: ``{"traffic": {"3": 90, "4": 10}}``."""
     return serve.set_traffic(ctx.backend, ctx.principal, name, spec.traffic)
+
+
+@router.post("/deployments/{name}/rollouts", status_code=201)
+def start_rollout(name: NamePath, request: RolloutRequest, ctx: Ctx) -> RolloutStatus:
+    """Move traffic to ``version`` in judged steps; promoted or rolled back by the platform
+    (409 while another rollout of this deployment runs)."""
+    return serve.start_rollout(ctx.backend, ctx.principal, name, request.version, request.spec)
+
+
+@router.get("/deployments/{name}/rollout")
+def rollout_status(name: NamePath, ctx: Ctx) -> RolloutStatus:
+    """The newest rollout of the deployment, with every step and decision and its numbers."""
+    return serve.rollout_status(ctx.backend, ctx.principal, name)
 
 
 @router.post("/feedback", status_code=201)

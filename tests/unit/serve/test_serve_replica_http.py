@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -208,3 +209,27 @@ def test_the_shared_app_serves_an_anonymous_deployment_without_a_token(
         server._tokens.close()
 
     _run(scenario)
+
+
+def test_a_request_the_model_fails_on_is_logged_with_its_error_code(
+    store: MetadataStore, settings: Settings, tokens: dict[str, str]
+) -> None:
+    """A 500 of the replica is in the prediction log, marked, so a rollout counts the version's
+    error rate from the same log as its latency and accuracy."""
+    server = _dedicated(_backend(store, settings))
+
+    def broken(_x: Any) -> list[Any]:
+        raise RuntimeError("the model is broken")
+
+    async def scenario() -> None:
+        assert (await _call(server, "m", tokens["app1"]))[0] == 200
+        server._versions[1].predict = broken
+        status, body = await _call(server, "m", tokens["app1"])
+        assert (status, body["error"]) == (500, "internal")
+        await server.flush_log()
+        assert store.get_prediction(body["request_id"]).error == "internal"
+        server._tokens.close()
+
+    _run(scenario)
+    window = store.version_window("m", 1, utcnow() - timedelta(minutes=1))
+    assert (window.requests, window.errors) == (2, 1)

@@ -41,6 +41,12 @@ def test_train_and_deploy_and_monitor_dags() -> None:
         build_workflow(TD, {"dataset": "iris", "commit": "c1", "label": "y", "min_score": 2})
     with pytest.raises(InvalidInput, match="does not accept params"):
         build_workflow(TD, {"dataset": "iris", "commit": "c1"})  # no label
+    # ending in a judged rollout instead of a direct deploy; a bad spec refuses the run at once
+    params = {"dataset": "iris", "commit": "c1", "label": "y", "rollout": {"steps": [10, 100]}}
+    dag = build_workflow(TD, params)
+    assert list(dag.steps) == ["train-model", "evaluate", "gate", "roll-out-model"]
+    with pytest.raises(InvalidInput, match="rollout options: steps"):
+        build_workflow(TD, {**params, "rollout": {"steps": [10, 50]}})
 
 
 def test_gate_accepts_a_good_model_and_names_every_unmet_criterion() -> None:

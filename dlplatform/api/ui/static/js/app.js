@@ -10,9 +10,11 @@ import { routes as modelRoutes } from "./pages/models.js";
 import { routes as lineageRoutes } from "./pages/lineage.js";
 import { routes as workflowRoutes } from "./pages/workflows.js";
 import { routes as adminRoutes } from "./pages/admin.js";
+import { routes as usageRoutes } from "./pages/usage.js";
 
 const ROUTES = [
   ...datasetRoutes, ...runRoutes, ...artifactRoutes, ...modelRoutes, ...lineageRoutes, ...workflowRoutes, ...adminRoutes,
+  ...usageRoutes,
 ];
 
 const main = document.getElementById("main");

@@ -100,6 +100,7 @@ export function badge(status) {
     QUEUED: "queued", RUNNING: "running", SUCCEEDED: "ok", FAILED: "bad", CANCELLED: "muted",
     STOPPED: "muted", ok: "ok", denied: "bad", error: "bad", critical: "bad", warning: "warn",
     info: "queued", RUNNING_: "running", HEALTHY: "ok", DEPLOYING: "running", UNHEALTHY: "bad",
+    PROMOTED: "ok", ROLLED_BACK: "bad", ABORTED: "muted", pass: "ok", fail: "bad",
   };
   return h("span", { class: `badge badge-${known[value] || "muted"}` }, value);
 }

@@ -1,8 +1,9 @@
-// Models: versions, aliases (stages), promotion history, deployments with replicas, traffic, load.
+// Models: versions, aliases (stages), promotion history, deployments with replicas, traffic, load,
+// and the newest rollout of each deployment with every step and decision.
 
 import * as api from "../api.js";
 import { actionButton, entityHref, fetchAll, fetchPage, pageOf, pager, partError, unavailable } from "../common.js";
-import { badge, fmtDate, fmtNumber, h, parseJSON, section, short, table } from "../dom.js";
+import { badge, facts, fmtDate, fmtNumber, h, parseJSON, section, short, table } from "../dom.js";
 
 const PROMOTERS = new Set(["admin", "data-scientist"]);
 
@@ -145,6 +146,65 @@ async function deploymentsSection(model) {
   return part;
 }
 
+/** One check of a rollout step, e.g. "wrong_rate fail: 0.52 (31/60) higher than ...". */
+function checkText(c) {
+  return `${c.name} ${c.verdict}: ${c.detail}`;
+}
+
+/** The newest rollout of deployment `name` (GET /deployments/{name}/rollout): its state, steps
+ * and every decision with its numbers; null when it never had one. */
+async function rolloutPart(name) {
+  let r;
+  try {
+    r = await api.get(`/deployments/${api.seg(name)}/rollout`);
+  } catch (err) {
+    if (err.status === 404) return null;
+    return partError(`Rollout of ${name}`, err);
+  }
+  const steps = (r.spec.steps || []).map((p) => `${p}%`).join(" → ");
+  return h("div", { class: "rollout" },
+    h("h3", {}, `Rollout of ${name}: v${r.from_version} → v${r.to_version}`),
+    facts([
+      ["Status", badge(r.status)],
+      ["Steps", steps],
+      ["Current step", `${r.percent}%`],
+      ["Started", `${fmtDate(r.created_at)} by ${r.created_by}`],
+      r.finished_at ? ["Finished", fmtDate(r.finished_at)] : null,
+      r.reason ? ["Reason", r.reason] : null,
+    ]),
+    table(
+      [
+        { label: "When", render: (e) => fmtDate(e.at) },
+        { label: "Event", render: (e) => e.kind },
+        { label: "Traffic to new", numeric: true, render: (e) => `${e.percent}%` },
+        { label: "Decision", render: (e) => (e.decision ? badge(e.decision) : "—") },
+        { label: "What", render: (e) => e.message },
+        { label: "Checks", render: (e) => ((e.numbers && e.numbers.checks) || []).map((c) => h("div", {}, checkText(c))) },
+      ],
+      r.events || [],
+      { caption: "Every traffic move and decision, with the numbers it was made on" },
+    ));
+}
+
+async function rolloutsSection(model) {
+  const part = section("Rollouts");
+  if (!api.has("/deployments/{name}/rollout")) {
+    part.append(unavailable("Rollouts", "/deployments/{name}/rollout"));
+    return part;
+  }
+  let names;
+  try {
+    const data = await fetchAll("/deployments", "/deployments", {}, 100);
+    names = (Array.isArray(data) ? data : data.items || []).filter((d) => d.model === model).map((d) => d.name);
+  } catch (err) {
+    part.append(partError("Rollouts", err));
+    return part;
+  }
+  const parts = (await Promise.all(names.map(rolloutPart))).filter(Boolean);
+  part.append(parts.length ? parts : h("p", {}, "No rollouts yet. `dlp serve rollout NAME VERSION` starts one."));
+  return part;
+}
+
 async function detailPage(params, _query, { session, rerender }) {
   const name = params.name;
   const body = [h("h1", {}, `Model ${name}`)];
@@ -210,6 +270,7 @@ async function detailPage(params, _query, { session, rerender }) {
   }
   body.push(history);
   body.push(await deploymentsSection(name));
+  body.push(await rolloutsSection(name));
   return h("div", {}, body);
 }
 

@@ -241,6 +241,8 @@ async function detailPage(params, query, ctx) {
       job && job.queue_position ? ["Queue position", `#${job.queue_position}`] : null,
       job && job.waiting_reason ? ["Waiting because", job.waiting_reason] : null,
       job && job.model_version ? ["Model version", h("a", { href: entityHref(`model_version:${job.model_version}`) }, job.model_version)] : null,
+      job && job.usage ? ["Resources held", `${fmtNumber(job.usage.cpu_seconds / 3600)} CPU-hours, ${fmtNumber(job.usage.gpu_seconds / 3600)} GPU-hours`
+        + (job.usage.peak_mem_bytes === null ? "" : `, peak memory ${fmtBytes(job.usage.peak_mem_bytes)}`)] : null,
     ]),
     h("p", {}, h("a", { href: entityHref(`run:${run.id}`) }, "Lineage of this run")),
     actions,
