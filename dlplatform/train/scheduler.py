@@ -102,6 +102,16 @@ def resource_spec(run: Run) -> TrainingJobSpec:
     return TrainingJobSpec.model_validate_json(run.spec_json)
 
 
+def _held(run: Run, has_gpus: bool) -> tuple[float, float]:
+    """The CPUs and GPUs a running run holds; (0, 0) when its spec cannot be read (a run
+    started by another version of the platform: it is not counted, rather than stopping the
+    scheduler at it)."""
+    try:
+        return needs(resource_spec(run), has_gpus)
+    except ValueError:
+        return 0.0, 0.0
+
+
 def submission_id(run_id: str) -> str:
     return f"dlp-{run_id}"
 
@@ -313,7 +323,7 @@ class _Scheduler:
         running = _kinds(self._store, "RUNNING")
         self._account(running)
         queued = sorted(
-            _kinds(self._store, "QUEUED"),
+            (r for r in _kinds(self._store, "QUEUED") if self._readable(r)),
             key=lambda r: (-r.priority, r.created_at, r.id),
         )
         self._reasons = {}
@@ -324,7 +334,7 @@ class _Scheduler:
         free = ray.available_resources()
         reserved_cpu = reserved_gpu = 0.0
         for run in running:
-            c, g = needs(resource_spec(run), has_gpus)
+            c, g = _held(run, has_gpus)
             reserved_cpu, reserved_gpu = reserved_cpu + c, reserved_gpu + g
         gate = self._quota_gate(running, has_gpus)
         blocked = False
@@ -404,6 +414,23 @@ class _Scheduler:
         if submitted:
             self._record_start(run.id, spec, has_gpus)
 
+    def _readable(self, run: Run) -> bool:
+        """Whether a queued run's spec can be read; one that cannot (written by another version
+        of the platform) fails with the reason instead of stopping every pass at it."""
+        try:
+            resource_spec(run)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            first = str(exc).splitlines()[0][:300]
+            self._fail_queued(run.id, f"its spec cannot be read by this version of the platform "
+                                      f"({first}); submit it again")  # fmt: skip
+            return False
+        return True
+
+    def _fail_queued(self, run_id: str, reason: str) -> None:
+        if self._store.get_run(run_id).status is RunStatus.QUEUED:
+            revoke_run_tokens(self._store, run_id, reason)
+            self._store.update_run(run_id, status=RunStatus.FAILED, ended_at=utcnow(), error=reason)
+
     def _record_start(self, run_id: str, spec: TrainingJobSpec, has_gpus: bool) -> None:
         """Open the run's usage interval: the CPUs and GPUs admitted for it."""
         cpus, gpus = needs(spec, has_gpus)
@@ -424,7 +451,7 @@ class _Scheduler:
                     groups[user] = ()
             return groups[user]
 
-        held = [(r.owner, *needs(resource_spec(r), has_gpus)) for r in running]
+        held = [(r.owner, *_held(r, has_gpus)) for r in running]
         used = gpu_seconds_by_user(self._store, utcnow()) if QuotaGate.needs_gpu_usage(
             quotas) else {}  # fmt: skip
         return QuotaGate(quotas, groups_of, held, used)

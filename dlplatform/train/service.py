@@ -42,6 +42,7 @@ from dlplatform.train.spec import (
     MetricsLogged,
     TrainingJob,
     TrainingJobSpec,
+    shown_spec,
 )
 from dlplatform.train.tracking import check_run_writer
 from dlplatform.usage import held_by
@@ -228,10 +229,10 @@ def _view(
         position = positions.get(run.id)
         reason = reasons.get(run.id, "waiting for the scheduler")
     result = json.loads(run.result_json) if run.result_json else {}
-    spec = TrainingJobSpec.model_validate_json(run.spec_json)
-    shown = spec if may_see_env(viewer, run) else masked(spec)
-    if shown is not spec:
-        spec, run = shown, run.model_copy(update={"spec_json": shown.model_dump_json()})
+    spec = shown_spec(run.spec_json)
+    if not may_see_env(viewer, run):  # the raw spec_json too: it may hold what spec dropped
+        spec = masked(spec)
+        run = run.model_copy(update={"spec_json": spec.model_dump_json()})
     return TrainingJob(
         run=run,
         spec=spec,

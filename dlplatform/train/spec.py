@@ -7,6 +7,7 @@ on the exact version it was submitted against.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Literal
 
@@ -344,6 +345,28 @@ class JobLogs(BaseModel, frozen=True, extra="forbid"):
 
 STEP_KEY_PREFIX = "step/"
 """Metric keys under this prefix are step-level progress (see ``runner.ProgressReporter``)."""
+
+
+def shown_spec(spec_json: str) -> TrainingJobSpec:
+    """A stored spec as a job's view shows it, also when this version of the platform cannot
+    read it as written (a run queued or run by another version): unknown fields are dropped,
+    and a spec still invalid then is shown by its dataset and label only. Never for running
+    a job: ``TrainingJobSpec.model_validate_json`` is."""
+    try:
+        return TrainingJobSpec.model_validate_json(spec_json)
+    except ValueError:
+        pass
+    try:
+        raw = json.loads(spec_json)
+    except ValueError:
+        raw = {}
+    raw = raw if isinstance(raw, dict) else {}
+    known = {k: v for k, v in raw.items() if k in TrainingJobSpec.model_fields}
+    try:
+        return TrainingJobSpec.model_validate(known)
+    except ValueError:
+        return TrainingJobSpec.model_construct(dataset=str(raw.get("dataset", "?")),
+                                               label=str(raw.get("label", "?")))  # fmt: skip
 
 
 def epoch_table(points: list[MetricPoint]) -> list[dict[str, float]]:
