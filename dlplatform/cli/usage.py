@@ -19,8 +19,16 @@ _BY_HELP = "Group by user, run, deployment or dataset."
 _SINCE_HELP = "Start of the window: a span before now (7d, 12h, 30m) or an ISO time."
 
 
-def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:.2f}"
+def _duration(seconds: float) -> str:
+    """Resource time as people read it: ``0``, ``12.5 s``, ``7.3 min``, ``4.21 h`` (a short job's
+    CPU time is not a row of 0.00 hours)."""
+    if seconds <= 0:
+        return "0"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
 
 
 def usage(
@@ -33,15 +41,15 @@ def usage(
     home: str | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """CPU-hours, GPU-hours, wall hours and peak memory held per user, run, deployment or
-    dataset (admins see everyone's; others their own). --json adds the time series."""
+    """CPU time, GPU time, wall time and peak memory held per user, run, deployment or dataset
+    (admins see everyone's; others their own). --json adds the time series (in seconds)."""
     report = _common.platform(home).usage.report(by, since, until, bucket)  # type: ignore[arg-type]
     if as_json:
         emit(report, True)
         return
     rows: list[dict[str, Any]] = [
-        {by: t.key, "cpu_hours": _hours(t.cpu_seconds), "gpu_hours": _hours(t.gpu_seconds),
-         "wall_hours": _hours(t.wall_seconds),
+        {by: t.key, "cpu_time": _duration(t.cpu_seconds), "gpu_time": _duration(t.gpu_seconds),
+         "wall_time": _duration(t.wall_seconds),
          "peak_mem": human_bytes(t.peak_mem_bytes) if t.peak_mem_bytes is not None else "-",
          "count": t.subjects}
         for t in report.totals

@@ -18,10 +18,17 @@ def test_usage_and_quotas_commands(run: Callable[..., Any], backend: Backend) ->
                                                hours=2), cpus=2, gpus=0))  # fmt: skip
     table = run("usage", "--by", "dataset", "--since", "1d")
     assert table.exit_code == 0, table.output
-    assert "digits" in table.stdout and "cpu_hours" in table.stdout and "4.0" in table.stdout
+    assert "digits" in table.stdout and "cpu_time" in table.stdout and "4.00 h" in table.stdout
+    assert "2.00 h" in table.stdout  # wall time; and a short run's seconds are not 0.00 hours
+    backend.store.open_usage(UsageInterval(kind="run", subject="r-short", owner="admin",
+                                           dataset="tiny", start_at=utcnow() - timedelta(
+                                               seconds=3), cpus=2, gpus=0))  # fmt: skip
+    short = run("usage", "--by", "dataset", "--since", "1d")
+    row = next(ln for ln in short.stdout.splitlines() if "tiny" in ln)
+    assert " s " in row and "0.00" not in row, row
     as_json = run("usage", "--by", "run", "--since", "1d", "--bucket", "1h", "--json")
     body = json.loads(as_json.stdout)
-    assert [t["key"] for t in body["totals"]] == ["r-cli"] and body["series"]
+    assert [t["key"] for t in body["totals"]] == ["r-cli", "r-short"] and body["series"]
 
     bad = run("usage", "--since", "1h", "--until", "2h")
     assert bad.exit_code == 1
