@@ -288,8 +288,7 @@ def held_by(
     now = utcnow()
     until = max(now, since + timedelta(seconds=1))
     window = UsageWindow(since, until, (until - since).total_seconds())
-    intervals = store.list_usage(since, until, kind=kind, subject=subject)
-    totals = summarize(intervals, kind, window, now).totals
+    totals = summarize(store.usage_of(kind, subject), kind, window, now).totals
     return totals[0] if totals else None
 
 

@@ -13,6 +13,13 @@ MAX_USAGE_INTERVALS = 200_000
 """The most intervals one usage query reads (a window that overlaps more is refused)."""
 
 _OPEN = "kind = ? AND subject = ? AND end_at IS NULL"
+_SELECT = (
+    "SELECT u.kind, u.subject, u.owner, u.dataset, u.start_at, "
+    "coalesce(u.end_at, r.ended_at) AS end_at, u.cpus, u.gpus, u.peak_mem_bytes "
+    "FROM usage_intervals u LEFT JOIN runs r ON u.kind = 'run' AND r.id = u.subject"
+)
+"""Intervals as they are read: a run's interval still open after its run ended ends at the
+run's ``ended_at``."""
 
 
 class UsageTables:
@@ -83,10 +90,7 @@ class UsageTables:
                 where.append(f"u.{column} = ?")
                 params.append(value)
         rows = self._db.dicts(
-            "SELECT u.kind, u.subject, u.owner, u.dataset, u.start_at, "
-            "coalesce(u.end_at, r.ended_at) AS end_at, u.cpus, u.gpus, u.peak_mem_bytes "
-            "FROM usage_intervals u LEFT JOIN runs r ON u.kind = 'run' AND r.id = u.subject "
-            f"WHERE {' AND '.join(where)} ORDER BY u.start_at, u.kind, u.subject "
+            f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY u.start_at, u.kind, u.subject "
             f"LIMIT {MAX_USAGE_INTERVALS + 1}",
             params,
         )
@@ -96,6 +100,17 @@ class UsageTables:
                 "ask for a shorter one"
             )
         return [UsageInterval(**r) for r in rows]
+
+    def usage_of(self, kind: Literal["run", "deployment"], subject: str) -> list[UsageInterval]:
+        """Every interval of one run or deployment, oldest first (the most recent
+        ``MAX_USAGE_INTERVALS``). Depends on the database alone, so the gateway's read cache
+        can keep it (``shared_reads.CACHED``): a job's page pays no store call for it."""
+        rows = self._db.dicts(
+            f"{_SELECT} WHERE u.kind = ? AND u.subject = ? ORDER BY u.start_at DESC "
+            f"LIMIT {MAX_USAGE_INTERVALS}",
+            [kind, subject],
+        )
+        return [UsageInterval(**r) for r in reversed(rows)]
 
     # --- quotas ------------------------------------------------------------------------------
 

@@ -119,7 +119,7 @@ _READ_PREFIXES = ("get_", "list_", "count_", "read_", "export_")
 _READS = frozenset({"run_version", "token_epoch", "upstream", "downstream", "edges_of",
                     "latest_metrics", "referenced_artifacts", "resolve_alias", "schema_version",
                     "user_for_token_hash", "ping", "search_runs", "latest_rollout",
-                    "next_rollout_seq", "version_window"})  # fmt: skip
+                    "next_rollout_seq", "version_window", "usage_of", "list_usage"})  # fmt: skip
 _IDEMPOTENT_WRITES = frozenset({"update_run", "update_user", "update_dataset", "touch_token",
                                 "log_params", "put_deployment", "update_workflow_run",
                                 "update_workflow_trigger"})  # fmt: skip

@@ -27,7 +27,7 @@ from dlplatform.metadata._generation import SUFFIX, GenerationReader
 
 CACHED = frozenset({"get_dataset", "list_datasets", "get_commit", "list_commits", "get_run",
                     "list_runs", "count_runs", "get_model", "list_models",
-                    "list_model_versions", "resolve_alias", "get_metrics"})  # fmt: skip
+                    "list_model_versions", "resolve_alias", "get_metrics", "usage_of"})  # fmt: skip
 """Lookups whose answer depends on the database alone (no clock, no in-memory state)."""
 MAX_ENTRIES = 2048
 CONFIRM_S = 1.0
