@@ -76,7 +76,11 @@ def test_a_due_cron_schedule_fires_once_and_survives_a_manager_restart(wf: Platf
     trig = wf.workflows.schedule("cron_wf", "0 3 * * *", {"tag": "nightly"})
     assert trig.cron == "0 3 * * *"
     created = trig.created_at
-    not_yet = created.replace(hour=2, minute=59) + timedelta(days=1)
+    # the minute before the first 03:00 after the schedule was made (today's, when it was made
+    # before 03:00 UTC: the test failed when run between midnight and 03:00)
+    first = created.replace(hour=3, minute=0, second=0, microsecond=0)
+    first += timedelta(days=1) if first <= created else timedelta(0)
+    not_yet = first - timedelta(minutes=1)
     assert call(settings, "tick", not_yet) == []
     # the manager goes away; the registration is a row in the metadata store
     stop_manager(settings)
