@@ -323,23 +323,22 @@ class _Scheduler:
         running = _kinds(self._store, "RUNNING")
         self._account(running)
         queued = sorted(
-            (r for r in _kinds(self._store, "QUEUED") if self._readable(r)),
-            key=lambda r: (-r.priority, r.created_at, r.id),
-        )
+            ((r, spec) for r in _kinds(self._store, "QUEUED")
+             if (spec := self._queued_spec(r)) is not None),
+            key=lambda rs: (-rs[0].priority, rs[0].created_at, rs[0].id),
+        )  # fmt: skip
         self._reasons = {}
         if not queued:
             return
         capacity = cluster_capacity()
         has_gpus = capacity["GPU"] > 0
         free = ray.available_resources()
-        reserved_cpu = reserved_gpu = 0.0
-        for run in running:
-            c, g = _held(run, has_gpus)
-            reserved_cpu, reserved_gpu = reserved_cpu + c, reserved_gpu + g
-        gate = self._quota_gate(running, has_gpus)
+        held = [(run.owner, *_held(run, has_gpus)) for run in running]
+        reserved_cpu = sum(c for _, c, _ in held)
+        reserved_gpu = sum(g for _, _, g in held)
+        gate = self._quota_gate(held)
         blocked = False
-        for run in queued:
-            spec = resource_spec(run)
+        for run, spec in queued:
             cpus, gpus = needs(spec, has_gpus)
             why = gate.reason(run.owner, cpus, gpus) if gate is not None else None
             if why is not None:  # a run over its owner's quota holds up no one else's
@@ -414,17 +413,17 @@ class _Scheduler:
         if submitted:
             self._record_start(run.id, spec, has_gpus)
 
-    def _readable(self, run: Run) -> bool:
-        """Whether a queued run's spec can be read; one that cannot (written by another version
-        of the platform) fails with the reason instead of stopping every pass at it."""
+    def _queued_spec(self, run: Run) -> TrainingJobSpec | None:
+        """A queued run's resource spec (``resource_spec``), or None when it cannot be read
+        (written by another version of the platform): the run then fails with the reason
+        instead of stopping every pass at it."""
         try:
-            resource_spec(run)
+            return resource_spec(run)
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             first = str(exc).splitlines()[0][:300]
             self._fail_queued(run.id, f"its spec cannot be read by this version of the platform "
                                       f"({first}); submit it again")  # fmt: skip
-            return False
-        return True
+            return None
 
     def _fail_queued(self, run_id: str, reason: str) -> None:
         if self._store.get_run(run_id).status is RunStatus.QUEUED:
@@ -436,8 +435,9 @@ class _Scheduler:
         cpus, gpus = needs(spec, has_gpus)
         record_run_start(self._store, self._store.get_run(run_id), cpus, gpus)
 
-    def _quota_gate(self, running: list[Run], has_gpus: bool) -> QuotaGate | None:
-        """The quotas as they apply to this pass (None: no quota is set)."""
+    def _quota_gate(self, held: list[tuple[str, float, float]]) -> QuotaGate | None:
+        """The quotas as they apply to this pass, given what the running runs hold (owner,
+        CPUs, GPUs each); None when no quota is set."""
         quotas = self._store.list_quotas()
         if not quotas:
             return None
@@ -451,7 +451,6 @@ class _Scheduler:
                     groups[user] = ()
             return groups[user]
 
-        held = [(r.owner, *_held(r, has_gpus)) for r in running]
         used = gpu_seconds_by_user(self._store, utcnow()) if QuotaGate.needs_gpu_usage(
             quotas) else {}  # fmt: skip
         return QuotaGate(quotas, groups_of, held, used)

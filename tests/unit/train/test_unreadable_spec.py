@@ -44,9 +44,9 @@ def test_unreadable_specs_fail_in_the_scheduler_and_list_safely(backend: Backend
 
     scheduler: Any = object.__new__(_Scheduler)
     scheduler.__dict__.update(_store=backend.store, _settings=backend.settings)
-    assert scheduler._readable(backend.store.get_run(good.id))
+    assert scheduler._queued_spec(backend.store.get_run(good.id)) is not None
     for run in (newer, broken):
-        assert not scheduler._readable(backend.store.get_run(run.id))
+        assert scheduler._queued_spec(backend.store.get_run(run.id)) is None
         failed = backend.store.get_run(run.id)
         assert failed.status is RunStatus.FAILED and failed.ended_at is not None
         assert (failed.error or "").startswith("its spec cannot be read by this version")
