@@ -20,9 +20,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from dlplatform.errors import DLPlatformError, InvalidInput
+from dlplatform.models.builtin import build_model
+from dlplatform.models.spec import ModelSignature
 from dlplatform.serve._model import ServedModel
-from dlplatform.train import ModelSignature
-from dlplatform.train.models import build_model
 
 torch.set_num_threads(1)
 _dir = Path(os.environ["DLP_BENCH_MODEL_DIR"])

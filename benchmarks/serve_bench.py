@@ -78,9 +78,9 @@ def make_model(directory: Path) -> tuple[Any, Any, dict[str, Any]]:
     """A seeded built-in MLP saved in the registry's artifact layout (weights.pt + model.json)."""
     import torch
 
-    from dlplatform.train import ModelSignature
-    from dlplatform.train.models import build_model
-    from dlplatform.train.registry import BUILTIN_BUILDER, FORMAT
+    from dlplatform.models.artifact import BUILTIN_BUILDER, FORMAT
+    from dlplatform.models.builtin import build_model
+    from dlplatform.models.spec import ModelSignature
 
     torch.manual_seed(0)
     features = tuple(f"px{i}" for i in range(FEATURES))
@@ -347,9 +347,9 @@ def platform_deployment(tmp: Path, model_dir: Path) -> Iterator[tuple[str, str]]
     from dlplatform.config import load_settings
     from dlplatform.metadata import Run
     from dlplatform.metadata.records import utcnow
+    from dlplatform.models.artifact import register_version
+    from dlplatform.models.spec import ModelSignature
     from dlplatform.serve import DeploymentSpec
-    from dlplatform.train import ModelSignature
-    from dlplatform.train.registry import register_version
 
     port = _free_port()
     settings = load_settings(home=tmp / "home", port=port)

@@ -81,14 +81,14 @@ def plain_loop(
     table: pa.Table, epochs: int, batch_size: int, lr: float, hidden: int, fused: bool = False
 ) -> list[float]:
     """Samples/s per epoch of a single-process loop over in-memory tensors (1 torch thread)."""
-    from dlplatform.train import models
+    from dlplatform.models import builtin
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
     x = torch.as_tensor(np.stack([table.column(f"f{i}").to_numpy() for i in range(FEATURES)], 1))
     y = torch.as_tensor(np.array(table.column("label").to_numpy()))
-    net = models.build_model({"model": "mlp", "input_shape": [FEATURES], "num_outputs": CLASSES,
-                              "params": {"hidden": hidden}})  # fmt: skip
+    net = builtin.build_model({"model": "mlp", "input_shape": [FEATURES], "num_outputs": CLASSES,
+                               "params": {"hidden": hidden}})  # fmt: skip
     opt = torch.optim.Adam(net.parameters(), lr=lr, fused=fused or None)
     loss_fn = torch.nn.CrossEntropyLoss(reduction="sum")
     rates = []

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import copy
 import json
 import re
 import shlex
@@ -45,6 +44,7 @@ from typing import Any
 
 import yaml
 
+from dlplatform import _ray_internals as ray_internals
 from dlplatform import k8s_security
 from dlplatform.errors import InvalidInput, NotFound
 
@@ -159,8 +159,6 @@ def validate_ray_up_config(config: dict[str, Any], *, name: str = "config") -> d
     Raises:
         InvalidInput: Ray's own validation or a platform rule failed.
     """
-    from ray.autoscaler._private.util import prepare_config, validate_config
-
     if not isinstance(config, dict):
         raise InvalidInput(f"{name}: a cluster config must be a mapping")
     provider = config.get("provider")
@@ -172,12 +170,7 @@ def validate_ray_up_config(config: dict[str, Any], *, name: str = "config") -> d
         )
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Ray's cli_logger prints progress on stdout
-            prepared = prepare_config(copy.deepcopy(config))
-            validate_config(prepared)
-            if prepared.get("provider", {}).get("type") == "local":
-                from ray.autoscaler._private.commands import _bootstrap_config
-
-                prepared = _bootstrap_config(copy.deepcopy(config), no_config_cache=True)
+            prepared = ray_internals.ray_up_config(config)
     except Exception as exc:  # Ray raises schema, value, type, click and provider errors
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         raise InvalidInput(f"{name}: Ray rejects the cluster config: {message}") from exc

@@ -42,6 +42,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from dlplatform import _ray_internals as ray_internals
 from dlplatform._privatedir import make_private_dir
 from dlplatform.config import Settings
 from dlplatform.context import Backend
@@ -414,33 +415,6 @@ def _start_head_retrying(settings: Settings, progress: Progress | None) -> Clust
     raise AssertionError("unreachable")
 
 
-def _check_ray_internals(settings: Settings) -> None:
-    """Refuse to start a head on a Ray whose Serve internals differ from those the platform
-    patches (``serve._raypatch``): its replicas would refuse to start, or the fast ingress
-    would run with a patch that silently does nothing (HAProxy listening on every interface).
-
-    Raises:
-        BackendUnavailable: the message lists what is missing and what to do.
-    """
-    import ray
-
-    from dlplatform.serve._ingress import fast_ingress_problems, replica_patch_problems
-
-    found = replica_patch_problems()
-    if found:
-        raise BackendUnavailable(
-            f"Ray {ray.__version__} lacks Serve internals the platform's replicas patch: "
-            f"{'; '.join(found)}. Install the Ray version pinned in pyproject.toml."
-        )
-    found = fast_ingress_problems() if settings.fast_ingress else []
-    if found:
-        raise BackendUnavailable(
-            f"Ray {ray.__version__} lacks Serve internals the fast ingress relies on: "
-            f"{'; '.join(found)}. Set DLP_FAST_INGRESS=false to start with Serve's default "
-            "proxy, or install the Ray version pinned in pyproject.toml."
-        )
-
-
 def _ingress_env(settings: Settings, ports: dict[str, int]) -> dict[str, str]:
     """Serve's fast ingress for this head (``serve._ingress``), unless the settings turn it off.
 
@@ -464,7 +438,8 @@ def _ingress_env(settings: Settings, ports: dict[str, int]) -> dict[str, str]:
 
 
 def _start_head(settings: Settings, progress: Progress | None) -> ClusterRecord:
-    _check_ray_internals(settings)
+    # Serve's default proxy needs none of the fast ingress's internals
+    ray_internals.check_installed_ray(fast_ingress=settings.fast_ingress)
     temp_dir = _temp_dir(settings)
     _private_temp_dir(temp_dir, settings.home)
     logs = settings.home / "logs"
@@ -572,11 +547,7 @@ def _auth_env_for(record: ClusterRecord | None) -> None:
         os.environ.pop("RAY_AUTH_TOKEN", None)
     else:
         os.environ["RAY_AUTH_MODE"] = "disabled"
-    # Ray caches its config and the token per process: make it read them again.
-    from ray._raylet import AuthenticationTokenLoader, Config
-
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
+    ray_internals.reload_auth_config()  # Ray caches its config and the token per process
 
 
 def _loopback_only() -> None:
@@ -586,10 +557,8 @@ def _loopback_only() -> None:
     loopback addresses; a driver must resolve addresses the same way, and Ray reads that switch
     once at import, hence the constant is set here as well.
     """
-    from ray._private import ray_constants
-
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    ray_internals.resolve_node_address_as_loopback_head()
 
 
 def _connect(settings: Settings, address: str, record: ClusterRecord | None) -> None:
@@ -681,12 +650,10 @@ def write_admin_token(settings: Settings, secret: str) -> None:
 
 def serve_http_port() -> int | None:
     """The HTTP port of the cluster's running Serve proxies, or None when Serve is not running."""
-    import ray
-    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+    import ray  # not at module level: the CLI imports this module and must not load Ray
 
-    try:
-        controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
-    except ValueError:
+    controller = ray_internals.serve_controller()
+    if controller is None:
         return None
     return int(ray.get(controller.get_http_config.remote(), timeout=30).port)
 
@@ -798,7 +765,7 @@ def deploy_platform(
     for info in restore_deployments(backend) if fresh else []:
         if progress:
             progress(f"model {info.name}@{info.version}: {info.status}")
-    from dlplatform.serve._rollout_driver import ensure_driver
+    from dlplatform.serve.rollout import ensure_driver
 
     ensure_driver(settings)  # after the restore: RUNNING rollouts go on from their recorded step
     return port

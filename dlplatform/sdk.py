@@ -24,7 +24,7 @@ NAMESPACES: dict[str, str] = {
     "datasets": "dlplatform.data.sdk:DatasetsClient",
     "training": "dlplatform.train.sdk:TrainingClient",
     "tuning": "dlplatform.train.tune_sdk:TuningClient",
-    "models": "dlplatform.train.sdk:ModelsClient",
+    "models": "dlplatform.models.sdk:ModelsClient",
     "serving": "dlplatform.serve.sdk:ServingClient",
 }
 

@@ -41,8 +41,8 @@ class _Reply:
 class LocalStoreClient:
     """What a replica uses of the metadata actor's ``StoreClient``, answered in this process by
     the same store: its methods, ``call_async`` (the reply the actor's own ``call`` gives, to
-    await) and the token-epoch long poll (short here, so that a test's event loop ends quickly;
-    idle once ``closed`` is set, before the store closes)."""
+    await) and the token-epoch and deployment long polls (short here, so that a test's event
+    loop ends quickly; idle once ``closed`` is set, before the store closes)."""
 
     def __init__(self, store: Any) -> None:
         from dlplatform.metadata.actor import _MetadataActor
@@ -65,12 +65,21 @@ class LocalStoreClient:
             await asyncio.to_thread(self._store.wait_token_epoch, known, min(timeout_s, 0.2))
         )
 
+    async def watch_deployment(self, name: str, known: int | None, timeout_s: float) -> int:
+        if self.closed:
+            await asyncio.sleep(3600)
+        return int(
+            await asyncio.to_thread(
+                self._store.wait_deployment_change, name, known, min(timeout_s, 0.2)
+            )
+        )
+
 
 def served_model(model: str = "m", version: int = 1, *, max_rows: int = 64) -> Any:
     """A ``ServedModel`` of an untrained 4-feature, 3-class MLP (``FEATURES``, classes a b c)."""
+    from dlplatform.models.builtin import build_model
+    from dlplatform.models.spec import ModelSignature
     from dlplatform.serve._model import ServedModel
-    from dlplatform.train import ModelSignature
-    from dlplatform.train.models import build_model
 
     signature = ModelSignature(kind="tabular", features=FEATURES, dtypes=("double",) * 4,
                                input_shape=(4,), task="classification", label="y",
@@ -91,9 +100,9 @@ def register_mlp(
     """Register a fresh (untrained, seeded) MLP version of ``name``; returns the version."""
     import torch
 
-    from dlplatform.train import ModelSignature
-    from dlplatform.train.models import build_model
-    from dlplatform.train.registry import BUILTIN_BUILDER, register_version
+    from dlplatform.models.artifact import BUILTIN_BUILDER, register_version
+    from dlplatform.models.builtin import build_model
+    from dlplatform.models.spec import ModelSignature
 
     signature = ModelSignature(
         kind="tabular",

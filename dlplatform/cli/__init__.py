@@ -7,6 +7,8 @@ import importlib
 
 import typer
 
+__all__ = ["app", "main"]
+
 app = typer.Typer(
     name="dlp",
     help="dlplatform: datasets, training, serving and workflows on one Ray cluster.",

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from dlplatform.cli import _common
-from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors, parse_model
-from dlplatform.errors import InvalidInput
+from dlplatform.cli import _training_opts as opts
+from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors
 
 if TYPE_CHECKING:
     from dlplatform.client import Platform
@@ -22,24 +22,6 @@ app = typer.Typer(no_args_is_help=True, help="Training jobs on the cluster (Ray 
 
 _JOB_COLUMNS = ["id", "status", "owner", "dataset", "model", "workers", "queue", "model_version",
                 "created_at"]  # fmt: skip
-
-
-def parse_param(text: str) -> tuple[str, Any]:
-    """``K=V`` → (K, V) with V as bool, int, float or string."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise InvalidInput(f"--param {text!r} is not KEY=VALUE")
-    value: Any = raw
-    if raw.lower() in {"true", "false"}:
-        value = raw.lower() == "true"
-    else:
-        for cast in (int, float):
-            try:
-                value = cast(raw)
-                break
-            except ValueError:
-                continue
-    return key, value
 
 
 def _row(job: TrainingJob) -> dict[str, Any]:
@@ -62,10 +44,10 @@ def _row(job: TrainingJob) -> dict[str, Any]:
 def _wait(p: Platform, job_id: str, epochs: int) -> TrainingJob:
     """Follow a job until it is final: a line per status change and per new epoch row, and a
     progress bar of epochs on stderr. Returns the final job."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.console import Console  # with the next: only --wait draws (`dlp --help` stays light)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # see above
 
-    from dlplatform.train.spec import epoch_table
+    from dlplatform.train.spec import epoch_table  # `dlp --help` loads no spec module
 
     state: dict[str, Any] = {"shown": 0, "status": "", "job": None}
     with Progress(
@@ -123,38 +105,31 @@ def _epoch_line(row: dict[str, float]) -> str:
 @app.command("submit")
 @handle_errors
 def submit(
-    dataset: str = typer.Option(..., "--dataset", help="NAME or NAME@COMMIT (pinned at submit)."),
-    label: str = typer.Option(..., "--label", help="Label column."),
-    model: str = typer.Option(
-        "mlp", "--model", help="mlp, cnn, text, or user code module:function."
-    ),
-    feature: list[str] = typer.Option(
-        [], "--feature", help="Feature column (repeatable; default all)."
-    ),
-    param: list[str] = typer.Option([], "--param", help="Hyperparameter KEY=VALUE (repeatable)."),
-    workers: int = typer.Option(2, "--workers", help="Ray Train workers."),
+    dataset: str = opts.DatasetOpt,
+    label: str = opts.LabelOpt,
+    model: str = opts.ModelOpt,
+    feature: list[str] = opts.FeatureOpt,
+    param: list[str] = opts.ParamOpt,
+    workers: int = opts.workers_opt(2, "Ray Train workers."),
     gpu: bool | None = typer.Option(
         None, "--gpu/--no-gpu", help="Default: GPUs if the cluster has them."
     ),
-    epochs: int = typer.Option(3, "--epochs"),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    lr: float = typer.Option(1e-3, "--lr"),
-    seed: int = typer.Option(0, "--seed"),
-    validation_fraction: float = typer.Option(0.2, "--validation-fraction"),
+    epochs: int = opts.epochs_opt(3),
+    batch_size: int = opts.BatchSizeOpt,
+    lr: float = opts.LrOpt,
+    seed: int = opts.SeedOpt,
+    validation_fraction: float = opts.ValidationFractionOpt,
     max_failures: int = typer.Option(1, "--max-failures"),
-    priority: int = typer.Option(0, "--priority", help="Higher starts first."),
-    model_name: str | None = typer.Option(None, "--model-name", help="Registry name."),
+    priority: int = opts.PriorityOpt,
+    model_name: str | None = opts.ModelNameOpt,
     tag: list[str] = typer.Option([], "--tag"),
     wait: bool = typer.Option(False, "--wait", help="Follow the job and show per-epoch metrics."),
     home: str | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Queue a training job on a dataset version."""
-    from dlplatform.train.spec import TrainingJobSpec
-
-    spec = parse_model(
-        TrainingJobSpec, dataset=dataset, label=label, model=model,
-        features=tuple(feature) or None, params=dict(parse_param(x) for x in param),
+    spec = opts.training_spec(
+        dataset=dataset, label=label, model=model, feature=feature, param=param,
         workers=workers, use_gpu=gpu, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
         validation_fraction=validation_fraction, max_failures=max_failures, priority=priority,
         model_name=model_name, tags=tuple(tag),
@@ -207,7 +182,7 @@ def show(
 ) -> None:
     """One job in full: its state, the startup breakdown (where the time from submit to the
     first training step went) and its last epoch's metrics."""
-    from dlplatform.train._startup import describe
+    from dlplatform.train._startup import describe  # `dlp --help` loads no train module
 
     handle = _common.platform(home).training.get(job_id)
     job = handle.status()

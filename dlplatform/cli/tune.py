@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from dlplatform.cli import _common
+from dlplatform.cli import _training_opts as opts
 from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors, parse_model
-from dlplatform.cli.train import parse_param
 
 if TYPE_CHECKING:
     from dlplatform.client import Platform
@@ -73,8 +73,8 @@ def _show(job: TuningJob, as_json: bool) -> None:
 @app.command("submit")
 @handle_errors
 def submit(
-    dataset: str = typer.Option(..., "--dataset", help="NAME or NAME@COMMIT (pinned at submit)."),
-    label: str = typer.Option(..., "--label", help="Label column."),
+    dataset: str = opts.DatasetOpt,
+    label: str = opts.LabelOpt,
     space: list[str] = typer.Option(
         ...,
         "--space",
@@ -87,29 +87,27 @@ def submit(
     metric: str = typer.Option("val_loss", "--metric", help="Reported metric to optimise."),
     mode: str = typer.Option("min", "--mode", help="min or max."),
     grace_period: int = typer.Option(1, "--grace-period", help="ASHA: epochs before a stop."),
-    model: str = typer.Option("mlp", "--model", help="mlp, cnn, text, or module:function."),
-    feature: list[str] = typer.Option([], "--feature", help="Feature column (repeatable)."),
-    param: list[str] = typer.Option([], "--param", help="Fixed hyperparameter KEY=VALUE."),
-    workers: int = typer.Option(1, "--workers", help="Ray Train workers per trial."),
-    epochs: int = typer.Option(4, "--epochs"),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    lr: float = typer.Option(1e-3, "--lr"),
-    seed: int = typer.Option(0, "--seed"),
-    validation_fraction: float = typer.Option(0.2, "--validation-fraction"),
-    priority: int = typer.Option(0, "--priority"),
-    model_name: str | None = typer.Option(None, "--model-name", help="Registry name."),
+    model: str = opts.ModelOpt,
+    feature: list[str] = opts.FeatureOpt,
+    param: list[str] = opts.ParamOpt,
+    workers: int = opts.workers_opt(1, "Ray Train workers per trial."),
+    epochs: int = opts.epochs_opt(4),
+    batch_size: int = opts.BatchSizeOpt,
+    lr: float = opts.LrOpt,
+    seed: int = opts.SeedOpt,
+    validation_fraction: float = opts.ValidationFractionOpt,
+    priority: int = opts.PriorityOpt,
+    model_name: str | None = opts.ModelNameOpt,
     wait: bool = typer.Option(False, "--wait", help="Follow the trials until the search ends."),
     home: str | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Queue a hyperparameter search; the best trial's model is registered."""
-    from dlplatform.train.spec import TrainingJobSpec
-    from dlplatform.train.tune import TuningJobSpec, parse_space_arg
+    from dlplatform.train.tune import TuningJobSpec, parse_space_arg  # `dlp --help` stays light
 
     entries = dict(parse_space_arg(x) for x in space)
-    training = parse_model(
-        TrainingJobSpec, dataset=dataset, label=label, model=model,
-        features=tuple(feature) or None, params=dict(parse_param(x) for x in param),
+    training = opts.training_spec(
+        dataset=dataset, label=label, model=model, feature=feature, param=param,
         workers=workers, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
         validation_fraction=validation_fraction, priority=priority, model_name=model_name,
     )  # fmt: skip
@@ -134,8 +132,8 @@ def submit(
 def _follow(p: Platform, job_id: str, total: int) -> TuningJob:
     """Follow a search until it is final: a line per trial state change and a progress bar of
     finished trials on stderr."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.console import Console  # with the next: only --wait draws (`dlp --help` stays light)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # see above
 
     seen: dict[str, str] = {}
     with Progress(

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dlplatform.train.spec import ModelSignature
+from dlplatform.models.spec import ModelSignature
 from dlplatform.train.tracking import ModelLog
 
 _CHUNK_ITEMS = 900  # params or tags per request: the gateway takes 1,000

@@ -48,7 +48,8 @@ from dlplatform.metadata.records import (
     ModelVersion,
     RunArtifact,
 )
-from dlplatform.train.spec import MAX_METRICS_PAGE, MetricsLogged, ModelSignature
+from dlplatform.models.spec import ModelSignature
+from dlplatform.train.spec import MAX_METRICS_PAGE, MetricsLogged
 from dlplatform.train.tracking import MAX_RUNS_PAGE, RunComparison, RunView
 
 if TYPE_CHECKING:

@@ -55,8 +55,10 @@ def _seg(value: object) -> str:
 def poll_until(
     fetch: Callable[[], Any], is_final: Callable[[Any], bool], timeout_s: float | None,
     on_update: Callable[[Any], None] | None = None, what: str = "job",
+    wait_change: Callable[[float], None] | None = None,
 ) -> Any:  # fmt: skip
-    """Call ``fetch`` until ``is_final`` (backing off from 0.2 s to 2 s between calls).
+    """Call ``fetch`` until ``is_final``: between calls, ``wait_change(at most s)`` when given
+    (it returns once the job changed), else a pause backing off from 0.2 s to 2 s.
 
     Raises:
         TimeoutError: not final within ``timeout_s``.
@@ -69,6 +71,12 @@ def poll_until(
             on_update(value)
         if is_final(value):
             return value
+        if wait_change is not None:
+            left = MAX_WATCH_S if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{what} did not finish within {timeout_s} s")
+            wait_change(min(left, MAX_WATCH_S))
+            continue
         if deadline is not None and time.monotonic() + pause > deadline:
             raise TimeoutError(f"{what} did not finish within {timeout_s} s")
         time.sleep(pause)
@@ -97,24 +105,25 @@ class JobHandle:
         *,
         on_update: Callable[[TrainingJob, list[MetricPoint]], None] | None = None,
     ) -> Run:
-        """Block until the job is final and return its run (status, error, result)."""
-
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        """Block until the job is final and return its run (status, error, result); woken by
+        the job's changes (``watch``), not a polling interval."""
         version: int | None = None
-        while True:
-            job = self.status()
-            if on_update is not None:
-                on_update(job, self.metric_points())
-            if job.run.status.is_final:
-                return job.run
-            left = MAX_WATCH_S if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"job {self.id} did not finish within {timeout_s} s")
+
+        def wait_change(left: float) -> None:
+            nonlocal version
             try:
-                version = self.watch(version, min(left, MAX_WATCH_S))
+                version = self.watch(version, left)
             except BackendUnavailable:  # the metadata actor restarted: read again shortly
                 time.sleep(min(1.0, left))
                 version = None
+
+        def update(job: TrainingJob) -> None:
+            if on_update is not None:
+                on_update(job, self.metric_points())
+
+        job: TrainingJob = poll_until(self.status, lambda j: j.run.status.is_final, timeout_s,
+                                      update, f"job {self.id}", wait_change)  # fmt: skip
+        return job.run
 
     def watch(self, known: int | None = None, timeout_s: float = MAX_WATCH_S) -> int:
         """The job's change counter as soon as it differs from ``known`` (a new metric point, a
@@ -399,7 +408,7 @@ class ModelsClient:
 
         import torch  # the caller asked for a torch module
 
-        from dlplatform.train.registry import CONFIG_FILE, WEIGHTS_FILE, model_from_files
+        from dlplatform.models.artifact import CONFIG_FILE, WEIGHTS_FILE, model_from_files  # torch
 
         mv = self.get(name, version_or_alias)
         base = f"models/{_seg(mv.model)}/versions/{mv.version}/objects"

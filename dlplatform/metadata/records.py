@@ -206,6 +206,11 @@ class Run(Record):
     result_json: str | None = None
     tags: tuple[str, ...] = ()
     startup_json: str | None = None
+    # What a training or tuning run holds while it runs, recorded at submit (the scheduler's
+    # admission unit): 0 workers when not recorded; gpus None: one per worker on a GPU cluster.
+    workers: int = 0
+    cpus: float = 0.0
+    gpus: float | None = None
 
 
 class MetricPoint(BaseModel, frozen=True, extra="forbid", ser_json_inf_nan="strings"):

@@ -18,7 +18,7 @@ from dlplatform._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from dlplatform.serve.batch import batch_predict
-    from dlplatform.serve.rollout import rollout_status, start_rollout
+    from dlplatform.serve.rollout import abort_rollout, rollout_status, start_rollout
     from dlplatform.serve.service import (
         deploy,
         feedback,
@@ -67,6 +67,7 @@ _EXPORTS = {
     "list_deployments_page": "dlplatform.serve.service",
     "predict": "dlplatform.serve.service",
     "restore_deployments": "dlplatform.serve.service",
+    "abort_rollout": "dlplatform.serve.rollout",
     "rollout_status": "dlplatform.serve.rollout",
     "set_traffic": "dlplatform.serve.service",
     "start_rollout": "dlplatform.serve.rollout",
@@ -87,6 +88,7 @@ __all__ = [
     "RolloutSpec",
     "RolloutStatus",
     "TrafficSpec",
+    "abort_rollout",
     "batch_predict",
     "deploy",
     "feedback",

@@ -13,7 +13,7 @@ Series (exported by every Ray node's metrics agent; Prometheus scrapes
 
 Serve's own per-request latency histograms of the platform's replicas
 (``serve_deployment_processing_latency_ms`` and the ingress one) get the same cap
-(``cap_serve_latency_samples``); Serve's request counters stay exact.
+(``_ray_internals.cap_serve_latency_samples``, a patch of Serve); its request counters stay exact.
 
 The request path only appends to in-memory lists; the replica's background loop hands them to
 Ray's metrics once a second, so a request does not pay for metric recording. Each observation
@@ -28,22 +28,8 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
-from dlplatform.serve._raypatch import Target, patch_once
-
 LATENCY_BOUNDARIES_MS = [0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000]
 LATENCY_SAMPLES_PER_PUBLISH = 200
-
-SERVE_LATENCY_REPORT = Target(
-    module="ray.serve._private.replica",
-    path="ReplicaMetricsManager._report_cached_metrics",
-    uses=(
-        "_report_cached_metrics",
-        "_cached_metrics_interval_s",
-        "_cached_latencies",
-        "_cached_ingress_processing_latencies",
-    ),
-    why="sampling Serve's per-request latency histograms (cap_serve_latency_samples)",
-)
 
 
 class RequestMetrics:
@@ -73,7 +59,7 @@ class RequestMetrics:
         self._pending_errors[key] += 1
 
     def _make_series(self) -> tuple[Any, Any, Any]:
-        from ray.util import metrics
+        from ray.util import metrics  # on first publish, in a replica: the module loads no Ray
 
         keys = ("deployment", "model", "version")
         return (
@@ -137,49 +123,3 @@ class RequestMetrics:
             "p99_ms": pct(0.99),
             **{f"requests_v{v}": float(n) for (_, v), n in sorted(self.requests.items())},
         }
-
-
-def cap_serve_latency_samples(per_second: int = LATENCY_SAMPLES_PER_PUBLISH) -> None:
-    """Give Serve's own per-request latency histograms of this replica process the same sample
-    cap as the platform's: at most ``per_second`` observations a second per series.
-
-    Ray 2.60's metrics agent turns every histogram observation of every process back into one
-    OpenTelemetry ``record`` call (``record_histogram_aggregated_batch`` loops over each bucket's
-    count). A replica records two per request (processing and ingress latency), so at 3,000
-    requests a second the node's agent spent a third of a core on them, on a machine whose other
-    core the replica needs. Serve's request counters stay exact; only its latency histograms are
-    sampled (uniformly, so their quantiles stay unbiased; their ``_count`` undercounts).
-
-    Raises:
-        RayPatchError: Ray's internals differ from 2.60's (``SERVE_LATENCY_REPORT``).
-    """
-
-    def wrap(original: Any) -> Any:
-        def report(self: Any) -> None:
-            interval_s = float(getattr(self, "_cached_metrics_interval_s", 0) or 0)
-            limit = max(1, round(per_second * interval_s))
-            for pending in _latency_buffers(self):
-                if len(pending) > limit:
-                    kept = random.sample(list(pending), limit)
-                    pending.clear()
-                    pending.extend(kept)
-            original(self)
-
-        return report
-
-    patch_once(SERVE_LATENCY_REPORT, wrap)
-
-
-def _latency_buffers(manager: Any) -> list[Any]:
-    """The manager's pending latency samples: ``{route: deque}`` and, per protocol,
-    ``{tags: list}`` (``SERVE_LATENCY_REPORT`` checks that Ray still keeps both)."""
-    found: list[Any] = []
-    per_route = getattr(manager, "_cached_latencies", None)
-    if isinstance(per_route, dict):
-        found.extend(per_route.values())
-    per_protocol = getattr(manager, "_cached_ingress_processing_latencies", None)
-    if isinstance(per_protocol, dict):
-        for per_tags in per_protocol.values():
-            if isinstance(per_tags, dict):
-                found.extend(per_tags.values())
-    return [buf for buf in found if isinstance(buf, (list, deque))]

@@ -1,8 +1,8 @@
 """A loaded model version: input validation against its signature, encoding, prediction.
 
 The request path calls ``encode`` (JSON rows → one array, or a 422 saying what was expected) and
-``predict`` (array → outputs, class values or numbers). Encoding reuses the trainer's
-``encode_columns`` so a served model sees inputs exactly as it saw them in training.
+``predict`` (array → outputs, class values or numbers). Encoding is ``dlplatform.models``'
+``encode_columns``, the one training uses, so a served model sees inputs as it saw them there.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from dlplatform.errors import InvalidInput, TooLarge
+from dlplatform.models.spec import ModelSignature
 
 _NUMBER = (int, float)
 
@@ -51,7 +52,7 @@ class ServedModel:
     model: str
     version: int
     module: Any  # torch.nn.Module
-    signature: Any  # dlplatform.train ModelSignature
+    signature: ModelSignature
     params: dict[str, Any]
     max_rows: int
 
@@ -164,7 +165,7 @@ class ServedModel:
                 expected), or no rows.
             TooLarge: more rows than ``max_rows``.
         """
-        from dlplatform.train.models import encode_columns
+        from dlplatform.models.encoding import encode_columns  # torch: the gateway imports us
 
         rows = self._rows(inputs)
         if self.kind == "text":
@@ -188,13 +189,13 @@ class ServedModel:
 
     def predict(self, x: np.ndarray) -> list[Any]:
         """Outputs for an encoded batch: class values (classification) or numbers."""
-        from dlplatform.train.models import predict
+        from dlplatform.models.encoding import predict  # torch: the gateway imports us
 
         return predict(self.module, self.signature, x)
 
     def predict_columns(self, columns: dict[str, Sequence[Any]]) -> list[Any]:
         """Outputs for a batch given as columns (batch inference over a dataset)."""
-        from dlplatform.train.models import encode_columns
+        from dlplatform.models.encoding import encode_columns  # torch: the gateway imports us
 
         if self.kind == "text" or self.list_column:
             x = encode_columns(columns, self.signature, self.params)
@@ -215,7 +216,7 @@ def load_served_model(backend: Any, model: str, version: int, *, max_rows: int) 
         NotFound: no such version.
         IntegrityError: the artifact does not match its recorded hash.
     """
-    from dlplatform.train import load_model
+    from dlplatform.models.artifact import load_model  # torch: the gateway imports this module
 
     module, signature = load_model(backend, model, str(version))
     record = backend.store.get_model_version(model, version)

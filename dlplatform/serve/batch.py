@@ -17,6 +17,8 @@ import pyarrow as pa
 from dlplatform.access import Permission, Principal, authorize
 from dlplatform.context import Backend
 from dlplatform.errors import InvalidInput, NotFound
+from dlplatform.models.registry import resolve_version
+from dlplatform.models.spec import ModelSignature
 from dlplatform.serve.spec import BatchPredictResult, split_model_ref
 
 PREDICTION_COLUMN = "prediction"
@@ -62,11 +64,11 @@ def batch_predict(
         InvalidInput: the dataset lacks a feature column, or ``output`` is the input dataset.
         PermissionDenied: the caller may not read the input, or write the output.
     """
+    # Ray and Ray Data (dlplatform.data reads with it) load only when a batch job runs.
     import ray
     import ray.data
 
     from dlplatform import data
-    from dlplatform.train import resolve_version
 
     try:
         name, selector = split_model_ref(model_ref)
@@ -77,8 +79,6 @@ def batch_predict(
     commit = data.resolve(backend, principal, dataset_ref)
     if output == commit.dataset:
         raise InvalidInput("the output dataset must differ from the input dataset")
-    from dlplatform.train import ModelSignature
-
     signature = ModelSignature.model_validate_json(version.signature_json)
     have = set(data.arrow_schema(commit).names)
     missing = [f for f in signature.features if f not in have]

@@ -18,6 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from dlplatform import _ray_internals as ray_internals
 from dlplatform import usage
 from dlplatform.access import Permission, Principal, audit, authorize
 from dlplatform.context import Backend
@@ -31,6 +32,7 @@ from dlplatform.errors import (
 )
 from dlplatform.metadata import Deployment, Feedback, LineageEdge
 from dlplatform.metadata.records import check_page, utcnow
+from dlplatform.models.registry import resolve_version
 from dlplatform.serve.spec import (
     APP_PREFIX,
     QUIET_LOGGING,
@@ -77,8 +79,8 @@ def _parse_ref(ref: str) -> tuple[str, str | None]:
 def verify_deployable(backend: Backend, model: str, version: int) -> None:
     """Check the version here, so a bad artifact refuses the deploy with a clear message. This
     runs in the gateway: it never imports the model's ``model_factory`` (user code), which only
-    the model's replicas import (``train.verify_version`` checks the path's form alone)."""
-    from dlplatform.train import verify_version
+    the model's replicas import (``models.verify_version`` checks the path's form alone)."""
+    from dlplatform.models.artifact import verify_version  # torch: only a deploy loads it
 
     try:
         verify_version(backend, model, version)
@@ -90,6 +92,12 @@ def verify_deployable(backend: Backend, model: str, version: int) -> None:
 
 
 def traffic_of(record: Deployment) -> Traffic:
+    """The versions that take requests and their weights (standbys left out)."""
+    return {v: w for v, w in _stored_split(record).items() if w > 0}
+
+
+def _stored_split(record: Deployment) -> dict[int, int]:
+    """The record's split as stored: the versions every replica holds, standbys at weight 0."""
     return {int(v): int(w) for v, w in json.loads(record.traffic_json or "{}").items()}
 
 
@@ -170,7 +178,7 @@ def _apply(backend: Backend, record: Deployment) -> None:
         if app_name(record.name) in serve.status().applications:
             serve.delete(app_name(record.name))
         return
-    app = model_app(_settings_dict(backend), record.name, record.model, traffic_of(record), spec)
+    app = model_app(_settings_dict(backend), record.name, record.model, _stored_split(record), spec)
     _run_app(serve, app, app_name(record.name), f"{ROUTE_PREFIX}/{record.name}")
 
 
@@ -199,6 +207,14 @@ def _deploy_record(
             backend.store.delete_deployment(record.name)
         raise
     saved = _save(backend, saved, "RUNNING")
+    _record_deployed(backend, principal, saved, action, detail)
+    return _accounted(backend, saved)
+
+
+def _record_deployed(
+    backend: Backend, principal: Principal, record: Deployment, action: str, detail: str
+) -> None:
+    """Lineage from each version that takes requests to the deployment, and the audit entry."""
     backend.store.add_edges(
         [
             LineageEdge(
@@ -210,7 +226,6 @@ def _deploy_record(
         ]
     )
     audit(backend.store, principal, action, f"deployment:{record.name}", detail)
-    return _accounted(backend, saved)
 
 
 def _accounted(backend: Backend, record: Deployment) -> DeploymentInfo:
@@ -221,6 +236,62 @@ def _accounted(backend: Backend, record: Deployment) -> DeploymentInfo:
     replicas = 0 if spec.shared else max(info.replicas, spec.min_replicas)
     usage.record_deployment(backend.store, record, replicas * spec.num_cpus)
     return info
+
+
+def account_replicas(backend: Backend, held: dict[str, tuple[float, int]]) -> int:
+    """Follow what each dedicated deployment holds as Serve scales it: a new usage interval
+    opens whenever its running replicas x CPUs per replica differ from what ``held`` says (the
+    caller's memory per deployment: CPUs last recorded and the peak resident memory of its
+    replicas on this node in that interval, updated here), and the interval's peak memory rises
+    with what its replicas hold. Returns how many intervals it opened. The rollout driver calls
+    it every ``ACCOUNT_S``; Ray's state API not answering only skips the memory."""
+    from ray import serve
+
+    live = _live(serve)
+    names = set()
+    opened = 0
+    peaks: dict[str, int] = {}
+    for record in backend.store.list_deployments():
+        spec = _spec_of(record)
+        app = live.get(app_name(record.name))
+        if spec.shared or app is None or not str(app.status).endswith("RUNNING"):
+            continue
+        names.add(record.name)
+        replicas = sum(int(d.replica_states.get("RUNNING", 0)) for d in app.deployments.values())
+        cpus, peak = held.get(record.name, (-1.0, 0))
+        if replicas and cpus != replicas * spec.num_cpus:
+            cpus, peak = replicas * spec.num_cpus, 0
+            usage.record_deployment(backend.store, record, cpus)
+            opened += 1
+        rss = _replicas_rss(app_name(record.name))
+        if rss is not None and rss > peak:
+            peak = peaks[record.name] = rss
+        held[record.name] = (cpus, peak)
+    if peaks:
+        backend.store.record_peak_memory(peaks, kind="deployment")
+    for gone in set(held) - names:
+        del held[gone]
+    return opened
+
+
+def _replicas_rss(app: str) -> int | None:
+    """The resident memory of ``app``'s replicas on this node (None: none could be read)."""
+    import ray
+    from ray.util.state import list_actors
+
+    address = ray_internals.dashboard_address()
+    if not address:
+        return None
+    try:
+        actors = list_actors(
+            address if "://" in address else f"http://{address}", limit=1000,
+            raise_on_missing_output=False,
+            filters=[("class_name", "=", f"ServeReplica:{app}:model"), ("state", "=", "ALIVE"),
+                     ("node_id", "=", ray.get_runtime_context().get_node_id())],
+        )  # fmt: skip
+    except Exception:  # accounting never stops the driver
+        return None
+    return usage.resident_bytes(int(a.pid) for a in actors if a.pid)
 
 
 def deploy(
@@ -236,8 +307,6 @@ def deploy(
         IntegrityError: the artifact fails its integrity check (deploy refused).
         BackendUnavailable: Ray/Serve is not running, or the replicas did not start.
     """
-    from dlplatform.train import resolve_version
-
     name, selector = _parse_ref(ref)
     authorize(backend.store, principal, Permission.DEPLOY_MANAGE, f"model:{name}")
     version = resolve_version(backend, name, selector)
@@ -283,15 +352,24 @@ def set_traffic(
         backend.store.get_model_version(record.model, v)
         verify_deployable(backend, record.model, v)
     primary = max(split, key=lambda v: (split[v], v))
+    held = _stored_split(record)
+    in_place = (record.status == "RUNNING" and not _spec_of(record).shared
+                and split.keys() <= held.keys())  # fmt: skip
+    stored = {**dict.fromkeys(held, 0), **split} if in_place else split
     updated = record.model_copy(
         update={
             "version": primary,
-            "traffic_json": json.dumps({str(v): w for v, w in split.items()}),
+            "traffic_json": json.dumps({str(v): w for v, w in sorted(stored.items())}),
             "updated_at": utcnow(),
         }
     )
     detail = " ".join(f"{v}={w}" for v, w in split.items())
-    return _deploy_record(backend, principal, updated, "deploy.traffic", detail)
+    if not in_place:
+        return _deploy_record(backend, principal, updated, "deploy.traffic", detail)
+    # every version is loaded already: the replicas follow the record within milliseconds
+    saved = backend.store.put_deployment(updated)
+    _record_deployed(backend, principal, saved, "deploy.traffic", f"{detail} (in place)")
+    return _info(backend, saved)
 
 
 def undeploy(backend: Backend, principal: Principal, name: str) -> Deployment:
@@ -330,11 +408,7 @@ def call_app(app: str, method: str, *args: Any, timeout_s: float = 60) -> Any:
         finally:  # the handle is bound to this loop: close it and drop it from Serve's cache
             with contextlib.suppress(Exception):
                 await handle.shutdown_async()
-                from ray.serve.context import _get_global_client
-
-                cache = _get_global_client().handle_cache
-                for key in [k for k, v in cache.items() if v is handle]:
-                    del cache[key]
+                ray_internals.forget_serve_handle(handle)
 
     try:
         asyncio.get_running_loop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -76,7 +77,9 @@ def driver_log_path(submission_id: str) -> Path | None:
     """Where Ray Jobs writes the driver output of ``submission_id`` on this node (the head), or
     None when this process is not attached to a Ray node."""
     try:
-        from ray.dashboard.modules.job.job_log_storage_client import JobLogStorageClient
+        from ray.dashboard.modules.job.job_log_storage_client import (  # Ray node only
+            JobLogStorageClient,
+        )
 
         return Path(JobLogStorageClient().get_log_file_path(submission_id))
     except (AttributeError, ImportError):  # no Ray node in this process, or Ray moved it
@@ -148,8 +151,6 @@ class NoiseFilter:
 
 def route_ray_noise(home: Path, run_id: str) -> None:
     """Keep Ray's internal warnings out of this driver's output (see ``NoiseFilter``)."""
-    import sys
-
     noise = home / "logs" / "ray-noise.log"
     sys.stdout = NoiseFilter(sys.stdout, noise, run_id)  # type: ignore[assignment]
     sys.stderr = NoiseFilter(sys.stderr, noise, run_id)  # type: ignore[assignment]

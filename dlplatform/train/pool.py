@@ -10,7 +10,7 @@ and the training loop imported. The scheduler owns them (they end with it) and r
 job (``eligible``: a built-in model without a runtime_env, on CPUs, at most pool-size workers, a
 version small enough to train in memory) without a new process:
 
-- the scheduler's own thread drives it (``PoolJob``): the same ``entrypoint.execute`` a Ray Job
+- the scheduler's own thread drives it (``PoolJob``): the same ``execute.execute_training`` a Ray Job
   driver runs (owner check, data read and encode, lineage, registration), with ``PoolJob.fit``
   in place of ``runner.fit``;
 - ``fit`` takes ``workers`` members, and each runs ``runner.run_loop``, the loop Ray Train
@@ -48,6 +48,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow.fs as pafs
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -105,15 +106,11 @@ class CheckpointStore:
     ``CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="score")`` does."""
 
     def __init__(self, root: str, filesystem: Any = None, keep: int = 2) -> None:
-        import pyarrow.fs as pafs
-
         self.root = root.rstrip("/")
         self.fs = filesystem or pafs.LocalFileSystem()
         self.keep = keep
 
     def save(self, local_dir: str, metrics: dict[str, float]) -> str:
-        import pyarrow.fs as pafs
-
         dest = f"{self.root}/checkpoint_epoch_{int(metrics['epoch']):06d}"
         self.fs.create_dir(dest, recursive=True)
         pafs.copy_files(local_dir, dest, source_filesystem=pafs.LocalFileSystem(),
@@ -125,8 +122,6 @@ class CheckpointStore:
 
     def saved(self) -> list[tuple[str, dict[str, float]]]:
         """Complete checkpoints, oldest epoch first, with their metrics."""
-        import pyarrow.fs as pafs
-
         infos = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
         dirs = sorted(i.path for i in infos if i.type == pafs.FileType.Directory
                       and i.base_name.startswith("checkpoint_epoch_"))  # fmt: skip
@@ -157,8 +152,6 @@ class CheckpointStore:
                 self.fs.delete_dir(path)
 
     def download(self, path: str, local_dir: str) -> None:
-        import pyarrow.fs as pafs
-
         pafs.copy_files(path, local_dir, source_filesystem=self.fs,
                         destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
 
@@ -215,7 +208,9 @@ class PoolSession:
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
         if self.world == 1:
             return model
-        from torch.nn.parallel import DistributedDataParallel
+        from torch.nn.parallel import (
+            DistributedDataParallel,  # torch: in the members, not the scheduler
+        )
 
         return DistributedDataParallel(model)  # what Ray Train's prepare_model does on CPUs
 
@@ -227,7 +222,7 @@ class PoolSession:
             return
         if checkpoint_dir is not None:
             self._checkpoints.save(checkpoint_dir, metrics)
-        from dlplatform.train.runner import log_epoch_metrics
+        from dlplatform.train.runner import log_epoch_metrics  # torch: in the members only
 
         log_epoch_metrics(self._task.store, self._task.run_id, metrics, self._reports)
         self._reports += 1
@@ -284,7 +279,7 @@ class _PoolWorker:
         # What the pool is for: torch and the loop imported once, before any job arrives.
         import torch.distributed  # noqa: F401
 
-        from dlplatform.train import runner
+        from dlplatform.train import runner  # torch: members and pool jobs, not the gateway
 
         runner.warm_up()
         self.pid = os.getpid()
@@ -301,9 +296,9 @@ class _PoolWorker:
 
     def train(self, task: RankTask) -> dict[str, Any]:
         """Train ``task``'s rank to the end; returns rank 0's last metrics."""
-        import torch.distributed as dist
+        import torch.distributed as dist  # torch: in the members only
 
-        from dlplatform.train import runner
+        from dlplatform.train import runner  # torch: members and pool jobs, not the gateway
 
         started = _startup.now()
         output = _LiveLog(task.log_path, task.rank)
@@ -529,12 +524,12 @@ class PoolJob:
     def _main(self) -> None:
         # torch and the platform's training code: imported by the scheduler for its first pool
         # job (or by ``Scheduler.warm_pool``), never by the processes that only queue jobs.
-        from dlplatform.train import entrypoint
+        from dlplatform.train.execute import execute_training, outcome_line
 
         try:
             self.log(f"dlplatform run {self.run_id}: training on the warm pool")
-            run = entrypoint.execute(self.backend, self.run_id, fit=self.fit)
-            self.log(entrypoint.outcome_line(run))
+            run = execute_training(self.backend, self.run_id, fit=self.fit)
+            self.log(outcome_line(run))
         except Exception as exc:  # execute ends the run itself; this is a failure around it
             reason = f"the warm pool's driver failed: {type(exc).__name__}: {exc}"[:2000]
             self.log(reason)
@@ -558,7 +553,7 @@ class PoolJob:
             RankFailed: a rank failed more than ``spec.max_failures`` times in all.
             PoolUnavailable: no members could be had.
         """
-        from dlplatform.train import runner
+        from dlplatform.train import runner  # torch: members and pool jobs, not the gateway
 
         if datasets.datasets or use_gpu:
             raise PoolUnavailable("the warm pool trains small versions on CPUs only")

@@ -3,7 +3,7 @@
 ``reproduce_run`` queues the run's pinned spec again (the same dataset commit, seed, hyperparameters,
 workers and model) as a new job tagged ``reproduces:<run>``, with the lineage edge
 ``run:<original> -reproduced_by-> run:<new>``. The code must be the same too: a run records its
-code version (``entrypoint.code_version``: the package version and a hash of the training code).
+code version (``_lifecycle.code_version``: the package version and a hash of the training code).
 For a built-in model the gateway hashes the installed code and refuses at once when it differs;
 user code is never imported outside a job, so its job checks and fails with the reason before
 training. ``allow_code_change`` runs it anyway and is recorded on the new run (tag
@@ -23,9 +23,14 @@ import math
 from dlplatform.access import Principal, audit
 from dlplatform.context import Backend
 from dlplatform.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from dlplatform.metadata import LineageEdge, Run, RunStatus
+from dlplatform.metadata import LineageEdge, RunStatus
 from dlplatform.train import service
-from dlplatform.train.entrypoint import code_version
+from dlplatform.train._lifecycle import (
+    ALLOW_CODE_CHANGE_TAG,
+    REPRODUCES_TAG,
+    check_code,
+    code_version,
+)
 from dlplatform.train.spec import (
     Difference,
     Reproduction,
@@ -34,8 +39,6 @@ from dlplatform.train.spec import (
     epoch_table,
 )
 
-REPRODUCES_TAG = "reproduces:"
-ALLOW_CODE_CHANGE_TAG = "allow-code-change"
 RELATION = "reproduced_by"
 GPU_RTOL = 1e-4
 """Relative tolerance of a GPU re-run's metrics (bitwise equality on CPU)."""
@@ -45,27 +48,6 @@ def compared(key: str) -> bool:
     """Whether a metric key is a result (compared) rather than a measure of time or of process
     events (left out)."""
     return not (key == "restarts" or key.endswith("_s") or "time" in key or "throughput" in key)
-
-
-def reproduces(run: Run) -> str | None:
-    """The id of the run ``run`` says it reproduces (its tag, which the job's own code check
-    reads: the lineage edge is written only once the job is queued)."""
-    return next((t[len(REPRODUCES_TAG) :] for t in run.tags if t.startswith(REPRODUCES_TAG)), None)
-
-
-def check_code(original: Run, current: str, allowed: bool) -> None:
-    """Refuse a re-run whose code version ``current`` is not the original's.
-
-    Raises:
-        Conflict: the code differs and ``allowed`` is false; the message names both versions.
-    """
-    if allowed or original.code_version is None or original.code_version == current:
-        return
-    raise Conflict(
-        f"run {original.id} ran code {original.code_version}, the installed code is {current}: "
-        "an exact re-run needs the same code (reproduce with allow_code_change / "
-        "--allow-code-change to run it anyway; that is recorded)"
-    )
 
 
 def reproduce_run(

@@ -31,11 +31,15 @@ from urllib.parse import urlparse
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import ray
 import torch
 
+from dlplatform import data
 from dlplatform.errors import InvalidInput
-from dlplatform.train import _startup, models
-from dlplatform.train.spec import ModelSignature, TrainingJobSpec
+from dlplatform.models import builtin, encoding
+from dlplatform.models.spec import ModelSignature
+from dlplatform.train import _startup
+from dlplatform.train.spec import TrainingJobSpec
 
 CHECKPOINT_MODEL = "model.pt"
 CHECKPOINT_STATE = "train_state.pt"
@@ -94,12 +98,12 @@ def plan(spec: TrainingJobSpec, schema: pa.Schema, label_values: pa.Array | None
     features = spec.features or tuple(n for n in schema.names if n != spec.label)
     model_name = spec.model if spec.is_builtin else "mlp"
     if spec.is_builtin:
-        models.check_params(spec.model, spec.params)
-    kind, shape = models.check_inputs(model_name, schema, features, spec.label)
+        builtin.check_params(spec.model, spec.params)
+    kind, shape = builtin.check_inputs(model_name, schema, features, spec.label)
     if kind == "image" and shape == (-1,):
         if first_row is None:
             raise InvalidInput("the dataset has no rows to size the image column from")
-        shape = models.image_shape_from_length(len(first_row[features[0]]))
+        shape = builtin.image_shape_from_length(len(first_row[features[0]]))
     if kind == "text":
         shape = (int(spec.params.get("max_tokens", 64)),)
     label_type = schema.field(spec.label).type
@@ -152,8 +156,8 @@ def encode_batch(batch: dict[str, np.ndarray], *, signature: ModelSignature,
                  params: dict[str, Any], side: str, val_fraction: float,
                  seed: int) -> dict[str, np.ndarray]:  # fmt: skip
     """Ray Data ``map_batches`` fn: rows → ``{"x", "y"}``, keeping one side of the split."""
-    x = models.encode_columns(batch, signature, params)
-    y = models.encode_labels(batch[signature.label], signature)
+    x = encoding.encode_columns(batch, signature, params)
+    y = encoding.encode_labels(batch[signature.label], signature)
     if val_fraction > 0:
         threshold = np.uint64(int(val_fraction * 2**32))
         is_val = (_row_hash(x, seed) >> np.uint64(32)) < threshold
@@ -185,10 +189,6 @@ tasks (a dozen processes started for a few thousand rows), no split coordinator.
 def _in_memory_inputs(
     backend: Any, commit: Any, spec: TrainingJobSpec, train_plan: TrainPlan
 ) -> TrainInputs:
-    import ray
-
-    from dlplatform import data
-
     columns = [*train_plan.features, spec.label]
     table = data.to_arrow(backend, commit, columns=columns)
     batch = {name: _column_numpy(table.column(name)) for name in columns}
@@ -244,8 +244,6 @@ def build_datasets(
     backend: Any, commit: Any, spec: TrainingJobSpec, train_plan: TrainPlan
 ) -> dict[str, Any]:
     """The streamed train/val Ray Datasets of the run (lazy; executed by the workers' shards)."""
-    from dlplatform import data
-
     columns = [*train_plan.features, spec.label]
     out = {}
     sides = ["train", "val"] if spec.validation_fraction > 0 else ["train"]
@@ -287,8 +285,6 @@ def _fits_object_store(estimated_bytes: int) -> bool:
     the object store (shared memory, spilled to disk under pressure) is materialized there once;
     the workers still stream their shards from it, nothing is loaded whole into a worker.
     """
-    import ray
-
     capacity = float(ray.cluster_resources().get("object_store_memory", 0.0))
     return 0 < estimated_bytes <= MATERIALIZE_FRACTION * capacity
 
@@ -332,7 +328,7 @@ def warm_up() -> None:
     """Build a small model and take one optimizer step, for a process that trains later (a
     warm pool member): PyTorch imports much of itself on first use, the first optimizer alone
     about 1 s here (``torch._dynamo``)."""
-    model = models.build_model({"model": "mlp", "input_shape": [4], "num_outputs": 2,
+    model = builtin.build_model({"model": "mlp", "input_shape": [4], "num_outputs": 2,
                                 "params": {}})  # fmt: skip
     optimizer = make_optimizer(model, 1e-3, 0.0)
     torch.nn.CrossEntropyLoss()(
@@ -474,30 +470,30 @@ class RayTrainSession:
     """The loop run by a Ray Train worker (``TorchTrainer``)."""
 
     def __init__(self) -> None:
-        import ray.train
+        import ray.train  # Ray Train: on its workers; the warm pool's members run without it
 
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
         self.started_at = _startup.process_start_time() or _startup.now()
 
     def resume_dir(self) -> AbstractContextManager[str | None]:
-        import ray.train
+        import ray.train  # see __init__
 
         checkpoint = ray.train.get_checkpoint()
         return nullcontext(None) if checkpoint is None else checkpoint.as_directory()
 
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        import ray.train.torch
+        import ray.train.torch  # see __init__
 
         return ray.train.torch.prepare_model(model)  # type: ignore[no-any-return]
 
     def shard(self, side: str) -> Any:
-        import ray.train
+        import ray.train  # see __init__
 
         return ray.train.get_dataset_shard(side)
 
     def report(self, metrics: dict[str, float], checkpoint_dir: str | None) -> None:
-        import ray.train
+        import ray.train  # see __init__
 
         checkpoint = None if checkpoint_dir is None else (
             ray.train.Checkpoint.from_directory(checkpoint_dir)
@@ -516,22 +512,20 @@ def _local(value: Any) -> Any:
     """A rank's rows: fetched from the object store, or already here (a test without Ray)."""
     if isinstance(value, dict):
         return value
-    import ray
-
     return ray.get(value)
 
 
 def run_loop(config: dict[str, Any], session: LoopSession, loop_started: float) -> dict[str, Any]:
     """Train the built-in model of ``config`` on this rank to the last epoch, resuming from the
     session's checkpoint; ``loop_started``: when this worker's setup (process group) was done."""
-    import torch.distributed as dist
+    import torch.distributed as dist  # process groups: on the ranks that train only
 
     rank, world = session.rank, session.world
     progress: ProgressReporter | None = config.get("progress") if rank == 0 else None
     signature = ModelSignature.model_validate(config["signature"])
     seed_everything(int(config["seed"]))
     torch.set_num_threads(max(1, int(config.get("torch_threads", 1))))
-    model = models.build_model(config["model_config"])
+    model = builtin.build_model(config["model_config"])
     start_epoch, restarts, optimizer_state = 0, 0, None
     with session.resume_dir() as d:
         if d is not None:
@@ -561,7 +555,7 @@ def run_loop(config: dict[str, Any], session: LoopSession, loop_started: float) 
         if signature.task == "classification"
         else torch.nn.MSELoss(reduction="sum")
     )
-    x_dtype = models.input_dtype(signature)
+    x_dtype = encoding.input_dtype(signature)
     y_dtype = torch.int64 if signature.task == "classification" else torch.float32
     dtypes = {"x": x_dtype, "y": y_dtype}
     arrays = config.get("arrays") or {}
@@ -667,7 +661,7 @@ def run_loop(config: dict[str, Any], session: LoopSession, loop_started: float) 
 
 
 def _metrics_forwarder(store: Any, run_id: str) -> Any:
-    import ray.train
+    import ray.train  # Ray Train: the warm pool's members (which import this module) run without
 
     class MetricsForwarder(ray.train.UserCallback):  # type: ignore[misc]
         """Runs in the TrainController: sends each report of rank 0 to the metadata actor."""
@@ -769,8 +763,8 @@ def fit(
     Raises:
         ray.train.TrainingFailedError: training failed (after ``max_failures`` restarts).
     """
-    import ray.train
-    from ray.train.torch import TorchTrainer
+    import ray.train  # with the next: the warm pool's members import this module, never fit
+    from ray.train.torch import TorchTrainer  # the warm pool's members never fit
 
     loop: Callable[..., Any] = (
         builtin_train_loop if spec.is_builtin else import_user_function(spec.model)

@@ -7,23 +7,23 @@ the actor keeps no state that a restart could lose. Every ``POLL_S`` (and on ``w
 1. reconciles RUNNING train runs with their Ray Jobs: a job that ended while its run is still
    RUNNING (driver killed, node lost, cluster restarted) marks the run FAILED with the reason;
    ``dlp up`` starts the actor, so runs a hard stop left RUNNING fail on the first pass;
-2. admits QUEUED runs in priority order while the cluster has room: a run needs
-   ``workers x CPU-per-worker`` CPUs (plus GPUs), and one CPU stays free for Ray Data's
-   read/encode tasks (without it Train and Data deadlock). A run that does not fit waits, with
-   the reason shown; strict order, so a big high-priority run is not starved by small ones.
-   A run that would take its owner (or the owner's group) over a quota waits with the reason
-   and holds up no one else's (``dlplatform.usage``);
+2. admits QUEUED runs in priority order while the cluster has room: a run needs the CPUs
+   (and GPUs) its record says it holds (``_lifecycle.Holding``), and one CPU stays free for
+   Ray Data's read/encode tasks (without it Train and Data deadlock). A run that does not fit
+   waits, with the reason shown; strict order, so a big high-priority run is not starved by
+   small ones. A run that would take its owner (or the owner's group) over a quota waits with
+   the reason and holds up no one else's (``dlplatform.usage``);
 3. keeps the usage records: opens a run's interval at admission, ends it when the run ended,
    and samples the peak memory of running runs (``_account``).
 
 An admitted run that the warm pool can take (``pool``: a built-in model without a runtime_env,
 on CPUs, a small version, free members) runs there, driven by a thread of this actor, named
-``pool-<run id>``. Any other admitted run becomes a Ray Job
-``python -m dlplatform.train.entrypoint --run-id <id>`` with
-the ``DLP_*`` settings in its ``runtime_env``, submission id ``dlp-<run id>`` (kept as the run's
-``name``), so ``ray job logs``/``stop`` work on it too. The job's code reaches the platform as the
-run's owner: ``DLP_URL`` is the gateway and ``DLP_TOKEN`` a run token of the owner, refused once
-the run ends (never the platform's or an admin's token; see ``job_runtime_env``).
+``pool-<run id>``. Any other admitted run, training or tuning, becomes a Ray Job ``python -m
+dlplatform.train.entrypoint --run-id <id>`` (the one driver of both kinds) with the ``DLP_*``
+settings in its ``runtime_env``, submission id ``dlp-<run id>`` (kept as the run's ``name``),
+so ``ray job logs``/``stop`` work on it too. The job's code reaches the platform as the run's
+owner: ``DLP_URL`` is the gateway and ``DLP_TOKEN`` a run token of the owner, refused once the
+run ends (never the platform's or an admin's token; see ``job_runtime_env``).
 """
 
 from __future__ import annotations
@@ -33,13 +33,15 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ray
 from ray.util.state import list_actors
 
+from dlplatform import _ray_internals as ray_internals
 from dlplatform.access import SYSTEM, issue_run_token, revoke_run_tokens, run_owner
 from dlplatform.config import Settings
+from dlplatform.context import Backend
 from dlplatform.errors import (
     BackendUnavailable,
     Conflict,
@@ -49,10 +51,8 @@ from dlplatform.errors import (
     error_for_code,
 )
 from dlplatform.metadata import Run, RunStatus
-from dlplatform.metadata.actor import call_actor
-
-if TYPE_CHECKING:
-    from dlplatform.context import Backend
+from dlplatform.metadata.actor import call_actor, connect_store, head_actor_options
+from dlplatform.metadata.artifacts import ArtifactStore
 from dlplatform.metadata.records import utcnow
 from dlplatform.train import _startup
 from dlplatform.train._joblog import (
@@ -63,6 +63,7 @@ from dlplatform.train._joblog import (
     read_log_range,
     slice_log,
 )
+from dlplatform.train._lifecycle import Holding, close_children, job_spec
 from dlplatform.train.pool import PoolJob, WarmPool, eligible
 from dlplatform.train.spec import TrainingJobSpec
 from dlplatform.usage import QuotaGate, gpu_seconds_by_user, record_run_start, resident_bytes
@@ -85,7 +86,8 @@ MEMORY_SAMPLE_S = 5.0
 """How often the resident memory of running runs is sampled (see ``dlplatform.usage``)."""
 SCHEDULED_KINDS = ("train", "tune")
 """Run kinds this scheduler queues (a "tune" run is one Ray Job running the Tune driver)."""
-_ENTRYPOINTS = {"train": "dlplatform.train.entrypoint", "tune": "dlplatform.train._tune_entry"}
+ENTRYPOINT = "dlplatform.train.entrypoint"
+"""The module a run's Ray job runs (``python -m``): the driver of both kinds."""
 
 
 def _kinds(store: Any, status: str) -> list[Run]:
@@ -93,21 +95,12 @@ def _kinds(store: Any, status: str) -> list[Run]:
     return [r for group in runs for r in group]
 
 
-def resource_spec(run: Run) -> TrainingJobSpec:
-    """The training spec whose resources the run holds (a tuning run: all concurrent trials)."""
-    if run.kind == "tune":
-        from dlplatform.train.tune import TuningJobSpec
-
-        return TuningJobSpec.model_validate_json(run.spec_json).resource_spec()
-    return TrainingJobSpec.model_validate_json(run.spec_json)
-
-
 def _held(run: Run, has_gpus: bool) -> tuple[float, float]:
-    """The CPUs and GPUs a running run holds; (0, 0) when its spec cannot be read (a run
+    """The CPUs and GPUs a running run holds; (0, 0) when its record cannot be read (a run
     started by another version of the platform: it is not counted, rather than stopping the
     scheduler at it)."""
     try:
-        return needs(resource_spec(run), has_gpus)
+        return Holding.of_run(run).needs(has_gpus)
     except ValueError:
         return 0.0, 0.0
 
@@ -122,24 +115,18 @@ def dashboard_url() -> str:
     Raises:
         BackendUnavailable: the cluster runs without a dashboard (no Jobs API).
     """
-    from ray._private import ray_constants
-    from ray.experimental.internal_kv import _internal_kv_get
-
-    value = _internal_kv_get(
-        ray_constants.DASHBOARD_ADDRESS, namespace=ray_constants.KV_NAMESPACE_DASHBOARD
-    )
-    if not value:
+    url = ray_internals.dashboard_address()
+    if not url:
         raise BackendUnavailable(
             "the Ray dashboard (Jobs API) is not running; training needs a cluster started "
             "with the dashboard"
         )
-    url = value.decode() if isinstance(value, bytes) else str(value)
     return url if "://" in url else f"http://{url}"
 
 
 def job_client() -> Any:
     """A ``JobSubmissionClient`` for the connected cluster (token auth follows RAY_AUTH_MODE)."""
-    from ray.job_submission import JobSubmissionClient
+    from ray.job_submission import JobSubmissionClient  # the gateway imports this module too
 
     try:
         return JobSubmissionClient(dashboard_url())
@@ -204,27 +191,20 @@ def cluster_capacity() -> dict[str, float]:
     return {"CPU": float(total.get("CPU", 0.0)), "GPU": float(total.get("GPU", 0.0))}
 
 
-def needs(spec: TrainingJobSpec, has_gpus: bool) -> tuple[float, float]:
-    """(CPUs, GPUs) the run's workers hold."""
-    use_gpu = spec.use_gpu if spec.use_gpu is not None else has_gpus
-    per = spec.resources_per_worker or {}
-    gpus = float(per.get("GPU", 1.0 if use_gpu else 0.0)) * spec.workers
-    return spec.cpus_needed(), gpus
-
-
-def check_fits(spec: TrainingJobSpec, capacity: dict[str, float]) -> None:
+def check_fits(holding: Holding, capacity: dict[str, float]) -> None:
     """Reject a run that can never start on this cluster.
 
     Raises:
         InvalidInput: the run needs more CPUs/GPUs than the whole cluster has.
     """
-    cpus, gpus = needs(spec, capacity["GPU"] > 0)
-    if spec.use_gpu and capacity["GPU"] == 0:
-        raise InvalidInput("use_gpu=True but the cluster has no GPUs")
+    cpus, gpus = holding.needs(capacity["GPU"] > 0)
+    if gpus and capacity["GPU"] == 0:
+        raise InvalidInput(f"the job needs {gpus:g} GPUs (use_gpu) but the cluster has no GPUs")
     if cpus + DATA_CPUS > capacity["CPU"]:
         raise InvalidInput(
-            f"the job needs {cpus:g} CPUs for {spec.workers} workers plus {DATA_CPUS:g} for data "
-            f"loading, but the cluster has {capacity['CPU']:g} CPUs in total; use fewer workers"
+            f"the job needs {cpus:g} CPUs for {holding.workers} workers plus {DATA_CPUS:g} for "
+            f"data loading, but the cluster has {capacity['CPU']:g} CPUs in total; use fewer "
+            "workers"
         )
     if gpus > capacity["GPU"]:
         raise InvalidInput(f"the job needs {gpus:g} GPUs but the cluster has {capacity['GPU']:g}")
@@ -234,8 +214,6 @@ class _Scheduler:
     """The actor body. Methods return ("ok", value) or ("err", code, message)."""
 
     def __init__(self, settings_values: dict[str, Any]) -> None:
-        from dlplatform.metadata.actor import connect_store
-
         self._settings = Settings(**settings_values)
         # Any: the actor's client forwards every MetadataStore method (see StoreClient)
         self._store: Any = connect_store(self._settings)
@@ -339,7 +317,8 @@ class _Scheduler:
         gate = self._quota_gate(held)
         blocked = False
         for run, spec in queued:
-            cpus, gpus = needs(spec, has_gpus)
+            holding = Holding.of_run(run)  # read by _queued_spec already
+            cpus, gpus = holding.needs(has_gpus)
             why = gate.reason(run.owner, cpus, gpus) if gate is not None else None
             if why is not None:  # a run over its owner's quota holds up no one else's
                 self._reasons[run.id] = why
@@ -348,7 +327,7 @@ class _Scheduler:
                 self._reasons[run.id] = "waiting behind a higher-priority job"
                 continue
             try:
-                check_fits(spec, capacity)
+                check_fits(holding, capacity)
             except InvalidInput as exc:
                 self._reasons[run.id] = f"cannot start on this cluster: {exc.message}"
                 continue
@@ -362,13 +341,19 @@ class _Scheduler:
                 )
                 blocked = True
                 continue
-            self._launch(run, spec, has_gpus)
+            self._launch(run, spec, has_gpus, (cpus, gpus))
             if gate is not None:
                 gate.admit(run.owner, cpus, gpus)
             reserved_cpu += cpus
             reserved_gpu += gpus
 
-    def _launch(self, run: Run, spec: TrainingJobSpec, has_gpus: bool) -> None:
+    def _launch(
+        self, run: Run, spec: TrainingJobSpec, has_gpus: bool,
+        held: tuple[float, float] | None = None,
+    ) -> None:  # fmt: skip
+        """Start an admitted run (on the warm pool, else as a Ray job); ``held``: the CPUs and
+        GPUs admitted for it (read from its record when not given)."""
+        held = Holding.of_run(run).needs(has_gpus) if held is None else held
         try:
             run_owner(self._store, run.owner)  # its job acts as the owner, or not at all
         except PermissionDenied as exc:
@@ -378,7 +363,7 @@ class _Scheduler:
             return
         if self._takes_pool(run, spec, has_gpus):
             self._start_on_pool(run)
-            self._record_start(run.id, spec, has_gpus)
+            self._record_start(run.id, held)
             return
         sid = submission_id(run.id)
         marks = {"submitted": run.created_at.timestamp(), "admitted": _startup.now()}
@@ -389,7 +374,7 @@ class _Scheduler:
         try:
             run_token = issue_job_token(self._store, self._settings, run)
             self._jobs().submit_job(
-                entrypoint=f"python -m {_ENTRYPOINTS[run.kind]} --run-id {run.id}",
+                entrypoint=f"python -m {ENTRYPOINT} --run-id {run.id}",
                 submission_id=sid,
                 runtime_env=job_runtime_env(self._settings, spec, run_token),
                 metadata={"dlp_run_id": run.id, "dlp_owner": run.owner},
@@ -411,14 +396,15 @@ class _Scheduler:
                     run.id, status=RunStatus.FAILED, ended_at=utcnow(), error=why
                 )
         if submitted:
-            self._record_start(run.id, spec, has_gpus)
+            self._record_start(run.id, held)
 
     def _queued_spec(self, run: Run) -> TrainingJobSpec | None:
-        """A queued run's resource spec (``resource_spec``), or None when it cannot be read
-        (written by another version of the platform): the run then fails with the reason
-        instead of stopping every pass at it."""
+        """The training spec a queued run's job runs with (``job_spec``), or None when it or
+        the run's holding cannot be read (written by another version of the platform): the run
+        then fails with the reason instead of stopping every pass at it."""
         try:
-            return resource_spec(run)
+            Holding.of_run(run)
+            return job_spec(run)
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             first = str(exc).splitlines()[0][:300]
             self._fail_queued(run.id, f"its spec cannot be read by this version of the platform "
@@ -430,9 +416,9 @@ class _Scheduler:
             revoke_run_tokens(self._store, run_id, reason)
             self._store.update_run(run_id, status=RunStatus.FAILED, ended_at=utcnow(), error=reason)
 
-    def _record_start(self, run_id: str, spec: TrainingJobSpec, has_gpus: bool) -> None:
+    def _record_start(self, run_id: str, held: tuple[float, float]) -> None:
         """Open the run's usage interval: the CPUs and GPUs admitted for it."""
-        cpus, gpus = needs(spec, has_gpus)
+        cpus, gpus = held
         record_run_start(self._store, self._store.get_run(run_id), cpus, gpus)
 
     def _quota_gate(self, held: list[tuple[str, float, float]]) -> QuotaGate | None:
@@ -522,8 +508,8 @@ class _Scheduler:
 
     def _is_small(self, run: Run, spec: TrainingJobSpec) -> bool:
         # torch: this actor imports the training code for the pool's jobs (see warm_pool)
-        from dlplatform import data
-        from dlplatform.train import runner
+        from dlplatform import data  # with the next: the gateway imports this module too
+        from dlplatform.train import runner  # torch and Ray Train: pool jobs only
 
         commit = self._store.get_commit(run.dataset_commit)
         names = spec.features or [n for n in data.arrow_schema(commit).names if n != spec.label]
@@ -531,9 +517,6 @@ class _Scheduler:
         return runner.is_small(spec, commit.row_count, features)
 
     def _start_on_pool(self, run: Run) -> None:
-        from dlplatform.context import Backend
-        from dlplatform.metadata.artifacts import ArtifactStore
-
         marks = {"submitted": run.created_at.timestamp(), "admitted": _startup.now()}
         self._store.update_run(
             run.id, status=RunStatus.RUNNING, started_at=utcnow(),
@@ -647,16 +630,8 @@ class _Scheduler:
 
 def _import_training() -> None:
     """Import what a pool job's driver needs (torch among it) before the first job needs it."""
-    from dlplatform import data  # noqa: F401
-    from dlplatform.train import entrypoint, registry, reproduce, runner  # noqa: F401
-
-
-def close_children(store: Any, run_id: str, status: RunStatus, reason: str) -> None:
-    """End the unfinished child runs (tuning trials) of ``run_id`` with ``status``: a job that
-    ended leaves none of its trials RUNNING."""
-    for child in store.list_runs(parent_id=run_id, limit=100_000):
-        if not child.status.is_final:
-            store.update_run(child.id, status=status, ended_at=utcnow(), error=reason)
+    from dlplatform import data  # noqa: F401  (this function's purpose: import ahead)
+    from dlplatform.train import execute  # noqa: F401  (torch, Ray Train and the training code)
 
 
 SchedulerActor = ray.remote(num_cpus=0, max_concurrency=8, max_restarts=-1)(_Scheduler)
@@ -722,8 +697,6 @@ def connect_scheduler(settings: Settings, *, create: bool = True) -> SchedulerCl
     except ValueError:
         if not create:
             raise BackendUnavailable("the training scheduler is not running") from None
-        from dlplatform.metadata.actor import head_actor_options
-
         options = head_actor_options(SCHEDULER_NAME, settings.namespace)
         values = json.loads(settings.model_dump_json(exclude={"token"}))
         handle = SchedulerActor.options(**options).remote(values)

@@ -1,12 +1,11 @@
-"""Notebook clients: ``p.training`` (``TrainingClient``) and ``p.models`` (``ModelsClient``).
+"""The in-process ``p.training`` namespace (``TrainingClient``); ``p.models`` is
+``dlplatform.models.sdk``.
 
 ::
 
     job = p.training.submit(dataset="digits", model="mlp", label="target", workers=2)
     run = job.wait()                       # the finished Run record
     job.metrics()                          # one dict per epoch
-    p.models.promote("digits-mlp", 1, "production")
-    module, signature = p.models.load("digits-mlp", "production")
 """
 
 from __future__ import annotations
@@ -14,16 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
-
 from dlplatform.access import Principal
 from dlplatform.context import Backend
 from dlplatform.errors import InvalidInput
-from dlplatform.metadata import AliasEvent, MetricPoint, ModelSummary, ModelVersion, Run
+from dlplatform.metadata import MetricPoint, Run
 from dlplatform.metadata.records import build
-from dlplatform.train import registry, reproduce, service
+from dlplatform.train import reproduce, service
 from dlplatform.train.spec import (
-    ModelSignature,
     Reproduction,
     TrainingJob,
     TrainingJobSpec,
@@ -107,36 +103,3 @@ class TrainingClient:
 
     def list(self, *, status: list[str] | None = None, limit: int = 100) -> list[TrainingJob]:
         return service.list_jobs(self._backend, self._principal, status=status, limit=limit)
-
-
-class ModelsClient:
-    """``p.models``: the model registry."""
-
-    def __init__(self, backend: Backend, principal: Principal) -> None:
-        self._backend = backend
-        self._principal = principal
-
-    def list(self) -> list[ModelSummary]:
-        return registry.list_models(self._backend, self._principal)
-
-    def versions(self, name: str) -> list[ModelVersion]:
-        return registry.list_versions(self._backend, self._principal, name)
-
-    def get(self, name: str, version_or_alias: str | int | None = None) -> ModelVersion:
-        """A version by number or alias; ``"name@3"`` works too; latest when omitted."""
-        if version_or_alias is None and "@" in name:
-            name, version_or_alias = registry.parse_model_ref(name)
-        return registry.get_version(self._backend, self._principal, name, version_or_alias)
-
-    def promote(self, name: str, version: int | str, alias: str) -> AliasEvent:
-        return registry.promote(self._backend, self._principal, name, version, alias)
-
-    def history(self, name: str) -> list[AliasEvent]:
-        return registry.alias_history(self._backend, self._principal, name)
-
-    def load(
-        self, name: str, version_or_alias: str | int | None = None
-    ) -> tuple[torch.nn.Module, ModelSignature]:
-        """The torch module (eval mode) and its signature, hash-verified, weights only."""
-        mv = self.get(name, version_or_alias)
-        return registry.load_model(self._backend, mv.model, mv.version)

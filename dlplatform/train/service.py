@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from dlplatform import data
 from dlplatform.access import Permission, Principal, audit, authorize, revoke_run_tokens
 from dlplatform.context import Backend
 from dlplatform.errors import (
@@ -30,9 +29,12 @@ from dlplatform.errors import (
 )
 from dlplatform.metadata import Commit, MetricPoint, Run, RunStatus
 from dlplatform.metadata.records import check_idempotency_key, check_page, utcnow
-from dlplatform.train import _startup, models, tracking
+from dlplatform.models import builtin
+from dlplatform.train import _startup, tracking
 from dlplatform.train._joblog import POOL_NAME_PREFIX
+from dlplatform.train._lifecycle import Holding, new_run_id, wait_final
 from dlplatform.train._usercode import authorize_code, masked, may_see_env
+from dlplatform.train.scheduler import SchedulerClient, check_fits, scheduler_for
 from dlplatform.train.spec import (
     MAX_LOG_CHUNK_BYTES,
     MAX_METRICS_PAGE,
@@ -48,10 +50,6 @@ from dlplatform.train.tracking import check_run_writer
 from dlplatform.usage import held_by
 
 
-def new_run_id() -> str:
-    return f"run-{secrets.token_hex(6)}"
-
-
 def prepare(
     backend: Backend, principal: Principal, spec: TrainingJobSpec
 ) -> tuple[TrainingJobSpec, Commit]:
@@ -63,8 +61,6 @@ def prepare(
             (``code.run``, an admin-only ``runtime_env``).
         InvalidInput: label missing, unsuitable features (named), bad hyperparameters.
     """
-    from dlplatform import data
-
     authorize_code(backend, principal, spec, f"code:{spec.model}")
     commit = data.resolve(backend, principal, spec.dataset)
     schema = data.arrow_schema(commit)
@@ -75,8 +71,8 @@ def prepare(
         )
     if spec.is_builtin:
         features = spec.features or tuple(n for n in schema.names if n != spec.label)
-        models.check_params(spec.model, spec.params)
-        models.check_inputs(spec.model, schema, features, spec.label)
+        builtin.check_params(spec.model, spec.params)
+        builtin.check_inputs(spec.model, schema, features, spec.label)
     elif spec.features:
         missing = [f for f in spec.features if f not in schema.names]
         if missing:
@@ -113,15 +109,14 @@ def create_run(
         created_at=now,
         started_at=now if status is RunStatus.RUNNING else None,
         tags=spec.tags,
+        **Holding.of_spec(spec).fields(),
     )
     backend.store.create_run(run, idempotency_key=idempotency_key)
     audit(backend.store, principal, "train.submit", f"run:{run.id}", spec.dataset)
     return run
 
 
-def _scheduler(backend: Backend) -> Any:
-    from dlplatform.train.scheduler import scheduler_for
-
+def _scheduler(backend: Backend) -> SchedulerClient:
     return scheduler_for(backend)
 
 
@@ -145,15 +140,13 @@ def submit(
             job needs more than the cluster's total capacity, or for a malformed key.
         BackendUnavailable: the cluster cannot be reached.
     """
-    from dlplatform.train.scheduler import check_fits
-
     key = check_idempotency_key(idempotency_key) if idempotency_key is not None else None
     authorize(backend.store, principal, Permission.TRAIN_SUBMIT, f"dataset:{spec.dataset_name}")
     if key is not None and (earlier := _submitted(backend, principal, key, spec)) is not None:
         return earlier
     pinned, commit = prepare(backend, principal, spec)
     scheduler = _scheduler(backend)
-    check_fits(pinned, scheduler.capacity())
+    check_fits(Holding.of_spec(pinned), scheduler.capacity())
     try:
         run = create_run(backend, principal, pinned, commit, idempotency_key=key)
     except AlreadyExists:  # a concurrent submit with the same key won: its job stands
@@ -202,12 +195,12 @@ def _positions(backend: Backend) -> dict[str, int]:
     return {r.id: i + 1 for i, r in enumerate(queued)}
 
 
-def _reasons(backend: Backend) -> dict[str, str]:
+def waiting_reasons(backend: Backend) -> dict[str, str]:
+    """Why each queued training or tuning run waits (run id -> reason), as the scheduler last
+    decided; {} off the cluster or while the scheduler is down."""
     if not backend.on_cluster:
         return {}
     try:
-        from dlplatform.train.scheduler import scheduler_for
-
         return scheduler_for(backend, create=False).reasons()
     except BackendUnavailable:
         return {}
@@ -225,7 +218,7 @@ def _view(
     position = reason = None
     if run.status is RunStatus.QUEUED:
         positions = _positions(backend) if positions is None else positions
-        reasons = _reasons(backend) if reasons is None else reasons
+        reasons = waiting_reasons(backend) if reasons is None else reasons
         position = positions.get(run.id)
         reason = reasons.get(run.id, "waiting for the scheduler")
     result = json.loads(run.result_json) if run.result_json else {}
@@ -282,7 +275,7 @@ def list_jobs(
         kind="train", status=status, owner=owner, limit=limit, offset=offset
     )
     positions = _positions(backend)
-    reasons = _reasons(backend) if any(r.status is RunStatus.QUEUED for r in runs) else {}
+    reasons = waiting_reasons(backend) if any(r.status is RunStatus.QUEUED for r in runs) else {}
     return [_view(backend, principal, r, positions, reasons) for r in runs]
 
 
@@ -464,15 +457,6 @@ async def _watch(backend: Backend, run_id: str, known: int | None, timeout_s: fl
         raise BackendUnavailable(f"the metadata actor restarted: {type(exc).__name__}") from exc
 
 
-def _wait_change(backend: Backend, run_id: str, known: int | None, timeout_s: float) -> int:
-    store = backend.store
-    if hasattr(store, "watch_run"):
-        import ray
-
-        return int(ray.get(store.watch_run(run_id, known, timeout_s)))
-    return int(store.wait_run_change(run_id, known, timeout_s))
-
-
 def wait_job(
     backend: Backend,
     principal: Principal,
@@ -488,19 +472,12 @@ def wait_job(
     Raises:
         TimeoutError: not final within ``timeout_s``.
     """
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    version = backend.store.run_version(run_id)
-    while True:
-        job = get_job(backend, principal, run_id)
+
+    def update(job: TrainingJob) -> None:
         if on_update is not None:
             on_update(job, backend.store.get_metrics(run_id))
-        if job.run.status.is_final:
-            return job
-        left = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
-        if left <= 0:
-            raise TimeoutError(f"job {run_id} is still {job.status} after {timeout_s} s")
-        try:
-            version = _wait_change(backend, run_id, version, left)
-        except Exception:  # the metadata actor restarted: read again after a pause
-            time.sleep(min(1.0, left))
-            version = None
+
+    return wait_final(
+        backend, run_id, lambda: get_job(backend, principal, run_id), lambda job: job.run,
+        timeout_s=timeout_s, poll_s=poll_s, on_update=update,
+    )  # fmt: skip

@@ -14,26 +14,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from dlplatform.metadata.records import MetricPoint, Run, check_id, check_name
+from dlplatform.models.spec import BUILTIN_MODELS, ParamValue, is_code_path
 from dlplatform.usage import UsageTotal
 
 _METRIC_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,127}")
-
-BUILTIN_MODELS = ("mlp", "cnn", "text")
-"""Names of the built-in models (see ``dlplatform.train.models``)."""
-
-_USER_CODE = re.compile(
-    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
-)
 _PARAM_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-
-ParamValue = bool | int | float | str
-
-
-def is_code_path(value: str) -> bool:
-    """Whether ``value`` has the form of a user-code path ``package.module:function``. Only the
-    form: whether it imports is known only where it runs (a job, a model replica)."""
-    return bool(_USER_CODE.fullmatch(value))
 
 
 def split_dataset_ref(ref: str) -> tuple[str, str | None]:
@@ -113,7 +99,7 @@ class TrainingJobSpec(BaseModel, frozen=True, extra="forbid"):
     @field_validator("model")
     @classmethod
     def _model_name(cls, value: str) -> str:
-        if value in BUILTIN_MODELS or _USER_CODE.fullmatch(value):
+        if value in BUILTIN_MODELS or is_code_path(value):
             return value
         raise ValueError(
             f"unknown model {value!r}: use one of {', '.join(BUILTIN_MODELS)} "
@@ -123,7 +109,7 @@ class TrainingJobSpec(BaseModel, frozen=True, extra="forbid"):
     @field_validator("model_factory")
     @classmethod
     def _factory(cls, value: str | None) -> str | None:
-        if value is not None and not _USER_CODE.fullmatch(value):
+        if value is not None and not is_code_path(value):
             raise ValueError(f"model_factory {value!r} is not 'module:function'")
         return value
 
@@ -277,20 +263,6 @@ class JobChange(BaseModel, frozen=True, extra="forbid"):
 
     version: int = Field(description="Changes with each new metric point or status; pass it "
                          "back as ``known`` to wait for the next change.")  # fmt: skip
-
-
-class ModelSignature(BaseModel, frozen=True, extra="forbid"):
-    """What a model takes and returns, recorded for serving."""
-
-    kind: Literal["tabular", "image", "text"]
-    features: tuple[str, ...] = Field(description="Input columns, in order.")
-    dtypes: tuple[str, ...] = Field(description="Arrow type of each input column.")
-    input_shape: tuple[int, ...] = Field(description="Shape of one example given to the model.")
-    task: Literal["classification", "regression"]
-    label: str
-    classes: tuple[ParamValue, ...] = Field(
-        default=(), description="Class value of each output index (classification)."
-    )
 
 
 MAX_METRIC_POINTS = 100_000

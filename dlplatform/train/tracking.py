@@ -36,10 +36,12 @@ from dlplatform.metadata.records import (
     ModelVersion,
     Run,
     RunArtifact,
+    check_name,
     check_page,
     utcnow,
 )
-from dlplatform.train.spec import MAX_METRICS_PAGE, ModelSignature, ParamValue, is_code_path
+from dlplatform.models.spec import ModelSignature, ParamValue, is_code_path
+from dlplatform.train.spec import MAX_METRICS_PAGE
 
 if TYPE_CHECKING:
     from dlplatform.context import Backend
@@ -440,7 +442,7 @@ def open_run_artifact(
 
 def log_model(backend: Backend, principal: Principal, run_id: str, spec: ModelLog) -> ModelVersion:
     """Register the weights the run logged at ``spec.weights`` as the next version of
-    ``spec.name``, as a training job registers its model (``registry.register_version``): read
+    ``spec.name``, as a training job registers its model (``artifact.register_version``): read
     weights-only, with the run's final metrics, params and dataset version, and the lineage
     edge ``run → model_version``.
 
@@ -450,8 +452,7 @@ def log_model(backend: Backend, principal: Principal, run_id: str, spec: ModelLo
         InvalidInput: a bad model name, or the file is not a plain torch state dict.
         Conflict: the run has ended.
     """
-    from dlplatform.metadata.records import check_name
-    from dlplatform.train import registry  # loads torch: only where a model is registered
+    from dlplatform.models import artifact  # loads torch: only where a model is registered
 
     authorize(backend.store, principal, Permission.TRAIN_SUBMIT, f"model:{spec.name}")
     try:
@@ -467,7 +468,7 @@ def log_model(backend: Backend, principal: Principal, run_id: str, spec: ModelLo
     with tempfile.TemporaryDirectory(prefix="dlp-log-model-") as tmp:
         local = backend.artifacts.get_file(weights.sha256, Path(tmp, "weights.pt"))
         try:
-            version = registry.register_version(
+            version = artifact.register_version(
                 backend, run=run, model_name=spec.name, state_dict_path=local,
                 model_config=spec.config, signature=spec.signature, builder=spec.builder,
                 metrics=metrics, params=store.get_params(run_id),

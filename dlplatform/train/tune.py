@@ -1,14 +1,16 @@
 """Hyperparameter search on Ray Tune: a training spec plus a search space, run as one queued job.
 
-A tuning job is a run of kind ``tune``; the training scheduler admits it like a training job and
-starts one Ray Job (``python -m dlplatform.train._tune_entry --run-id <id>``) that runs the Tune
-driver. Each Tune trial is a *driver function* that builds and fits a ``TorchTrainer`` with the
-same training code as a normal job (``runner.plan``/``build_datasets``/``fit``) and forwards
-rank-0 metrics to Tune with ``TuneReportCallback`` (RAY_NOTES §2: ``Tuner(TorchTrainer)`` does
-not work under Train V2). Every trial is a run of kind ``trial`` (parent: the tuning run) with
-its params and per-epoch metrics; trials that ASHA stops early end ``STOPPED``. When all trials
-are done the best finished trial's model is registered, with lineage
+A tuning job is a run of kind ``tune`` that records what all its concurrent trials hold; the
+training scheduler admits it like a training job and starts one Ray Job (``python -m
+dlplatform.train.entrypoint --run-id <id>``) that runs the Tune driver (``tune_driver``). Each
+Tune trial is a run of kind ``trial`` (parent: the tuning run) with its params and per-epoch
+metrics; trials that ASHA stops early end ``STOPPED``. When all trials are done the best
+finished trial's model is registered, with lineage
 ``commit → tune run → trial run → model version`` (and ``commit → trial run``).
+
+This module holds the spec and the service functions; the SDK and the CLI import it for its
+specs, so it loads neither Ray nor torch: the service functions import the training service and
+the scheduler when called.
 
 Search-space values are distribution strings::
 
@@ -24,22 +26,19 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from dlplatform.access import Permission, Principal, audit, authorize
-from dlplatform.errors import DLPlatformError, InvalidInput, NotFound
-from dlplatform.metadata import LineageEdge, Run, RunStatus
+from dlplatform.errors import InvalidInput, NotFound
+from dlplatform.metadata import Run, RunStatus
 from dlplatform.metadata.records import invalid_input, utcnow
-from dlplatform.train._usercode import job_principal, masked, may_see_env
-from dlplatform.train.spec import ParamValue, TrainingJobSpec
+from dlplatform.models.spec import ParamValue
+from dlplatform.train._usercode import masked, may_see_env
+from dlplatform.train.spec import TrainingJobSpec
 
 if TYPE_CHECKING:  # Settings' loader is heavy; the SDK imports this module for its specs
     from dlplatform.context import Backend
@@ -94,7 +93,7 @@ class Distribution:
         return f"{self.kind}({','.join(str(a) for a in self.args)})"
 
     def to_tune(self) -> Any:
-        from ray import tune
+        from ray import tune  # the SDK imports this module: only the Tune driver samples
 
         if self.kind == "uniform":
             return tune.uniform(float(self.args[0]), float(self.args[1]))
@@ -247,12 +246,6 @@ class TuningJobSpec(BaseModel, frozen=True, extra="forbid"):
     def effective_concurrency(self) -> int:
         return min(self.concurrency, self.num_trials)
 
-    def resource_spec(self) -> TrainingJobSpec:
-        """A training spec holding what the whole search holds at once (the scheduler's unit)."""
-        return self.training.model_copy(
-            update={"workers": self.training.workers * self.effective_concurrency}
-        )
-
 
 def trial_spec(base: TrainingJobSpec, config: dict[str, Any]) -> TrainingJobSpec:
     """The training spec of one trial: ``base`` with the sampled values applied.
@@ -260,15 +253,15 @@ def trial_spec(base: TrainingJobSpec, config: dict[str, Any]) -> TrainingJobSpec
     Raises:
         ValueError: a sampled value the spec rejects (e.g. ``batch_size=0``).
     """
-    fields = {k: _plain(v) for k, v in config.items() if k in SPEC_FIELDS}
-    params = {k: _plain(v) for k, v in config.items() if k not in SPEC_FIELDS}
+    fields = {k: plain_value(v) for k, v in config.items() if k in SPEC_FIELDS}
+    params = {k: plain_value(v) for k, v in config.items() if k not in SPEC_FIELDS}
     data = base.model_dump()
     data.update(fields)
     data["params"] = {**base.params, **params}
     return TrainingJobSpec.model_validate(data)
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
@@ -320,7 +313,7 @@ class TuningJob(BaseModel, frozen=True, extra="forbid"):
 
 
 def _task_of(training: TrainingJobSpec, label_type: Any) -> str:
-    import pyarrow as pa
+    import pyarrow as pa  # the SDK imports this module for its specs (no pyarrow there)
 
     task = training.params.get("task")
     if isinstance(task, str):
@@ -338,15 +331,15 @@ def prepare(
             reports (the message lists the ones it does).
         NotFound, PermissionDenied: see ``dlplatform.train.service.prepare``.
     """
-    from dlplatform import data
-    from dlplatform.train import service
+    from dlplatform import data  # see the module's docstring: loaded when a service is called
+    from dlplatform.train import service  # Ray and torch: loaded when a service is called
 
     pinned_training, commit = service.prepare(backend, principal, spec.training)
     if spec.training.is_builtin:
-        from dlplatform.train import models
+        from dlplatform.models import builtin  # loads torch: the CLI imports this module
 
         for config in spec.representative_configs():
-            models.check_params(spec.training.model, trial_spec(spec.training, config).params)
+            builtin.check_params(spec.training.model, trial_spec(spec.training, config).params)
         schema = data.arrow_schema(commit)
         task = _task_of(spec.training, schema.field(spec.training.label).type)
         names = builtin_metrics(task, spec.training.validation_fraction > 0)
@@ -366,8 +359,8 @@ def submit(backend: Backend, principal: Principal, spec: TuningJobSpec) -> Tunin
             the search needs more than the cluster has.
         PermissionDenied, NotFound, BackendUnavailable: as for a training job.
     """
-    from dlplatform.train.scheduler import check_fits, scheduler_for
-    from dlplatform.train.service import new_run_id
+    from dlplatform.train._lifecycle import Holding, new_run_id  # see the module's docstring
+    from dlplatform.train.scheduler import check_fits, scheduler_for  # Ray: see the docstring
 
     authorize(
         backend.store, principal, Permission.TRAIN_SUBMIT, f"dataset:{spec.training.dataset_name}"
@@ -380,8 +373,9 @@ def submit(backend: Backend, principal: Principal, spec: TuningJobSpec) -> Tunin
         )
     pinned, commit = prepare(backend, principal, spec)
     scheduler = scheduler_for(backend)
+    holding = Holding.of_spec(pinned.training, pinned.effective_concurrency)  # all trials at once
     try:
-        check_fits(pinned.resource_spec(), scheduler.capacity())
+        check_fits(holding, scheduler.capacity())
     except InvalidInput as exc:
         raise InvalidInput(
             f"{pinned.effective_concurrency} concurrent trials x {spec.training.workers} "
@@ -397,6 +391,7 @@ def submit(backend: Backend, principal: Principal, spec: TuningJobSpec) -> Tunin
         dataset_commit=commit.id,
         created_at=utcnow(),
         tags=spec.training.tags,
+        **holding.fields(),
     )
     backend.store.create_run(run)
     backend.store.log_params(
@@ -453,9 +448,9 @@ def _view(backend: Backend, viewer: Principal, run: Run) -> TuningJob:
     result = json.loads(run.result_json) if run.result_json else {}
     reason = None
     if run.status is RunStatus.QUEUED:
-        from dlplatform.train.service import _reasons
+        from dlplatform.train.service import waiting_reasons  # see the module's docstring
 
-        reason = _reasons(backend).get(run.id, "waiting for the scheduler")
+        reason = waiting_reasons(backend).get(run.id, "waiting for the scheduler")
     return TuningJob(
         run=run, spec=spec, trials=trial_rows(backend, run, spec),
         best_trial=result.get("best_trial"), best_metric=result.get("best_metric"),
@@ -490,7 +485,7 @@ def cancel_job(backend: Backend, principal: Principal, run_id: str) -> TuningJob
         PermissionDenied: not the owner (and not an admin).
         Conflict: already finished.
     """
-    from dlplatform.train.service import cancel_run
+    from dlplatform.train.service import cancel_run  # see the module's docstring
 
     authorize(backend.store, principal, Permission.TRAIN_SUBMIT, f"run:{run_id}")
     run = cancel_run(backend, principal, _get_tune_run(backend, run_id), "tune")
@@ -506,21 +501,18 @@ def wait_job(
     poll_s: float = 1.0,
     on_update: Callable[[TuningJob], None] | None = None,
 ) -> TuningJob:
-    """Block until the tuning job is final.
+    """Block until the tuning job is final; ``on_update`` sees it after each change of the
+    tuning run, and at least every ``poll_s`` (its trials change without it).
 
     Raises:
         TimeoutError: not final within ``timeout_s``.
     """
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while True:
-        job = get_job(backend, principal, run_id)
-        if on_update is not None:
-            on_update(job)
-        if job.run.status.is_final:
-            return job
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"tuning job {run_id} is still {job.status} after {timeout_s} s")
-        time.sleep(poll_s)
+    from dlplatform.train._lifecycle import wait_final  # see the module's docstring
+
+    return wait_final(
+        backend, run_id, lambda: get_job(backend, principal, run_id), lambda job: job.run,
+        timeout_s=timeout_s, poll_s=poll_s, on_update=on_update,
+    )  # fmt: skip
 
 
 def build_spec(**fields: Any) -> TuningJobSpec:
@@ -529,331 +521,3 @@ def build_spec(**fields: Any) -> TuningJobSpec:
         return TuningJobSpec(**fields)
     except ValidationError as exc:
         raise invalid_input(exc, "TuningJobSpec") from exc
-
-
-# --- the Tune driver (runs in the job's Ray Job driver) -------------------------------------
-
-
-def trial_run_id(tune_run_id: str, trial_id: str) -> str:
-    return f"{tune_run_id}.{trial_id}"
-
-
-def _metric_guard(metric: str) -> Any:
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    class MetricGuard(TuneReportCallback):  # type: ignore[misc]
-        """Forwards rank-0 reports to Tune; a report without the metric stops the whole search."""
-
-        def after_report(self, run_context: Any, metrics: list[dict[str, Any]],
-                         checkpoint: Any) -> None:  # fmt: skip
-            if metrics and metric not in metrics[0]:
-                keys = ",".join(sorted(str(k) for k in metrics[0]))
-                metrics = [{**metrics[0], metric: float("nan"), MISSING_METRIC_KEY: keys}]
-            super().after_report(run_context, metrics, checkpoint)
-
-    return MetricGuard()
-
-
-def _trial_fn(config: dict[str, Any], ctx: dict[str, Any]) -> None:
-    """One trial (a Tune function trainable): record the trial run, fit, keep its weights."""
-    from ray import tune
-
-    from dlplatform.config import Settings
-    from dlplatform.errors import AlreadyExists
-    from dlplatform.metadata import ArtifactRecord
-    from dlplatform.train import runner
-    from dlplatform.train.entrypoint import _backend
-
-    backend = _backend(Settings(**ctx["settings"]))
-    store = backend.store
-    run_id = trial_run_id(ctx["tune_run_id"], tune.get_context().get_trial_id())
-    base = TrainingJobSpec.model_validate_json(ctx["training"])
-    spec = trial_spec(base, config)
-    now = utcnow()
-    try:
-        store.create_run(Run(
-            id=run_id, kind="trial", parent_id=ctx["tune_run_id"], name=run_id,
-            owner=ctx["owner"], status=RunStatus.RUNNING, spec_json=spec.model_dump_json(),
-            dataset_commit=ctx["commit"].id, code_version=ctx["code_version"], created_at=now,
-            started_at=now,
-        ))  # fmt: skip
-        store.add_edges([
-            LineageEdge(src=f"run:{ctx['tune_run_id']}", dst=f"run:{run_id}", relation="trial"),
-            LineageEdge(src=f"commit:{ctx['commit'].id}", dst=f"run:{run_id}",
-                        relation="trained_on"),
-        ])  # fmt: skip
-        store.log_params(run_id, {
-            **{f"space.{k}": _plain(v) for k, v in config.items()},
-            **{f"param.{k}": v for k, v in spec.params.items()},
-            "lr": spec.lr, "batch_size": spec.batch_size, "epochs": spec.epochs,
-            "workers": spec.workers, "model": spec.model, "dataset": spec.dataset,
-        })  # fmt: skip
-    except AlreadyExists:  # a retried trial keeps its record
-        store.update_run(run_id, status=RunStatus.RUNNING, ended_at=None, error=None)
-    train_plan = runner.plan(spec, ctx["schema"], ctx["label_values"], ctx["first_row"])
-    datasets = runner.build_inputs(backend, ctx["commit"], spec, train_plan)
-    try:
-        outcome = runner.fit(
-            run_id=run_id, spec=spec, train_plan=train_plan, datasets=datasets, store=store,
-            artifacts=backend.artifacts, use_gpu=ctx["use_gpu"],
-            extra_callbacks=(_metric_guard(ctx["metric"]),),
-        )  # fmt: skip
-    except Exception as exc:
-        if not store.get_run(run_id).status.is_final:  # a cancelled search keeps CANCELLED
-            store.update_run(run_id, status=RunStatus.FAILED, ended_at=utcnow(),
-                             error=runner.failure_message(exc))  # fmt: skip
-        raise
-    result: dict[str, Any] = {"metrics": outcome.metrics, "final_metrics": outcome.final_metrics}
-    value = outcome.metrics.get(ctx["metric"], outcome.final_metrics.get(ctx["metric"]))
-    result["metric"] = value
-    if outcome.checkpoint_dir is not None:
-        try:
-            weights = outcome.checkpoint_dir / runner.CHECKPOINT_MODEL
-            if weights.is_file():
-                ref = backend.artifacts.put_file(weights)
-                store.record_artifact(ArtifactRecord(
-                    sha256=ref.sha256, size_bytes=ref.size_bytes, kind="file",
-                    purpose="checkpoint", created_at=utcnow(),
-                ))  # fmt: skip
-                result.update(weights_sha256=ref.sha256,
-                              model_config=train_plan.model_config,
-                              signature=train_plan.signature.model_dump(mode="json"))  # fmt: skip
-        finally:
-            shutil.rmtree(outcome.checkpoint_dir, ignore_errors=True)
-    current = store.get_run(run_id)
-    if not current.status.is_final:
-        store.update_run(run_id, status=RunStatus.SUCCEEDED, ended_at=utcnow(),
-                         result_json=json.dumps(result, default=str))  # fmt: skip
-
-
-def _status_callback(store: Any, tune_run_id: str, scheduler: str) -> Any:
-    from ray import tune
-
-    class TrialStatus(tune.Callback):  # type: ignore[misc]
-        """Runs in the Tune driver: records how each trial ended."""
-
-        def __init__(self) -> None:
-            self.missing: tuple[str, str] | None = None
-
-        def on_trial_result(self, iteration: int, trials: list[Any], trial: Any,
-                            result: dict[str, Any], **info: Any) -> None:  # fmt: skip
-            if MISSING_METRIC_KEY in result and self.missing is None:
-                self.missing = (trial_run_id(tune_run_id, trial.trial_id),
-                                str(result[MISSING_METRIC_KEY]))  # fmt: skip
-
-        def _close(self, trial: Any, status: RunStatus, error: str | None) -> None:
-            run_id = trial_run_id(tune_run_id, trial.trial_id)
-            try:
-                current = store.get_run(run_id)
-            except NotFound:
-                return
-            if not current.status.is_final:
-                store.update_run(run_id, status=status, ended_at=utcnow(), error=error)
-
-        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any,
-                              **info: Any) -> None:  # fmt: skip
-            epochs = int((trial.last_result or {}).get("training_iteration", 0))
-            if self.missing is not None:
-                self._close(trial, RunStatus.CANCELLED, "the search stopped: a trial did not "
-                            "report the metric")  # fmt: skip
-            else:
-                self._close(
-                    trial,
-                    RunStatus.STOPPED,
-                    f"stopped early by {scheduler.upper()} after {epochs} epoch(s)",
-                )
-
-        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any,
-                           **info: Any) -> None:  # fmt: skip
-            self._close(trial, RunStatus.FAILED, "the trial failed (see its Ray Tune log)")
-
-    return TrialStatus()
-
-
-def _asha_class() -> Any:
-    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
-
-    class FinishingASHA(ASHAScheduler):  # type: ignore[misc]
-        """ASHA that never stops a trial at its last epoch: a trial that trained to the end
-        keeps running until it has saved its weights (it still counts in the last rung)."""
-
-        def __init__(self, last_epoch: int, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self._last_epoch = last_epoch
-
-        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
-            decision = super().on_trial_result(tune_controller, trial, result)
-            if int(result.get("training_iteration", 0)) >= self._last_epoch:
-                return str(TrialScheduler.CONTINUE)
-            return str(decision)
-
-    return FinishingASHA
-
-
-def _missing_stopper(guard: Any) -> Any:
-    from ray import tune
-
-    class MissingMetricStopper(tune.Stopper):  # type: ignore[misc]
-        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-            return MISSING_METRIC_KEY in result
-
-        def stop_all(self) -> bool:
-            return guard.missing is not None
-
-    return MissingMetricStopper()
-
-
-def _remove_leftover_groups() -> None:
-    """Remove the placement groups this job still holds once every trial has ended.
-
-    A trial that ASHA stops is killed with its TorchTrainer controller; the worker group's
-    placement group can outlive it (Train V2 removes it from a cleaner actor that dies with the
-    job), holding its CPUs forever and starving the next job's Ray Data tasks.
-    """
-    import ray
-    from ray.util.placement_group import PlacementGroup
-    from ray.util.state import list_placement_groups
-
-    job = ray.get_runtime_context().get_job_id()
-    try:
-        groups = list_placement_groups(
-            filters=[("creator_job_id", "=", job), ("state", "=", "CREATED")], limit=1000
-        )
-        for group in groups:
-            pg_id = ray.PlacementGroupID(bytes.fromhex(group.placement_group_id))
-            ray.util.remove_placement_group(PlacementGroup(pg_id))
-    except Exception as exc:  # best effort: the job's result does not depend on it
-        print(f"could not remove leftover placement groups: {exc}", flush=True)
-
-
-def execute(backend: Backend, run_id: str) -> Run:
-    """Run the search to the end, register the best trial's model, record the outcome.
-
-    Never raises for a training failure: the tuning run ends FAILED with the reason.
-    """
-    import ray
-    from ray import tune
-    from ray.tune.schedulers import FIFOScheduler
-
-    from dlplatform import data
-    from dlplatform.train import registry, runner
-    from dlplatform.train.entrypoint import _finish, code_version
-    from dlplatform.train.scheduler import close_children
-
-    store = backend.store
-    run = store.get_run(run_id)
-    if run.status.is_final:
-        return run
-    store.update_run(run_id, status=RunStatus.RUNNING,
-                     **({} if run.started_at else {"started_at": utcnow()}))  # fmt: skip
-    try:
-        spec = TuningJobSpec.model_validate_json(run.spec_json)
-        training = spec.training
-        principal = job_principal(backend, run, training)  # before user code is imported
-        commit = data.resolve(backend, principal, training.dataset)
-        schema = data.arrow_schema(commit)
-        label_values = data.to_arrow(backend, commit, columns=[training.label]).column(0)
-        first_row = None
-        if training.model == "cnn" and training.features and len(training.features) == 1:
-            table = data.to_arrow(backend, commit, columns=[training.features[0]])
-            first_row = table.slice(0, 1).to_pylist()[0] if table.num_rows else None
-        runner.plan(training, schema, label_values, first_row)  # fail before any trial starts
-        code = code_version(training)
-        store.update_run(run_id, dataset_commit=commit.id, code_version=code)
-        store.add_edges(
-            [LineageEdge(src=f"commit:{commit.id}", dst=f"run:{run_id}", relation="trained_on")]
-        )
-        use_gpu = bool(training.use_gpu if training.use_gpu is not None
-                       else ray.cluster_resources().get("GPU", 0) > 0)  # fmt: skip
-        ctx = {
-            "settings": json.loads(backend.settings.model_dump_json(exclude={"token"})),
-            "tune_run_id": run_id, "training": training.model_dump_json(), "owner": run.owner,
-            "commit": commit, "schema": schema, "label_values": label_values,
-            "first_row": first_row, "use_gpu": use_gpu, "metric": spec.metric,
-            "code_version": code,
-        }  # fmt: skip
-        if spec.scheduler == "asha":
-            sched: Any = _asha_class()(
-                training.epochs,
-                time_attr="training_iteration", max_t=training.epochs,
-                grace_period=min(spec.grace_period, training.epochs),
-                reduction_factor=spec.reduction_factor,
-            )  # fmt: skip
-        else:
-            sched = FIFOScheduler()
-        status_cb = _status_callback(store, run_id, spec.scheduler)
-        storage_path, storage_fs = runner.checkpoint_storage(backend.artifacts)
-        # The trial driver only waits on its TorchTrainer: it holds a token CPU share (Tune
-        # refuses an empty request); the workers hold the real CPUs.
-        trainable = tune.with_resources(
-            tune.with_parameters(_trial_fn, ctx=ctx), {"CPU": TRIAL_DRIVER_CPU}
-        )
-        tuner = tune.Tuner(
-            trainable,
-            param_space={k: d.to_tune() for k, d in spec.distributions().items()},
-            tune_config=tune.TuneConfig(
-                metric=spec.metric, mode=spec.mode, num_samples=spec.samples,
-                max_concurrent_trials=spec.effective_concurrency, scheduler=sched,
-                trial_dirname_creator=lambda t: t.trial_id,
-            ),
-            run_config=tune.RunConfig(
-                name=run_id, storage_path=storage_path, storage_filesystem=storage_fs,
-                callbacks=[status_cb], stop=_missing_stopper(status_cb), verbose=0,
-            ),
-        )  # fmt: skip
-        try:
-            grid = tuner.fit()
-        finally:
-            _remove_leftover_groups()
-        if status_cb.missing is not None:
-            trial_id, keys = status_cb.missing
-            message = (f"metric {spec.metric!r} is not reported by the training code (trial "
-                       f"{trial_id} reported: {keys}); the search was stopped")  # fmt: skip
-            close_children(store, run_id, RunStatus.CANCELLED, "the search stopped")
-            return _finish(backend, run_id, RunStatus.FAILED, error=message)
-        errors = [str(r.error) for r in grid if r.error is not None]
-        close_children(store, run_id, RunStatus.STOPPED, "stopped before it finished")
-        trials = store.list_runs(kind="trial", parent_id=run_id, limit=100_000)
-        done = []
-        for t in trials:
-            res = json.loads(t.result_json) if t.result_json else {}
-            value = res.get("metric")
-            ok = t.status is RunStatus.SUCCEEDED and res.get("weights_sha256")
-            if ok and value is not None and not math.isnan(float(value)):
-                done.append((float(value), t, res))
-        counts = {s.value: sum(1 for t in trials if t.status is s) for s in RunStatus}
-        summary: dict[str, Any] = {"trials": {k: v for k, v in counts.items() if v}}
-        if not done:
-            first = errors[0].splitlines()[-1] if errors else "no trial reported a checkpoint"
-            return _finish(backend, run_id, RunStatus.FAILED,
-                           result_json=json.dumps(summary),
-                           error=f"no trial finished with a model: {first}"[:2000])  # fmt: skip
-        done.sort(key=lambda x: x[0] if spec.mode == "min" else -x[0])
-        value, best, res = done[0]
-        best_spec = TrainingJobSpec.model_validate_json(best.spec_json)
-        with tempfile.TemporaryDirectory(prefix="dlp-tune-") as tmp:
-            weights = backend.artifacts.get_file(res["weights_sha256"], Path(tmp) / "model.pt")
-            builder = registry.BUILTIN_BUILDER if training.is_builtin else training.model_factory
-            from dlplatform.train.spec import ModelSignature
-
-            mv = registry.register_version(
-                backend, run=best, model_name=training.registry_name, state_dict_path=weights,
-                model_config=res["model_config"],
-                signature=ModelSignature.model_validate(res["signature"]), builder=builder,
-                metrics=res.get("metrics", {}),
-                params={**best_spec.params, "epochs": best_spec.epochs,
-                        "batch_size": best_spec.batch_size, "lr": best_spec.lr,
-                        "seed": best_spec.seed, "workers": best_spec.workers},
-                dataset_commit=commit.id, dataset_version_hash=commit.version_hash,
-                code_version=code,
-            )  # fmt: skip
-        summary.update(best_trial=best.id, best_metric=value,
-                       model_version=f"{mv.model}@{mv.version}", metric=spec.metric)  # fmt: skip
-        return _finish(backend, run_id, RunStatus.SUCCEEDED, result_json=json.dumps(summary))
-    except DLPlatformError as exc:
-        close_children(store, run_id, RunStatus.CANCELLED, "the search failed")
-        return _finish(backend, run_id, RunStatus.FAILED, error=exc.message[:2000])
-    except Exception as exc:
-        close_children(store, run_id, RunStatus.CANCELLED, "the search failed")
-        return _finish(backend, run_id, RunStatus.FAILED,
-                       error=f"{type(exc).__name__}: {exc}"[:2000])  # fmt: skip

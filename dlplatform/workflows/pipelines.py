@@ -33,10 +33,11 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from dlplatform import models, serve, train
 from dlplatform.access import Principal, run_owner
 from dlplatform.alerts import check_webhook_url, post_webhook
 from dlplatform.context import Backend
-from dlplatform.errors import InvalidInput
+from dlplatform.errors import InvalidInput, NotFound
 from dlplatform.metadata import Deployment, ModelVersion, Run, RunStatus
 from dlplatform.metadata.records import utcnow
 from dlplatform.serve.spec import rollout_spec
@@ -88,8 +89,6 @@ def training_job(
     tried in order, passing over jobs that failed or were cancelled, until one names a job to
     use or is free (then ``train.submit`` records it with the new job).
     """
-    from dlplatform import train
-
     n = 1
     while True:
         key = ctx.idempotency_key("train", n)
@@ -109,8 +108,6 @@ def train_model(
 ) -> dict[str, Run | ModelVersion]:
     """Submit a training job on ``dataset@commit`` (or find the one an earlier execution of this
     step submitted) and wait for its model version."""
-    from dlplatform import train
-
     backend, principal = _context()
     spec = train.TrainingJobSpec(dataset=f"{dataset}@{commit}", label=label, **options)
     job = training_job(backend, principal, spec, _current())
@@ -118,7 +115,7 @@ def train_model(
     if job.status != "SUCCEEDED" or not job.model_version:
         raise RuntimeError(f"training job {job.id} {job.status}: {job.run.error or 'no model'}")
     name, _, number = job.model_version.partition("@")
-    version = train.get_version(backend, principal, name, int(number))
+    version = models.get_version(backend, principal, name, int(number))
     # A step's output is read by every workflow.view holder: no env var values in it.
     return {"run": train.masked_run(job.run), "model_version": version}
 
@@ -126,9 +123,6 @@ def train_model(
 @step(num_cpus=0)
 def evaluate(trained: dict[str, Any], metric: str) -> dict[str, Any]:
     """The candidate's score on the held-out (validation) split, and production's, if any."""
-    from dlplatform import train
-    from dlplatform.errors import NotFound
-
     backend, principal = _context()
     candidate: ModelVersion = trained["model_version"]
     result: dict[str, Any] = {
@@ -140,7 +134,7 @@ def evaluate(trained: dict[str, Any], metric: str) -> dict[str, Any]:
         "production_version": None,
     }
     try:
-        prod = train.get_version(backend, principal, candidate.model, PRODUCTION)
+        prod = models.get_version(backend, principal, candidate.model, PRODUCTION)
     except NotFound:
         return result
     if prod.version != candidate.version:
@@ -174,11 +168,9 @@ def gate(evaluation: dict[str, Any], min_score: float, max_regression: float) ->
 @step(num_cpus=0)
 def deploy_model(accepted: dict[str, Any], deployment: str | None) -> Deployment:
     """Promote the accepted version to ``production`` and serve it (rolling update if deployed)."""
-    from dlplatform import serve, train
-
     backend, principal = _context()
     model, version = accepted["model"], accepted["version"]
-    train.promote(backend, principal, model, version, PRODUCTION)
+    models.promote(backend, principal, model, version, PRODUCTION)
     info = serve.deploy(backend, principal, f"{model}@{version}")
     name = deployment or info.name
     return backend.store.get_deployment(name)
@@ -196,16 +188,13 @@ def roll_out_model(accepted: dict[str, Any], rollout: dict[str, Any]) -> dict[st
     """Roll the accepted version out to its model's deployment in judged steps
     (``serve.start_rollout``) and wait for the outcome: promoted, or ``RolloutFailed``. A model
     not deployed yet has nothing to compare with: it is promoted and deployed directly."""
-    from dlplatform import serve, train
-    from dlplatform.errors import NotFound
-
     backend, principal = _context()
     model, version = accepted["model"], accepted["version"]
     spec = serve.RolloutSpec.model_validate(rollout)
     try:
         backend.store.get_deployment(model)
     except NotFound:
-        train.promote(backend, principal, model, version, spec.promote_alias)
+        models.promote(backend, principal, model, version, spec.promote_alias)
         info = serve.deploy(backend, principal, f"{model}@{version}")
         return {"model": model, "version": version, "status": "DEPLOYED", "deployment": info.name}
     try:  # the step run again (the manager restarted): follow the rollout it started
@@ -274,8 +263,6 @@ def _rows(value: Any) -> list[Any]:
 @step(num_cpus=0)
 def measure(deployment: str, window_minutes: float, max_predictions: int) -> dict[str, Any]:
     """Accuracy from feedback labels and input drift over the window, for one deployment."""
-    from dlplatform import serve
-
     backend, principal = _context()
     store = backend.store
     info = serve.get_deployment(backend, principal, deployment)

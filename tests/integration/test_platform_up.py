@@ -221,9 +221,9 @@ def served(platform: Up) -> str:
     logs an untrained built-in MLP through the SDK (a training job would take a minute more of
     the suite's budget); it is stored and served like a trained one."""
     from dlplatform.client.runs import RunsClient
-    from dlplatform.train import ModelSignature
-    from dlplatform.train.models import build_model
-    from dlplatform.train.registry import BUILTIN_BUILDER
+    from dlplatform.models.artifact import BUILTIN_BUILDER
+    from dlplatform.models.builtin import build_model
+    from dlplatform.models.spec import ModelSignature
 
     started = time.monotonic()
     config = {"model": "mlp", "input_shape": [4], "num_outputs": 2, "params": {"hidden": 8}}

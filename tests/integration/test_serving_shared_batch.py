@@ -103,7 +103,7 @@ def test_batch_predict_commits_predictions_with_lineage(serving_env: ServingEnv)
     rows = [[first.column(f)[i].as_py() for f in FEATURES] for i in range(5)]
     import torch
 
-    from dlplatform.train import load_model
+    from dlplatform.models import load_model
 
     module, signature = load_model(env.backend, model, version.version)
     with torch.no_grad():

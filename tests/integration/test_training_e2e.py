@@ -26,7 +26,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from dlplatform import data, train
+from dlplatform import data, models, train
 from dlplatform.access import SYSTEM, Principal, issue_token
 from dlplatform.api.app import create_app
 from dlplatform.config import Settings, load_settings
@@ -37,7 +37,7 @@ from dlplatform.metadata.actor import connect_store, stop_store
 from dlplatform.metadata.artifacts import ArtifactStore
 from dlplatform.metadata.records import utcnow
 from dlplatform.sdk import Platform
-from dlplatform.train import TrainingJobSpec, models
+from dlplatform.train import TrainingJobSpec
 from dlplatform.train.scheduler import connect_scheduler, job_client, job_env, stop_scheduler
 
 POOL_SIZE = 2
@@ -231,7 +231,7 @@ def test_queue_train_register_promote(world: World) -> None:
     # the registered version: pinned commit, hash, code version, metrics; lineage to the commit
     assert job.model_version == "digits-mlp@1"
     assert job.spec.dataset == f"digits@{w.commit_id}"
-    mv = train.get_version(w.backend, w.alice, "digits-mlp", 1)
+    mv = models.get_version(w.backend, w.alice, "digits-mlp", 1)
     commit = w.backend.store.get_commit(w.commit_id)
     assert mv.run_id == main and mv.dataset_commit == w.commit_id
     assert mv.dataset_version_hash == commit.version_hash
@@ -241,7 +241,7 @@ def test_queue_train_register_promote(world: World) -> None:
     assert {f"run:{main}", f"commit:{w.commit_id}"} <= upstream
 
     # load it back (hash verified, weights only) and check it predicts
-    module, signature = train.load_model(w.backend, "digits-mlp", 1)
+    module, signature = models.load_model(w.backend, "digits-mlp", 1)
     table = data.to_arrow(w.backend, commit)
     x = models.encode_columns(table.to_pydict(), signature, {})
     preds = np.array(models.predict(module, signature, x))
@@ -272,7 +272,7 @@ def test_queue_train_register_promote(world: World) -> None:
     assert job.status == "FAILED"
     assert "ValueError: boom: the user training function failed on purpose" in (job.run.error or "")
     with pytest.raises(NotFound):
-        train.list_versions(w.backend, w.alice, "boom-model")
+        models.list_versions(w.backend, w.alice, "boom-model")
 
     # a pool worker SIGKILLed at epoch 1: resumed from the epoch-0 checkpoint on another warm
     # worker, finished; the pool replaced the dead one

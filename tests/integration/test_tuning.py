@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pytest
 
-from dlplatform import data, train
+from dlplatform import data, models
 from dlplatform.access import SYSTEM, Principal, issue_token
 from dlplatform.api.app import create_app
 from dlplatform.config import Settings, load_settings
@@ -146,7 +146,7 @@ def test_asha_stops_poor_trials_and_registers_the_best(world: World) -> None:
 
     # the best trial's model is registered, with lineage commit → tune → trial → version
     assert final.model_version == "digits-tuned@1"
-    mv = train.get_version(w.backend, w.alice, "digits-tuned", 1)
+    mv = models.get_version(w.backend, w.alice, "digits-tuned", 1)
     assert mv.run_id == best.id and mv.dataset_commit == w.commit_id
     edges = {(e.src, e.dst) for e in w.backend.store.edges_of([f"run:{job.id}", f"run:{best.id}"])}
     assert (f"commit:{w.commit_id}", f"run:{job.id}") in edges
@@ -154,7 +154,7 @@ def test_asha_stops_poor_trials_and_registers_the_best(world: World) -> None:
     assert (f"run:{best.id}", "model_version:digits-tuned@1") in edges
     upstream = {n.entity for n in w.backend.store.upstream("model_version:digits-tuned@1")}
     assert {f"run:{best.id}", f"run:{job.id}", f"commit:{w.commit_id}"} <= upstream
-    module, _ = train.load_model(w.backend, "digits-tuned", 1)
+    module, _ = models.load_model(w.backend, "digits-tuned", 1)
     assert sum(p.numel() for p in module.parameters()) > 0
 
     # the trials ASHA stopped hold no CPUs afterwards: no placement group of the job is left

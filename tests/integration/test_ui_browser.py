@@ -28,7 +28,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from dlplatform import data, train, usage
+from dlplatform import data, models, usage
 from dlplatform.access import Principal, bootstrap_admin, issue_token
 from dlplatform.api.app import create_app
 from dlplatform.config import load_settings
@@ -135,7 +135,7 @@ def _seed(backend: Backend) -> dict[str, Any]:
         ),
         edges_to=[(f"run:{runs[0]}", "produced")],
     )  # fmt: skip
-    train.promote(backend, ADMIN, "digits-mlp", 1, "production")
+    models.promote(backend, ADMIN, "digits-mlp", 1, "production")
     store.put_deployment(
         Deployment(
             name="digits", model="digits-mlp", version=1, traffic_json='{"1": 100}',
@@ -256,7 +256,7 @@ def _seed_tracked(backend: Backend, commit: str) -> list[str]:
 
 def _seed_tuning(backend: Backend, commit: str) -> str:
     """A finished ASHA search over lr (log), hidden (choice) and optimizer (a category) with
-    five trials, two of them stopped early; its records as ``tune.execute`` leaves them."""
+    five trials, two of them stopped early; its records as ``tune_driver.execute`` leaves them."""
     store, now = backend.store, utcnow()
     spec = TuningJobSpec(
         training=TrainingJobSpec(dataset=f"digits@{commit}", label="label", epochs=4),

@@ -1,10 +1,11 @@
 """The built-in pipelines end to end on the shared Ray cluster, with real training and serving:
 a new commit starts ``train_and_deploy`` (train → evaluate → gate → promote + deploy); a bad
 commit fails the gate and nothing is deployed; ``monitor`` raises an alert when feedback labels
-show the accuracy dropped."""
+show the accuracy dropped; the pipeline ending in a judged rollout promotes its version."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import pyarrow as pa
 import pytest
 from fixtures_serve import serve_url  # noqa: F401
 
-from dlplatform import data, serve, train
+from dlplatform import data, models, serve
 from dlplatform.access import SYSTEM
 from dlplatform.config import load_settings
 from dlplatform.context import Backend
@@ -62,7 +63,10 @@ def world(serve_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     for d in backend.store.list_deployments():
         serve.undeploy(backend, SYSTEM, d.name)
     stop_manager(settings)
+    from dlplatform.serve._rollout_driver import stop_driver
     from dlplatform.train.scheduler import stop_scheduler
+
+    stop_driver(settings)
 
     stop_scheduler(settings)
     stop_store(settings)
@@ -104,7 +108,7 @@ def test_commits_train_gate_deploy_and_monitor_alerts(world: World) -> None:
     assert p.workflows.load_output(run.id, "gate")["accepted"] is True
     deployment = p.workflows.load_output(run.id, "deploy-model")
     assert deployment.model == MODEL
-    production = train.get_version(backend, SYSTEM, MODEL, "production")
+    production = models.get_version(backend, SYSTEM, MODEL, "production")
     assert production.version == deployment.version
     assert production.dataset_commit == good.id
     produced = {n.entity for n in backend.store.downstream(f"workflow_run:{run.id}", 1)}
@@ -123,7 +127,7 @@ def test_commits_train_gate_deploy_and_monitor_alerts(world: World) -> None:
     assert "GateRejected" in (steps["gate"].error or "")
     assert "rejected: val_accuracy" in (detail.run.error or "")
     assert steps["deploy-model"].status is RunStatus.QUEUED
-    assert train.get_version(backend, SYSTEM, MODEL, "production").version == production.version
+    assert models.get_version(backend, SYSTEM, MODEL, "production").version == production.version
     assert backend.store.get_deployment(MODEL).version == production.version
 
     # the monitor: predictions whose feedback labels say they were all wrong
@@ -149,3 +153,36 @@ def test_commits_train_gate_deploy_and_monitor_alerts(world: World) -> None:
     assert report["ok"] is False and report["alerts"]
     alerts = backend.store.list_alerts()
     assert any(a.kind == "accuracy" and a.target == f"deployment:{MODEL}" for a in alerts)
+
+    # the pipeline ending in a judged rollout: a version retrained on the good commit goes out
+    # in one step under live requests and promotes itself
+    params = {"dataset": "digits", "commit": good.id, "label": "target", "epochs": 3,
+              "workers": 1, "params": {"hidden": 32},
+              "training": {"lr": 0.01, "batch_size": 32, "seed": 7}, "min_score": 0.6,
+              "max_regression": 0.05,
+              "rollout": {"steps": [100], "min_dwell_s": 1, "min_requests": 20,
+                          "min_samples": 20, "latency_tolerance": 1.0,
+                          "latency_slack_ms": 250}}  # fmt: skip
+    stop = threading.Event()
+
+    def requests() -> None:
+        while not stop.is_set():
+            serve.predict(backend, SYSTEM, MODEL, rows[:1])
+            time.sleep(0.02)
+
+    client = threading.Thread(target=requests, daemon=True)
+    client.start()
+    try:
+        run = p.workflows.run(TD, params)
+        detail = p.workflows.wait(run.id, timeout_s=RUN_TIMEOUT_S)
+    finally:
+        stop.set()
+        client.join(timeout=30)
+    assert detail.run.status is RunStatus.SUCCEEDED, detail
+    assert [s.step_id for s in detail.steps][-1] == "roll-out-model"
+    rolled = p.workflows.load_output(run.id, "roll-out-model")
+    assert rolled["status"] == "PROMOTED" and rolled["version"] > production.version, rolled
+    assert models.get_version(backend, SYSTEM, MODEL, "production").version == rolled["version"]
+    status = serve.rollout_status(backend, SYSTEM, MODEL)
+    assert (status.id, status.status) == (rolled["rollout"], "PROMOTED")
+    assert [e.kind for e in status.events] == ["start", "traffic", "promote"]

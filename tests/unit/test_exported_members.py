@@ -15,9 +15,12 @@ PACKAGES = [
     "dlplatform.metadata",
     "dlplatform.data",
     "dlplatform.train",
+    "dlplatform.models",
     "dlplatform.serve",
     "dlplatform.workflows",
     "dlplatform.lab",
+    "dlplatform.api",
+    "dlplatform.cli",
 ]
 
 
@@ -40,8 +43,11 @@ def test_the_sdk_and_its_contracts_load_no_ray_or_torch() -> None:
         "import sys\n"
         "import dlplatform as dlp\n"
         "import dlplatform.train, dlplatform.serve, dlplatform.workflows, dlplatform.data\n"
+        "import dlplatform.models\n"
         "from dlplatform.train.spec import TrainingJobSpec\n"
         "from dlplatform.train.tune import TuningJobSpec\n"
+        "from dlplatform.models.spec import ModelSignature\n"
+        "from dlplatform.models.registry import resolve_version\n"
         "from dlplatform.serve.spec import DeploymentSpec\n"
         "from dlplatform.workflows.spec import WorkflowRunDetail\n"
         "p = dlp.connect(url='http://127.0.0.1:9', token='t')\n"

@@ -1,5 +1,7 @@
 """Route modules of the gateway. Each exposes ``router: fastapi.APIRouter``; add yours to ROUTERS."""
 
+__all__ = ["ROUTERS"]
+
 ROUTERS: list[str] = [
     "dlplatform.api.routes.system",
     "dlplatform.api.routes.users",

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Path, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from dlplatform import train
 from dlplatform.api.deps import Ctx
 from dlplatform.api.downloads import FILE_RESPONSES, file_response
 from dlplatform.metadata import AliasEvent, ArtifactFile, ModelSummary, ModelVersion
+from dlplatform.models import registry
 
 router = APIRouter(tags=["models"])
 
@@ -23,29 +23,29 @@ class AliasRequest(BaseModel, frozen=True, extra="forbid"):
 @router.get("/models")
 def list_models(ctx: Ctx) -> list[ModelSummary]:
     """Models by name, each with its newest version number (``latest_version``)."""
-    return train.list_models(ctx.backend, ctx.principal)
+    return registry.list_models(ctx.backend, ctx.principal)
 
 
 @router.get("/models/{name}/versions")
 def list_versions(name: str, ctx: Ctx) -> list[ModelVersion]:
-    return train.list_versions(ctx.backend, ctx.principal, name)
+    return registry.list_versions(ctx.backend, ctx.principal, name)
 
 
 @router.get("/models/{name}/versions/{version}")
 def get_version(name: str, version: str, ctx: Ctx) -> ModelVersion:
     """A version by number, or by alias (``/models/m/versions/production``)."""
-    return train.get_version(ctx.backend, ctx.principal, name, version)
+    return registry.get_version(ctx.backend, ctx.principal, name, version)
 
 
 @router.post("/models/{name}/aliases/{alias}")
 def set_alias(name: str, alias: str, body: AliasRequest, ctx: Ctx) -> AliasEvent:
     """Point ``alias`` at a version (``promote``); the move is kept in the alias history."""
-    return train.promote(ctx.backend, ctx.principal, name, body.version, alias)
+    return registry.promote(ctx.backend, ctx.principal, name, body.version, alias)
 
 
 @router.get("/models/{name}/aliases")
 def alias_history(name: str, ctx: Ctx) -> list[AliasEvent]:
-    return train.alias_history(ctx.backend, ctx.principal, name)
+    return registry.alias_history(ctx.backend, ctx.principal, name)
 
 
 @router.get(
@@ -63,7 +63,7 @@ def read_model_object(
 ) -> Response:
     """One object of a version's weights-only artifact: the manifest (the version's
     ``artifact_sha256``) or a file it lists. ``p.models.load()`` fetches and verifies them."""
-    data = train.read_model_object(ctx.backend, ctx.principal, name, version, sha256)
+    data = registry.read_model_object(ctx.backend, ctx.principal, name, version, sha256)
     return Response(data, media_type="application/octet-stream", headers={"X-DLP-Sha256": sha256})
 
 
@@ -71,8 +71,6 @@ def read_model_object(
 def list_artifacts(name: str, version: str, ctx: Ctx) -> list[ArtifactFile]:
     """The files of a version (by number or alias): ``weights.pt`` (the state dict) and
     ``model.json`` (format, model config, signature, builder), with sizes and sha256."""
-    from dlplatform.train import registry  # torch: loaded where a model's files are read
-
     return registry.list_version_artifacts(ctx.backend, ctx.principal, name, version)
 
 
@@ -84,7 +82,5 @@ def list_artifacts(name: str, version: str, ctx: Ctx) -> list[ArtifactFile]:
 def read_artifact(name: str, version: str, path: str, ctx: Ctx) -> StreamingResponse:
     """One file of a version, streamed and checked against its sha256 on the way (header
     ``X-DLP-SHA256``); only a path the version lists is served. The download is audited."""
-    from dlplatform.train import registry
-
     found = registry.open_version_artifact(ctx.backend, ctx.principal, name, version, path)
     return file_response(*found)

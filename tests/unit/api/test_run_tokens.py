@@ -25,7 +25,8 @@ from dlplatform.context import Backend
 from dlplatform.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from dlplatform.metadata import MetadataStore, Role, Run, RunStatus
 from dlplatform.metadata.records import utcnow
-from dlplatform.train import entrypoint, service
+from dlplatform.train import service
+from dlplatform.train._lifecycle import finish
 from dlplatform.train.scheduler import _Scheduler, job_env, job_runtime_env
 from dlplatform.train.spec import TrainingJobSpec
 
@@ -270,7 +271,7 @@ def test_the_token_is_revoked_when_the_run_ends_fails_or_is_cancelled(
     finished, failed, cancelled = _run(store), _run(store), _run(store, status=RunStatus.QUEUED)
     for run in (finished, failed, cancelled):
         issue_run_token(store, "alice", run.id, TTL_S)
-    entrypoint._finish(backend, finished.id, RunStatus.SUCCEEDED)  # the job's own ending
+    finish(backend, finished.id, RunStatus.SUCCEEDED)  # the job's own ending
     _scheduler(store, settings, FakeJobs())._fail_if_running(failed.id, "driver died")
     service.cancel_job(backend, alice, cancelled.id)
     for run in (finished, failed, cancelled):

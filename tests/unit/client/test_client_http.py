@@ -301,7 +301,7 @@ def test_models_load_over_http_is_verified_end_to_end(
     from fixtures_serve import register_mlp
 
     from dlplatform.errors import IntegrityError
-    from dlplatform.train import load_model
+    from dlplatform.models import load_model
 
     mv = register_mlp(backend, "m1", seed=3)
     p = _platform(transport, admin_token)

@@ -56,7 +56,7 @@ def _fill(uri: str, root: Path) -> dict[str, Any]:
     from mlflow.tracking import MlflowClient
     from sklearn.linear_model import LogisticRegression
 
-    from dlplatform.train.models import build_model
+    from dlplatform.models.builtin import build_model
 
     c = MlflowClient(uri, uri)
     vision = c.create_experiment("vision", artifact_location=(root / "art").as_uri())

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dlplatform.serve._ingress import frontend_bind, haproxy_binary, write_wrapper
+from dlplatform._ray_internals import write_wrapper
+from dlplatform.serve._ingress import frontend_bind, haproxy_binary
 
 SERVE_CONFIG = Path(__file__).parent / "data" / "serve_haproxy.cfg"
 

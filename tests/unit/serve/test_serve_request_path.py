@@ -220,7 +220,7 @@ def test_serve_latency_samples_are_capped_before_serve_reports_them(
 ) -> None:
     from ray.serve._private.replica import ReplicaMetricsManager
 
-    from dlplatform.serve._metrics import cap_serve_latency_samples
+    from dlplatform._ray_internals import cap_serve_latency_samples
 
     reported: list[tuple[int, int]] = []
 

@@ -10,13 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from dlplatform.errors import InvalidInput, TooLarge
+from dlplatform.models.builtin import build_model
+from dlplatform.models.spec import ModelSignature
 from dlplatform.serve._metrics import LATENCY_SAMPLES_PER_PUBLISH, RequestMetrics
 from dlplatform.serve._model import ServedModel
 from dlplatform.serve._predlog import RawJSON, _dump, raw_inputs
 from dlplatform.serve.deployment import infer_grouped
 from dlplatform.serve.spec import DeploymentSpec, TrafficSpec, check_traffic, split_model_ref
-from dlplatform.train import ModelSignature
-from dlplatform.train.models import build_model
 
 FEATURES = ("f0", "f1", "f2", "f3")
 

@@ -18,7 +18,7 @@ from dlplatform.errors import Conflict, NotFound, PermissionDenied
 from dlplatform.metadata import LineageEdge, MetricPoint, Role, Run, RunStatus
 from dlplatform.metadata.records import utcnow
 from dlplatform.train import TrainingJobSpec, reproduce
-from dlplatform.train.entrypoint import code_version
+from dlplatform.train._lifecycle import code_version
 
 ALICE = Principal(name="alice", role=Role.DATA_SCIENTIST)
 

@@ -220,7 +220,7 @@ def test_a_logged_model_is_a_registry_version_with_lineage(
 ) -> None:  # fmt: skip
     import torch
 
-    from dlplatform.train import ModelSignature
+    from dlplatform.models import ModelSignature
 
     p = http_platform(admin_token)
     signature = ModelSignature(kind="tabular", features=("x",), dtypes=("double",),

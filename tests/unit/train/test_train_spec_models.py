@@ -1,4 +1,5 @@
-"""Training specs, built-in models, input checks, encoding and the seeded split (no Ray)."""
+"""Training specs, the run plan, label encoding and the seeded split (no Ray); the built-in
+models themselves are tested in tests/unit/models."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import torch
 from pydantic import ValidationError
 
 from dlplatform.errors import InvalidInput
-from dlplatform.train import BUILTIN_MODELS, ModelSignature, TrainingJobSpec, models, runner
+from dlplatform.models import ModelSignature, builtin, encoding
+from dlplatform.train import TrainingJobSpec, runner
 
 
 def _digits_table(n: int = 50) -> pa.Table:
@@ -60,78 +62,12 @@ def test_spec_is_frozen() -> None:
         spec.epochs = 5  # type: ignore[misc]
 
 
-def test_check_inputs_names_non_numeric_columns() -> None:
-    schema = pa.schema([("a", pa.float64()), ("city", pa.string()), ("when", pa.timestamp("s")),
-                        ("y", pa.int64())])  # fmt: skip
-    with pytest.raises(
-        InvalidInput, match=r"not numeric: city \(string\), when \(timestamp\[s\]\)"
-    ):
-        models.check_inputs("mlp", schema, ["a", "city", "when"], "y")
-    with pytest.raises(InvalidInput, match="label column 'nope' is not in the dataset"):
-        models.check_inputs("mlp", schema, ["a"], "nope")
-    with pytest.raises(InvalidInput, match="feature columns not in the dataset: zz"):
-        models.check_inputs("mlp", schema, ["a", "zz"], "y")
-    with pytest.raises(InvalidInput, match="exactly one string feature"):
-        models.check_inputs("text", schema, ["a"], "y")
-    with pytest.raises(InvalidInput, match="3 pixel columns is not S\\*S"):
-        models.check_inputs(
-            "cnn", pa.schema([(c, pa.float32()) for c in "abcy"]), ["a", "b", "c"], "y"
-        )
-
-
-def test_check_params() -> None:
-    models.check_params("mlp", {"hidden": 32, "layers": 1})
-    with pytest.raises(InvalidInput, match="unknown hyperparameters for model mlp: depth"):
-        models.check_params("mlp", {"depth": 3})
-    with pytest.raises(InvalidInput, match="hidden must be between"):
-        models.check_params("mlp", {"hidden": 0})
-
-
-@pytest.mark.parametrize("name", BUILTIN_MODELS)
-def test_builtin_models_forward_and_signature(name: str) -> None:
-    if name == "text":
-        table = pa.table({"review": ["good film", "bad, bad plot", "great acting!"] * 4,
-                          "sentiment": ["pos", "neg", "pos"] * 4})  # fmt: skip
-        spec = TrainingJobSpec(dataset="reviews", label="sentiment", model="text",
-                               params={"max_tokens": 8, "vocab_size": 128})  # fmt: skip
-        label = "sentiment"
-    else:
-        table = _digits_table()
-        spec = TrainingJobSpec(dataset="digits", label="target", model=name)
-        label = "target"
-    plan = runner.plan(spec, table.schema, table.column(label))
-    sig = plan.signature
-    assert sig.label == label and sig.task == "classification"
-    assert len(sig.features) == len(sig.dtypes) == table.num_columns - 1
-    if name == "cnn":
-        assert sig.input_shape == (1, 8, 8) and sig.kind == "image"
-    if name == "text":
-        assert sig.classes == ("neg", "pos") and sig.input_shape == (8,)
-    net = models.build_model(plan.model_config)
-    x = models.encode_columns(table.to_pydict(), sig, spec.params)
-    out = net(torch.as_tensor(x, dtype=models.input_dtype(sig)))
-    assert out.shape == (table.num_rows, len(sig.classes))
-    preds = models.predict(net, sig, x[:3])
-    assert len(preds) == 3 and all(p in sig.classes for p in preds)
-    ModelSignature.model_validate_json(sig.model_dump_json())
-
-
-def test_cnn_accepts_a_list_column() -> None:
-    table = pa.table({"image": [[float(i % 7)] * 784 for i in range(6)], "digit": [0, 1, 2] * 2})
-    spec = TrainingJobSpec(dataset="mnist", label="digit", model="cnn")
-    plan = runner.plan(spec, table.schema, table.column("digit"), table.slice(0, 1).to_pylist()[0])
-    assert plan.signature.input_shape == (1, 28, 28)
-    x = models.encode_columns(table.to_pydict(), plan.signature, {})
-    assert x.shape == (6, 1, 28, 28)
-    assert models.build_model(plan.model_config)(torch.as_tensor(x)).shape == (6, 3)
-
-
 def test_regression_when_label_is_float() -> None:
     table = pa.table({"x1": [1.0, 2.0, 3.0], "x2": [0.5, 0.1, 0.2], "price": [1.5, 2.5, 3.5]})
     spec = TrainingJobSpec(dataset="houses", label="price")
     plan = runner.plan(spec, table.schema, table.column("price"))
     assert plan.signature.task == "regression" and plan.model_config["num_outputs"] == 1
-    y = models.encode_labels(np.array([1.5, 2.5]), plan.signature)
+    y = encoding.encode_labels(np.array([1.5, 2.5]), plan.signature)
     assert y.dtype == np.float32
 
 
@@ -178,7 +114,7 @@ def test_workers_fetch_whole_batches_of_about_fetch_bytes() -> None:
 
 
 def test_the_optimizer_is_fused_adam_and_keeps_its_state() -> None:
-    model = models.build_model({"model": "mlp", "input_shape": [8], "num_outputs": 3,
+    model = builtin.build_model({"model": "mlp", "input_shape": [8], "num_outputs": 3,
                                 "params": {"hidden": 16}})  # fmt: skip
     opt = runner.make_optimizer(model, 1e-3, 0.0)
     assert isinstance(opt, torch.optim.Adam) and opt.defaults["fused"]
@@ -202,7 +138,7 @@ def test_failure_message_prefers_the_worker_exception() -> None:
 
 
 def test_cli_param_parsing() -> None:
-    from dlplatform.cli.train import parse_param
+    from dlplatform.cli._training_opts import parse_param
 
     assert parse_param("hidden=64") == ("hidden", 64)
     assert parse_param("dropout=0.1") == ("dropout", 0.1)
@@ -213,7 +149,7 @@ def test_cli_param_parsing() -> None:
 
 
 def test_code_version_hashes_the_training_code() -> None:
-    from dlplatform.train.entrypoint import code_version
+    from dlplatform.train._lifecycle import code_version
 
     version = code_version(TrainingJobSpec(dataset="d", label="y"))
     assert version.startswith("dlplatform-") and len(version.split("sha256:")[1]) == 64

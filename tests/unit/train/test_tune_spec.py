@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from dlplatform.cli import app
 from dlplatform.errors import InvalidInput
+from dlplatform.train._lifecycle import Holding
 from dlplatform.train.tune import (
     ACCEPTED_FORMS,
     Distribution,
@@ -83,7 +84,8 @@ def test_spec_counts_trials_and_resources() -> None:
         concurrency=4,
     )
     assert spec.num_trials == 6 and spec.effective_concurrency == 4
-    assert spec.resource_spec().workers == 4 and spec.scheduler == "asha"
+    held = Holding.of_spec(spec.training, spec.effective_concurrency)  # what the run records
+    assert held.workers == 4 and held.cpus == 4.0 and spec.scheduler == "asha"
     small = spec.model_copy(update={"samples": 1, "space": {"lr": "grid(0.1,0.2)"}})
     assert small.num_trials == 2 and small.effective_concurrency == 2
 

@@ -26,7 +26,9 @@ from dlplatform.errors import BackendUnavailable, IntegrityError, NotFound, Perm
 from dlplatform.metadata import MetadataStore, Role, Run, RunStatus, User
 from dlplatform.metadata.artifacts import ArtifactStore
 from dlplatform.metadata.records import utcnow
-from dlplatform.train import entrypoint, models, registry, runner, tune
+from dlplatform.models import artifact, builtin
+from dlplatform.train import runner, tune, tune_driver
+from dlplatform.train.execute import execute_training
 from dlplatform.train.scheduler import _Scheduler, job_env
 from dlplatform.train.spec import TrainingJobSpec
 
@@ -185,7 +187,7 @@ def _probe_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str,
     marker = tmp_path / f"{name}.imported"
     (tmp_path / f"{name}.py").write_text(
         f"from pathlib import Path\nPath({str(marker)!r}).write_text('imported')\n"
-        "from dlplatform.train.models import build_model as build\n"
+        "from dlplatform.models.builtin import build_model as build\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     return name, marker
@@ -196,10 +198,10 @@ def _register(backend: Backend, tmp_path: Path, name: str, builder: str) -> None
     plan = runner.plan(TrainingJobSpec(dataset="d", label="target"), table.schema,
                        table.column("target"))  # fmt: skip
     weights = tmp_path / f"{name}.pt"
-    torch.save(models.build_model(plan.model_config).state_dict(), weights)
+    torch.save(builtin.build_model(plan.model_config).state_dict(), weights)
     run = backend.store.create_run(Run(id=f"run-{name}", owner="system", created_at=utcnow(),
                                        status=RunStatus.RUNNING))  # fmt: skip
-    registry.register_version(
+    artifact.register_version(
         backend, run=run, model_name=name, state_dict_path=weights,
         model_config=plan.model_config, signature=plan.signature, builder=builder, metrics={},
         params={}, dataset_commit="c-abc", dataset_version_hash=None, code_version="test",
@@ -221,19 +223,19 @@ def test_the_gateway_never_imports_a_model_factory(
     with pytest.raises(BackendUnavailable):
         serve.deploy(backend, SYSTEM, "custom@1")
     assert not marker.exists() and module not in sys.modules
-    assert train.verify_version(backend, "custom", 1).version == 1
+    assert artifact.verify_version(backend, "custom", 1).version == 1
     assert not marker.exists() and module not in sys.modules
     # where the model is built (a replica, a job), the factory is imported: the probe works
-    train.load_model(backend, "custom", 1)
+    artifact.load_model(backend, "custom", 1)
     assert marker.exists()
 
 
 def test_the_deploy_check_verifies_without_importing(backend: Backend, tmp_path: Path) -> None:
     _register(backend, tmp_path, "malformed", "os.path; import x:y")
     with pytest.raises(IntegrityError, match="malformed builder"):
-        train.verify_version(backend, "malformed", 1)
-    _register(backend, tmp_path, "builtin", registry.BUILTIN_BUILDER)
-    assert train.verify_version(backend, "builtin", None).model == "builtin"
+        artifact.verify_version(backend, "malformed", 1)
+    _register(backend, tmp_path, "builtin", artifact.BUILTIN_BUILDER)
+    assert artifact.verify_version(backend, "builtin", None).model == "builtin"
 
 
 # --- a job acts as its owner or not at all ------------------------------------------------------
@@ -252,7 +254,7 @@ def test_a_job_whose_owner_is_gone_fails_instead_of_running_as_admin(
     backend: Backend, store: MetadataStore, spec: dict[str, Any]
 ) -> None:
     run = _queued(store, "ghost", spec)
-    ended = entrypoint.execute(backend, run.id)
+    ended = execute_training(backend, run.id)
     assert ended.status is RunStatus.FAILED
     assert (
         ended.error
@@ -265,11 +267,11 @@ def test_a_job_whose_owner_is_disabled_or_lost_code_run_fails(
 ) -> None:
     store.create_user(User(name="dora", role=Role.DATA_SCIENTIST, created_at=utcnow(),
                            disabled=True))  # fmt: skip
-    disabled = entrypoint.execute(backend, _queued(store, "dora").id)
+    disabled = execute_training(backend, _queued(store, "dora").id)
     assert disabled.status is RunStatus.FAILED
     assert disabled.error == "the run's owner 'dora' is disabled: the run may not act"
     _user(store, "rita", Role.RESEARCHER)  # a data-scientist when she submitted, no longer
-    lost = entrypoint.execute(backend, _queued(store, "rita").id)
+    lost = execute_training(backend, _queued(store, "rita").id)
     assert lost.status is RunStatus.FAILED
     assert "role researcher lacks permission code.run" in (lost.error or ""), lost.error
 
@@ -280,7 +282,7 @@ def test_a_tuning_job_whose_owner_is_gone_fails(backend: Backend, store: Metadat
     run = store.create_run(Run(id="run-tune-ghost", kind="tune", owner="ghost",
                                status=RunStatus.QUEUED, spec_json=search.model_dump_json(),
                                created_at=utcnow()))  # fmt: skip
-    ended = tune.execute(backend, run.id)
+    ended = tune_driver.execute(backend, run.id)
     assert ended.status is RunStatus.FAILED and "owner 'ghost' no longer exists" in (
         ended.error or ""
     )

@@ -1,5 +1,5 @@
-"""Model registry on a real DuckDB store and artifact store: register, load, tamper, promote,
-and the permission rules of the training service (no Ray)."""
+"""Model registry on a real DuckDB store and artifact store: register, load, tamper, promote
+(no Ray)."""
 
 from __future__ import annotations
 
@@ -11,23 +11,13 @@ import pyarrow as pa
 import pytest
 import torch
 
-from dlplatform.access import SYSTEM, Principal
+from dlplatform.access import Principal
 from dlplatform.context import Backend
-from dlplatform.errors import Conflict, IntegrityError, InvalidInput, NotFound, PermissionDenied
+from dlplatform.errors import IntegrityError, InvalidInput, NotFound, PermissionDenied
 from dlplatform.metadata import Role, Run, RunStatus, User
 from dlplatform.metadata.records import utcnow
-from dlplatform.train import (
-    TrainingJobSpec,
-    cancel_job,
-    get_job,
-    list_jobs,
-    load_model,
-    models,
-    promote,
-    registry,
-    runner,
-    submit,
-)
+from dlplatform.models import artifact, builtin, load_model, promote, registry
+from dlplatform.train import TrainingJobSpec, runner
 
 
 def _user(backend: Backend, name: str, role: Role) -> Principal:
@@ -44,15 +34,15 @@ def _register(
     spec = TrainingJobSpec(dataset="digits", label="target")
     plan = runner.plan(spec, table.schema, table.column("target"))
     torch.manual_seed(0)
-    net = models.build_model(plan.model_config)
+    net = builtin.build_model(plan.model_config)
     weights = tmp_path / "model.pt"
     torch.save(net.state_dict(), weights)
     run = backend.store.create_run(Run(id=f"run-{name}", owner="system", created_at=utcnow(),
                                        status=RunStatus.RUNNING))  # fmt: skip
-    mv = registry.register_version(
+    mv = artifact.register_version(
         backend, run=run, model_name=name, state_dict_path=weights,
         model_config=plan.model_config, signature=plan.signature,
-        builder=registry.BUILTIN_BUILDER, metrics={"val_accuracy": 0.5}, params={"lr": 0.01},
+        builder=artifact.BUILTIN_BUILDER, metrics={"val_accuracy": 0.5}, params={"lr": 0.01},
         dataset_commit="c-abc", dataset_version_hash="h" * 64, code_version="dlplatform-test",
     )  # fmt: skip
     return mv, net
@@ -74,7 +64,7 @@ def test_register_then_load_gives_the_same_network(backend: Backend, tmp_path: P
 def test_tampered_artifact_is_refused(backend: Backend, tmp_path: Path) -> None:
     mv, _ = _register(backend, tmp_path)
     manifest = json.loads(backend.artifacts.get_bytes(mv.artifact_sha256))
-    weights_sha = manifest[registry.WEIGHTS_FILE]["sha256"]
+    weights_sha = manifest[artifact.WEIGHTS_FILE]["sha256"]
     path = Path(backend.artifacts.path_for(weights_sha))
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF
@@ -109,14 +99,14 @@ def _register_again(backend: Backend, tmp_path: Path) -> tuple[object, torch.nn.
     table = pa.table({"p0": [1.0, 2.0], "target": [0, 1]})
     spec = TrainingJobSpec(dataset="digits", label="target")
     plan = runner.plan(spec, table.schema, table.column("target"))
-    net = models.build_model(plan.model_config)
+    net = builtin.build_model(plan.model_config)
     weights = tmp_path / "model.pt"
     torch.save(net.state_dict(), weights)
     run = backend.store.create_run(Run(id="run-second", owner="system", created_at=utcnow()))
-    mv = registry.register_version(
+    mv = artifact.register_version(
         backend, run=run, model_name="digits-mlp", state_dict_path=weights,
         model_config=plan.model_config, signature=plan.signature,
-        builder=registry.BUILTIN_BUILDER, metrics={}, params={}, dataset_commit="c-def",
+        builder=artifact.BUILTIN_BUILDER, metrics={}, params={}, dataset_commit="c-def",
         dataset_version_hash=None, code_version="x",
     )  # fmt: skip
     return mv, net
@@ -131,47 +121,8 @@ def test_weights_file_with_pickled_objects_is_not_loaded(backend: Backend, tmp_p
     torch.save({"w": Evil()}, bad)
     run = backend.store.create_run(Run(id="run-evil", owner="system", created_at=utcnow()))
     with pytest.raises(Exception, match=r"Weights only load failed|Unsupported"):
-        registry.register_version(
+        artifact.register_version(
             backend, run=run, model_name="evil", state_dict_path=bad, model_config={},
             signature=None, builder=None, metrics={}, params={}, dataset_commit="c",  # type: ignore[arg-type]
             dataset_version_hash=None, code_version="x",
         )  # fmt: skip
-
-
-def _run(backend: Backend, owner: str, status: RunStatus) -> Run:
-    spec = TrainingJobSpec(dataset="digits@c-1", label="target")
-    run = Run(id=f"run-{owner}-{status.value.lower()}", owner=owner, status=status,
-              spec_json=spec.model_dump_json(), created_at=utcnow())  # fmt: skip
-    return backend.store.create_run(run)
-
-
-def test_cancel_rules(backend: Backend) -> None:
-    alice = _user(backend, "alice", Role.DATA_SCIENTIST)
-    bob = _user(backend, "bob", Role.RESEARCHER)
-    viewer = _user(backend, "vic", Role.VIEWER)
-    done = _run(backend, "alice", RunStatus.SUCCEEDED)
-    queued = _run(backend, "alice", RunStatus.QUEUED)
-    with pytest.raises(Conflict, match="already finished"):
-        cancel_job(backend, alice, done.id)
-    with pytest.raises(PermissionDenied, match="may not cancel"):
-        cancel_job(backend, bob, queued.id)
-    with pytest.raises(PermissionDenied, match=r"train\.submit"):
-        cancel_job(backend, viewer, queued.id)
-    job = get_job(backend, viewer, queued.id)
-    assert job.queue_position == 1 and job.status == "QUEUED"
-    cancelled = cancel_job(backend, SYSTEM, queued.id)  # admins may cancel any job
-    assert cancelled.status == "CANCELLED" and cancelled.run.error == "cancelled by system"
-    assert [j.id for j in list_jobs(backend, viewer)] == [queued.id, done.id]
-    with pytest.raises(NotFound):
-        get_job(backend, viewer, "run-nope")
-
-
-def test_submit_needs_train_submit(backend: Backend) -> None:
-    viewer = _user(backend, "vic", Role.VIEWER)
-    engineer = _user(backend, "eng", Role.DATA_ENGINEER)
-    spec = TrainingJobSpec(dataset="digits", label="target")
-    for who in (viewer, engineer):
-        with pytest.raises(PermissionDenied, match=r"train\.submit"):
-            submit(backend, who, spec)
-    denied = [a for a in backend.store.list_audit() if a.outcome == "denied"]
-    assert {a.actor for a in denied} >= {"vic", "eng"}
