@@ -142,9 +142,9 @@ def _print_rollout(info: RolloutStatus) -> None:
 @app.command("rollout")
 @handle_errors
 def rollout(
-    name: str = typer.Argument(..., help="The deployment, or `status` followed by it."),
+    name: str = typer.Argument(..., help="The deployment, or `status` or `abort` followed by it."),
     version: str = typer.Argument(
-        ..., help="The version to roll out (the deployment, after `status`)."
+        ..., help="The version to roll out (the deployment, after `status` or `abort`)."
     ),
     steps: str = typer.Option(None, "--steps", help="Percents per step, e.g. 5,25,50,100."),
     min_dwell_s: float = typer.Option(None, "--min-dwell-s", help="Shortest step (60 s)."),
@@ -161,10 +161,12 @@ def rollout(
     home: str | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Roll VERSION out to NAME in judged steps (`dlp serve rollout status NAME`: its progress)."""
+    """Roll VERSION out to NAME in judged steps (`dlp serve rollout status NAME`: its progress;
+    `dlp serve rollout abort NAME`: stop it, all traffic back on the version it started from)."""
     platform = _common.platform
-    if name == "status":
-        status = platform(home).serving.rollout_status(version)
+    if name in ("status", "abort"):
+        serving = platform(home).serving
+        status = (serving.rollout_status if name == "status" else serving.abort_rollout)(version)
         if as_json:
             emit(status, True)
         else:

@@ -6,6 +6,7 @@ p.serving.predict("digits-mlp", [[0.0] * 64])
 p.serving.traffic("digits-mlp", {3: 90, 4: 10})
 p.serving.rollout("digits-mlp", 5, steps=[10, 50, 100])  # judged steps, then promoted
 p.serving.rollout_status("digits-mlp").status           # RUNNING, PROMOTED, ROLLED_BACK
+p.serving.abort_rollout("digits-mlp")                    # all traffic back, ABORTED
 ```
 """
 
@@ -83,6 +84,11 @@ class ServingClient:
     def rollout_status(self, name: str) -> RolloutStatus:
         """The newest rollout of ``name`` with each step and decision."""
         return self._http.get(f"deployments/{_seg(name)}/rollout", RolloutStatus)
+
+    def abort_rollout(self, name: str) -> RolloutStatus:
+        """Stop the running rollout of ``name``: all traffic back on its starting version."""
+        return self._http.call("POST", f"deployments/{_seg(name)}/rollout/abort", RolloutStatus,
+                               timeout_s=300.0)  # fmt: skip
 
     def predict(self, name: str, inputs: Any) -> PredictionResult:
         """``POST /models/<name>`` on the model application (same host as the gateway).

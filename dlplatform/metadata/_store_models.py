@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from dlplatform.errors import InvalidInput, NotFound
+from dlplatform.metadata._changes import ChangeCounters
 from dlplatform.metadata._db import Database, insert
 from dlplatform.metadata.records import (
     Alert,
@@ -25,6 +26,7 @@ from dlplatform.metadata.records import (
 
 class ModelTables:
     _db: Database
+    _deployment_changes: ChangeCounters  # made by MetadataStore.__init__
 
     def _add_edges_in(self, cur: Any, edges: list[LineageEdge]) -> None:
         raise NotImplementedError  # provided by the core store
@@ -168,6 +170,7 @@ class ModelTables:
         with self._db.tx() as cur:
             cur.execute("DELETE FROM deployments WHERE name = ?", [deployment.name])
             insert(cur, "deployments", deployment.model_dump(mode="python"), "deployment")
+        self._deployment_changes.bump([deployment.name])  # its replicas follow its traffic
         return deployment
 
     def get_deployment(self, name: str) -> Deployment:
@@ -190,6 +193,18 @@ class ModelTables:
     def delete_deployment(self, name: str) -> None:
         self.get_deployment(name)
         self._db.run("DELETE FROM deployments WHERE name = ?", [name])
+        self._deployment_changes.bump([name])
+
+    def deployment_change(self, name: str) -> int:
+        """A number that moves whenever the deployment ``name``'s record is written or deleted
+        (in memory, ``_changes``): its replicas follow a traffic change through it."""
+        return self._deployment_changes.value(name)
+
+    def wait_deployment_change(self, name: str, known: int | None, timeout_s: float) -> int:
+        """``deployment_change(name)`` as soon as it differs from ``known``, else after
+        ``timeout_s``. Blocks the calling thread: the metadata actor runs it in a thread group
+        of its own (``StoreClient.watch_deployment``), never through ``call``."""
+        return self._deployment_changes.wait(name, known, timeout_s)
 
     # --- predictions, feedback, alerts ------------------------------------------------------
 

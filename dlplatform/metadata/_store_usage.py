@@ -48,16 +48,19 @@ class UsageTables:
         """End the interval ``subject`` holds (none: nothing happens)."""
         self._db.run(f"UPDATE usage_intervals SET end_at = ? WHERE {_OPEN}", [at, kind, subject])
 
-    def record_peak_memory(self, run_peaks: dict[str, int]) -> None:
-        """Raise the peak memory of the open intervals of runs (run id -> bytes sampled)."""
-        if not run_peaks:
+    def record_peak_memory(
+        self, peaks: dict[str, int], kind: Literal["run", "deployment"] = "run"
+    ) -> None:
+        """Raise the peak memory of the open intervals of runs or deployments (subject ->
+        bytes sampled)."""
+        if not peaks:
             return
         with self._db.tx() as cur:
-            for run_id, peak in run_peaks.items():
+            for subject, peak in peaks.items():
                 cur.execute(
                     "UPDATE usage_intervals SET peak_mem_bytes = greatest(coalesce("
                     f"peak_mem_bytes, 0), ?) WHERE {_OPEN}",
-                    [int(peak), "run", run_id],
+                    [int(peak), kind, subject],
                 )
 
     def close_ended_run_usage(self) -> None:

@@ -30,7 +30,16 @@ MAX_RUN_WATCHERS = 256
 """Threads of the actor that may wait in ``wait_run_change`` at once (people following a job:
 ``dlp train submit --wait``, ``job.wait()``, the UI); a follower past this many waits its turn."""
 _RUN_WATCH = "run_watch"
-_BLOCKING = {"wait_token_epoch": "watch_token_epoch", "wait_run_change": "watch_run"}
+MAX_DEPLOYMENT_WATCHERS = 512
+"""Threads of the actor that may wait in ``wait_deployment_change`` at once (one per dedicated
+model replica, which follows its deployment's traffic split); one past this many waits its turn
+and keeps the split it has until then."""
+_DEPLOYMENT_WATCH = "deployment_watch"
+_BLOCKING = {
+    "wait_token_epoch": "watch_token_epoch",
+    "wait_run_change": "watch_run",
+    "wait_deployment_change": "watch_deployment",
+}
 """Store methods that block, and the ``StoreClient`` method that calls each in its own group."""
 
 
@@ -80,12 +89,23 @@ class _MetadataActor:
         learns of each new metric point or status the moment the store has it."""
         return self._store.wait_run_change(run_id, known, timeout_s)
 
+    @ray.method(concurrency_group=_DEPLOYMENT_WATCH)
+    def wait_deployment_change(self, name: str, known: int | None, timeout_s: float) -> int:
+        """``MetadataStore.wait_deployment_change``, in a thread group of its own: a model
+        replica learns of a new traffic split (a rollout's step, a rollback) the moment the
+        store has it."""
+        return self._store.wait_deployment_change(name, known, timeout_s)
+
 
 MetadataActor = ray.remote(
     num_cpus=0,
     max_concurrency=16,
     max_restarts=-1,
-    concurrency_groups={_WATCH: MAX_TOKEN_WATCHERS, _RUN_WATCH: MAX_RUN_WATCHERS},
+    concurrency_groups={
+        _WATCH: MAX_TOKEN_WATCHERS,
+        _RUN_WATCH: MAX_RUN_WATCHERS,
+        _DEPLOYMENT_WATCH: MAX_DEPLOYMENT_WATCHERS,
+    },
 )(_MetadataActor)
 
 
@@ -116,8 +136,8 @@ FAILOVER_WAIT_S = 30.0
 """How long a call that is safe to repeat waits for a restarting metadata actor."""
 FAILOVER_PAUSE_S = 0.1
 _READ_PREFIXES = ("get_", "list_", "count_", "read_", "export_")
-_READS = frozenset({"run_version", "token_epoch", "upstream", "downstream", "edges_of",
-                    "latest_metrics", "referenced_artifacts", "resolve_alias", "schema_version",
+_READS = frozenset({"run_version", "token_epoch", "deployment_change", "upstream", "downstream",
+                    "edges_of", "latest_metrics", "referenced_artifacts", "resolve_alias", "schema_version",
                     "user_for_token_hash", "ping", "search_runs", "latest_rollout",
                     "next_rollout_seq", "version_window", "usage_of", "list_usage"})  # fmt: skip
 _IDEMPOTENT_WRITES = frozenset({"update_run", "update_user", "update_dataset", "touch_token",
@@ -206,6 +226,11 @@ class StoreClient:
         """The run's change counter once it differs from ``known`` (or after ``timeout_s``), as
         a ref to await (``MetadataStore.wait_run_change``)."""
         return self._handle.wait_run_change.remote(run_id, known, timeout_s)
+
+    def watch_deployment(self, name: str, known: int | None, timeout_s: float) -> ray.ObjectRef:  # type: ignore[type-arg]
+        """The deployment's change counter once it differs from ``known`` (or after
+        ``timeout_s``), as a ref to await (``MetadataStore.wait_deployment_change``)."""
+        return self._handle.wait_deployment_change.remote(name, known, timeout_s)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (StoreClient, (self._handle,))

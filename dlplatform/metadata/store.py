@@ -80,6 +80,7 @@ class MetadataStore(
         self._db = Database(path)
         self._token_changes = ChangeCounters()  # the token epoch (one key)
         self._run_changes = ChangeCounters()  # each run's version
+        self._deployment_changes = ChangeCounters()  # each deployment's record
 
     @property
     def path(self) -> str:

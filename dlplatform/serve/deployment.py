@@ -19,9 +19,13 @@ replica about a third of the throughput, RAY_NOTES §9). Per request:
 4. the response ``{"outputs", "model", "version", "request_id"}``; the prediction log and metrics
    are buffered and flushed by a background task, off the request path.
 
-A traffic split (``{version: weight}``) loads every version with a positive weight into each
-replica and picks one per request; the version is in every response. A redeploy replaces the
-replicas in a rolling way (new ones start before old ones stop), so requests keep succeeding.
+A traffic split (``{version: weight}``) loads every version of the split into each replica
+(standbys at weight 0 too) and picks one per request; the version is in every response. A new
+split among the loaded versions (a rollout's step, a rollback, a promotion) is a change of
+weights in place: every replica follows its deployment's record through a long poll on the
+metadata actor and serves the new split within milliseconds. A split that needs a version the
+replicas do not hold, or a new spec, is a redeploy that replaces the replicas in a rolling way
+(new ones start before old ones stop), so requests keep succeeding.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from dlplatform.errors import BadRequest, DLPlatformError, InvalidInput, TooLarge
+from dlplatform.errors import BadRequest, DLPlatformError, InvalidInput, NotFound, TooLarge
 from dlplatform.hosts import AllowedHosts
 from dlplatform.serve._auth import TokenCache
 from dlplatform.serve._batching import MicroBatcher
@@ -50,7 +54,7 @@ from dlplatform.serve._ingress import prepare_replica_process
 from dlplatform.serve._metrics import RequestMetrics
 from dlplatform.serve._model import ServedModel, load_served_model
 from dlplatform.serve._predlog import PredictionLog, RequestInputs
-from dlplatform.serve.spec import QUIET_LOGGING, DeploymentSpec
+from dlplatform.serve.spec import REPLICA_OPTIONS, DeploymentSpec
 
 logger = logging.getLogger(__name__)
 
@@ -353,14 +357,7 @@ class ReplicaBase:
                 await log.close()
 
 
-@serve.deployment(
-    name="model",
-    ray_actor_options={"num_cpus": 0.25},
-    max_ongoing_requests=64,
-    graceful_shutdown_wait_loop_s=0.5,
-    graceful_shutdown_timeout_s=10,
-    logging_config=QUIET_LOGGING,
-)
+@serve.deployment(name="model", **REPLICA_OPTIONS)
 @serve.ingress()
 class ModelServer(ReplicaBase):
     """One replica of a dedicated model deployment (one Serve app per deployed model)."""
@@ -370,16 +367,55 @@ class ModelServer(ReplicaBase):
         self._name: str = config["deployment"]
         self._model: str = config["model"]
         self._setup_common(config["settings"], spec)
-        traffic = {int(v): int(w) for v, w in config["traffic"].items() if int(w) > 0}
+        # every version of the split is loaded, standbys (weight 0) too: a split among them is
+        # then a change of weights in place (``follow_traffic``), not a redeploy
         self._versions: dict[int, ServedModel] = {
-            v: load_served_model(self._backend, self._model, v, max_rows=spec.max_rows)
-            for v in traffic
+            int(v): load_served_model(self._backend, self._model, int(v), max_rows=spec.max_rows)
+            for v in config["traffic"]
         }
-        self._choices = list(traffic)
-        self._weights = [traffic[v] for v in self._choices]
+        self._apply_traffic(config["traffic"])
         # one warm-up pass per version, so the first request does not pay torch's lazy init
         for served in self._versions.values():
             served.predict(np.zeros((1, *served.shape), dtype=served_dtype(served)))
+        with contextlib.suppress(NotFound):  # the split may have moved since this app was built
+            self._apply_traffic(_split_of(self._store.get_deployment(self._name)))
+        self._follower: asyncio.Task[None] | None = None
+        with contextlib.suppress(RuntimeError):  # Serve runs __init__ on the replica's loop
+            self._follower = asyncio.get_running_loop().create_task(self._follow_traffic())
+
+    def _apply_traffic(self, traffic: dict[Any, Any]) -> bool:
+        """Serve ``traffic`` (``{version: weight}``) from now on, if this replica holds every
+        version with a positive weight (else keep the split it has: a redeploy is coming)."""
+        split = {int(v): int(w) for v, w in traffic.items() if int(w) > 0}
+        if not split or not split.keys() <= self._versions.keys():
+            return False
+        self._choices, self._weights = list(split), [split[v] for v in split]
+        return True
+
+    async def _follow_traffic(self) -> None:
+        """Follow the deployment's record: a new split among the loaded versions (a rollout's
+        step, a rollback) is served from the moment the store has it, by every replica."""
+        known: int | None = None
+        while True:
+            try:
+                changed = int(await self._store.watch_deployment(self._name, known, 30.0))
+                if changed != known:
+                    reply = await self._store.call_async("get_deployment", self._name)
+                    if reply[0] == "ok":
+                        self._apply_traffic(_split_of(reply[1]))
+                known = changed
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the metadata actor restarting: keep the split, ask again
+                logger.warning("following deployment %s's traffic failed; retrying", self._name)
+                known = None
+                await asyncio.sleep(1.0)
+
+    def _start_publisher(self) -> None:
+        if self._publisher is None:  # the first request (a replica built without __init__)
+            super()._start_publisher()
+            if getattr(self, "_follower", None) is None:
+                self._follower = asyncio.get_running_loop().create_task(self._follow_traffic())
 
     def _pick(self) -> ServedModel:
         if len(self._choices) == 1:
@@ -411,6 +447,11 @@ class ModelServer(ReplicaBase):
     async def stats(self) -> dict[str, float]:
         """This replica's request counters and latency percentiles, and its token checks."""
         return {**self._metrics_for(self._name).stats(), **self._auth_stats()}
+
+
+def _split_of(record: Any) -> dict[str, int]:
+    """The ``{version: weight}`` a deployment record says (standbys at weight 0 included)."""
+    return dict(json.loads(record.traffic_json or "{}"))
 
 
 def _epoch_watch(store: Any) -> Callable[[int | None, float], Awaitable[int]]:

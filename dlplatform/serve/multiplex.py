@@ -45,7 +45,7 @@ from dlplatform.serve.deployment import (
     request_header,
     served_dtype,
 )
-from dlplatform.serve.spec import QUIET_LOGGING, ROUTE_PREFIX, DeploymentSpec
+from dlplatform.serve.spec import REPLICA_OPTIONS, ROUTE_PREFIX, DeploymentSpec
 
 RECORD_TTL_S = 2.0
 """How long a shared replica trusts a deployment record (a rollout reaches it within this)."""
@@ -83,14 +83,7 @@ class _LocalCache:
             raise IntegrityError(f"local copy of artifact {sha[:12]} does not match its hash")
 
 
-@serve.deployment(
-    name="shared",
-    ray_actor_options={"num_cpus": 0.25},
-    max_ongoing_requests=64,
-    graceful_shutdown_wait_loop_s=0.5,
-    graceful_shutdown_timeout_s=10,
-    logging_config=QUIET_LOGGING,
-)
+@serve.deployment(name="shared", **REPLICA_OPTIONS)
 @serve.ingress()
 class SharedModelServer(ReplicaBase):
     """One replica of the multiplexed app: any shared deployment, loaded on demand (LRU)."""

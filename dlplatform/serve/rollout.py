@@ -2,15 +2,17 @@
 on live numbers, and promote the version or roll all traffic back.
 
 ``start_rollout(backend, principal, name, version, spec)`` records a RUNNING ``Rollout`` in the
-metadata store and wakes the rollout driver (``_rollout_driver``: one detached, named actor per
-platform, restarted by Ray, started again by ``dlp up``). The driver calls ``advance`` for every
-RUNNING rollout about twice a second; everything ``advance`` needs is in the store, so a rollout
+metadata store and wakes the rollout driver (``_rollout_driver``, started by ``ensure_driver``:
+one detached, named actor per platform, restarted by Ray, started again by ``dlp up``). The driver
+calls ``advance`` for every RUNNING rollout about twice a second; everything ``advance`` needs is in the store, so a rollout
 survives a restart of the gateway, of the driver, or of the whole platform.
 
 One step (``RolloutSpec.steps``, e.g. 5 → 25 → 50 → 100 %):
 
-1. the split {current: 100 - p, new: p} is applied (``service.set_traffic``: a rolling replace,
-   no request fails) and the step's start time recorded;
+1. the split {current: 100 - p, new: p} is applied (``service.set_traffic``) and the step's start
+   time recorded. The first step loads the new version into the replicas (a rolling replace, no
+   request fails); every later move, the rollback included, is a change of weights in place that
+   every replica follows within milliseconds (both versions stay loaded);
 2. the step waits for ``min_dwell_s``, ``min_requests`` requests and ``min_labels`` labelled rows
    of the new version (rolled back past ``max_step_s``);
 3. it is judged (``serve._stats``) on the prediction log: the new version's requests since the
@@ -27,6 +29,7 @@ traffic someone else changes, or that is undeployed, mid-rollout ends the rollou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
@@ -34,12 +37,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dlplatform.access import SYSTEM, Permission, Principal, audit, authorize
+from dlplatform.config import Settings
 from dlplatform.context import Backend
 from dlplatform.errors import Conflict, DLPlatformError, InvalidInput, NotFound
 from dlplatform.metadata import Deployment, LineageEdge
 from dlplatform.metadata.records import Rollout, RolloutEvent, VersionWindow, utcnow
 from dlplatform.serve import _stats
-from dlplatform.serve.service import set_traffic, traffic_of, verify_deployable
+from dlplatform.serve.service import (
+    account_replicas,
+    set_traffic,
+    traffic_of,
+    verify_deployable,
+)
 from dlplatform.serve.spec import RolloutEventInfo, RolloutSpec, RolloutStatus
 
 log = logging.getLogger(__name__)
@@ -174,9 +183,7 @@ def start_rollout(
     backend.store.create_rollout(rollout, first)
     audit(backend.store, principal, "rollout.start", f"deployment:{name}",
           f"{rollout.id} v{current}->v{version} steps={spec.steps}")  # fmt: skip
-    if backend.on_cluster:  # the driver module imports Ray: only on a running platform
-        from dlplatform.serve._rollout_driver import wake_driver
-
+    if backend.on_cluster:
         wake_driver(backend.settings)
     return status_of(backend, rollout)
 
@@ -191,10 +198,34 @@ def rollout_status(backend: Backend, principal: Principal, name: str) -> Rollout
     authorize(backend.store, principal, Permission.MODEL_VIEW, f"deployment:{name}")
     rollout = backend.store.latest_rollout(name)
     if rollout.status == "RUNNING" and backend.on_cluster:
-        from dlplatform.serve._rollout_driver import ensure_driver
-
         ensure_driver(backend.settings)  # a driver that is gone for good is started again
     return status_of(backend, rollout)
+
+
+def abort_rollout(backend: Backend, principal: Principal, name: str) -> RolloutStatus:
+    """Stop the running rollout of deployment ``name`` by hand: it ends ABORTED (recorded
+    first, so the driver moves no more traffic), then all traffic goes back to the version it
+    started from at once.
+
+    Raises:
+        PermissionDenied: the caller lacks ``deploy.manage``.
+        NotFound: the deployment never had a rollout.
+        Conflict: its newest rollout has ended already.
+    """
+    authorize(backend.store, principal, Permission.DEPLOY_MANAGE, f"deployment:{name}")
+    rollout = backend.store.latest_rollout(name)
+    if rollout.status != "RUNNING":
+        raise Conflict(f"the newest rollout of {name} ({rollout.id}) has ended: {rollout.status}")
+    percent = _spec(rollout).steps[rollout.step]
+    message = f"aborted by {principal.name}; all traffic back on v{rollout.from_version}"
+    done = _finish(backend, rollout, "ABORTED", message,
+                   _event(backend, rollout, "abort", percent, message))  # fmt: skip
+    with contextlib.suppress(NotFound):  # undeployed meanwhile: nothing to move back
+        if traffic_of(backend.store.get_deployment(name)) != {rollout.from_version: 100}:
+            set_traffic(backend, SYSTEM, name, {rollout.from_version: 100})
+    audit(backend.store, principal, "rollout.abort", f"deployment:{name}",
+          f"{rollout.id}: {message}")  # fmt: skip
+    return status_of(backend, done)
 
 
 def _finish(
@@ -281,7 +312,7 @@ def advance(backend: Backend, rollout: Rollout, now: datetime | None = None) -> 
         return _apply_step(backend, rollout, percent)
     if traffic_of(record) != _split(rollout, percent):
         message = (f"the traffic of {rollout.deployment} was changed outside the rollout "
-                   f"({record.traffic_json}); stopped without touching it")  # fmt: skip
+                   f"({_shown(traffic_of(record))}); stopped without touching it")  # fmt: skip
         return _finish(backend, rollout, "ABORTED", message,
                        _event(backend, rollout, "abort", percent, message))  # fmt: skip
     elapsed_s = (now - rollout.step_started_at).total_seconds()
@@ -317,12 +348,20 @@ def _apply_step(backend: Backend, rollout: Rollout, percent: int) -> Rollout:
         record = backend.store.get_deployment(rollout.deployment)
         return _roll_back(backend, rollout, record, percent, reason, {})
     started = rollout.model_copy(update={"step_started_at": utcnow(), "updated_at": utcnow()})
-    shown = " ".join(f"v{v}={w}%" for v, w in split.items())
+    shown = _shown(split)
     event = _event(backend, rollout, "traffic", percent, f"step {percent}%: traffic {shown}")
-    saved = backend.store.update_rollout(started, event)
+    try:
+        saved = backend.store.update_rollout(started, event)
+    except Conflict:  # aborted while the step moved traffic: the abort's split wins
+        set_traffic(backend, SYSTEM, rollout.deployment, {rollout.from_version: 100})
+        raise
     audit(backend.store, SYSTEM, "rollout.step", f"deployment:{rollout.deployment}",
           f"{rollout.id} {shown}")  # fmt: skip
     return saved
+
+
+def _shown(split: dict[int, int]) -> str:
+    return " ".join(f"v{v}={w}%" for v, w in split.items())
 
 
 def _roll_back(
@@ -370,6 +409,19 @@ def _promote(
     audit(backend.store, SYSTEM, "rollout.promote", f"deployment:{name}",
           f"{rollout.id} by={rollout.created_by}: {message}")  # fmt: skip
     return done
+
+
+def ensure_driver(settings: Settings) -> Any:
+    """The handle of the platform's rollout driver (``_rollout_driver``), started if missing:
+    it calls ``advance_all`` twice a second and ``service.account_replicas`` every 15 s."""
+    from dlplatform.serve import _rollout_driver  # imports Ray: only on a running platform
+
+    return _rollout_driver.ensure_driver(settings, advance_all, account_replicas)
+
+
+def wake_driver(settings: Settings) -> None:
+    """Start the driver if needed and have it look at the rollouts now (fire and forget)."""
+    ensure_driver(settings).wake.remote()
 
 
 def advance_all(backend: Backend) -> int:

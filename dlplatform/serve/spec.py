@@ -53,6 +53,15 @@ ROUTE_PREFIX = "/models"
 """Inference routes: ``POST /models/<name>``. The shared app owns ``/models`` itself, so any
 ``/models/<name>`` without a dedicated app of its own reaches it (longest prefix wins)."""
 QUIET_LOGGING: dict[str, Any] = {"enable_access_log": False, "log_level": "WARNING"}
+REPLICA_OPTIONS: dict[str, Any] = {
+    "ray_actor_options": {"num_cpus": 0.25},
+    "max_ongoing_requests": 64,
+    "graceful_shutdown_wait_loop_s": 0.5,
+    "graceful_shutdown_timeout_s": 10,
+    "logging_config": QUIET_LOGGING,
+}
+"""The ``@serve.deployment`` options of a model replica, dedicated or shared (a deployment's
+spec overrides the CPUs and the scaling when it is deployed)."""
 
 
 class DeploymentSpec(BaseModel, frozen=True, extra="forbid"):
@@ -170,6 +179,11 @@ class DeploymentInfo(BaseModel, frozen=True, extra="forbid"):
     model: str
     version: int
     traffic: dict[str, int]
+    standby: list[int] = Field(
+        default_factory=list,
+        description="Versions every replica holds at weight 0: a split that moves traffic back "
+        "to them (a rollback) applies at once, without a redeploy.",
+    )
     route: str
     shared: bool
     status: str = Field(description="Serve's status (RUNNING, DEPLOYING, ...) or the record's.")
@@ -191,11 +205,13 @@ class DeploymentInfo(BaseModel, frozen=True, extra="forbid"):
         metrics: dict[str, float] | None = None,
     ) -> DeploymentInfo:
         spec = DeploymentSpec.model_validate_json(record.config_json or "{}")
+        split = json.loads(record.traffic_json or "{}")
         return cls(
             name=record.name,
             model=record.model,
             version=record.version,
-            traffic={str(k): int(v) for k, v in json.loads(record.traffic_json or "{}").items()},
+            traffic={str(k): int(v) for k, v in split.items() if int(v) > 0},
+            standby=sorted(int(k) for k, v in split.items() if int(v) == 0),
             route=f"{ROUTE_PREFIX}/{record.name}",
             shared=spec.shared,
             status=status or record.status,

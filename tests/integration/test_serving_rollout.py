@@ -1,10 +1,12 @@
 """Progressive delivery on real Ray Serve under a real concurrent HTTP client: a version whose
 predictions are wrong against the feedback labels the test sends is rolled back with zero failed
 requests and an alert, and a good version is promoted through every step (its driver killed and
-restarted by Ray mid-rollout: it goes on from the store)."""
+restarted by Ray mid-rollout: it goes on from the store); a rollout goes on across a restart of
+the gateway, and one aborted by hand sends every request back to the current version at once."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -27,13 +29,15 @@ _RNG = random.Random(7)
 ROWS = [[round(_RNG.uniform(-3, 3), 2) for _ in range(4)] for _ in range(24)]
 """Inputs the client cycles through; untrained MLPs of seeds 1 and 4 disagree on 21 of them."""
 FAST = {"min_dwell_s": 1, "min_requests": 30, "min_samples": 30, "latency_tolerance": 1.0,
-        "latency_slack_ms": 50}  # fmt: skip
-"""Small numbers for a test (a shared 2-core machine: a generous latency allowance)."""
+        "latency_slack_ms": 250}  # fmt: skip
+"""Small numbers for a test (a shared 2-core machine: a generous latency allowance; the
+latency test itself is checked in tests/unit/serve/test_serve_rollout.py)."""
 
 
 @pytest.fixture(scope="module")
 def env(serving_env: ServingEnv) -> Iterator[ServingEnv]:  # noqa: F811
-    from dlplatform.serve._rollout_driver import ensure_driver, stop_driver
+    from dlplatform.serve._rollout_driver import stop_driver
+    from dlplatform.serve.rollout import ensure_driver
 
     ensure_driver(serving_env.backend.settings)  # starts while the test deploys its model
     yield serving_env
@@ -189,7 +193,13 @@ def test_a_bad_version_is_rolled_back_and_a_good_one_promoted_across_a_driver_re
     step = {c["name"]: c for c in promoted.events[2].numbers["checks"]}
     assert {c["verdict"] for c in step.values()} == {"pass"} and step["wrong_rate"]["new_n"] >= 30
     assert store.resolve_alias(name, "production") == good.version
-    assert serving.get_deployment(env.backend, SYSTEM, name).traffic == {str(good.version): 100}
+    final = serving.get_deployment(env.backend, SYSTEM, name)
+    assert final.traffic == {str(good.version): 100}
+    assert final.standby == [v1.version]  # held by every replica: a move back is in place
+    # the rollback and the promotion moved no replica: weights changed in place
+    moves = [a.detail for a in store.list_audit(action="deploy.traffic", limit=50)
+             if a.target == f"deployment:{name}"]  # fmt: skip
+    assert f"{v1.version}=100 (in place)" in moves and f"{good.version}=100 (in place)" in moves
     assert {v for _, _, v, _ in traffic.answers[-20:]} == {good.version}
     for action in ("rollout.start", "rollout.step", "rollout.rollback", "rollout.promote"):
         targets = {a.target for a in store.list_audit(action=action, limit=20)}
@@ -197,3 +207,90 @@ def test_a_bad_version_is_rolled_back_and_a_good_one_promoted_across_a_driver_re
     relations = {(e.relation, e.src) for e in store.edges_of([f"deployment:{name}"])}
     assert ("promoted", f"model_version:{name}@{good.version}") in relations
     assert ("rolled_back", f"model_version:{name}@{bad.version}") in relations
+
+
+def test_a_rollout_goes_on_across_a_gateway_restart_and_an_abort_moves_traffic_back_at_once(
+    gateway_url: str, gateway_admin_token: str, gateway_backend: Any
+) -> None:
+    """Started over HTTP, a rollout is driven by the platform, not by the gateway: the gateway
+    is deleted and deployed again mid-rollout, and the new one reports the promotion. A second
+    rollout aborted over HTTP at its first step: every later request is answered by the current
+    version (an in-place change of weights), with no failed request throughout."""
+    from types import SimpleNamespace
+
+    from ray import serve
+
+    from dlplatform.api.gateway import GATEWAY_APP, deploy_gateway
+    from dlplatform.runtime import wait_healthy
+    from dlplatform.serve._rollout_driver import stop_driver
+
+    backend = gateway_backend
+    name = f"rg-{uuid.uuid4().hex[:6]}"
+    v1, v2, v3 = (register_mlp(backend, name, seed=1) for _ in range(3))
+    serving.deploy(backend, SYSTEM, f"{name}@{v1.version}")
+    client = SimpleNamespace(url=gateway_url, app_token=gateway_admin_token, backend=backend)
+    api = httpx.Client(base_url=f"{gateway_url}/api/v1", timeout=120,
+                       headers={"Authorization": f"Bearer {gateway_admin_token}"})  # fmt: skip
+
+    def events(kind: str) -> list[Any]:
+        status = serving.rollout_status(backend, SYSTEM, name)
+        return [e for e in status.events if e.kind == kind]
+
+    def until(check: Any, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not check():
+            assert time.monotonic() < deadline, serving.rollout_status(backend, SYSTEM, name)
+            time.sleep(0.1)
+
+    try:
+        with api, Traffic(client, name) as traffic:  # type: ignore[arg-type]
+            traffic.wait_for(20)
+            spec = {"steps": [50, 100], **FAST}
+            r = api.post(
+                f"/deployments/{name}/rollouts", json={"version": v2.version, "spec": spec}
+            )
+            assert r.status_code == 201, r.text
+            until(lambda: bool(events("traffic")))
+            serve.delete(GATEWAY_APP)  # the gateway goes away in mid-rollout ...
+            until(lambda: len(events("traffic")) == 2)  # ... and the rollout goes on without it
+            deploy_gateway(backend.settings)
+            wait_healthy(gateway_url)
+            until(lambda: api.get(f"/deployments/{name}/rollout").json()["status"] != "RUNNING")
+            promoted = api.get(f"/deployments/{name}/rollout").json()
+            assert promoted["status"] == "PROMOTED", promoted
+
+            slow = {**spec, "min_dwell_s": 600}  # it stays in its first step until aborted
+            r = api.post(
+                f"/deployments/{name}/rollouts", json={"version": v3.version, "spec": slow}
+            )
+            assert r.status_code == 201, r.text
+            until(lambda: bool(events("traffic")))  # v3 loaded and taking its share
+            until(lambda: any(v == v3.version for _, _, v, _ in traffic.answers[-40:]))
+            r = api.post(f"/deployments/{name}/rollout/abort")
+            assert r.status_code == 200 and r.json()["status"] == "ABORTED", r.text
+            aborted_at = len(traffic.answers)
+            traffic.wait_for(aborted_at + 30)
+            again = api.post(f"/deployments/{name}/rollout/abort")
+            assert again.status_code == 409 and "has ended" in again.json()["message"]
+            info = api.get(f"/deployments/{name}").json()
+        assert traffic.failures == []
+        # requests in flight when the abort answered may still be v3's; none after them
+        assert {v for _, _, v, _ in traffic.answers[aborted_at + 4 :]} == {v2.version}
+        assert (info["traffic"], info["standby"]) == ({str(v2.version): 100}, [v3.version])
+        aborts = [a for a in backend.store.list_audit(action="rollout.abort", limit=20)
+                  if a.target == f"deployment:{name}"]  # fmt: skip
+        assert aborts and aborts[0].actor == "admin"
+        # usage follows the replicas Serve runs: a figure that differs from what the driver
+        # recorded last opens a new interval with what the deployment holds now
+        from dlplatform.serve.service import account_replicas
+
+        held = {name: (99.0, 0)}
+        assert account_replicas(backend, held) >= 1 and held[name][0] == 0.25 * info["replicas"]
+        latest = backend.store.usage_of("deployment", name)[-1]
+        assert (latest.end_at, latest.cpus) == (None, held[name][0])
+        # and the memory its replicas hold on this node, sampled from /proc
+        assert held[name][1] > 10 * 2**20 and latest.peak_mem_bytes == held[name][1]
+    finally:
+        with contextlib.suppress(Exception):
+            serving.undeploy(backend, SYSTEM, name)
+        stop_driver(backend.settings)

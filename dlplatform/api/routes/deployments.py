@@ -80,6 +80,13 @@ def rollout_status(name: NamePath, ctx: Ctx) -> RolloutStatus:
     return serve.rollout_status(ctx.backend, ctx.principal, name)
 
 
+@router.post("/deployments/{name}/rollout/abort")
+def abort_rollout(name: NamePath, ctx: Ctx) -> RolloutStatus:
+    """Stop the running rollout by hand: all traffic back on the version it started from at
+    once, the rollout ABORTED (409 when the newest rollout has ended)."""
+    return serve.abort_rollout(ctx.backend, ctx.principal, name)
+
+
 @router.post("/feedback", status_code=201)
 def feedback(request: FeedbackRequest, ctx: Ctx) -> Feedback:
     """Attach the true label to an earlier prediction, by its ``request_id``."""

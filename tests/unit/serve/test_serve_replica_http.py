@@ -233,3 +233,44 @@ def test_a_request_the_model_fails_on_is_logged_with_its_error_code(
     _run(scenario)
     window = store.version_window("m", 1, utcnow() - timedelta(minutes=1))
     assert (window.requests, window.errors) == (2, 1)
+
+
+def test_a_replica_follows_its_deployments_split_among_the_versions_it_holds(
+    store: MetadataStore, settings: Settings, tokens: dict[str, str]
+) -> None:
+    """A rollout's step or a rollback is a new split in the deployment's record: the replica
+    serves it from the moment the store has it (its long poll), without a redeploy, as long as it
+    holds every version the split sends requests to; a split naming another version waits for
+    the redeploy that brings it."""
+    server = _dedicated(_backend(store, settings))
+    server._versions[2] = _served("m", 2)
+    now = utcnow()
+    record = Deployment(name="m", model="m", version=1, traffic_json='{"1": 100, "2": 0}',
+                        status="RUNNING", created_by="admin", created_at=now, updated_at=now)  # fmt: skip
+
+    async def answered() -> set[int]:
+        return {(await _call(server, "m", tokens["app1"]))[1]["version"] for _ in range(6)}
+
+    async def follows(choices: list[int]) -> None:
+        for _ in range(500):
+            if server._choices == choices:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"the replica still serves {server._choices}, not {choices}")
+
+    async def scenario() -> None:
+        store.put_deployment(record)
+        assert await answered() == {1}  # the first request starts the follower
+        store.put_deployment(record.model_copy(update={"traffic_json": '{"1": 0, "2": 100}'}))
+        await follows([2])
+        assert await answered() == {2}
+        store.put_deployment(record.model_copy(update={"traffic_json": '{"1": 50, "2": 50}'}))
+        await follows([1, 2])
+        assert server._weights == [50, 50]
+        store.put_deployment(record.model_copy(update={"traffic_json": '{"1": 0, "3": 100}'}))
+        await asyncio.sleep(0.5)  # version 3 is not held here: the split stays
+        assert server._choices == [1, 2] and await answered() <= {1, 2}
+        server._follower.cancel()
+        server._tokens.close()
+
+    _run(scenario)

@@ -190,12 +190,17 @@ def test_start_rollout_refusals_over_http_and_the_cli(
     shown = dlp("serve", "rollout", "status", "m")
     assert shown.exit_code == 0 and "start" in shown.stdout and "v2 over v1" in shown.stdout
     assert json.loads(dlp("serve", "rollout", "status", "m", "--json").stdout)["to_version"] == 2
+    aborted = dlp("serve", "rollout", "abort", "m")  # its traffic never moved: nothing to undo
+    assert aborted.exit_code == 0 and "ABORTED" in aborted.stdout, aborted.output
+    assert "has ended" in _one_error_line(dlp("serve", "rollout", "abort", "m"))
+    assert "no rollout" in _one_error_line(dlp("serve", "rollout", "abort", "ghost"))
 
     _deployment(backend.store, "m", {v1.version: 50, v2.version: 50})
     with pytest.raises(Conflict, match="splits its traffic"):
         start_rollout(backend, SYSTEM, "m", v2.version)
     audit = backend.store.list_audit(limit=50)
     assert any(a.action == "rollout.start" and a.target == "deployment:m" for a in audit)
+    assert any(a.action == "rollout.abort" and a.target == "deployment:m" for a in audit)
 
 
 def test_advance_promotes_at_the_last_step_and_aborts_on_foreign_changes(

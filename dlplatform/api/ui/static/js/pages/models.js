@@ -153,7 +153,7 @@ function checkText(c) {
 
 /** The newest rollout of deployment `name` (GET /deployments/{name}/rollout): its state, steps
  * and every decision with its numbers; null when it never had one. */
-async function rolloutPart(name) {
+async function rolloutPart(name, session, rerender) {
   let r;
   try {
     r = await api.get(`/deployments/${api.seg(name)}/rollout`);
@@ -172,6 +172,15 @@ async function rolloutPart(name) {
       r.finished_at ? ["Finished", fmtDate(r.finished_at)] : null,
       r.reason ? ["Reason", r.reason] : null,
     ]),
+    // deploy.manage has the roles of model.promote
+    r.status === "RUNNING" && PROMOTERS.has(session.principal.role) && api.has("/deployments/{name}/rollout/abort", "post")
+      ? actionButton("Abort rollout", {
+        confirmText: `Abort the rollout of ${name}? All traffic goes back to v${r.from_version} at once.`,
+        run: () => api.post(`/deployments/${api.seg(name)}/rollout/abort`, {}),
+        onDone: () => rerender(),
+        kind: "danger",
+      })
+      : null,
     table(
       [
         { label: "When", render: (e) => fmtDate(e.at) },
@@ -186,7 +195,7 @@ async function rolloutPart(name) {
     ));
 }
 
-async function rolloutsSection(model) {
+async function rolloutsSection(model, session, rerender) {
   const part = section("Rollouts");
   if (!api.has("/deployments/{name}/rollout")) {
     part.append(unavailable("Rollouts", "/deployments/{name}/rollout"));
@@ -200,7 +209,7 @@ async function rolloutsSection(model) {
     part.append(partError("Rollouts", err));
     return part;
   }
-  const parts = (await Promise.all(names.map(rolloutPart))).filter(Boolean);
+  const parts = (await Promise.all(names.map((n) => rolloutPart(n, session, rerender)))).filter(Boolean);
   part.append(parts.length ? parts : h("p", {}, "No rollouts yet. `dlp serve rollout NAME VERSION` starts one."));
   return part;
 }
@@ -270,7 +279,7 @@ async function detailPage(params, _query, { session, rerender }) {
   }
   body.push(history);
   body.push(await deploymentsSection(name));
-  body.push(await rolloutsSection(name));
+  body.push(await rolloutsSection(name, session, rerender));
   return h("div", {}, body);
 }
 
