@@ -15,7 +15,7 @@ is measured), the actor's process is killed with SIGKILL, and the bench records
   and the longest call (the delay a caller saw instead of an error).
 
 Routes (each reaches the actor; reads must not fail, the gateway retries them across a
-failover, ``metadata.actor.call_actor``):
+failover, ``_actors.call_actor``):
 
 - metadata actor: ``GET /datasets/{name}`` (read); a push with a new ``Idempotency-Key`` (a
   write that is safe to retry); ``POST /runs/{id}/metrics`` (an append: not retried);

@@ -123,8 +123,7 @@ def main() -> None:
     from dlplatform.access import SYSTEM
     from dlplatform.config import load_settings
     from dlplatform.context import Backend
-    from dlplatform.metadata.actor import connect_store, stop_store
-    from dlplatform.metadata.artifacts import ArtifactStore
+    from dlplatform.metadata.actor import stop_store
     from dlplatform.train.scheduler import connect_scheduler, job_client, stop_scheduler
 
     lr = 1e-3
@@ -160,8 +159,7 @@ def main() -> None:
              logging_level="WARNING", _temp_dir=str(home / "ray"))  # fmt: skip
     settings = load_settings(home=home / "home", namespace=f"bench-{uuid.uuid4().hex[:6]}",
                              train_pool_size=args.pool_size)  # fmt: skip
-    backend = Backend(store=connect_store(settings), artifacts=ArtifactStore.from_settings(settings),
-                      settings=settings)  # fmt: skip
+    backend = Backend.connect(settings)
     connect_scheduler(settings).warm_pool()  # as `dlp up` does
     data.create_dataset(backend, SYSTEM, "bench")
     commit = data.push(backend, SYSTEM, "bench", table)

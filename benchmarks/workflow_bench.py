@@ -106,8 +106,7 @@ def main() -> None:
     from dlplatform.config import load_settings
     from dlplatform.context import Backend
     from dlplatform.metadata import RunStatus
-    from dlplatform.metadata.actor import connect_store, stop_store
-    from dlplatform.metadata.artifacts import ArtifactStore
+    from dlplatform.metadata.actor import stop_store
     from dlplatform.workflows import (
         WorkflowRegistrationRequest,
         register_workflow,
@@ -120,11 +119,7 @@ def main() -> None:
     settings = load_settings(
         home=os.path.join(tmp, "home"), namespace=f"wfb-{uuid.uuid4().hex[:6]}"
     )
-    backend = Backend(
-        store=connect_store(settings),  # type: ignore[arg-type]
-        artifacts=ArtifactStore.from_settings(settings),
-        settings=settings,
-    )
+    backend = Backend.connect(settings)
 
     @ray.remote(num_cpus=CPUS_PER_STEP)
     def plain_inc(x: int) -> int:

@@ -22,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel
 
+from dlplatform import runtime  # light: its names load on first use, Ray with `up`
+from dlplatform.client import connect
 from dlplatform.config import Settings
 from dlplatform.errors import DLPlatformError, NotFound
 
@@ -55,7 +57,7 @@ class DemoResult(BaseModel, frozen=True, extra="forbid"):
 
 def digits_tables(seed: int = 0) -> tuple[pa.Table, pa.Table]:
     """The digits as (train rows, held-out rows): 64 float32 pixel columns + int64 ``target``."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # heavy (scikit-learn): only when the data is made
 
     data = load_digits()
     x = data.data.astype(np.float32) / 16.0
@@ -183,9 +185,6 @@ def _label(output: Any) -> int:
 
 def run_demo(settings: Settings, say: Say, *, stop: bool = False) -> DemoResult:
     """Run the whole demo against the platform under ``settings.home`` (started if needed)."""
-    from dlplatform import runtime
-    from dlplatform.client import connect
-
     started = time.monotonic()
     say(f"starting the platform under {settings.home} ...")
     info = runtime.up(settings, progress=lambda msg: say(f"  {msg}"))

@@ -29,9 +29,9 @@ from fixtures_s3 import *  # noqa: F403
 from dlplatform.access import SYSTEM, Principal, bootstrap_admin
 from dlplatform.config import Settings, load_settings
 from dlplatform.context import Backend
+from dlplatform.inprocess import Platform
 from dlplatform.metadata import MetadataStore
 from dlplatform.metadata.artifacts import ArtifactStore
-from dlplatform.sdk import Platform
 
 
 @pytest.fixture

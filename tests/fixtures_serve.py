@@ -14,7 +14,7 @@ import asyncio
 import socket
 import tempfile
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +55,8 @@ class LocalStoreClient:
     def __getattr__(self, method: str) -> Any:
         return getattr(self._store, method)
 
-    def call_async(self, method: str, *args: Any, **kwargs: Any) -> _Reply:
-        return _Reply(self._actor.call(method, args, kwargs))
+    def call_async(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> _Reply:
+        return _Reply(self._actor.call(method.__name__, args, kwargs))
 
     async def watch_token_epoch(self, known: int | None, timeout_s: float) -> int:
         if self.closed:

@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from dlplatform.access import AuthCache, hash_token
+from dlplatform.access import AuthCache, AuthFailures, hash_token
 from dlplatform.api.docs import mount_docs
 from dlplatform.api.metrics import AuthFailureSeries
 from dlplatform.api.middleware import (
@@ -42,7 +42,6 @@ from dlplatform.api.middleware import (
 from dlplatform.api.openapi import ERROR_RESPONSES, install_openapi
 from dlplatform.api.routes import ROUTERS
 from dlplatform.api.ui import mount_ui
-from dlplatform.auth_failures import AuthFailures
 from dlplatform.context import Backend
 from dlplatform.errors import DLPlatformError, TooManyRequests
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 from typing import Any
 
 from ray import serve
 from ray.serve import Application
 
-from dlplatform.config import Settings
+from dlplatform.config import Settings, load_settings
 from dlplatform.context import Backend
+from dlplatform.metadata.actor import connect_store
 from dlplatform.serve._ingress import prepare_replica_process
 
 GATEWAY_APP = "dlp-gateway"
@@ -54,18 +56,13 @@ class Gateway:
         self._settings = Settings(**settings)
 
     def __serve_build_asgi_app__(self) -> Any:
+        # the app and the store's client: in the replica, not where ``dlp up`` deploys it
         from dlplatform.api.app import create_app
-        from dlplatform.metadata.actor import connect_store
-        from dlplatform.metadata.artifacts import ArtifactStore
         from dlplatform.metadata.shared_reads import SharedReads
 
-        store = connect_store(self._settings, create=False)
-        backend = Backend(
-            store=SharedReads(store, self._settings.metadata_path),  # type: ignore[arg-type]
-            artifacts=ArtifactStore.from_settings(self._settings),
-            settings=self._settings,
-        )
-        return create_app(backend)
+        backend = Backend.connect(self._settings, create=False)
+        reads = SharedReads(backend.store, self._settings.metadata_path)
+        return create_app(replace(backend, store=reads))  # type: ignore[arg-type]
 
 
 def gateway_app(settings: Settings) -> Application:
@@ -86,9 +83,6 @@ def build_gateway(args: dict[str, Any]) -> Application:
     ``args`` are ``Settings`` fields (e.g. ``home``, ``artifact_root``, ``allowed_hosts``); ``DLP_*``
     env vars fill the rest. Starts the metadata actor on the head node when it is not running.
     """
-    from dlplatform.config import load_settings
-    from dlplatform.metadata.actor import connect_store
-
     settings = load_settings(**args)
     connect_store(settings)
     return gateway_app(settings)

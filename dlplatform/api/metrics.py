@@ -41,7 +41,7 @@ class AuthFailureSeries:
                 return None
             with self._lock:
                 if self._series is None:
-                    from ray.util import metrics
+                    from ray.util import metrics  # ray: only where Ray already runs
 
                     self._series = metrics.Counter(
                         "dlp_gateway_auth_failures",

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
+
+from dlplatform.cli import _common
 
 __all__ = ["app", "main"]
 
@@ -66,14 +69,10 @@ def _root(
     ),
 ) -> None:
     """dlplatform: datasets, training, serving and workflows on one Ray cluster."""
-    from dlplatform.cli import _common
-
     _common.TARGET.update(profile=profile, url=url)
 
 
 def main() -> None:
-    import sys
-
     # What this process never uses but would import on the way, 0.2 s of a 0.8 s command:
     # httpcore imports trio whenever it is installed (Jupyter brings it), and httpx its own
     # command line (rich.syntax, pygments). Both then fall back as when they are absent.

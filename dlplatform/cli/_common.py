@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from dlplatform.errors import DLPlatformError, InvalidInput
 
@@ -68,7 +70,7 @@ def handle_errors(fn: F) -> F:
 def platform(home: str | None = None) -> Platform:
     """The SDK's HTTP client for this command (see ``dlplatform.connect``): ``--url`` or
     ``DLP_URL``, ``--profile``/``DLP_PROFILE``, else the platform running under ``home``."""
-    from dlplatform.client import connect
+    from dlplatform.client import connect  # heavy: httpx, kept off `dlp --help`
 
     return connect(TARGET["url"], None, TARGET["profile"], home=home)
 
@@ -76,7 +78,7 @@ def platform(home: str | None = None) -> Platform:
 def settings_for(home: str | None = None, **overrides: Any) -> Settings:
     """The settings of a command that starts processes (``up``, ``down``, ``lab``, ``demo``):
     env and config file, then ``--home`` and other options."""
-    from dlplatform.config import load_settings
+    from dlplatform.config import load_settings  # heavy: pydantic-settings (70 ms)
 
     return load_settings(home=home, **overrides)
 
@@ -124,8 +126,6 @@ def parse_model(spec_type: type[M], /, **values: Any) -> M:
     try:
         return spec_type(**values)
     except ValueError as exc:
-        from pydantic import ValidationError  # loaded already: spec_type is a pydantic model
-
         if not isinstance(exc, ValidationError):
             raise
         err = exc.errors()[0]
@@ -198,8 +198,6 @@ def is_id_column(name: str) -> bool:
 def _table(
     out: Console, cols: list[str], rows: list[list[str]], title: str, keep: list[str]
 ) -> None:
-    from rich.table import Table
-
     def width_of(i: int) -> int:
         return max(len(cols[i]), *(max(map(len, r[i].splitlines() or [""])) for r in rows))
 

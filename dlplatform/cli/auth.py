@@ -17,6 +17,7 @@ import typer
 
 from dlplatform.cli import _common
 from dlplatform.cli._common import HomeOpt, JsonOpt, emit, fail, handle_errors
+from dlplatform.errors import DLPlatformError
 
 config_app = typer.Typer(
     no_args_is_help=True, help="The CLI's settings: platform, token, profiles."
@@ -52,7 +53,6 @@ def login(
     """Check a token against a gateway and store both as the active profile."""
     # The client (httpx) loads only for the commands that talk to a gateway.
     from dlplatform.client import HttpClient, Platform, profiles
-    from dlplatform.errors import DLPlatformError
 
     clean_url = profiles.check_url(url)
     name = profiles.check_profile_name(profile or _common.TARGET["profile"] or "default")
@@ -87,7 +87,7 @@ def logout(
     as_json: bool = JsonOpt,
 ) -> None:
     """Forget a profile and its token (the token stays valid: `dlp users revoke` ends it)."""
-    from dlplatform.client import profiles
+    from dlplatform.client import profiles  # heavy: httpx, kept off `dlp --help`
 
     name = profile or _common.TARGET["profile"] or profiles.read_profiles().active
     if name is None:
@@ -109,8 +109,7 @@ def _source_of(env: dict[str, str], var: str, option: str | None = None) -> str:
 @handle_errors
 def show(home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     """The settings in effect and where each comes from (the token masked), and the profiles."""
-    from dlplatform.client import profiles
-    from dlplatform.errors import DLPlatformError
+    from dlplatform.client import profiles  # heavy: httpx, kept off `dlp --help`
 
     env = dict(os.environ)
     if home is not None:

@@ -16,6 +16,7 @@ import typer
 
 from dlplatform.cli import _common
 from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors, settings_for
+from dlplatform.errors import BackendUnavailable, Unauthenticated
 
 if TYPE_CHECKING:
     from dlplatform.metadata.backup import BackupManifest
@@ -26,8 +27,8 @@ _CHUNK = 1 << 20
 def _through_gateway(home: str | None) -> bool:
     """Whether the platform to back up answers over HTTP: it runs under the home, or the
     command names another one (``--url``, ``DLP_URL``, a profile)."""
+    # heavy: httpx (the client) and the runtime (0.2 s), kept off `dlp --help`
     from dlplatform.client import profiles
-    from dlplatform.errors import Unauthenticated
     from dlplatform.runtime import is_running
 
     if is_running(settings_for(home)):
@@ -43,9 +44,9 @@ def _through_gateway(home: str | None) -> bool:
 
 
 def _backup_over_http(home: str | None, target: Path, with_artifacts: bool) -> BackupManifest:
+    # heavy: httpx, and DuckDB with pyarrow, kept off `dlp --help`
     import httpx
 
-    from dlplatform.errors import BackendUnavailable
     from dlplatform.metadata.backup import from_tar, write_backup
 
     p = _common.platform(home)
@@ -79,7 +80,7 @@ def backup(
         via = "gateway"
         manifest = _backup_over_http(home, target, with_artifacts)
     else:
-        from dlplatform import backups
+        from dlplatform import backups  # DuckDB, pyarrow: this command only
 
         via = "files"
         manifest = backups.backup_home(settings_for(home), target, with_artifacts=with_artifacts)

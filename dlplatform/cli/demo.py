@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import typer
 
-from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors
+from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors, quiet_ray, settings_for
 
 
 def register(app: typer.Typer) -> None:
@@ -21,8 +21,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """Start the platform, then data → training → gate → serving → predictions → lineage."""
-        from dlplatform.cli._common import quiet_ray, settings_for
-        from dlplatform.demo import run_demo
+        from dlplatform.demo import run_demo  # heavy: pyarrow, numpy (0.3 s), then Ray
 
         def say(line: str) -> None:
             print(line, file=sys.stderr if as_json else sys.stdout, flush=True)

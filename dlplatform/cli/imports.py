@@ -6,6 +6,9 @@ MLflow is imported only when the command runs.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -23,10 +26,6 @@ app = typer.Typer(no_args_is_help=True, help="Bring runs and models from other t
 def _quiet_mlflow() -> None:
     """MLflow's INFO lines (database set-up) stay out of the command's output, and the command
     does not send MLflow's usage telemetry on the user's behalf."""
-    import contextlib
-    import logging
-    import os
-
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     with contextlib.suppress(ImportError):  # the importer says so in one line
         import mlflow  # noqa: F401  (its import sets its loggers' levels: set ours after it)
@@ -78,7 +77,7 @@ def mlflow_(
     version; other flavors (pickles) are reported and not imported. Importing again skips the
     runs already imported.
     """
-    from dlplatform.client.mlflow_import import import_mlflow
+    from dlplatform.client.mlflow_import import import_mlflow  # heavy: httpx, this command only
 
     _quiet_mlflow()
     p = _common.platform(home)

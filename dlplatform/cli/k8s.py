@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from dlplatform.cli._common import JsonOpt, emit, fail, handle_errors
+from dlplatform.errors import InvalidInput
 
 app = typer.Typer(no_args_is_help=True, help="Kubernetes (KubeRay) manifests of the platform.")
 
@@ -55,7 +56,7 @@ def render(
 ) -> None:
     """Fill in image, namespace, workers, GPU type, gateway host, labs and team job; validate;
     write to --out."""
-    from dlplatform import clusters
+    from dlplatform import clusters  # heavy: yaml and Ray's config checks, this command only
 
     users = lab_users or [clusters.LAB_USER_TEMPLATE]
     files = clusters.render(
@@ -121,8 +122,7 @@ def validate(
     as_json: bool = JsonOpt,
 ) -> None:
     """Validate cluster files offline (Ray's config checks, KubeRay CRDs, Kubernetes schemas)."""
-    from dlplatform import clusters
-    from dlplatform.errors import InvalidInput
+    from dlplatform import clusters  # heavy: yaml and Ray's config checks, this command only
 
     files: list[Path] = []
     for path in paths:

@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """Start JupyterLab (the `lab` extra); notebooks connect as the token's user."""
-        from dlplatform.lab import start_lab
+        from dlplatform.lab import start_lab  # heavy: httpx and the settings (70 ms)
 
         p = _common.platform(home)  # the gateway and token the notebooks will use
         principal = p.whoami()  # fail here, not in the first notebook

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from dlplatform.cli import _common
 from dlplatform.cli._common import (
@@ -21,10 +24,9 @@ from dlplatform.cli._common import (
     handle_errors,
     human_bytes,
 )
+from dlplatform.metadata.records import ArtifactFile
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from dlplatform.train.tracking import RunComparison, RunView
 
 app = typer.Typer(
@@ -90,8 +92,6 @@ def show(
     emit({**_row(view), "params": view.params, "metrics": view.metrics, "tags": view.tags,
           "error": run.error or "", "ended_at": run.ended_at}, False)  # fmt: skip
     if view.artifacts:
-        from dlplatform.metadata.records import ArtifactFile
-
         files = [ArtifactFile.of(a.path, a.sha256, a.size_bytes, a.created_at)
                  for a in view.artifacts]  # fmt: skip
         emit_files(files, False, "artifacts")
@@ -106,7 +106,7 @@ def compare(
     as_json: bool = JsonOpt,
 ) -> None:
     """Runs side by side: params and final metrics, differing rows marked with *."""
-    from dlplatform.client.runs import comparison_values
+    from dlplatform.client.runs import comparison_values  # heavy: httpx, kept off `dlp --help`
 
     found = _common.platform(home).runs.comparison(run_ids)
     differing = set(found.differing)
@@ -141,10 +141,6 @@ def _print_comparison(
     """A table with one column per run headed by its id; where the ids do not fit the
     terminal, columns #1, #2, ... and a legend with the ids (never shortened); where even that
     does not fit, one block of lines per row."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
     out = Console()
     ids = [v.run.id for v in found.runs]
     if not rows:

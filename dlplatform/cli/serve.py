@@ -112,7 +112,7 @@ def traffic(
         if not sep or not version.strip().isdigit() or not weight.strip().isdigit():
             fail(f"bad split {item!r}: use VERSION=WEIGHT, e.g. 3=90")
         weights[version.strip()] = int(weight)
-    from dlplatform.serve.spec import check_traffic
+    from dlplatform.serve.spec import check_traffic  # heavy: its models (30 ms of `dlp --help`)
 
     try:
         check_traffic(weights)  # the gateway's check, here so a bad split fails before connecting
@@ -174,7 +174,7 @@ def rollout(
         return
     if not version.isdigit():
         fail(f"bad version {version!r}: use a version number, e.g. 4")
-    from dlplatform.serve.spec import rollout_spec
+    from dlplatform.serve.spec import rollout_spec  # heavy: its models (30 ms of `dlp --help`)
 
     percents: list[int] | None = None
     if steps is not None:

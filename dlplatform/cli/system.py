@@ -27,7 +27,8 @@ from dlplatform.cli._common import (
     quiet_ray,
     settings_for,
 )
-from dlplatform.errors import IntegrityError, InvalidInput
+from dlplatform.errors import DLPlatformError, IntegrityError, InvalidInput
+from dlplatform.metadata.records import check_entity
 
 # Members of the metadata archive: ``<table>.parquet``, nothing else (no folders, no dots).
 _MEMBER = re.compile(r"[a-z][a-z0-9_]{0,62}\.parquet")
@@ -79,7 +80,7 @@ def up(
 @handle_errors
 def down(home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     """Stop what `dlp up` started under this home (and nothing else)."""
-    from dlplatform import runtime
+    from dlplatform import runtime  # Ray: only for the commands that start processes
 
     settings = settings_for(home)
     if runtime.read_cluster(settings) is not None:  # Ray is joined only when something runs
@@ -94,7 +95,7 @@ def down(home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
 @handle_errors
 def status(home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     """Show the cluster, the platform's actors and apps, and their health."""
-    from dlplatform import runtime
+    from dlplatform import runtime  # Ray: only for the commands that start processes
 
     settings = settings_for(home)
     if runtime.read_cluster(settings) is not None:  # Ray is joined only when something runs
@@ -119,10 +120,10 @@ def _configured_platform() -> str | None:
     """A line about the platform this shell's commands talk to (``--url``, ``DLP_URL`` or a
     profile) when it is not a local one: whether it answers, and as whom. None when none is
     configured: ``status`` is about the local home, and that was said already."""
+    # heavy: httpx, kept off `dlp --help`
     import httpx
 
     from dlplatform.client import profiles
-    from dlplatform.errors import DLPlatformError
 
     try:
         target = profiles.resolve(_common.TARGET["url"], None, _common.TARGET["profile"])
@@ -197,8 +198,6 @@ def lineage(
         fail("give --up or --down, not both", 2)
     direction: Literal["up", "down"] = "down" if down_ else "up"
     try:
-        from dlplatform.metadata.records import check_entity
-
         check_entity(entity)  # the gateway checks it too; this names every kind, offline
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None

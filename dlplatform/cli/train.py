@@ -13,6 +13,7 @@ import typer
 from dlplatform.cli import _common
 from dlplatform.cli import _training_opts as opts
 from dlplatform.cli._common import HomeOpt, JsonOpt, emit, handle_errors
+from dlplatform.train._startup import describe
 
 if TYPE_CHECKING:
     from dlplatform.client import Platform
@@ -182,8 +183,6 @@ def show(
 ) -> None:
     """One job in full: its state, the startup breakdown (where the time from submit to the
     first training step went) and its last epoch's metrics."""
-    from dlplatform.train._startup import describe  # `dlp --help` loads no train module
-
     handle = _common.platform(home).training.get(job_id)
     job = handle.status()
     if as_json:

@@ -23,7 +23,7 @@ def create(
     as_json: bool = JsonOpt,
 ) -> None:
     """Create a user; prints its token once (it cannot be shown again)."""
-    from dlplatform.access import UserSpec  # light, but command modules import only typer at top
+    from dlplatform.access import UserSpec  # heavy: access (30 ms of `dlp --help`)
 
     spec = parse_model(UserSpec, name=name, role=role, groups=tuple(group))  # before connecting
     p = _common.platform(home)
@@ -113,7 +113,7 @@ def token(
     as_json: bool = JsonOpt,
 ) -> None:
     """Issue another token for a user; prints it once."""
-    from dlplatform.access import TokenRequest  # light, but command modules import only typer
+    from dlplatform.access import TokenRequest  # heavy: access (30 ms of `dlp --help`)
 
     spec = parse_model(TokenRequest, expires_in_days=expires_in_days)  # before connecting
     p = _common.platform(home)

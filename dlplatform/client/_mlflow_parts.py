@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dlplatform.models.spec import ModelSignature
 from dlplatform.train.tracking import ModelLog
 
@@ -42,8 +44,6 @@ def state_dict_file(local: Path) -> tuple[Path | None, str]:
         local = local.parent
     mlmodel = local / "MLmodel"
     if mlmodel.is_file():
-        import yaml  # a dependency of the platform already
-
         flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {}) or {}
         return None, flavor_reason(flavors)
     files = [f for f in local.rglob("*") if f.is_file()]

@@ -11,10 +11,14 @@ v.to_ray()                        # on the cluster only: Ray Data reads the part
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -64,6 +68,7 @@ def _bytes_chunks(data: bytes, progress: Progress | None) -> Iterator[bytes]:
 
 
 def _read_file(path: Path, fmt: str | None) -> pa.Table:
+    # heavy: pyarrow (0.2 s), loaded by the calls that read or write tables
     import pyarrow as pa
     import pyarrow.csv
     import pyarrow.json
@@ -87,7 +92,7 @@ def _read_file(path: Path, fmt: str | None) -> pa.Table:
 
 
 def _as_parquet(table: pa.Table) -> bytes:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # heavy: pyarrow
 
     sink = io.BytesIO()
     pq.write_table(table, sink)
@@ -95,7 +100,7 @@ def _as_parquet(table: pa.Table) -> bytes:
 
 
 def _to_table(data: Any) -> pa.Table:
-    import pyarrow as pa
+    import pyarrow as pa  # heavy: pyarrow
 
     if isinstance(data, pa.Table):
         return data
@@ -195,16 +200,14 @@ class VersionHandle:
         """
         if columns is None:
             return self._from_parts()
-        import pyarrow as pa
+        import pyarrow as pa  # heavy: pyarrow
 
         schema: list[pa.Schema] = []
         batches = list(self._batches(columns, schema.append))
         return pa.Table.from_batches(batches, schema=schema[0])
 
     def _from_parts(self) -> pa.Table:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from dlplatform.data import part_table
+        from dlplatform.data import part_table  # heavy: pyarrow
 
         with (
             ThreadPoolExecutor(1, thread_name_prefix="dlp-parts") as decoder,
@@ -228,9 +231,7 @@ class VersionHandle:
         Raises:
             IntegrityError: the body ended before the last part, or ran past it.
         """
-        import hashlib
-
-        import pyarrow as pa
+        import pyarrow as pa  # heavy: pyarrow
 
         total = sum(p.size_bytes for p in self.commit.parts)
         coded = resp.headers.get("content-encoding", "identity") != "identity"
@@ -267,7 +268,7 @@ class VersionHandle:
     def _batches(
         self, columns: list[str] | None, on_schema: Callable[[pa.Schema], None] | None
     ) -> Iterator[pa.RecordBatch]:
-        import pyarrow as pa
+        import pyarrow as pa  # heavy: pyarrow
 
         with self._http.stream("GET", self._path("arrow"), params={"columns": columns}) as resp:
             expected = int(resp.headers.get("X-DLP-Row-Count", self.commit.row_count))
@@ -305,13 +306,13 @@ class VersionHandle:
                 "cluster (a training job, a workflow step, the lab on the head node); here use "
                 "to_arrow(), to_pandas() or iter_batches()"
             )
-        from dlplatform import data
+        from dlplatform.data import ReadGrant, grant_to_ray  # ray: on the cluster only
 
-        grant = self._http.get(self._path("parts"), data.ReadGrant)
-        return data.grant_to_ray(grant, columns)
+        grant = self._http.get(self._path("parts"), ReadGrant)
+        return grant_to_ray(grant, columns)
 
     def sample(self, n: int = 10, *, seed: int = 0) -> pa.Table:
-        import pyarrow as pa
+        import pyarrow as pa  # heavy: pyarrow
 
         answer = self._http.get(self._path("sample"), dict[str, Any], n=n, seed=seed)
         return pa.Table.from_pylist(answer["rows"]) if answer["rows"] else pa.table(
@@ -328,7 +329,7 @@ class VersionHandle:
         """Write the version as one Parquet file under ``directory`` (created if missing),
         batch by batch as it streams in; ``progress(rows_done, rows_total)`` follows it. The
         file appears complete or not at all."""
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # heavy: pyarrow
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
@@ -357,11 +358,11 @@ class VersionHandle:
 
 
 def _concat(tables: list[pa.Table], commit: Commit) -> pa.Table:
-    import pyarrow as pa
+    import pyarrow as pa  # heavy: pyarrow
 
     if tables:
         return pa.concat_tables(tables)
-    from dlplatform.data import arrow_schema
+    from dlplatform.data import arrow_schema  # heavy: pyarrow
 
     return arrow_schema(commit).empty_table()
 
@@ -373,8 +374,6 @@ def _first_line(exc: BaseException) -> str:
 
 def _on_cluster() -> bool:
     """Whether Ray is, or can be, joined from here without extra configuration."""
-    import sys
-
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         return True
@@ -430,7 +429,7 @@ class DatasetHandle:
             body = lambda: _file_chunks(path, progress, total)  # noqa: E731
         else:
             if paths is not None:
-                import pyarrow as pa
+                import pyarrow as pa  # heavy: pyarrow
 
                 table = pa.concat_tables([_read_file(p, format) for p in paths],
                                          promote_options="default")  # fmt: skip
@@ -548,8 +547,6 @@ def _stub(name: str) -> Dataset:
 
 
 def _schema_fields(schema: Any) -> Iterable[Any]:
-    import json
-
     if isinstance(schema, str):
         try:
             schema = json.loads(schema)

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlparse
 
+import httpx
 from pydantic import BaseModel, Field
 
 from dlplatform.client._mlflow_parts import (
@@ -178,7 +179,8 @@ def import_mlflow(
 
 def _load_mlflow() -> Any:
     try:
-        import mlflow  # optional: only this command needs it
+        # optional: the mlflow package, only this command needs it
+        import mlflow
         import mlflow.artifacts
         from mlflow.tracking import MlflowClient  # noqa: F401
     except ImportError as exc:
@@ -214,8 +216,6 @@ def _open(mlflow: Any, uri: str) -> Any:
 
 
 def _check_server(uri: str) -> None:
-    import httpx
-
     try:
         reply = httpx.get(f"{uri.rstrip('/')}/health", timeout=10.0)
     except httpx.HTTPError as exc:

@@ -48,75 +48,75 @@ class Platform:
 
     @cached_property
     def datasets(self) -> DatasetsClient:
-        from dlplatform.client.datasets import DatasetsClient
+        from dlplatform.client.datasets import DatasetsClient  # lazy: loaded on first use
 
         return DatasetsClient(self.http)
 
     @cached_property
     def training(self) -> TrainingClient:
-        from dlplatform.client.training import TrainingClient
+        from dlplatform.client.training import TrainingClient  # lazy: loaded on first use
 
         return TrainingClient(self.http)
 
     @cached_property
     def runs(self) -> RunsClient:
         """Track runs from your own code (``p.runs.start``) and search runs of every kind."""
-        from dlplatform.client.runs import RunsClient
+        from dlplatform.client.runs import RunsClient  # lazy: loaded on first use
 
         return RunsClient(self.http)
 
     @cached_property
     def tuning(self) -> TuningClient:
-        from dlplatform.client.training import TuningClient
+        from dlplatform.client.training import TuningClient  # lazy: loaded on first use
 
         return TuningClient(self.http)
 
     @cached_property
     def models(self) -> ModelsClient:
-        from dlplatform.client.training import ModelsClient
+        from dlplatform.client.training import ModelsClient  # lazy: loaded on first use
 
         return ModelsClient(self.http)
 
     @cached_property
     def serving(self) -> ServingClient:
-        from dlplatform.client.serving import ServingClient
+        from dlplatform.client.serving import ServingClient  # lazy: loaded on first use
 
         return ServingClient(self.http)
 
     @cached_property
     def workflows(self) -> WorkflowsClient:
-        from dlplatform.client.workflows import WorkflowsClient
+        from dlplatform.client.workflows import WorkflowsClient  # lazy: loaded on first use
 
         return WorkflowsClient(self.http)
 
     @cached_property
     def lineage(self) -> LineageClient:
-        from dlplatform.client.admin import LineageClient
+        from dlplatform.client.admin import LineageClient  # lazy: loaded on first use
 
         return LineageClient(self.http)
 
     @cached_property
     def users(self) -> UsersClient:
-        from dlplatform.client.admin import UsersClient
+        from dlplatform.client.admin import UsersClient  # lazy: loaded on first use
 
         return UsersClient(self.http)
 
     @cached_property
     def audit(self) -> AuditClient:
-        from dlplatform.client.admin import AuditClient
+        from dlplatform.client.admin import AuditClient  # lazy: loaded on first use
 
         return AuditClient(self.http)
 
     @cached_property
     def alerts(self) -> AlertsClient:
-        from dlplatform.client.admin import AlertsClient
+        from dlplatform.client.admin import AlertsClient  # lazy: loaded on first use
 
         return AlertsClient(self.http)
 
     @cached_property
     def usage(self) -> UsageClient:
         """``p.usage(by="user", since="7d")``: resources held, as a DataFrame; and quotas."""
-        from dlplatform.client.usage import UsageClient
+        from dlplatform.client.usage import UsageClient  # lazy: loaded on first use
 
         return UsageClient(self.http)
 
@@ -165,7 +165,7 @@ def connect(
         raise Unauthenticated(f"no token for {target.url}: set DLP_TOKEN or run `dlp login "
                               f"{target.url}` (in Python, token= works too)")  # fmt: skip
     if "IPython" in sys.modules:  # HTML views and short platform errors in notebooks
-        from dlplatform.lab._html import install
+        from dlplatform.lab._html import install  # lazy: only under IPython
 
         install()
     http = HttpClient(target.url, target.token, timeout_s=timeout_s, retries=retries)

@@ -28,6 +28,7 @@ import contextlib
 import io
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -241,8 +242,6 @@ class ActiveRun:
         return download_artifact(self._http, self.id, path, dest)
 
     def _default_model_name(self) -> str:
-        import re
-
         name = self.view.run.name
         return name if re.fullmatch(NAME_PATTERN, name) else self.id.lower()
 

@@ -10,6 +10,9 @@ p.models.promote("digits-mlp", 1, "production")
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 import time
 import uuid
@@ -402,10 +405,6 @@ class ModelsClient:
             IntegrityError: a downloaded object does not match its hash.
             InvalidInput: a user-code model without ``allow_code``.
         """
-        import hashlib
-        import io
-        import json
-
         import torch  # the caller asked for a torch module
 
         from dlplatform.models.artifact import CONFIG_FILE, WEIGHTS_FILE, model_from_files  # torch

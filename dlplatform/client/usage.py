@@ -47,7 +47,7 @@ class UsageClient:
         bucket: str | None = None,
     ) -> pd.DataFrame:  # fmt: skip
         """The time series as a DataFrame: ``key``, ``start``, ``cpu_seconds``, ``gpu_seconds``."""
-        import pandas as pd
+        import pandas as pd  # only where a DataFrame is asked for
 
         points = self.report(by, since, until, bucket).series
         columns = ["key", "start", "cpu_seconds", "gpu_seconds"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +15,7 @@ from pydantic import BaseModel
 from dlplatform.client._http import HttpClient
 from dlplatform.client.training import poll_until
 from dlplatform.errors import IntegrityError
-from dlplatform.metadata import WorkflowRun, WorkflowTrigger
+from dlplatform.metadata import WorkflowRun, WorkflowTrigger, records
 from dlplatform.metadata.records import WorkflowRegistration
 from dlplatform.workflows.spec import Factory, WorkflowRunDetail, factory_path
 
@@ -129,17 +132,10 @@ class WorkflowsClient:
 
 def decode_output(fmt: str, kind: str, digest: str, data: bytes, what: str) -> Any:
     """A step output from its stored bytes (see ``dlplatform.workflows._persist``)."""
-    import hashlib
-    import json
-
-    from dlplatform.metadata import records
-
     if hashlib.sha256(data).hexdigest() != digest:
         raise IntegrityError(f"output of {what} does not match its recorded sha256")
     if fmt == "parquet":
-        import io
-
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # heavy: pyarrow
 
         return pq.read_table(io.BytesIO(data))
     if fmt == "json":

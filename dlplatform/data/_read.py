@@ -112,7 +112,8 @@ def parts_datasource(
 
     Shared by the reads from the artifact store (``to_ray``) and from a read grant.
     """
-    from ray.data import Datasource, ReadTask  # here: importing this module must not load Ray
+    # ray: importing this module must not load Ray
+    from ray.data import Datasource, ReadTask
     from ray.data.block import BlockMetadata
 
     if len(paths) != len(commit.parts):

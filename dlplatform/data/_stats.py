@@ -75,7 +75,7 @@ def _plain(value: Any) -> float | str | None:
 
 def compute_stats(table: pa.Table) -> CommitStats:
     """Count, nulls, min/max/mean (numbers), approximate distinct count, top strings per column."""
-    import duckdb
+    import duckdb  # heavy: duckdb (90 ms); the SDK imports this module for CommitStats
 
     con = duckdb.connect()
     try:

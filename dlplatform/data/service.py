@@ -22,6 +22,8 @@ commits and the second returns the first's commit (its parts are left to ``gc``)
 from __future__ import annotations
 
 import hashlib
+import inspect
+import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -33,7 +35,9 @@ from pydantic import BaseModel
 
 from dlplatform.access import Permission, Principal, audit, authorize, is_member
 from dlplatform.data import _io
+from dlplatform.data._read import sample, to_arrow, to_ray
 from dlplatform.data._schema import conform, reconcile, schema_from_json, schema_to_json
+from dlplatform.data._stats import CommitStats, compute_stats
 from dlplatform.errors import AlreadyExists, Conflict, InvalidInput, NotFound, SchemaMismatch
 from dlplatform.metadata import Commit, CommitMode, CommitPart, Dataset, DatasetType, LineageEdge
 from dlplatform.metadata.artifacts import ArtifactRef
@@ -41,7 +45,6 @@ from dlplatform.metadata.records import build, check_id, check_idempotency_key, 
 
 if TYPE_CHECKING:
     from dlplatform.context import Backend
-    from dlplatform.data._stats import CommitStats
 
 log = logging.getLogger("dlplatform.data")
 MAX_REBASES = 20
@@ -96,8 +99,6 @@ def _shown(principal: Principal, commit: Commit) -> Commit:
     values (min, max, mean, most frequent strings) unless the caller may read the data."""
     if commit.stats_json is None or principal.can(Permission.DATASET_READ):
         return commit
-    from dlplatform.data._stats import CommitStats
-
     try:
         stats = CommitStats.model_validate_json(commit.stats_json)
     except ValueError:  # not ours: show nothing rather than values
@@ -131,8 +132,6 @@ def parse_schema(spec: Any) -> pa.Schema:
     Raises:
         InvalidInput: an unknown type name or a malformed spec.
     """
-    import json
-
     if isinstance(spec, pa.Schema):
         return spec
     if isinstance(spec, str):
@@ -563,9 +562,6 @@ def rollback(
 
 
 def _store_stats(backend: Backend, commit: Commit) -> Commit:
-    from dlplatform.data._read import to_arrow
-    from dlplatform.data._stats import compute_stats
-
     stats = compute_stats(to_arrow(backend, commit, verify=False))
     text = stats.model_dump_json()
     backend.store.set_commit_stats(commit.id, text)
@@ -581,8 +577,6 @@ def describe(backend: Backend, principal: Principal, ref: str) -> CommitStats:
     Min, max, mean and the most frequent strings are data: only callers with ``dataset.read``
     get them; others get names, types and counts (``values_hidden``).
     """
-    from dlplatform.data._stats import CommitStats
-
     name, commit_id = parse_ref(ref)
     ds = _dataset(backend, principal, name, Permission.DATASET_VIEW)
     commit = _commit_of(backend, ds, commit_id)
@@ -599,8 +593,6 @@ def read_sample(
     """``n`` rows of a commit drawn uniformly by ``seed`` (``dataset.read``, audited)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise InvalidInput(f"seed must be an integer from 0 to 2**63-1, got {str(seed)[:30]}")
-    from dlplatform.data._read import sample
-
     if not 1 <= n <= MAX_SAMPLE_ROWS:
         raise InvalidInput(f"n must be between 1 and {MAX_SAMPLE_ROWS}, got {n}")
     return sample(backend, resolve(backend, principal, ref), n, seed=seed)
@@ -700,8 +692,6 @@ def gc(backend: Backend, principal: Principal, *, min_age_s: float = 3600) -> Da
 
 def code_identity(fn: Callable[..., Any]) -> str:
     """``module:qualname sha256=<hash of its source>`` (``source=unavailable`` without source)."""
-    import inspect
-
     target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else type(fn)
     module = getattr(target, "__module__", "?")
     qualname = getattr(target, "__qualname__", type(fn).__name__)
@@ -736,8 +726,6 @@ def transform(
         NotFound: no such source; ``output`` does not exist and ``create`` is False.
         PermissionDenied: the caller may not read the source or write the output.
     """
-    from dlplatform.data._read import to_ray
-
     source = resolve(backend, principal, source_ref)
     out_name = _name(output)
     try:

@@ -13,6 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from dlplatform.errors import DLPlatformError
+from dlplatform.metadata.records import Commit, Dataset, ModelVersion, Run, WorkflowRun
+from dlplatform.workflows.spec import WorkflowRunDetail
+
 _STYLE = (
     "border-collapse:collapse;font:13px system-ui,sans-serif;border:1px solid #bbb;margin:4px 0"
 )
@@ -122,8 +126,6 @@ def list_html(items: list[Any]) -> str | None:
 
 
 def _views() -> dict[type, Callable[[Any], str]]:
-    from dlplatform.metadata.records import Commit, Dataset, ModelVersion, Run, WorkflowRun
-
     def record(title: Callable[[Any], str]) -> Callable[[Any], str]:
         return lambda r: record_html(r, title(r), _fields_of(r))
 
@@ -137,30 +139,24 @@ def _views() -> dict[type, Callable[[Any], str]]:
     }
     workflow = views[WorkflowRun]
     try:
-        from dlplatform.data._stats import CommitStats
+        from dlplatform.data._stats import CommitStats  # heavy: pyarrow
 
         views[CommitStats] = lambda s: rows_html(
             [c.model_dump() for c in s.columns], f"statistics ({s.row_count} rows)"
         )
     except ImportError:  # the data package is optional for the views
         pass
-    try:
-        from dlplatform.workflows.spec import WorkflowRunDetail
-
-        step_fields = {"step_id", "name", "status", "attempts", "started_at", "ended_at", "error"}
-        views[WorkflowRunDetail] = lambda d: (
-            workflow(d.run)
-            + rows_html([s.model_dump(include=step_fields) for s in d.steps], "steps")
-        )
-    except ImportError:
-        pass
+    step_fields = {"step_id", "name", "status", "attempts", "started_at", "ended_at", "error"}
+    views[WorkflowRunDetail] = lambda d: (
+        workflow(d.run) + rows_html([s.model_dump(include=step_fields) for s in d.steps], "steps")
+    )
     return views
 
 
 def install() -> bool:
     """Register the HTML views and a short error display with the running IPython, if any."""
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython  # optional: only in a notebook
     except ImportError:
         return False
     ip = get_ipython()
@@ -169,8 +165,6 @@ def install() -> bool:
     formatter = ip.display_formatter.formatters["text/html"]
     for cls, view in _views().items():
         formatter.for_type(cls, view)
-
-    from dlplatform.errors import DLPlatformError
 
     def short_error(
         shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None

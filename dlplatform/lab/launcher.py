@@ -8,6 +8,7 @@ Ray address or Ray credentials: notebooks are clients of the gateway like any ot
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import shutil
@@ -104,6 +105,4 @@ def start_lab(
 
 
 def _has_module(name: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(name) is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from typing import Any
 
@@ -62,9 +63,10 @@ def plot_metrics(p: Any, run_id: str, keys: list[str] | None = None) -> Any:
     tracked from code, with integer ticks; a loss spanning two decades or more gets a log
     scale, an accuracy stays within 0..1. ``keys`` picks the keys to draw (bookkeeping keys
     too, when named)."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib, only for the plot
 
     matplotlib.use("Agg", force=False)
+    # heavy: matplotlib, once its backend is chosen
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
@@ -128,6 +130,7 @@ def _scale(ax: Any, group: str, values: list[float]) -> None:
 def try_model(p: Any, model: str, version_or_alias: Any = None, sample: Any = None) -> Any:
     """Load a model version as a torch module and run it on ``sample`` (a table/DataFrame of
     feature columns, default: 5 rows of the version's training dataset). Returns the outputs."""
+    # torch (and numpy, pyarrow): only when a model is tried
     import numpy as np
     import pyarrow as pa
     import torch
@@ -171,8 +174,6 @@ def job_logs(p: Any, job_id: str, tail: int = 200) -> HTMLView:
     """The last ``tail`` lines of a training job's logs."""
     lines = p.training.get(job_id).logs().splitlines()[-tail:]
     text = "\n".join(lines)
-    import html
-
     return HTMLView(f"<pre style='max-height:30em;overflow:auto'>{html.escape(text)}</pre>", text)
 
 

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
+
 from dlplatform.errors import InvalidInput, NotFound
 from dlplatform.metadata._changes import ChangeCounters
 from dlplatform.metadata._db import Database, insert
@@ -236,8 +238,6 @@ class ModelTables:
         failed to answer, "" for an answered one (default: all answered). Repeated request ids
         are ignored.
         """
-        import pyarrow as pa
-
         n = len(request_ids)
         if errors is None:
             errors = [""] * n

@@ -1,24 +1,24 @@
 """The metadata actor: the one process in a cluster that owns the DuckDB file.
 
 ``connect_store(settings)`` finds the detached, named actor in the platform's namespace (or starts
-it on the head node) and returns a ``StoreClient`` that has the same methods as ``MetadataStore``:
-every call is forwarded to the actor and returns the same records, raising the same typed errors.
+it on the head node: ``dlplatform._actors``) and returns a ``StoreClient``, which implements the
+store's interface (``store.STORE_METHODS``): every call is forwarded to the actor and returns the
+same records, raising the same typed errors.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 import ray
 
+from dlplatform._actors import ActorClient, answer, get_or_create, kill_named_actor
 from dlplatform.config import Settings
-from dlplatform.errors import BackendUnavailable, DLPlatformError, error_for_code
 from dlplatform.metadata.retention import RetentionSweeper
-from dlplatform.metadata.store import MetadataStore
+from dlplatform.metadata.store import STORE_METHODS, MetadataStore
 
 ACTOR_NAME = "dlp-metadata"
 MAX_TOKEN_WATCHERS = 512
@@ -53,22 +53,16 @@ class _MetadataActor:
         self._retention = RetentionSweeper(self._store, prediction_input_retention_days).start()
 
     def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-        if method.startswith("_") or not hasattr(MetadataStore, method):
+        if method not in STORE_METHODS:
             return ("err", "invalid_input", f"metadata store has no method {method!r}")
         if method in _BLOCKING:  # would hold one of the few threads of ``call``
             return ("err", "invalid_input", f"call {method} through {_BLOCKING[method]}")
-        try:
-            return ("ok", getattr(self._store, method)(*args, **kwargs))
-        except DLPlatformError as exc:
-            return ("err", exc.code, exc.message)
-        except ValueError as exc:  # pydantic's ValidationError included: bad input, not a crash
-            return ("err", "invalid_input", f"{method}: {exc}")
-        except Exception as exc:  # a bug: report it typed instead of as "actor unavailable"
-            return (
-                "err",
-                "internal",
-                f"metadata store {method} failed: {type(exc).__name__}: {exc}",
-            )
+        run = lambda: getattr(self._store, method)(*args, **kwargs)  # noqa: E731
+        # ValueError (pydantic's ValidationError included): bad input, not a crash
+        return answer(run, what=f"metadata store {method}", bad_input=(ValueError,))
+
+    def ping(self) -> str:
+        return "ok"
 
     def path(self) -> str:
         return self._store.path
@@ -109,32 +103,6 @@ MetadataActor = ray.remote(
 )(_MetadataActor)
 
 
-def _head_node_id() -> str | None:
-    for node in ray.nodes():
-        if node.get("Alive") and "node:__internal_head__" in node.get("Resources", {}):
-            return str(node["NodeID"])
-    return None
-
-
-def head_actor_options(name: str, namespace: str) -> dict[str, Any]:
-    """Ray options of a platform actor: detached, named, pinned to the head node when known."""
-    options: dict[str, Any] = {
-        "name": name,
-        "namespace": namespace,
-        "lifetime": "detached",
-        "get_if_exists": True,
-    }
-    head = _head_node_id()
-    if head is not None:
-        options["scheduling_strategy"] = (
-            ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(head, soft=False)
-        )
-    return options
-
-
-FAILOVER_WAIT_S = 30.0
-"""How long a call that is safe to repeat waits for a restarting metadata actor."""
-FAILOVER_PAUSE_S = 0.1
 _READ_PREFIXES = ("get_", "list_", "count_", "read_", "export_")
 _READS = frozenset({"run_version", "token_epoch", "deployment_change", "upstream", "downstream",
                     "edges_of", "latest_metrics", "referenced_artifacts", "resolve_alias", "schema_version",
@@ -144,35 +112,6 @@ _IDEMPOTENT_WRITES = frozenset({"update_run", "update_user", "update_dataset", "
                                 "log_params", "put_deployment", "update_workflow_run",
                                 "update_workflow_trigger"})  # fmt: skip
 """Writes that leave the same state however often they run (they set values)."""
-
-
-def call_actor(
-    send: Callable[[], Any], *, retry: bool, what: str, timeout_s: float | None = None
-) -> Any:
-    """``ray.get`` of the call ``send`` makes to a platform actor (metadata, scheduler, workflow
-    manager: all restart by themselves). While one restarts, calls fail fast with
-    ``ActorUnavailableError``; a call that is safe to repeat (``retry``) is sent again until the
-    actor is back, for up to ``FAILOVER_WAIT_S``, so its caller sees a delay, not an error.
-
-    Raises:
-        BackendUnavailable: the actor is gone, did not come back in time, or failed a call that
-            must not run twice; or ``timeout_s`` passed.
-    """
-    deadline: float | None = None
-    while True:
-        try:
-            return ray.get(send(), timeout=timeout_s)
-        except ray.exceptions.ActorUnavailableError as exc:
-            if not retry:
-                raise BackendUnavailable(f"{what} is unavailable: {exc}") from exc
-            deadline = deadline or time.monotonic() + FAILOVER_WAIT_S
-            if time.monotonic() > deadline:
-                raise BackendUnavailable(
-                    f"{what} did not come back within {FAILOVER_WAIT_S:g} s"
-                ) from exc
-            time.sleep(FAILOVER_PAUSE_S)
-        except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as exc:
-            raise BackendUnavailable(f"{what} is unavailable: {exc}") from exc
 
 
 def retry_safe(method: str, kwargs: dict[str, Any]) -> bool:
@@ -187,34 +126,34 @@ def retry_safe(method: str, kwargs: dict[str, Any]) -> bool:
     )
 
 
-class StoreClient:
-    """A ``MetadataStore`` look-alike that forwards each call to the metadata actor."""
+P = ParamSpec("P")
 
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
+if TYPE_CHECKING:  # the client declares the store's interface: a misspelt method is a type error
+    _StoreInterface = MetadataStore
+else:  # and has, at run time, one forwarding method per method of it (``_forwarder`` below)
+    _StoreInterface = object
 
-    def __getattr__(self, method: str) -> Callable[..., Any]:
-        if method.startswith("_") or not callable(getattr(MetadataStore, method, None)):
-            raise AttributeError(method)
 
-        def forward(*args: Any, **kwargs: Any) -> Any:
-            reply = self._call(method, args, kwargs)
-            if reply[0] == "ok":
-                return reply[1]
-            raise error_for_code(reply[1], reply[2])
+class StoreClient(ActorClient, _StoreInterface):
+    """The ``MetadataStore`` interface (``STORE_METHODS``), each call forwarded to the metadata
+    actor: same records, same typed errors. A call safe to repeat (``retry_safe``) waits out a
+    restart of the actor."""
 
-        forward.__name__ = method
-        return forward
+    what = "the metadata actor"
 
-    def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return call_actor(
-            lambda: self._handle.call.remote(method, args, kwargs),
-            retry=retry_safe(method, kwargs), what="the metadata actor",
-        )  # fmt: skip
+    @property
+    def path(self) -> str:
+        return str(self._get(self._handle.path.remote))
 
-    def call_async(self, method: str, *args: Any, **kwargs: Any) -> ray.ObjectRef:  # type: ignore[type-arg]
-        """Fire a call without waiting (e.g. metric batches); ``ray.get`` the ref for its reply."""
-        return self._handle.call.remote(method, args, kwargs)
+    def call_async(
+        self,
+        method: Callable[Concatenate[MetadataStore, P], Any],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> ray.ObjectRef:  # type: ignore[type-arg]
+        """Fire ``method`` (e.g. ``MetadataStore.log_prediction_batch``) without waiting (metric
+        batches, prediction logs); ``ray.get`` or await the ref for its reply (``unwrap`` it)."""
+        return self._handle.call.remote(method.__name__, args, kwargs)
 
     def watch_token_epoch(self, known: int | None, timeout_s: float) -> ray.ObjectRef:  # type: ignore[type-arg]
         """The store's token epoch once it differs from ``known`` (or after ``timeout_s``), as
@@ -232,8 +171,19 @@ class StoreClient:
         ``timeout_s``), as a ref to await (``MetadataStore.wait_deployment_change``)."""
         return self._handle.wait_deployment_change.remote(name, known, timeout_s)
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (StoreClient, (self._handle,))
+
+def _forwarder(method: str) -> Callable[..., Any]:
+    def forward(self: StoreClient, *args: Any, **kwargs: Any) -> Any:
+        send = lambda: self._handle.call.remote(method, args, kwargs)  # noqa: E731
+        return self._ask(send, retry=retry_safe(method, kwargs))
+
+    forward.__name__ = forward.__qualname__ = method
+    forward.__doc__ = getattr(MetadataStore, method).__doc__
+    return forward
+
+
+for _method in STORE_METHODS:
+    setattr(StoreClient, _method, _forwarder(_method))
 
 
 def connect_store(settings: Settings, *, create: bool = True, timeout_s: float = 60) -> StoreClient:
@@ -245,40 +195,12 @@ def connect_store(settings: Settings, *, create: bool = True, timeout_s: float =
     Raises:
         BackendUnavailable: Ray is not initialised, or the actor cannot be found or started.
     """
-    if not ray.is_initialized():
-        raise BackendUnavailable("Ray is not initialised; call dlplatform.connect() first")
-    try:
-        handle = ray.get_actor(ACTOR_NAME, namespace=settings.namespace)
-    except ValueError:
-        if not create:
-            raise BackendUnavailable("the metadata actor is not running; run `dlp up`") from None
-        options = head_actor_options(ACTOR_NAME, settings.namespace)
-        handle = MetadataActor.options(**options).remote(
-            str(settings.metadata_path), settings.prediction_input_retention_days
-        )
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            ray.get(handle.path.remote(), timeout=max(1.0, deadline - time.monotonic()))
-            return StoreClient(handle)
-        except ray.exceptions.GetTimeoutError as exc:
-            raise BackendUnavailable("the metadata actor did not start in time") from exc
-        except ray.exceptions.RayActorError as exc:
-            if time.monotonic() > deadline:
-                raise BackendUnavailable(f"the metadata actor failed to start: {exc}") from exc
-            time.sleep(0.5)
+    args = (str(settings.metadata_path), settings.prediction_input_retention_days)
+    handle = get_or_create(MetadataActor, ACTOR_NAME, settings.namespace, args,
+                           what="the metadata actor", create=create, timeout_s=timeout_s)  # fmt: skip
+    return StoreClient(handle)
 
 
 def stop_store(settings: Settings) -> bool:
     """Kill the metadata actor (its state is in the DuckDB file). Returns whether one ran."""
     return kill_named_actor(ACTOR_NAME, settings.namespace)
-
-
-def kill_named_actor(name: str, namespace: str) -> bool:
-    """Kill a platform actor for good (no restart). Returns whether one ran."""
-    try:
-        handle = ray.get_actor(name, namespace=namespace)
-    except ValueError:
-        return False
-    ray.kill(handle, no_restart=True)
-    return True

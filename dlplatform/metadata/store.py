@@ -480,3 +480,12 @@ class MetadataStore(
             tmp.replace(path)
             written.append(path)
         return written
+
+
+STORE_METHODS: frozenset[str] = frozenset(
+    name
+    for name in dir(MetadataStore)
+    if not name.startswith("_") and callable(getattr(MetadataStore, name))
+)
+"""The store's interface: its public methods, which the metadata actor's ``StoreClient``
+implements too (``actor.py``), each forwarded to this class in the actor."""

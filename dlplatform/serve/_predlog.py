@@ -18,6 +18,8 @@ import random
 import time
 from typing import Any
 
+from dlplatform.metadata.store import MetadataStore
+
 logger = logging.getLogger(__name__)
 
 _Row = tuple[str, str, int, float, Any, Any, float, str]
@@ -94,7 +96,9 @@ class PredictionLog:
         rows, self._buffer = self._buffer, []
         columns = await _columns_in_slices(rows)
         try:
-            reply = await self._store.call_async("log_prediction_batch", self.deployment, *columns)
+            reply = await self._store.call_async(
+                MetadataStore.log_prediction_batch, self.deployment, *columns
+            )
         except Exception as exc:  # the actor is down: keep the rows, bounded
             reply = ("err", "unavailable", str(exc))
         if reply[0] != "ok":

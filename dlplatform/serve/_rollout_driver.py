@@ -18,10 +18,9 @@ from typing import Any
 
 import ray
 
+from dlplatform._actors import get_or_create, kill_named_actor
 from dlplatform.config import Settings
 from dlplatform.context import Backend
-from dlplatform.metadata.actor import connect_store, head_actor_options, kill_named_actor
-from dlplatform.metadata.artifacts import ArtifactStore
 
 DRIVER_NAME = "dlp-rollouts"
 TICK_S = 0.5
@@ -71,7 +70,7 @@ class RolloutDriver:
             running = 1
             try:
                 if self._backend is None:
-                    self._backend = _connect(self._settings)
+                    self._backend = Backend.connect(self._settings, create=False)
                 running = self._advance(self._backend)
                 if time.monotonic() >= account_at:
                     account_at = time.monotonic() + self._account_s
@@ -98,25 +97,14 @@ class RolloutDriver:
         self._wake.set()
 
 
-def _connect(settings: Settings) -> Backend:
-    return Backend(
-        store=connect_store(settings, create=False),  # type: ignore[arg-type]
-        artifacts=ArtifactStore.from_settings(settings),
-        settings=settings,
-    )
-
-
 DriverActor = ray.remote(num_cpus=0, max_concurrency=4, max_restarts=-1)(RolloutDriver)
 
 
 def ensure_driver(settings: Settings, advance: Advance, account: Account) -> Any:
     """The handle of the platform's rollout driver, started (detached, on the head) if missing
     (``rollout.ensure_driver`` gives it what it calls)."""
-    try:
-        return ray.get_actor(DRIVER_NAME, namespace=settings.namespace)
-    except ValueError:
-        options = head_actor_options(DRIVER_NAME, settings.namespace)
-        return DriverActor.options(**options).remote(settings, advance, account)
+    return get_or_create(DriverActor, DRIVER_NAME, settings.namespace, (settings, advance, account),
+                         what="the rollout driver", wait=False)  # fmt: skip
 
 
 def stop_driver(settings: Settings) -> bool:

@@ -14,11 +14,13 @@ from typing import Any
 
 import pyarrow as pa
 
+from dlplatform import data
 from dlplatform.access import Permission, Principal, authorize
 from dlplatform.context import Backend
-from dlplatform.errors import InvalidInput, NotFound
+from dlplatform.errors import BackendUnavailable, InvalidInput, NotFound
 from dlplatform.models.registry import resolve_version
 from dlplatform.models.spec import ModelSignature
+from dlplatform.serve._model import load_served_model
 from dlplatform.serve.spec import BatchPredictResult, split_model_ref
 
 PREDICTION_COLUMN = "prediction"
@@ -29,8 +31,7 @@ class _Predictor:
     """A Ray Data actor: one loaded model version, applied to Arrow batches."""
 
     def __init__(self, settings: dict[str, Any], model: str, version: int) -> None:
-        from dlplatform.serve._model import load_served_model
-        from dlplatform.serve.deployment import _backend
+        from dlplatform.serve.deployment import _backend  # ray: the routes import this module
 
         backend = _backend(settings)
         self._served = load_served_model(backend, model, version, max_rows=2**31)
@@ -68,8 +69,6 @@ def batch_predict(
     import ray
     import ray.data
 
-    from dlplatform import data
-
     try:
         name, selector = split_model_ref(model_ref)
     except ValueError as exc:
@@ -99,8 +98,6 @@ def batch_predict(
             description=f"predictions of {name}@{version.version} on {commit.dataset}",
         )
     if not ray.is_initialized():
-        from dlplatform.errors import BackendUnavailable
-
         raise BackendUnavailable("Ray is not running here; start the platform with `dlp up`")
     start = time.monotonic()
     settings = backend.settings.model_dump(mode="json", exclude={"token"})

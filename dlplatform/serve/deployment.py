@@ -46,8 +46,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from dlplatform.config import Settings
+from dlplatform.context import Backend
 from dlplatform.errors import BadRequest, DLPlatformError, InvalidInput, NotFound, TooLarge
 from dlplatform.hosts import AllowedHosts
+from dlplatform.metadata.store import MetadataStore
 from dlplatform.serve._auth import TokenCache
 from dlplatform.serve._batching import MicroBatcher
 from dlplatform.serve._ingress import prepare_replica_process
@@ -62,17 +65,7 @@ _JSON = "application/json"
 
 
 def _backend(settings: dict[str, Any]) -> Any:
-    from dlplatform.config import Settings
-    from dlplatform.context import Backend
-    from dlplatform.metadata.actor import connect_store
-    from dlplatform.metadata.artifacts import ArtifactStore
-
-    conf = Settings(**settings)
-    return Backend(
-        store=connect_store(conf, create=False),
-        artifacts=ArtifactStore.from_settings(conf),
-        settings=conf,
-    )
+    return Backend.connect(Settings(**settings), create=False)
 
 
 def new_request_id() -> str:
@@ -400,7 +393,7 @@ class ModelServer(ReplicaBase):
             try:
                 changed = int(await self._store.watch_deployment(self._name, known, 30.0))
                 if changed != known:
-                    reply = await self._store.call_async("get_deployment", self._name)
+                    reply = await self._store.call_async(MetadataStore.get_deployment, self._name)
                     if reply[0] == "ok":
                         self._apply_traffic(_split_of(reply[1]))
                 known = changed

@@ -34,8 +34,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dlplatform._privatedir import make_private_dir
-from dlplatform.errors import DLPlatformError, NotFound, Unauthenticated, error_for_code
+from dlplatform.context import Backend
+from dlplatform.errors import (
+    DLPlatformError,
+    IntegrityError,
+    NotFound,
+    Unauthenticated,
+    error_for_code,
+)
+from dlplatform.metadata.artifacts import ArtifactStore
 from dlplatform.metadata.records import check_name
+from dlplatform.metadata.store import MetadataStore
 from dlplatform.serve._auth import MISSING_TOKEN
 from dlplatform.serve._model import ServedModel, load_served_model
 from dlplatform.serve.deployment import (
@@ -58,9 +67,6 @@ class _LocalCache:
     """Verified local copies of model artifacts, keyed by their sha256."""
 
     def __init__(self, backend: Any) -> None:
-        from dlplatform.context import Backend
-        from dlplatform.metadata.artifacts import ArtifactStore
-
         # a name anyone can guess: refused unless it is a private directory of this user
         root = Path(tempfile.gettempdir()) / f"dlp-model-cache-{os.getuid()}"
         make_private_dir(root, hint="set TMPDIR for the Ray workers to a private directory")
@@ -78,8 +84,6 @@ class _LocalCache:
         self.fetches += 1
         if ref.sha256 != sha:  # same files must give the same manifest; refuse anything else
             self.local.delete(ref.sha256)
-            from dlplatform.errors import IntegrityError
-
             raise IntegrityError(f"local copy of artifact {sha[:12]} does not match its hash")
 
 
@@ -103,7 +107,7 @@ class SharedModelServer(ReplicaBase):
         now = time.monotonic()
         hit = self._records.get(name)
         if hit is None or hit[0] < now:
-            reply = await self._store.call_async("get_deployment", name)
+            reply = await self._store.call_async(MetadataStore.get_deployment, name)
             value: Any = reply[1] if reply[0] == "ok" else None
             if reply[0] != "ok" and reply[1] != "not_found":
                 raise error_for_code(reply[1], reply[2])

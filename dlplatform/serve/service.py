@@ -63,7 +63,7 @@ def _settings_dict(backend: Backend) -> dict[str, Any]:
 
 
 def _require_serve(backend: Backend) -> Any:
-    from ray import serve
+    from ray import serve  # ray: the in-process gateway imports this module without Ray
 
     backend.require_cluster("serving")
     return serve
@@ -126,7 +126,7 @@ def _wait_running(serve: Any, name: str, timeout_s: float) -> None:
 
 
 def _run_app(serve: Any, app: Any, name: str, route_prefix: str) -> None:
-    from ray.serve.api import RunTarget
+    from ray.serve.api import RunTarget  # ray: not for the in-process gateway
 
     serve.run_many(
         [RunTarget(target=app, name=name, route_prefix=route_prefix, logging_config=QUIET_LOGGING)],
@@ -141,7 +141,7 @@ def _shared_running(serve: Any) -> bool:
 
 
 def _ensure_shared_app(backend: Backend, spec: DeploymentSpec) -> None:
-    from dlplatform.serve.multiplex import shared_app
+    from dlplatform.serve.multiplex import shared_app  # ray: the replica's module imports Ray
 
     serve = _require_serve(backend)
     if not _shared_running(serve):
@@ -166,6 +166,7 @@ def check_replica_fits(num_cpus: float, nodes: list[dict[str, Any]]) -> None:
 
 def _apply(backend: Backend, record: Deployment) -> None:
     """Make Serve run what ``record`` says (a rolling replace when the app exists)."""
+    # ray: the in-process gateway imports this module without Ray
     import ray
 
     from dlplatform.serve.deployment import model_app
@@ -245,7 +246,7 @@ def account_replicas(backend: Backend, held: dict[str, tuple[float, int]]) -> in
     replicas on this node in that interval, updated here), and the interval's peak memory rises
     with what its replicas hold. Returns how many intervals it opened. The rollout driver calls
     it every ``ACCOUNT_S``; Ray's state API not answering only skips the memory."""
-    from ray import serve
+    from ray import serve  # ray: the in-process gateway imports this module without Ray
 
     live = _live(serve)
     names = set()
@@ -276,6 +277,7 @@ def account_replicas(backend: Backend, held: dict[str, tuple[float, int]]) -> in
 
 def _replicas_rss(app: str) -> int | None:
     """The resident memory of ``app``'s replicas on this node (None: none could be read)."""
+    # ray: the in-process gateway imports this module without Ray
     import ray
     from ray.util.state import list_actors
 
@@ -399,7 +401,7 @@ def call_app(app: str, method: str, *args: Any, timeout_s: float = 60) -> Any:
     (``SERVE_HEAD_ENV``) a handle's router runs on the caller's loop, and ``.result()`` from a
     thread without a running loop raises.
     """
-    from ray import serve
+    from ray import serve  # ray: the in-process gateway imports this module without Ray
 
     async def call() -> Any:
         handle = serve.get_app_handle(app)
@@ -437,7 +439,7 @@ def _stats(serve: Any, record: Deployment, shared: bool) -> dict[str, float]:
 def _info(backend: Backend, record: Deployment, *, with_stats: bool = False) -> DeploymentInfo:
     if not backend.on_cluster:
         return DeploymentInfo.of(record, status="NOT_RUNNING")
-    from ray import serve
+    from ray import serve  # ray: the in-process gateway imports this module without Ray
 
     shared = _spec_of(record).shared
     app = _live(serve).get(SHARED_APP if shared else app_name(record.name))

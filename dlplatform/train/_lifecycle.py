@@ -38,8 +38,6 @@ from dlplatform.config import Settings
 from dlplatform.context import Backend
 from dlplatform.errors import Conflict
 from dlplatform.metadata import Commit, Run, RunStatus
-from dlplatform.metadata.actor import connect_store
-from dlplatform.metadata.artifacts import ArtifactStore
 from dlplatform.metadata.records import utcnow
 from dlplatform.train._usercode import job_principal
 from dlplatform.train.spec import MAX_WATCH_S, TrainingJobSpec
@@ -144,10 +142,7 @@ def connect_ray(settings: Settings, attempts: int = 4) -> None:
 
 def job_backend(settings: Settings) -> Backend:
     """The backend of a job's process (a driver, a Tune trial): the metadata actor's client."""
-    return Backend(
-        store=connect_store(settings), artifacts=ArtifactStore.from_settings(settings),
-        settings=settings,
-    )  # fmt: skip
+    return Backend.connect(settings)
 
 
 @dataclass(frozen=True)

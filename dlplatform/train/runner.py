@@ -36,6 +36,7 @@ import torch
 
 from dlplatform import data
 from dlplatform.errors import InvalidInput
+from dlplatform.metadata.store import MetadataStore
 from dlplatform.models import builtin, encoding
 from dlplatform.models.spec import ModelSignature
 from dlplatform.train import _startup
@@ -418,7 +419,7 @@ class ProgressReporter:
             if self.marks:
                 self.mark("first_step")
                 self.store.call_async(
-                    "update_run", self.run_id, startup_json=_startup.dump(self.marks)
+                    MetadataStore.update_run, self.run_id, startup_json=_startup.dump(self.marks)
                 )
         elif now - self._since < STEP_REPORT_S:
             return
@@ -426,7 +427,7 @@ class ProgressReporter:
                   float(epoch)]  # fmt: skip
         stamp = time.time()
         self.store.call_async(
-            "log_metric_batch", [self.run_id] * len(STEP_KEYS), list(STEP_KEYS), values,
+            MetadataStore.log_metric_batch, [self.run_id] * len(STEP_KEYS), list(STEP_KEYS), values,
             [self.steps] * len(STEP_KEYS), [stamp] * len(STEP_KEYS),
         )  # fmt: skip
         self._since, self._loss, self._samples, self._rank_samples = now, 0.0, 0, 0
@@ -689,7 +690,7 @@ def log_epoch_metrics(store: Any, run_id: str, metrics: dict[str, Any], report: 
     items.append(("epoch", float(step)))
     n = len(items)
     store.call_async(
-        "log_metric_batch", [run_id] * n, [k for k, _ in items], [v for _, v in items],
+        MetadataStore.log_metric_batch, [run_id] * n, [k for k, _ in items], [v for _, v in items],
         [step] * n, [time.time()] * n,
     )  # fmt: skip
 
@@ -778,7 +779,7 @@ def fit(
     if spec.is_builtin:  # a user's function gets plain values only; its driver's marks stay
         config["progress"] = ProgressReporter(store, run_id, marks)
     elif startup:
-        store.call_async("update_run", run_id, startup_json=_startup.dump(marks))
+        store.call_async(MetadataStore.update_run, run_id, startup_json=_startup.dump(marks))
     trainer = TorchTrainer(
         loop,
         train_loop_config=config,

@@ -39,6 +39,7 @@ import ray
 from ray.util.state import list_actors
 
 from dlplatform import _ray_internals as ray_internals
+from dlplatform._actors import ActorClient, answer, get_or_create, kill_named_actor
 from dlplatform.access import SYSTEM, issue_run_token, revoke_run_tokens, run_owner
 from dlplatform.config import Settings
 from dlplatform.context import Backend
@@ -48,11 +49,8 @@ from dlplatform.errors import (
     DLPlatformError,
     InvalidInput,
     PermissionDenied,
-    error_for_code,
 )
 from dlplatform.metadata import Run, RunStatus
-from dlplatform.metadata.actor import call_actor, connect_store, head_actor_options
-from dlplatform.metadata.artifacts import ArtifactStore
 from dlplatform.metadata.records import utcnow
 from dlplatform.train import _startup
 from dlplatform.train._joblog import (
@@ -65,8 +63,9 @@ from dlplatform.train._joblog import (
 )
 from dlplatform.train._lifecycle import Holding, close_children, job_spec
 from dlplatform.train.pool import PoolJob, WarmPool, eligible
+from dlplatform.train.quota import QuotaGate, gpu_seconds_by_user
 from dlplatform.train.spec import TrainingJobSpec
-from dlplatform.usage import QuotaGate, gpu_seconds_by_user, record_run_start, resident_bytes
+from dlplatform.usage import record_run_start, resident_bytes
 
 SCHEDULER_NAME = "dlp-train-scheduler"
 POLL_S = 1.0
@@ -215,8 +214,8 @@ class _Scheduler:
 
     def __init__(self, settings_values: dict[str, Any]) -> None:
         self._settings = Settings(**settings_values)
-        # Any: the actor's client forwards every MetadataStore method (see StoreClient)
-        self._store: Any = connect_store(self._settings)
+        self._backend = Backend.connect(self._settings)  # the metadata actor's client
+        self._store = self._backend.store
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._reasons: dict[str, str] = {}
@@ -236,11 +235,11 @@ class _Scheduler:
     # -- remote API ---------------------------------------------------------------------------
 
     def _call(self, fn: Any, *args: Any) -> tuple[Any, ...]:
-        try:
+        def locked() -> Any:
             with self._lock:
-                return ("ok", fn(*args))
-        except DLPlatformError as exc:
-            return ("err", exc.code, exc.message)
+                return fn(*args)
+
+        return answer(locked, what="the training scheduler")
 
     def ping(self) -> str:
         return "ok"
@@ -522,9 +521,7 @@ class _Scheduler:
             run.id, status=RunStatus.RUNNING, started_at=utcnow(),
             name=f"{POOL_NAME_PREFIX}{run.id}", startup_json=_startup.dump(marks),
         )  # fmt: skip
-        backend = Backend(store=self._store, settings=self._settings,
-                          artifacts=ArtifactStore.from_settings(self._settings))  # fmt: skip
-        job = PoolJob(self._pool, backend, run.id, pool_log_path(self._settings.home, run.id),
+        job = PoolJob(self._pool, self._backend, run.id, pool_log_path(self._settings.home, run.id),
                       on_end=self._pool_job_ended)  # fmt: skip
         self._pool_jobs[run.id] = job
         job.start()
@@ -637,20 +634,15 @@ def _import_training() -> None:
 SchedulerActor = ray.remote(num_cpus=0, max_concurrency=8, max_restarts=-1)(_Scheduler)
 
 
-class SchedulerClient:
-    """Typed calls to the scheduler actor."""
+class SchedulerClient(ActorClient):
+    """Typed calls to the scheduler actor; reads wait out a restart of the actor."""
 
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
+    what = "the training scheduler"
 
-    def _get(self, send: Callable[[], Any], *, retry: bool = True, timeout_s: float = 60) -> Any:
-        """The reply of the call ``send`` makes; reads wait out a restart of the actor."""
-        return call_actor(send, retry=retry, what="the training scheduler", timeout_s=timeout_s)
-
-    def _unwrap(self, reply: tuple[Any, ...]) -> Any:
-        if reply[0] == "ok":
-            return reply[1]
-        raise error_for_code(reply[1], reply[2])
+    def _get(
+        self, send: Callable[[], Any], *, retry: bool = True, timeout_s: float | None = 60
+    ) -> Any:
+        return super()._get(send, retry=retry, timeout_s=timeout_s)
 
     def wake(self) -> None:
         self._handle.wake.remote()
@@ -662,15 +654,13 @@ class SchedulerClient:
         return dict(self._get(self._handle.reasons.remote))
 
     def cancel(self, run_id: str, by: str) -> Run:
-        return self._unwrap(self._get(lambda: self._handle.cancel.remote(run_id, by), retry=False))  # type: ignore[no-any-return]
+        return self._ask(lambda: self._handle.cancel.remote(run_id, by), retry=False)  # type: ignore[no-any-return]
 
     def logs(self, run_id: str, offset: int, limit: int) -> LogChunk:
-        return LogChunk(
-            *self._unwrap(self._get(lambda: self._handle.logs.remote(run_id, offset, limit)))
-        )
+        return LogChunk(*self._ask(lambda: self._handle.logs.remote(run_id, offset, limit)))
 
     def tick(self) -> None:
-        self._unwrap(self._get(self._handle.tick.remote, retry=False))
+        self._ask(self._handle.tick.remote, retry=False)
 
     def warm_pool(self) -> None:
         self._get(self._handle.warm_pool.remote)
@@ -690,19 +680,10 @@ def connect_scheduler(settings: Settings, *, create: bool = True) -> SchedulerCl
     Raises:
         BackendUnavailable: Ray is not initialised, or the actor cannot be started.
     """
-    if not ray.is_initialized():
-        raise BackendUnavailable("Ray is not initialised; training needs a running platform")
-    try:
-        handle = ray.get_actor(SCHEDULER_NAME, namespace=settings.namespace)
-    except ValueError:
-        if not create:
-            raise BackendUnavailable("the training scheduler is not running") from None
-        options = head_actor_options(SCHEDULER_NAME, settings.namespace)
-        values = json.loads(settings.model_dump_json(exclude={"token"}))
-        handle = SchedulerActor.options(**options).remote(values)
-    client = SchedulerClient(handle)
-    client._get(handle.ping.remote)
-    return client
+    values = json.loads(settings.model_dump_json(exclude={"token"}))
+    handle = get_or_create(SchedulerActor, SCHEDULER_NAME, settings.namespace, (values,),
+                           what=SchedulerClient.what, create=create)  # fmt: skip
+    return SchedulerClient(handle)
 
 
 def scheduler_for(backend: Backend, *, create: bool = True) -> SchedulerClient:
@@ -718,9 +699,4 @@ def scheduler_for(backend: Backend, *, create: bool = True) -> SchedulerClient:
 
 def stop_scheduler(settings: Settings) -> bool:
     """Kill the scheduler actor (its queue lives in the runs table). Returns whether one ran."""
-    try:
-        handle = ray.get_actor(SCHEDULER_NAME, namespace=settings.namespace)
-    except ValueError:
-        return False
-    ray.kill(handle, no_restart=True)
-    return True
+    return kill_named_actor(SCHEDULER_NAME, settings.namespace)

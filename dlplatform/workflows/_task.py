@@ -17,7 +17,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
@@ -26,8 +26,6 @@ from dlplatform.config import Settings
 from dlplatform.context import Backend
 from dlplatform.errors import BackendUnavailable, InvalidInput
 from dlplatform.metadata import LineageEdge
-from dlplatform.metadata.actor import StoreClient, connect_store
-from dlplatform.metadata.artifacts import ArtifactStore
 from dlplatform.metadata.records import check_idempotency_key
 from dlplatform.workflows._persist import entities_in, load_output, persist_output
 from dlplatform.workflows.dag import fill
@@ -64,15 +62,14 @@ class StepContext:
     def backend(self) -> Backend:
         """Stores of the platform, reached through the metadata actor (never the DuckDB file)."""
         if not self._backend:
-            store, artifacts = _stores(self.settings)
-            self._backend.append(Backend(store=store, artifacts=artifacts, settings=self.settings))  # type: ignore[arg-type]
+            self._backend.append(replace(_platform_backend(self.settings), settings=self.settings))
         return self._backend[0]
 
 
 _CURRENT: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
     "dlp_workflow_step", default=None
 )
-_CACHE: dict[tuple[str, str], tuple[StoreClient, ArtifactStore]] = {}
+_CACHE: dict[tuple[str, str], Backend] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -81,12 +78,12 @@ def current() -> StepContext | None:
     return _CURRENT.get()
 
 
-def _stores(settings: Settings, *, fresh: bool = False) -> tuple[StoreClient, ArtifactStore]:
-    # Workers are reused across tasks: keep one metadata client and artifact store per platform.
+def _platform_backend(settings: Settings, *, fresh: bool = False) -> Backend:
+    # Workers are reused across tasks: keep one backend (metadata client, artifacts) per platform.
     key = (settings.namespace, str(settings.home))
     with _CACHE_LOCK:
         if fresh or key not in _CACHE:
-            _CACHE[key] = (connect_store(settings), ArtifactStore.from_settings(settings))
+            _CACHE[key] = Backend.connect(settings)
         return _CACHE[key]
 
 
@@ -111,12 +108,10 @@ class StepJob:
 
 
 def _start(settings: Settings, run_id: str, step_id: str) -> None:
-    store, _ = _stores(settings)
     try:
-        store.start_workflow_step(run_id, step_id)
+        _platform_backend(settings).store.start_workflow_step(run_id, step_id)
     except BackendUnavailable:  # the metadata actor was replaced: reconnect once
-        store, _ = _stores(settings, fresh=True)
-        store.start_workflow_step(run_id, step_id)
+        _platform_backend(settings, fresh=True).store.start_workflow_step(run_id, step_id)
 
 
 @contextlib.contextmanager
@@ -140,7 +135,8 @@ def _run_step(job: StepJob, *upstream: Any) -> tuple[Any, str]:
     """Run one step; returns (output, output_ref JSON)."""
     if job.count_attempts:
         _start(job.settings, job.run_id, job.step_id)
-    store, artifacts = _stores(job.settings)
+    backend = _platform_backend(job.settings)
+    store, artifacts = backend.store, backend.artifacts
     values = dict(zip(job.upstream_ids, upstream, strict=True))
     for sid, ref in job.persisted.items():
         values[sid] = load_output(artifacts, ref)

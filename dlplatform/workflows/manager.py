@@ -34,11 +34,12 @@ from typing import Any, TypeVar
 
 import ray
 
+from dlplatform._actors import ActorClient, answer, get_or_create, kill_named_actor
 from dlplatform.access import SYSTEM, issue_run_token, revoke_run_tokens
 from dlplatform.config import Settings
-from dlplatform.errors import BackendUnavailable, Conflict, DLPlatformError, error_for_code
+from dlplatform.errors import Conflict, DLPlatformError
 from dlplatform.metadata import LineageEdge, RunStatus, WorkflowRun, WorkflowStep, WorkflowTrigger
-from dlplatform.metadata.actor import call_actor, connect_store
+from dlplatform.metadata.actor import connect_store
 from dlplatform.metadata.records import WorkflowRegistration, check_id, utcnow
 from dlplatform.workflows import registry
 from dlplatform.workflows._task import StepJob, run_step
@@ -124,13 +125,7 @@ class WorkflowManager:
 
     @staticmethod
     def _reply(fn: Callable[[], T]) -> tuple[Any, ...]:
-        try:
-            return ("ok", fn())
-        except DLPlatformError as exc:
-            return ("err", exc.code, exc.message)
-        except Exception as exc:  # a bug: report it typed, with the cause, instead of hanging
-            log.exception("workflow manager call failed")
-            return ("err", "internal", f"workflow manager: {type(exc).__name__}: {exc}")
+        return answer(fn, what="workflow manager")
 
     def ping(self) -> str:
         return "ok"
@@ -504,64 +499,53 @@ class WorkflowManager:
 ManagerActor = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=-1)(WorkflowManager)
 
 
-def get_manager(settings: Settings, *, create: bool = True, timeout_s: float = 60) -> Any:
-    """The handle of the platform's workflow manager, started (detached) when missing.
+class ManagerClient(ActorClient):
+    """Typed calls to the workflow manager; each raises the typed error it replied with."""
+
+    what = "the workflow manager"
+
+    def start(
+        self, workflow: str, params: dict[str, Any], run_id: str | None, owner: str, *, retry: bool
+    ) -> WorkflowRun:
+        """Start a run of ``owner``. ``retry``: it may be sent again if the manager dies under it
+        (a start with the caller's run id: a repeat is answered ``AlreadyExists``, which the
+        service resolves)."""
+        send = lambda: self._handle.start.remote(workflow, params, run_id, owner)  # noqa: E731
+        return self._ask(send, retry=retry)  # type: ignore[no-any-return]
+
+    def resume(self, run_id: str) -> WorkflowRun:
+        return self._ask(lambda: self._handle.resume.remote(run_id), retry=False)  # type: ignore[no-any-return]
+
+    def cancel(self, run_id: str, wait_s: float = 30.0) -> WorkflowRun:
+        return self._ask(lambda: self._handle.cancel.remote(run_id, wait_s), retry=False)  # type: ignore[no-any-return]
+
+    def check(self, workflow: str, params: dict[str, Any] | None) -> None:
+        """Check that a registered workflow loads (and, given params, builds) without running it."""
+        self._ask(lambda: self._handle.check.remote(workflow, params))
+
+    def tick(self, now: datetime) -> None:
+        """Run the trigger scheduler once at time ``now``."""
+        self._ask(lambda: self._handle.tick.remote(now), retry=False)
+
+    def active_runs(self) -> list[str]:
+        return list(self._get(self._handle.active_runs.remote))
+
+
+def get_manager(settings: Settings, *, create: bool = True, timeout_s: float = 60) -> ManagerClient:
+    """The platform's workflow manager, started (detached) when missing. A manager that is
+    restarting is waited for, as the call after this one would: reads and checks see a delay,
+    not a 503.
 
     Raises:
         BackendUnavailable: Ray is not initialised, or the manager is missing and ``create`` is
             False, or it does not start in time.
     """
-    if not ray.is_initialized():
-        raise BackendUnavailable("Ray is not initialised; call dlplatform.connect() first")
-    try:
-        handle = ray.get_actor(MANAGER_NAME, namespace=settings.namespace)
-    except ValueError:
-        if not create:
-            raise BackendUnavailable("the workflow manager is not running; run `dlp up`") from None
-        handle = ManagerActor.options(
-            name=MANAGER_NAME,
-            namespace=settings.namespace,
-            lifetime="detached",
-            get_if_exists=True,
-        ).remote(settings)
-    # a ping while the manager restarts waits for it (up to FAILOVER_WAIT_S), as the call after it
-    # would: reads and checks see a delay, not a 503
-    call_actor(handle.ping.remote, retry=True, what="the workflow manager", timeout_s=timeout_s)
-    return handle
-
-
-_RETRY_SAFE = frozenset({"check", "ping"})
-"""Manager calls that may be sent again after it died mid-call (see ``call_actor``)."""
-
-
-def call(
-    settings: Settings,
-    method: str,
-    *args: Any,
-    timeout_s: float | None = None,
-    retry_safe: bool = False,
-) -> Any:
-    """Call a manager method and return its value, raising the typed error it replied with.
-
-    ``retry_safe``: this call may be sent again if the manager dies under it (a ``start`` with
-    the caller's run id: a repeat is answered ``AlreadyExists``, which the service resolves);
-    ``check`` and ``ping`` always are.
-    """
-    handle = get_manager(settings)
-    reply = call_actor(
-        lambda: getattr(handle, method).remote(*args), retry=retry_safe or method in _RETRY_SAFE,
-        what="the workflow manager", timeout_s=timeout_s,
-    )  # fmt: skip
-    if reply[0] == "ok":
-        return reply[1]
-    raise error_for_code(reply[1], reply[2])
+    handle = get_or_create(ManagerActor, MANAGER_NAME, settings.namespace, (settings,),
+                           what=ManagerClient.what, create=create, on_head=False,
+                           timeout_s=timeout_s)  # fmt: skip
+    return ManagerClient(handle)
 
 
 def stop_manager(settings: Settings) -> bool:
     """Kill the manager actor (its state is in the stores). Returns whether one ran."""
-    try:
-        handle = ray.get_actor(MANAGER_NAME, namespace=settings.namespace)
-    except ValueError:
-        return False
-    ray.kill(handle, no_restart=True)
-    return True
+    return kill_named_actor(MANAGER_NAME, settings.namespace)

@@ -66,10 +66,10 @@ def _admin_only(store: MetadataStore, principal: Principal, action: str, target:
         raise PermissionDenied(f"{principal.name} may not {action} {target}: {reason}")
 
 
-def _manager(backend: Backend, method: str, *args: Any, retry_safe: bool = False) -> Any:
-    """Call the workflow manager that drives ``backend``'s runs (see ``Backend.on_cluster``)."""
+def _manager(backend: Backend) -> manager.ManagerClient:
+    """The workflow manager that drives ``backend``'s runs (see ``Backend.on_cluster``)."""
     backend.require_cluster("running workflows")
-    return manager.call(backend.settings, method, *args, retry_safe=retry_safe)
+    return manager.get_manager(backend.settings)
 
 
 def ensure_manager(settings: Settings) -> None:
@@ -108,8 +108,8 @@ def run_workflow(
     authorize(store, principal, Permission.WORKFLOW_RUN, f"workflow:{workflow}")
     name = registry.resolve(store, workflow).name  # unknown: InvalidInput, no trip to the manager
     try:  # with the caller's run id a start may be sent again (the manager died under it)
-        run: WorkflowRun = _manager(backend, "start", name, clean, run_id, principal.name, None,
-                                    retry_safe=run_id is not None)  # fmt: skip
+        run = _manager(backend).start(name, clean, run_id, principal.name,
+                                      retry=run_id is not None)  # fmt: skip
     except AlreadyExists:
         run = store.get_workflow_run(run_id)  # type: ignore[arg-type]  # only with a run id
         same = (run.owner, run.workflow, json.loads(run.params_json)) == (
@@ -156,7 +156,7 @@ def resume_workflow_run(backend: Backend, principal: Principal, run_id: str) -> 
     _owner_or_admin(store, principal, run.owner, "workflow.resume", _run_target(run_id))
     if run.status is RunStatus.SUCCEEDED:
         raise Conflict(f"workflow run {run_id} already succeeded")
-    resumed: WorkflowRun = _manager(backend, "resume", run_id)
+    resumed = _manager(backend).resume(run_id)
     audit(store, principal, "workflow.resume", _run_target(run_id), run.workflow)
     return resumed
 
@@ -176,7 +176,7 @@ def cancel_workflow_run(backend: Backend, principal: Principal, run_id: str) -> 
     _owner_or_admin(store, principal, run.owner, "workflow.cancel", _run_target(run_id))
     if run.status.is_final:
         raise Conflict(f"workflow run {run_id} already ended ({run.status.value})")
-    cancelled: WorkflowRun = _manager(backend, "cancel", run_id, 30.0)
+    cancelled = _manager(backend).cancel(run_id, 30.0)
     audit(store, principal, "workflow.cancel", _run_target(run_id), run.workflow)
     return cancelled
 
@@ -275,7 +275,7 @@ def schedule_workflow(
     store = backend.store
     authorize(store, principal, Permission.WORKFLOW_RUN, f"workflow:{workflow}")
     workflow = registry.resolve(store, workflow).name
-    _manager(backend, "check", workflow, clean)
+    _manager(backend).check(workflow, clean)
     trigger = store.create_workflow_trigger(
         WorkflowTrigger(
             id=_new_trigger_id(),
@@ -317,7 +317,7 @@ def on_commit(
     ds = store.get_dataset(dataset)
     authorize(store, principal, Permission.DATASET_READ, f"dataset:{ds.name}", groups=ds.groups)
     workflow = registry.resolve(store, workflow).name
-    _manager(backend, "check", workflow, None)
+    _manager(backend).check(workflow, None)
     trigger = store.create_workflow_trigger(
         WorkflowTrigger(
             id=_new_trigger_id(),

@@ -39,11 +39,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from dlplatform import runtime
 from dlplatform.client import Platform, connect
 from dlplatform.errors import DLPlatformError
 from dlplatform.metadata import RunStatus
 from dlplatform.metadata.backup import check_database
+from dlplatform.runtime.processes import port_free
 
 pytestmark = pytest.mark.integration
 
@@ -571,4 +571,4 @@ def test_down_stops_everything_and_frees_the_port(platform: Up) -> None:
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{platform.api}/healthz", timeout=5)
     # down returns once its ports are free: `dlp down && dlp up` on the same port works at once
-    assert runtime._port_free(platform.port)
+    assert port_free(platform.port)

@@ -32,11 +32,11 @@ from dlplatform.api.app import create_app
 from dlplatform.config import Settings, load_settings
 from dlplatform.context import Backend
 from dlplatform.errors import InvalidInput, NotFound, PermissionDenied
+from dlplatform.inprocess import Platform
 from dlplatform.metadata import Role, RunStatus, User
 from dlplatform.metadata.actor import connect_store, stop_store
 from dlplatform.metadata.artifacts import ArtifactStore
 from dlplatform.metadata.records import utcnow
-from dlplatform.sdk import Platform
 from dlplatform.train import TrainingJobSpec
 from dlplatform.train.scheduler import connect_scheduler, job_client, job_env, stop_scheduler
 

@@ -22,11 +22,11 @@ from dlplatform.api.app import create_app
 from dlplatform.config import Settings, load_settings
 from dlplatform.context import Backend
 from dlplatform.errors import InvalidInput
+from dlplatform.inprocess import Platform
 from dlplatform.metadata import Role, RunStatus, User
 from dlplatform.metadata.actor import connect_store, stop_store
 from dlplatform.metadata.artifacts import ArtifactStore
 from dlplatform.metadata.records import utcnow
-from dlplatform.sdk import Platform
 from dlplatform.train import tune
 from dlplatform.train.scheduler import job_client, stop_scheduler
 

@@ -1101,7 +1101,7 @@ def test_real_platform_resume_a_failed_workflow_from_the_ui(
     """The gateway deployed in Ray Serve, a real workflow run on the shared Ray cluster: it fails,
     is fixed, and is resumed with the UI's button."""
     from dlplatform.access import SYSTEM
-    from dlplatform.sdk import Platform
+    from dlplatform.inprocess import Platform
     from dlplatform.workflows import stop_manager
 
     folder = tmp_path / "gate"

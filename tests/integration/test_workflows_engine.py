@@ -17,8 +17,8 @@ import ray
 
 from dlplatform.access import SYSTEM, bootstrap_admin
 from dlplatform.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from dlplatform.inprocess import Platform
 from dlplatform.metadata import RunStatus
-from dlplatform.sdk import Platform
 from dlplatform.workflows.manager import MANAGER_NAME
 
 pytestmark = pytest.mark.integration

@@ -20,10 +20,10 @@ from dlplatform import data, models, serve
 from dlplatform.access import SYSTEM
 from dlplatform.config import load_settings
 from dlplatform.context import Backend
+from dlplatform.inprocess import Platform
 from dlplatform.metadata import RunStatus, WorkflowRun
 from dlplatform.metadata.actor import connect_store, stop_store
 from dlplatform.metadata.artifacts import ArtifactStore
-from dlplatform.sdk import Platform
 from dlplatform.serve import FeedbackRequest
 from dlplatform.workflows import stop_manager
 

@@ -13,8 +13,8 @@ import ray
 from dlplatform import data
 from dlplatform.access import SYSTEM
 from dlplatform.errors import InvalidInput, NotFound
+from dlplatform.inprocess import Platform
 from dlplatform.metadata import RunStatus, WorkflowRun
-from dlplatform.sdk import Platform
 from dlplatform.workflows import get_manager, stop_manager
 from dlplatform.workflows.manager import call
 

@@ -8,15 +8,21 @@ function (``if TYPE_CHECKING:`` blocks excepted: they never run). ``from pkg imp
 ``name`` from, else to ``pkg`` itself. A parent package that Python runs on the way is not an
 edge (each ``__init__`` is a node of its own).
 
-Imports inside functions are counted and those without a reason (a comment on the same line, or
-on the line above the import or its block of imports) are listed: a report, not a failure.
-``python tests/unit/test_import_graph.py`` prints the whole report.
+An import inside a function is for keeping Ray, torch or another heavy library out of a light
+command, and says so: a reason comment on its line, or on the line above the import or its block
+of imports (``# ray: ...``, ``# torch: ...``, ``# heavy: pyarrow``; a tool's pragma such as
+``# noqa`` alone is no reason). Those without one fail in the packages of ``GUARDED`` and are
+listed for the rest. ``python tests/unit/test_import_graph.py`` prints the whole report: the
+counts per package and every import without a reason.
 """
 
 from __future__ import annotations
 
 import ast
+import io
+import re
 import sys
+import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -264,11 +270,38 @@ def _within(module: str, package: str) -> bool:
     return module == package or module.startswith(f"{package}.")
 
 
+GUARDED = (
+    "dlplatform.api",
+    "dlplatform.cli",
+    "dlplatform.client",
+    "dlplatform.data",
+    "dlplatform.lab",
+    "dlplatform.metadata",
+    "dlplatform.models",
+    "dlplatform.serve",
+    "dlplatform.workflows",
+)
+"""Packages where every import inside a function must give its reason (the test fails)."""
+_PRAGMA = re.compile(
+    r"(noqa(: ?[A-Z]+[0-9]+(, ?[A-Z]+[0-9]+)*)?|type: ?ignore(\[[^]]*\])?|fmt: ?\w+)"
+)
+
+
+def _comment_reasons(source: str) -> dict[int, bool]:
+    """Line -> whether its comment says something (a tool's pragma alone says nothing)."""
+    return {
+        token.start[0]: bool(_PRAGMA.sub("", token.string.lstrip("#")).strip(" \t:,()"))
+        for token in tokenize.generate_tokens(io.StringIO(source).readline)
+        if token.type == tokenize.COMMENT
+    }
+
+
 def function_imports() -> list[FunctionImport]:
     """Every import statement inside a function, and whether a comment gives its reason."""
     found: list[FunctionImport] = []
     for module in modules():
         lines = modules()[module].read_text().splitlines()
+        reasons = _comment_reasons(modules()[module].read_text())
         import_lines = {
             n
             for node, _ in _imports(module)
@@ -278,14 +311,27 @@ def function_imports() -> list[FunctionImport]:
             if not in_function:
                 continue
             end = node.end_lineno or node.lineno
-            own = any("#" in lines[n - 1] for n in range(node.lineno, end + 1))
+            own = any(reasons.get(n, False) for n in range(node.lineno, end + 1))
             above = node.lineno - 1
-            while above in import_lines:  # the comment above a block of imports covers it
+            # the comment above a block of imports covers it (isort's blank lines included)
+            while above in import_lines or (
+                not lines[above - 1].strip() and above - 1 in import_lines
+            ):
                 above -= 1
-            has_reason = own or (above >= 1 and lines[above - 1].strip().startswith("#"))
+            has_reason = own or (
+                lines[above - 1].strip().startswith("#") and reasons.get(above, False)
+            )
             text = lines[node.lineno - 1].strip()
             found.append(FunctionImport(module, node.lineno, text, has_reason))
     return found
+
+
+def _package(module: str) -> str:
+    """``dlplatform.serve.service`` -> ``dlplatform.serve``; a module at the root is its own."""
+    parts = module.split(".")
+    if len(parts) == 2 and modules()[module].name != "__init__.py":
+        return module
+    return ".".join(parts[:2])
 
 
 def report() -> str:
@@ -300,8 +346,22 @@ def report() -> str:
         *(f"    {s}" for s in serve_imports_train()),
         f"imports inside functions: {len(imports)}, without a reason comment: {len(bare)}",
         *(f"    {_path(i.module)}:{i.line}: {i.text}" for i in bare),
+        "imports inside functions per package (without a reason; * guarded):",
+        *_per_package(imports),
     ]
     return "\n".join(lines)
+
+
+def _per_package(imports: list[FunctionImport]) -> list[str]:
+    counts: dict[str, list[int]] = {}
+    for i in imports:
+        count = counts.setdefault(_package(i.module), [0, 0])
+        count[0] += 1
+        count[1] += not i.has_reason
+    return [
+        f"  {'*' if package in GUARDED else ' '} {package}: {n} ({bare})"
+        for package, (n, bare) in sorted(counts.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    ]
 
 
 def test_the_graph_sees_every_module_and_its_imports() -> None:
@@ -309,7 +369,7 @@ def test_the_graph_sees_every_module_and_its_imports() -> None:
     assert {"dlplatform", "dlplatform.serve.service", "dlplatform.train.scheduler"} <= set(
         modules()
     )
-    assert any(e.source == "dlplatform.runtime" and e.in_function for e in edges())
+    assert any(e.source == "dlplatform.cli.system" and e.in_function for e in edges())
     assert any(e.target == "dlplatform._lazy" and not e.in_function for e in edges())
 
 
@@ -334,6 +394,32 @@ def test_function_level_imports_are_reported() -> None:
     imports = function_imports()
     assert imports, "the walk finds imports inside functions (Ray and torch are loaded so)"
     print(report())  # pytest -s, or `python tests/unit/test_import_graph.py`, shows it
+
+
+def test_function_level_imports_in_guarded_packages_give_their_reason() -> None:
+    bare = [
+        f"    {_path(i.module)}:{i.line}: {i.text}"
+        for i in function_imports()
+        if not i.has_reason and any(_within(i.module, p) for p in GUARDED)
+    ]
+    assert not bare, (
+        f"{len(bare)} import(s) inside functions without a reason. Move each to the top of its "
+        "module, unless that would load Ray, torch or another heavy library in a light command "
+        "(then say so in a comment: `# ray: ...`, `# torch: ...`, `# heavy: pyarrow`), or "
+        "would make a cycle (then break the cycle instead):\n" + "\n".join(bare)
+    )
+
+
+def test_a_reason_is_a_comment_that_says_something() -> None:
+    # the check itself: a tool's pragma alone is no reason, words after it are
+    source = (
+        "import a  # ray: only on the cluster\n"
+        "import b  # noqa: F401\n"
+        "import c  # type: ignore[import-untyped]\n"
+        "import d  # noqa: F401  (its import sets the loggers' levels)\n"
+        "x = '#'\n"
+    )
+    assert _comment_reasons(source) == {1: True, 2: False, 3: False, 4: True}
 
 
 if __name__ == "__main__":

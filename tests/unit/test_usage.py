@@ -17,6 +17,7 @@ from dlplatform.context import Backend
 from dlplatform.errors import InvalidInput, NotFound, PermissionDenied
 from dlplatform.metadata import MetadataStore, Role, Run, RunStatus
 from dlplatform.metadata.records import Quota, UsageInterval, utcnow
+from dlplatform.train.quota import QuotaGate
 
 API = "/api/v1"
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
@@ -147,7 +148,7 @@ def test_the_quota_gate_names_who_holds_what() -> None:
     groups = {"alice": ("ml",), "carol": ("ml",), "bob": ()}
     quotas = [_quota("user", "alice", max_cpus=2), _quota("group", "ml", max_gpus=1,
                                                           gpu_hours_per_day=2)]  # fmt: skip
-    gate = usage.QuotaGate(quotas, lambda u: groups.get(u, ()), [("alice", 2.0, 0.0)], {})
+    gate = QuotaGate(quotas, lambda u: groups.get(u, ()), [("alice", 2.0, 0.0)], {})
     assert gate.reason("alice", 1, 0) == (
         "waiting for quota: user alice holds 2 of 2 CPUs (this run needs 1)"
     )
@@ -159,7 +160,7 @@ def test_the_quota_gate_names_who_holds_what() -> None:
     assert gate.reason("alice", 0, 1) == (
         "waiting for quota: group ml holds 1 of 1 GPUs (this run needs 1)"
     )
-    spent = usage.QuotaGate(quotas, lambda u: groups.get(u, ()), [], {"carol": 7200.0})
+    spent = QuotaGate(quotas, lambda u: groups.get(u, ()), [], {"carol": 7200.0})
     assert spent.reason("alice", 0, 1) == (
         "waiting for quota: group ml used 2.00 of 2 GPU-hours in the last 24 hours"
     )

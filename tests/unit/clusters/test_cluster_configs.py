@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from dlplatform import clusters
+from dlplatform.clusters import kuberay, ray_up, rendering
 from dlplatform.errors import InvalidInput
 
 REPO = Path(__file__).resolve().parents[3]
@@ -22,7 +23,7 @@ CLUSTERS = REPO / "clusters"
 RAY_UP = sorted((CLUSTERS / "ray-up").glob("*.yaml"))
 KUBERAY = sorted((CLUSTERS / "kuberay").glob("*.yaml"))
 BROKEN = sorted((CLUSTERS / "broken").rglob("*.yaml"))
-RAY_VERSION = clusters._ray_version()
+RAY_VERSION = ray_up.installed_ray_version()
 
 
 def _expected(path: Path) -> str:
@@ -165,7 +166,7 @@ def test_manifests_use_the_placeholder_image_with_the_ray_version_tag() -> None:
     images = set()
     for path in KUBERAY:
         for doc in clusters.load_documents(path):
-            images |= {c["image"] for c in clusters._iter_containers(doc)}
+            images |= {c["image"] for c in rendering._iter_containers(doc)}
     assert images == {clusters.TEMPLATE_IMAGE, clusters.TEMPLATE_GPU_IMAGE}
     assert f"dlplatform:{RAY_VERSION}" == clusters.TEMPLATE_IMAGE
 
@@ -213,12 +214,12 @@ def test_strict_schema_makes_defaults_optional_and_rejects_unknown_fields() -> N
             "map": {"type": "object", "additionalProperties": {"type": "string"}},
         },
     }  # fmt: skip
-    strict = clusters._strict_schema(schema)
+    strict = kuberay._strict_schema(schema)
     assert strict["required"] == ["b"]
     assert strict["additionalProperties"] is False
     assert "additionalProperties" not in strict["properties"]["free"]
     assert strict["properties"]["map"]["additionalProperties"] == {"type": "string"}
-    assert clusters._drop_nulls({"a": None, "b": {"c": None, "d": 1}, "l": [{"e": None}]}) == {
+    assert kuberay.drop_nulls({"a": None, "b": {"c": None, "d": 1}, "l": [{"e": None}]}) == {
         "b": {"d": 1}, "l": [{}]
     }  # fmt: skip
 
@@ -231,7 +232,7 @@ def test_null_values_are_dropped_like_the_api_server_does() -> None:
 
 def test_crd_schemas_in_the_repo_are_kuberay_v1_7_0() -> None:
     folder = CLUSTERS / "schemas" / f"kuberay-{clusters.KUBERAY_VERSION}"
-    for kind, file_name in clusters._CRD_FILES.items():
+    for kind, file_name in kuberay.CRD_FILES.items():
         schema = json.loads((folder / file_name).read_text())
         assert schema["properties"]["kind"]["type"] == "string", kind
     assert "59d663aeec13760646da3db9c1cf8cfe883e30b7" in (folder / "README.md").read_text()

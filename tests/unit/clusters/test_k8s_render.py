@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from dlplatform import clusters
 from dlplatform.cli import app
+from dlplatform.clusters import ray_up, rendering, security
 from dlplatform.errors import InvalidInput
 
 REPO = Path(__file__).resolve().parents[3]
@@ -45,7 +46,7 @@ def test_render_fills_image_namespace_workers_and_gpu_type(rendered: dict[str, s
                 assert doc["metadata"]["namespace"] == "dlp-team-default", doc["kind"]
             else:
                 assert doc["metadata"]["namespace"] == "ml-prod", (name, doc["kind"])
-            for container in clusters._iter_containers(doc):
+            for container in rendering._iter_containers(doc):
                 assert container["image"] in {IMAGE, f"{IMAGE}-gpu"}
     rc = _docs(rendered, "raycluster.yaml")[0]
     rs = _docs(rendered, "rayservice.yaml")[0]
@@ -84,7 +85,7 @@ def test_rendered_labs_talk_to_the_gateway_each_as_its_own_user() -> None:
         )
     assert "--lab-user alice --lab-user bob" in files["lab.yaml"].splitlines()[0]
     assert "dlp-lab-" not in "".join(v for k, v in files.items() if k != "lab.yaml")
-    assert clusters.k8s_security.lab_problems(_docs(files, "lab.yaml")) == []
+    assert security.lab_problems(_docs(files, "lab.yaml")) == []
 
 
 @pytest.mark.parametrize("lab_users", [[""], ["Alice"], ["a_b"], ["a/b"], ["x" * 60], [],
@@ -250,7 +251,7 @@ def test_cli_validate_reports_broken_files() -> None:
 
 def test_dockerfile_builds_on_the_official_ray_image_and_installs_the_package() -> None:
     text = (REPO / "Dockerfile").read_text()
-    ray_version = clusters._ray_version()
+    ray_version = ray_up.installed_ray_version()
     assert re.search(rf"^ARG BASE_IMAGE=rayproject/ray:{re.escape(ray_version)}-py311$", text, re.M)
     assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M)
     assert re.search(r'pip install "/home/ray/dlplatform-src\[lab\]"', text)

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from dlplatform import clusters, k8s_security
+from dlplatform import clusters
+from dlplatform.clusters import kuberay, security
 from dlplatform.errors import InvalidInput
 
 REPO = Path(__file__).resolve().parents[3]
@@ -152,7 +153,7 @@ def test_a_token_file_written_after_umask_077_passes_and_before_it_fails() -> No
         job = {"kind": "Pod", "metadata": {"name": "p"},
                "spec": {**pod, "containers": [{"name": "c", "securityContext": sc,
                                                "command": ["bash", "-c", script]}]}}  # fmt: skip
-        assert len(k8s_security.pod_security_problems([job])) == problems, script
+        assert len(security.pod_security_problems([job])) == problems, script
 
 
 # --- NetworkPolicies around Ray's ports (finding 10) ----------------------------------------
@@ -232,7 +233,7 @@ def test_validate_refuses_network_policies_that_open_rays_ports(
 
 def test_selectors_with_expressions_are_evaluated() -> None:
     labels = {"dlplatform.io/ray-cluster": "dlplatform", "ray.io/node-type": "worker"}
-    selects = k8s_security._selects
+    selects = security._selects
     assert selects({}, labels)
     assert selects({"matchExpressions": [{"key": "ray.io/node-type", "operator": "In",
                                           "values": ["worker"]}]}, labels)  # fmt: skip
@@ -415,7 +416,7 @@ def test_lab_holding_cluster_credentials_or_another_users_fails(mutate, message:
         "kind": "ServiceAccount",
         "metadata": {"name": "ray", "annotations": {"eks.amazonaws.com/role-arn": "arn:..."}},
     }
-    [problem] = k8s_security.lab_problems([*docs, account])
+    [problem] = security.lab_problems([*docs, account])
     assert problem.startswith(f"Deployment/dlp-lab-default: {CREDENTIALS}")
     assert message in problem
 
@@ -443,7 +444,7 @@ def test_lab_that_cannot_reach_the_gateway_as_its_user_with_its_own_login_fails(
 ) -> None:
     docs = _lab_docs()
     mutate(_lab_pod(docs))
-    problems = k8s_security.lab_problems(docs)
+    problems = security.lab_problems(docs)
     assert any(p.startswith("Deployment/dlp-lab-default: ") and message in p for p in problems), (
         problems
     )
@@ -494,14 +495,14 @@ def test_lab_rule_finds_lab_pods_of_any_workload_and_leaves_ray_pods_alone() -> 
             "spec": pod["spec"]}  # fmt: skip
     cron = {"kind": "CronJob", "metadata": {"name": "nightly"},
             "spec": {"jobTemplate": {"spec": {"template": pod}}}}  # fmt: skip
-    assert [p.split(":")[0] for p in k8s_security.lab_problems([bare, cron])] == [
+    assert [p.split(":")[0] for p in security.lab_problems([bare, cron])] == [
         "Pod/lab", "CronJob/nightly"
     ]  # fmt: skip
     # without the lab label the same pod is not the lab's (the Ray pods hold the token by design)
     pod["metadata"]["labels"]["app.kubernetes.io/component"] = "ray-head"
-    assert k8s_security.lab_problems([bare]) == []
+    assert security.lab_problems([bare]) == []
     ray = [*_ray_docs(), *clusters.load_documents(KUBERAY / "rayservice.yaml")]
-    assert k8s_security.lab_problems(ray) == []
+    assert security.lab_problems(ray) == []
 
 
 # --- a team's RayJob on a cluster of its own (finding 1) ------------------------------------
@@ -589,7 +590,7 @@ def test_a_teams_bucket_keys_from_its_own_secret_are_allowed() -> None:
     docs = _job_docs()
     _head_env(docs).append(_env("AWS_ACCESS_KEY_ID", secret="dlp-job-store-default"))
     _head_env(docs).append(_env("DLP_S3_ENDPOINT_URL", "http://minio.team:9000"))
-    assert k8s_security.job_problems(docs) == []
+    assert security.job_problems(docs) == []
 
 
 def test_render_keeps_a_teams_job_out_of_the_platforms_namespace() -> None:
@@ -679,7 +680,7 @@ def test_validation_imports_no_module_a_manifest_names(
 def test_serve_import_paths_are_checked_from_the_source_not_by_importing(
     import_path: str, message: str | None
 ) -> None:
-    problem = clusters._import_path_problem(import_path)
+    problem = kuberay._import_path_problem(import_path)
     if message is None:
         assert problem is None
     else:

@@ -1,5 +1,5 @@
 """Which calls to the metadata actor may be sent again after it died mid-call (see
-``StoreClient._call``): every read and idempotent write the store has, never a plain append."""
+``StoreClient``): every read and idempotent write the store has, never a plain append."""
 
 from __future__ import annotations
 

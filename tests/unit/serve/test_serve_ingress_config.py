@@ -91,9 +91,9 @@ def test_dlp_host_binds_the_http_frontend_only(tmp_path: Path, host: str, fronte
 
 
 def test_dlp_host_under_the_fast_ingress_is_served_or_refused(tmp_path: Path) -> None:
-    from dlplatform import runtime
     from dlplatform.config import load_settings
     from dlplatform.errors import InvalidInput
+    from dlplatform.runtime.head import ingress_env
 
     assert frontend_bind("127.0.0.1") is None and frontend_bind("::1") is None
     assert frontend_bind("0.0.0.0") == frontend_bind("::") == "*"
@@ -103,7 +103,7 @@ def test_dlp_host_under_the_fast_ingress_is_served_or_refused(tmp_path: Path) ->
 
     settings = load_settings(home=tmp_path / "home", host="0.0.0.0", port=8123)
     ports = {"haproxy_stats": 1, "haproxy_metrics": 2}
-    env = runtime._ingress_env(settings, ports)
+    env = ingress_env(settings, ports)
     try:
         wrapper = Path(env["RAY_SERVE_HAPROXY_BINARY_PATH"]).read_text()
         assert r"\1*:8123\2" in wrapper  # the frontend on every interface, as DLP_HOST says
@@ -111,4 +111,4 @@ def test_dlp_host_under_the_fast_ingress_is_served_or_refused(tmp_path: Path) ->
         shutil.rmtree(Path(env["RAY_SERVE_HAPROXY_BINARY_PATH"]).parent, ignore_errors=True)
     named = load_settings(home=tmp_path / "home", host="models.example")
     with pytest.raises(InvalidInput, match=r"models\.example"):
-        runtime._ingress_env(named, ports)
+        ingress_env(named, ports)

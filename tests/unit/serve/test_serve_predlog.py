@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,8 +28,8 @@ class _ActorProtocol:
             return ("err", "unavailable", "metadata actor is unavailable")
         return ("ok", getattr(self.store, method)(*args))
 
-    def call_async(self, method: str, *args: Any) -> Any:
-        return self._call(method, args)
+    def call_async(self, method: Callable[..., Any], *args: Any) -> Any:
+        return self._call(method.__name__, args)
 
 
 def test_log_prediction_batch_inserts_rows_and_lineage(store: MetadataStore) -> None:

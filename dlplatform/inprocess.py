@@ -1,7 +1,8 @@
 """The in-process facade over the service functions: ``Platform(backend, principal)``.
 
-Not the SDK. People and their code reach the platform with ``dlplatform.connect()``, the HTTP
-client of the gateway (``dlplatform.client``). This facade is for code that already holds the
+The server side, not the SDK. People and their code reach the platform with
+``dlplatform.connect()``, the HTTP client of the gateway (``dlplatform.client``, which imports
+nothing of this module, of ``context`` or of the components' services). This facade is for code that already holds the
 platform's powers and a ``Backend`` (the metadata actor's client): the platform's own drivers and
 the integration tests. Each component adds a namespace (``p.datasets``, ``p.training``, ...)
 whose methods call that component's service functions, the same ones the gateway calls.
@@ -16,6 +17,7 @@ from typing import Any, Literal
 from dlplatform.access import Principal
 from dlplatform.config import Settings
 from dlplatform.context import Backend
+from dlplatform.lineage import query_lineage
 from dlplatform.metadata import LineageNode
 
 # namespace attribute -> "module:Class"; the class is built with (backend, principal).
@@ -39,8 +41,6 @@ class LineageClient:
     def _walk(
         self, entity: Any, direction: Literal["up", "down"], depth: int | None
     ) -> list[LineageNode]:
-        from dlplatform.lineage import query_lineage
-
         ref = entity if isinstance(entity, str) else entity.entity_ref
         return query_lineage(self._backend, self._principal, ref, direction=direction, depth=depth)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from dlplatform import runtime
+from dlplatform.runtime.processes import free_ports, port_free
 
 
 def test_a_port_with_only_time_wait_connections_is_free() -> None:
@@ -19,17 +19,17 @@ def test_a_port_with_only_time_wait_connections_is_free() -> None:
     accepted.close()  # the server side closes first: its end stays in TIME_WAIT
     client.close()
     server.close()
-    assert runtime._port_free(port)
+    assert port_free(port)
 
 
 def test_a_listening_port_is_not_free() -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        assert not runtime._port_free(server.getsockname()[1])
+        assert not port_free(server.getsockname()[1])
 
 
 def test_free_ports_avoid_the_gateway_port() -> None:
-    taken = runtime._free_ports(3)
-    again = runtime._free_ports(20, set(taken))
+    taken = free_ports(3)
+    again = free_ports(20, set(taken))
     assert len(set(again)) == 20 and not set(again) & set(taken)

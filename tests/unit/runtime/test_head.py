@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from dlplatform import runtime
 from dlplatform.errors import BackendUnavailable
+from dlplatform.runtime.head import private_temp_dir
+from dlplatform.runtime.processes import offspring
 
 
 def _mode(path: Path) -> int:
@@ -26,7 +27,7 @@ def test_a_shared_temp_dir_inside_the_home_is_made_private_and_keeps_its_logs(
     temp = home / "ray"
     (temp / "session_1" / "logs").mkdir(parents=True)
     temp.chmod(0o777)  # as Ray leaves it
-    runtime._private_temp_dir(temp, home)
+    private_temp_dir(temp, home)
     assert _mode(temp) == 0o700
     assert (temp / "session_1" / "logs").is_dir()  # the last session's logs, for a post-mortem
 
@@ -36,7 +37,7 @@ def test_a_shared_temp_dir_outside_the_home_is_emptied_first(tmp_path: Path) -> 
     (temp / "session_1").mkdir(parents=True)
     (temp / "planted").write_text("anyone could have written this")
     temp.chmod(0o777)
-    runtime._private_temp_dir(temp, tmp_path / "home")
+    private_temp_dir(temp, tmp_path / "home")
     assert _mode(temp) == 0o700
     assert list(temp.iterdir()) == []
 
@@ -48,7 +49,7 @@ def test_a_symlink_is_still_refused(tmp_path: Path) -> None:
     link.parent.mkdir()
     link.symlink_to(target)
     with pytest.raises(BackendUnavailable, match="symlink"):
-        runtime._private_temp_dir(link, tmp_path / "home")
+        private_temp_dir(link, tmp_path / "home")
 
 
 def test_offspring_are_the_processes_a_session_started_in_sessions_of_their_own() -> None:
@@ -63,12 +64,12 @@ def test_offspring_are_the_processes_a_session_started_in_sessions_of_their_own(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 10
-        while not (found := runtime._offspring(leader.pid)):
+        while not (found := offspring(leader.pid)):
             assert time.monotonic() < deadline, "the child never showed up"
             time.sleep(0.05)
         ((child, session),) = found.items()
         assert session == child != leader.pid  # its own session, led by itself
     finally:
-        for pid in (*runtime._offspring(leader.pid), leader.pid):
+        for pid in (*offspring(leader.pid), leader.pid):
             os.kill(pid, signal.SIGKILL)
         leader.wait()

@@ -134,7 +134,7 @@ def test_stylesheet_has_focus_styles_and_a_narrow_layout() -> None:
 def test_assets_are_package_data() -> None:
     import tomllib
 
-    pyproject = Path(__file__).resolve().parents[3] / "pyproject.toml"
+    pyproject = Path(__file__).resolve().parents[4] / "pyproject.toml"
     data = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["dlplatform"]
     assert "api/ui/**/*" in data
 

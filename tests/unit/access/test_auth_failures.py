@@ -10,9 +10,8 @@ from dataclasses import dataclass
 import pytest
 
 from dlplatform import access
-from dlplatform.access import SYSTEM, AuthCache, UserSpec
+from dlplatform.access import SYSTEM, AuthCache, AuthFailures, UserSpec
 from dlplatform.api.app import create_app
-from dlplatform.auth_failures import AuthFailures
 from dlplatform.context import Backend
 from dlplatform.errors import TooManyRequests
 from dlplatform.metadata import MetadataStore, Role
