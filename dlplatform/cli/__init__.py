@@ -1,5 +1,10 @@
 """The ``dlp`` command. Each component's commands live in ``dlplatform/cli/<component>.py`` as a
-``typer.Typer`` named ``app`` and are registered in ``SUBCOMMANDS``."""
+``typer.Typer`` named ``app`` and are registered in ``SUBCOMMANDS``.
+
+The CLI talks to the platform only through ``dlplatform.client`` (HTTP); it may import the
+components' light spec modules for its options and ``runtime`` for ``dlp up``/``down``, never
+Ray or torch at import time (``tests/unit/cli/test_cli_light.py``).
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,9 @@
 
 ``connect()`` finds the platform (argument, ``DLP_URL``, a ``dlp login`` profile, or the local
 platform) and returns a ``Platform`` whose namespaces call ``/api/v1``. The CLI is built on it.
+
+It imports neither Ray nor torch; it may import ``errors``, ``metadata`` records and the
+components' light spec modules (the request and response models), never their services.
 """
 
 from typing import TYPE_CHECKING

@@ -1,4 +1,8 @@
-"""Box B: the dataset manager — datasets, versioned commits, schema checks, reads, transforms."""
+"""Box B: the dataset manager — datasets, versioned commits, schema checks, reads, transforms.
+
+It may import ``access``, ``config``, ``context``, ``errors`` and ``metadata``; no other
+component.
+"""
 
 from typing import TYPE_CHECKING
 

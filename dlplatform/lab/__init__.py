@@ -1,4 +1,8 @@
-"""Box G: the interactive environment — ``dlp lab`` and notebook helpers."""
+"""Box G: the interactive environment — ``dlp lab`` and notebook helpers.
+
+It may import ``config``, ``errors``, ``metadata`` records and the ``data`` and ``workflows``
+specs; notebooks reach the platform through ``dlplatform.client``.
+"""
 
 from typing import TYPE_CHECKING
 

@@ -2,6 +2,9 @@
 
 Every public name is loaded on first use (see ``dlplatform._lazy``): the enums alone for the CLI's
 options, the records (pydantic) for the SDK, ``MetadataStore`` (DuckDB, pyarrow) for the services.
+
+It knows no component: it may import only ``config``, ``errors`` and the shared helpers
+(``_actors``, ``_atomic``, ``_lazy``); every component imports it.
 """
 
 from typing import TYPE_CHECKING

@@ -10,6 +10,10 @@
 ingress (see its docstring; ``dlp up`` uses it, kept on loopback and per home by
 ``serve._ingress``); ``restore_deployments(backend)`` redeploys what the metadata records after a
 restart. ``start_rollout`` moves traffic to a new version in judged steps (``serve.rollout``).
+
+It may import ``access``, ``context``, ``data`` (batch inference reads datasets), ``metadata``,
+``models``, ``usage``, ``hosts`` and the shared helpers (``_actors``, ``_ray_internals``); never
+``train`` (``tests/unit/test_import_graph.py``).
 """
 
 from typing import TYPE_CHECKING

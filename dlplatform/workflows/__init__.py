@@ -6,6 +6,10 @@ DAG, registered under a name (built in, by an admin, or by a package's entry poi
 ``registry``); a *run* executes a registered workflow with parameters under an id. Each finished
 step's output is persisted (artifact store) and its state recorded (metadata), so ``resume`` re-runs
 only what did not finish. Triggers start runs on a cron schedule or on each new dataset commit.
+
+It may import ``access``, ``alerts``, ``context``, ``metadata`` and the shared helpers; the
+built-in pipelines (``pipelines``) are the one place that also imports ``train``, ``models``
+and ``serve``.
 """
 
 from typing import TYPE_CHECKING

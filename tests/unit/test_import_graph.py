@@ -425,3 +425,20 @@ def test_a_reason_is_a_comment_that_says_something() -> None:
 if __name__ == "__main__":
     print(report())
     sys.exit(0)
+
+
+def test_every_package_says_what_it_holds_and_what_it_may_import() -> None:
+    """A newcomer reads a package's docstring first: it names what the package holds and which
+    other parts of the platform it may import."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "dlplatform"
+    silent = []
+    for init in sorted(root.rglob("__init__.py")):
+        if "docs_static" in init.parts or "static" in init.parts:
+            continue
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        if len(doc) < 40 or "import" not in doc:
+            silent.append(str(init.relative_to(root.parent)))
+    assert not silent, f"packages without a docstring saying what they may import: {silent}"

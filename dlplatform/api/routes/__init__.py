@@ -1,4 +1,8 @@
-"""Route modules of the gateway. Each exposes ``router: fastapi.APIRouter``; add yours to ROUTERS."""
+"""Route modules of the gateway. Each exposes ``router: fastapi.APIRouter``; add yours to ROUTERS.
+
+Routes are adapters: they may import every component's public service functions and specs,
+and hold no logic of their own beyond HTTP.
+"""
 
 __all__ = ["ROUTERS"]
 

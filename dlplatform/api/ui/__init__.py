@@ -8,6 +8,9 @@ may also come from ``blob:`` URLs: the artifacts page fetches a file with the to
 from memory (an ``<img>`` could not send the token). The charts are uPlot's (MIT, vendored in
 ``static/vendor/uplot`` with its licence): it draws on canvas and styles through the CSSOM, which
 the policy allows, and injects no script or ``<style>``.
+
+Its Python side imports nothing of the platform (the gateway mounts it); the pages reach the
+platform only through ``/api/v1``.
 """
 
 from __future__ import annotations
