@@ -523,9 +523,9 @@ class ManagerClient(ActorClient):
         """Check that a registered workflow loads (and, given params, builds) without running it."""
         self._ask(lambda: self._handle.check.remote(workflow, params))
 
-    def tick(self, now: datetime) -> None:
-        """Run the trigger scheduler once at time ``now``."""
-        self._ask(lambda: self._handle.tick.remote(now), retry=False)
+    def tick(self, now: datetime) -> list[str]:
+        """Run the trigger scheduler once at time ``now``; the ids of the runs it started."""
+        return list(self._ask(lambda: self._handle.tick.remote(now), retry=False))
 
     def active_runs(self) -> list[str]:
         return list(self._get(self._handle.active_runs.remote))

@@ -16,7 +16,6 @@ from dlplatform.errors import InvalidInput, NotFound
 from dlplatform.inprocess import Platform
 from dlplatform.metadata import RunStatus, WorkflowRun
 from dlplatform.workflows import get_manager, stop_manager
-from dlplatform.workflows.manager import call
 
 pytestmark = pytest.mark.integration
 
@@ -81,14 +80,14 @@ def test_a_due_cron_schedule_fires_once_and_survives_a_manager_restart(wf: Platf
     first = created.replace(hour=3, minute=0, second=0, microsecond=0)
     first += timedelta(days=1) if first <= created else timedelta(0)
     not_yet = first - timedelta(minutes=1)
-    assert call(settings, "tick", not_yet) == []
+    assert get_manager(settings).tick(not_yet) == []
     # the manager goes away; the registration is a row in the metadata store
     stop_manager(settings)
     get_manager(settings)
     due = not_yet + timedelta(days=3, minutes=2)  # three nightly ticks missed: one run
-    started = call(settings, "tick", due)
+    started = get_manager(settings).tick(due)
     assert len(started) == 1
-    assert call(settings, "tick", due + timedelta(seconds=30)) == []
+    assert get_manager(settings).tick(due + timedelta(seconds=30)) == []
     detail = wf.workflows.wait(started[0], timeout_s=120)
     assert detail.run.status is RunStatus.SUCCEEDED
     assert wf.workflows.load_output(started[0], "echo") == {"tag": "nightly"}
