@@ -1061,7 +1061,7 @@ def test_runs_list_pages_through_10000_runs(
             "INSERT INTO runs SELECT 'run-' || lpad(i::VARCHAR, 5, '0'), 'train', NULL, "
             "'job-' || i::VARCHAR, 'admin', CASE WHEN i % 7 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END, "
             "0, ?, NULL, NULL, ?::TIMESTAMPTZ + i * INTERVAL 1 SECOND, NULL, NULL, NULL, NULL, "
-            "[]::VARCHAR[], NULL FROM range(10000) t(i)",
+            "[]::VARCHAR[], NULL, 1, 1.0, 0.0 FROM range(10000) t(i)",
             [spec, start],
         )
     assert backend.store.count_runs(kind="train") == 10_000
