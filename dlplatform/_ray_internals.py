@@ -372,13 +372,15 @@ def serve_controller() -> Any | None:
 
 
 def dashboard_address() -> str | None:
-    """The dashboard's address as the connected cluster's GCS records it (None: no dashboard)."""
+    """The dashboard's URL (``http://host:port``) as the connected cluster's GCS records its
+    address (None: no dashboard): where the Jobs and state APIs answer."""
     value = _resolve(INTERNAL_KV_GET)(
         _resolve(DASHBOARD_ADDRESS), namespace=_resolve(DASHBOARD_KV_NAMESPACE)
     )
     if not value:
         return None
-    return value.decode() if isinstance(value, bytes) else str(value)
+    address = value.decode() if isinstance(value, bytes) else str(value)
+    return address if "://" in address else f"http://{address}"
 
 
 def forget_serve_handle(handle: object) -> None:

@@ -258,7 +258,7 @@ def account_replicas(backend: Backend, held: dict[str, tuple[float, int]]) -> in
         if spec.shared or app is None or not str(app.status).endswith("RUNNING"):
             continue
         names.add(record.name)
-        replicas = sum(int(d.replica_states.get("RUNNING", 0)) for d in app.deployments.values())
+        replicas = _running_replicas(app)
         cpus, peak = held.get(record.name, (-1.0, 0))
         if replicas and cpus != replicas * spec.num_cpus:
             cpus, peak = replicas * spec.num_cpus, 0
@@ -281,13 +281,12 @@ def _replicas_rss(app: str) -> int | None:
     import ray
     from ray.util.state import list_actors
 
-    address = ray_internals.dashboard_address()
-    if not address:
+    url = ray_internals.dashboard_address()
+    if not url:
         return None
     try:
         actors = list_actors(
-            address if "://" in address else f"http://{address}", limit=1000,
-            raise_on_missing_output=False,
+            url, limit=1000, raise_on_missing_output=False,
             filters=[("class_name", "=", f"ServeReplica:{app}:model"), ("state", "=", "ALIVE"),
                      ("node_id", "=", ray.get_runtime_context().get_node_id())],
         )  # fmt: skip
@@ -427,6 +426,11 @@ def _live(serve: Any) -> dict[str, Any]:
         return {}
 
 
+def _running_replicas(app: Any) -> int:
+    """The replicas Serve reports RUNNING across the app's deployments (``serve.status()``)."""
+    return sum(int(d.replica_states.get("RUNNING", 0)) for d in app.deployments.values())
+
+
 def _stats(serve: Any, record: Deployment, shared: bool) -> dict[str, float]:
     try:
         if shared:
@@ -446,7 +450,7 @@ def _info(backend: Backend, record: Deployment, *, with_stats: bool = False) -> 
     if app is None:
         return DeploymentInfo.of(record, status="NOT_RUNNING")
     status = str(app.status).rsplit(".", 1)[-1]
-    replicas = sum(int(d.replica_states.get("RUNNING", 0)) for d in app.deployments.values())
+    replicas = _running_replicas(app)
     metrics = _stats(serve, record, shared) if with_stats and status == "RUNNING" else {}
     return DeploymentInfo.of(record, status=status, replicas=replicas, metrics=metrics)
 

@@ -120,7 +120,7 @@ def dashboard_url() -> str:
             "the Ray dashboard (Jobs API) is not running; training needs a cluster started "
             "with the dashboard"
         )
-    return url if "://" in url else f"http://{url}"
+    return url
 
 
 def job_client() -> Any:
