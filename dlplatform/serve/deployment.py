@@ -376,14 +376,12 @@ class ModelServer(ReplicaBase):
         with contextlib.suppress(RuntimeError):  # Serve runs __init__ on the replica's loop
             self._follower = asyncio.get_running_loop().create_task(self._follow_traffic())
 
-    def _apply_traffic(self, traffic: dict[Any, Any]) -> bool:
+    def _apply_traffic(self, traffic: dict[Any, Any]) -> None:
         """Serve ``traffic`` (``{version: weight}``) from now on, if this replica holds every
         version with a positive weight (else keep the split it has: a redeploy is coming)."""
         split = {int(v): int(w) for v, w in traffic.items() if int(w) > 0}
-        if not split or not split.keys() <= self._versions.keys():
-            return False
-        self._choices, self._weights = list(split), [split[v] for v in split]
-        return True
+        if split and split.keys() <= self._versions.keys():
+            self._choices, self._weights = list(split), [split[v] for v in split]
 
     async def _follow_traffic(self) -> None:
         """Follow the deployment's record: a new split among the loaded versions (a rollout's
